@@ -1,0 +1,43 @@
+//! The formation marker: a file a pristine replica writes (and fsyncs) before it tells the
+//! forming node that it is pristine. Its presence later proves that this empty replica took part
+//! in forming the cluster it now sees, rather than being a member whose disk was wiped.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone)]
+pub struct FormationMarker {
+    path: PathBuf,
+}
+
+impl FormationMarker {
+    pub fn new(data_dir: &Path) -> Self {
+        FormationMarker {
+            path: data_dir.join("formation.pending"),
+        }
+    }
+
+    pub fn exists(&self) -> bool {
+        self.path.exists()
+    }
+
+    /// Writes the marker durably (file and directory fsynced).
+    pub fn write(&self, formed_by: u64) -> std::io::Result<()> {
+        let mut f = fs::File::create(&self.path)?;
+        writeln!(f, "pristine replica reported to forming node {formed_by}")?;
+        f.sync_all()?;
+        if let Some(dir) = self.path.parent() {
+            fs::File::open(dir)?.sync_all()?;
+        }
+        Ok(())
+    }
+
+    /// Removed once the replica holds Raft state of its own; from then on the store speaks for it.
+    pub fn remove(&self) -> std::io::Result<()> {
+        match fs::remove_file(&self.path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+}

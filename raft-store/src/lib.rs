@@ -1,0 +1,32 @@
+//! Raft storage and transport for storcon: openraft 0.9 on one redb file per replica.
+//!
+//! What this crate owns: the openraft type configuration, the log store and state machine on
+//! redb ([`LogStore`], [`StateMachineStore`]), snapshots, the Raft network client over HTTP, and
+//! the on-disk marker used while a pristine cluster forms.
+//!
+//! Durability contract (see `db.rs` for the table layout):
+//! - vote, log appends, truncation and purge commit with `Durability::Immediate` before openraft
+//!   is told they are done;
+//! - state-machine applies commit with `Durability::None` in the same file; the next Immediate
+//!   commit (log append, vote, snapshot) makes them durable, and after a crash the state machine
+//!   rolls back atomically with its `last_applied`, so openraft re-applies from the log;
+//! - snapshots are built from one read transaction and stored Immediate before they are returned,
+//!   so `purged <= snapshot <= applied` holds on disk;
+//! - redb is only called from blocking threads (`Db::run`), never on a tokio worker.
+
+mod db;
+mod error;
+mod formation;
+mod log_store;
+mod network;
+mod snapshot;
+mod state_machine;
+mod types;
+
+pub use db::{Db, OpenError};
+pub use error::StoreError;
+pub use formation::FormationMarker;
+pub use log_store::LogStore;
+pub use network::{HttpNetworkFactory, TARGET_NODE_HEADER, raft_paths};
+pub use state_machine::{SharedState, StateMachineStore};
+pub use types::{NodeId, Raft, TypeConfig};

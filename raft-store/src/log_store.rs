@@ -1,0 +1,212 @@
+//! `RaftLogStorage` on redb.
+//!
+//! Guarantees: `save_vote`, `append`, `truncate` and `purge` commit Immediate (fsync) before they
+//! return, and `append` calls its flush callback only after that commit. `purge` records
+//! `last_purged` in the same transaction that deletes the entries, so a restart never finds a
+//! gap between the purge pointer and the first entry. Calls commit in call order under redb's
+//! single writer, so vote and log I/O are never reordered.
+
+use std::fmt::Debug;
+use std::ops::{Bound, RangeBounds};
+
+use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
+use openraft::{Entry, LogId, OptionalSend, RaftLogId, StorageError, StorageIOError, Vote};
+use redb::ReadableTable;
+
+use crate::db::{Db, LOG, RAFT_META, get_json, put_json};
+use crate::error::StoreError;
+use crate::types::{NodeId, TypeConfig};
+
+const VOTE: &str = "vote";
+const COMMITTED: &str = "committed";
+const LAST_PURGED: &str = "last_purged";
+
+#[derive(Clone)]
+pub struct LogStore {
+    db: Db,
+}
+
+impl LogStore {
+    pub fn new(db: Db) -> Self {
+        LogStore { db }
+    }
+}
+
+fn bounds(range: &impl RangeBounds<u64>) -> (u64, Option<u64>) {
+    let start = match range.start_bound() {
+        Bound::Included(&s) => s,
+        Bound::Excluded(&s) => s.saturating_add(1),
+        Bound::Unbounded => 0,
+    };
+    let end = match range.end_bound() {
+        Bound::Included(&e) => e.checked_add(1),
+        Bound::Excluded(&e) => Some(e),
+        Bound::Unbounded => None,
+    };
+    (start, end)
+}
+
+fn read_entries(
+    db: &Db,
+    start: u64,
+    end: Option<u64>,
+) -> Result<Vec<Entry<TypeConfig>>, StoreError> {
+    let tx = db.read()?;
+    let table = tx.open_table(LOG)?;
+    let iter = match end {
+        Some(end) if end <= start => return Ok(Vec::new()),
+        Some(end) => table.range(start..end)?,
+        None => table.range(start..)?,
+    };
+    let mut out = Vec::new();
+    for item in iter {
+        let (_, v) = item?;
+        out.push(serde_json::from_slice(v.value())?);
+    }
+    Ok(out)
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry<TypeConfig>>, StorageError<NodeId>> {
+        let (start, end) = bounds(&range);
+        self.db
+            .run(move |db| read_entries(db, start, end))
+            .await
+            .map_err(|e| StorageIOError::read_logs(&e).into())
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError<NodeId>> {
+        self.db
+            .run(|db| {
+                let tx = db.read()?;
+                let last_purged: Option<LogId<NodeId>> =
+                    get_json(&tx.open_table(RAFT_META)?, LAST_PURGED)?;
+                let last = match tx.open_table(LOG)?.last()? {
+                    Some((_, v)) => {
+                        let e: Entry<TypeConfig> = serde_json::from_slice(v.value())?;
+                        Some(*e.get_log_id())
+                    }
+                    None => last_purged,
+                };
+                Ok(LogState {
+                    last_purged_log_id: last_purged,
+                    last_log_id: last,
+                })
+            })
+            .await
+            .map_err(|e| StorageIOError::read_logs(&e).into())
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError<NodeId>> {
+        let vote = *vote;
+        self.db
+            .run(move |db| db.write_blocking(true, |tx| put_json(tx, RAFT_META, VOTE, &vote)))
+            .await
+            .map_err(|e| StorageIOError::write_vote(&e).into())
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError<NodeId>> {
+        self.db
+            .run(|db| db.get_json_blocking(RAFT_META, VOTE))
+            .await
+            .map_err(|e| StorageIOError::read_vote(&e).into())
+    }
+
+    async fn save_committed(
+        &mut self,
+        committed: Option<LogId<NodeId>>,
+    ) -> Result<(), StorageError<NodeId>> {
+        // Not fsynced: losing it only means re-applying less of the log after a restart.
+        self.db
+            .run(move |db| {
+                db.write_blocking(false, |tx| put_json(tx, RAFT_META, COMMITTED, &committed))
+            })
+            .await
+            .map_err(|e| StorageIOError::write(&e).into())
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>, StorageError<NodeId>> {
+        self.db
+            .run(|db| {
+                Ok(db
+                    .get_json_blocking::<Option<LogId<NodeId>>>(RAFT_META, COMMITTED)?
+                    .flatten())
+            })
+            .await
+            .map_err(|e| StorageIOError::read(&e).into())
+    }
+
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError<NodeId>>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let entries: Vec<Entry<TypeConfig>> = entries.into_iter().collect();
+        let result = self
+            .db
+            .run(move |db| {
+                db.write_blocking(true, |tx| {
+                    let mut table = tx.open_table(LOG)?;
+                    for e in &entries {
+                        let bytes = serde_json::to_vec(e)?;
+                        table.insert(e.get_log_id().index, bytes.as_slice())?;
+                    }
+                    Ok(())
+                })
+            })
+            .await;
+        match result {
+            Ok(()) => {
+                // The commit above was Immediate: the entries are on disk now.
+                callback.log_io_completed(Ok(()));
+                Ok(())
+            }
+            Err(e) => {
+                let io = std::io::Error::other(e.to_string());
+                callback.log_io_completed(Err(io));
+                Err(StorageIOError::write_logs(&e).into())
+            }
+        }
+    }
+
+    async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
+        self.db
+            .run(move |db| {
+                db.write_blocking(true, |tx| {
+                    tx.open_table(LOG)?
+                        .retain_in::<u64, _>(log_id.index.., |_, _| false)?;
+                    Ok(())
+                })
+            })
+            .await
+            .map_err(|e| StorageIOError::write_logs(&e).into())
+    }
+
+    async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
+        self.db
+            .run(move |db| {
+                db.write_blocking(true, |tx| {
+                    tx.open_table(LOG)?
+                        .retain_in::<u64, _>(..=log_id.index, |_, _| false)?;
+                    put_json(tx, RAFT_META, LAST_PURGED, &log_id)
+                })
+            })
+            .await
+            .map_err(|e| StorageIOError::write_logs(&e).into())
+    }
+}

@@ -1,0 +1,143 @@
+//! The Raft network client: openraft RPCs as JSON over HTTP to `/raft/*` on the peer's listener.
+//!
+//! Every request names its target node id in [`TARGET_NODE_HEADER`]; the receiving replica
+//! refuses (421) a request meant for another node, so a mis-wired address can never make a leader
+//! talk to itself. Connection failures map to `Unreachable` (openraft backs off), other transport
+//! failures to `Network`, and an error returned by the remote Raft to `RemoteError`.
+
+use std::time::Duration;
+
+use openraft::BasicNode;
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
+use openraft::network::{Backoff, RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::types::{NodeId, TypeConfig};
+
+pub const TARGET_NODE_HEADER: &str = "x-storcon-target-node";
+
+/// Paths of the Raft RPC endpoints, shared by this client and the HTTP server.
+pub mod raft_paths {
+    pub const APPEND: &str = "/raft/append";
+    pub const VOTE: &str = "/raft/vote";
+    pub const SNAPSHOT: &str = "/raft/snapshot";
+}
+
+/// Builds per-peer clients on one shared connection pool (the Raft pool; forwarded client
+/// requests use a pool of their own).
+#[derive(Clone)]
+pub struct HttpNetworkFactory {
+    client: reqwest::Client,
+}
+
+impl HttpNetworkFactory {
+    pub fn new(client: reqwest::Client) -> Self {
+        HttpNetworkFactory { client }
+    }
+}
+
+impl RaftNetworkFactory<TypeConfig> for HttpNetworkFactory {
+    type Network = HttpNetwork;
+
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> HttpNetwork {
+        HttpNetwork {
+            client: self.client.clone(),
+            target,
+            base: format!("http://{}", node.addr),
+        }
+    }
+}
+
+pub struct HttpNetwork {
+    client: reqwest::Client,
+    target: NodeId,
+    base: String,
+}
+
+impl HttpNetwork {
+    async fn call<Req, Resp, E>(
+        &self,
+        path: &str,
+        req: &Req,
+        ttl: Duration,
+    ) -> Result<Resp, RPCError<NodeId, BasicNode, E>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let resp = self
+            .client
+            .post(format!("{}{}", self.base, path))
+            .header(TARGET_NODE_HEADER, self.target.to_string())
+            .timeout(ttl)
+            .json(req)
+            .send()
+            .await
+            .map_err(|e| {
+                if e.is_connect() {
+                    RPCError::Unreachable(Unreachable::new(&e))
+                } else {
+                    RPCError::Network(NetworkError::new(&e))
+                }
+            })?;
+        let status = resp.status();
+        if status == reqwest::StatusCode::SERVICE_UNAVAILABLE {
+            // The peer is up but not admitted to Raft yet (still deciding how to start).
+            let e = std::io::Error::other(format!("{} is not serving raft yet", self.target));
+            return Err(RPCError::Unreachable(Unreachable::new(&e)));
+        }
+        if !status.is_success() {
+            let body = resp.text().await.unwrap_or_default();
+            let e = std::io::Error::other(format!("{} answered {status}: {body}", self.target));
+            return Err(RPCError::Network(NetworkError::new(&e)));
+        }
+        let result: Result<Resp, E> = resp
+            .json()
+            .await
+            .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
+
+impl RaftNetwork<TypeConfig> for HttpNetwork {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        self.call(raft_paths::APPEND, &rpc, option.hard_ttl()).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<
+        InstallSnapshotResponse<NodeId>,
+        RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>,
+    > {
+        self.call(raft_paths::SNAPSHOT, &rpc, option.hard_ttl())
+            .await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        self.call(raft_paths::VOTE, &rpc, option.hard_ttl()).await
+    }
+
+    fn backoff(&self) -> Backoff {
+        // Short enough that a restarted peer is picked up quickly, long enough not to spin.
+        Backoff::new(std::iter::repeat(Duration::from_millis(200)))
+    }
+}

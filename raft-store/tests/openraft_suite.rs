@@ -1,0 +1,22 @@
+//! openraft's own storage compliance suite, run against the redb log store and state machine.
+
+use openraft::StorageError;
+use openraft::testing::{StoreBuilder, Suite};
+use raft_store::{Db, LogStore, NodeId, StateMachineStore, TypeConfig};
+use tempfile::TempDir;
+
+struct RedbBuilder;
+
+impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, TempDir> for RedbBuilder {
+    async fn build(&self) -> Result<(TempDir, LogStore, StateMachineStore), StorageError<NodeId>> {
+        let dir = TempDir::new().expect("tempdir");
+        let db = Db::open(dir.path(), 1).expect("open redb");
+        let sm = StateMachineStore::open(db.clone()).expect("open state machine");
+        Ok((dir, LogStore::new(db), sm))
+    }
+}
+
+#[test]
+fn redb_store_passes_openraft_suite() -> Result<(), StorageError<NodeId>> {
+    Suite::test_all(RedbBuilder)
+}

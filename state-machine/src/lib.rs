@@ -1,0 +1,26 @@
+//! The replicated data model of storcon and its deterministic `apply`.
+//!
+//! What this crate owns: the controller state that every replica holds identically (today the
+//! pageserver node registry and the record of which replica leads), the [`Command`]s that change
+//! it, and the wire types that describe it.
+//!
+//! Invariants:
+//! - `apply` is a pure function of (state, command): no I/O, no clock, no randomness, no
+//!   iteration over hash maps. Time and ids arrive inside the command.
+//! - Every change `apply` makes to [`State`] is also returned as a [`Mutation`] of a keyed row, so
+//!   a store can persist exactly what changed, and [`State::from_rows`] rebuilds the same state
+//!   from those rows (snapshots and restarts rely on this).
+//! - A rejected command (conflict, bad request) changes nothing.
+
+mod command;
+mod node;
+mod rows;
+mod state;
+
+pub use command::{Command, Rejection, Response};
+pub use node::{
+    NodeAvailability, NodeDescribeResponse, NodeId, NodeRecord, NodeRegisterRequest,
+    NodeSchedulingPolicy, RegisterOutcome,
+};
+pub use rows::{DecodeError, Mutation};
+pub use state::{LeaderRecord, State};

@@ -1,0 +1,49 @@
+//! Row encoding of the state: each record is one key -> JSON value, so a store persists only the
+//! rows a command changed. Keys sort so that a table scan visits records in id order.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::node::NodeId;
+
+pub(crate) const NODE_PREFIX: &str = "node/";
+pub(crate) const LEADER_KEY: &str = "meta/leader";
+
+/// A change to one row: `value: None` deletes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mutation {
+    pub key: String,
+    pub value: Option<Vec<u8>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("row {key}: {source}")]
+    Json {
+        key: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("unknown row key {0}")]
+    UnknownKey(String),
+}
+
+pub(crate) fn node_key(id: NodeId) -> String {
+    format!("{NODE_PREFIX}{id:020}")
+}
+
+pub(crate) fn put<T: Serialize>(key: String, value: &T) -> Mutation {
+    // Serializing plain data structs to JSON cannot fail (no maps with non-string keys).
+    let value = serde_json::to_vec(value).unwrap_or_default();
+    Mutation {
+        key,
+        value: Some(value),
+    }
+}
+
+pub(crate) fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, DecodeError> {
+    serde_json::from_slice(bytes).map_err(|source| DecodeError::Json {
+        key: key.to_string(),
+        source,
+    })
+}

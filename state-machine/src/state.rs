@@ -1,0 +1,132 @@
+//! The in-memory replicated state and its deterministic `apply`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::command::{Command, Rejection, Response};
+use crate::node::{NodeId, NodeRecord, NodeRegisterRequest, RegisterOutcome};
+use crate::rows::{self, DecodeError, LEADER_KEY, Mutation, NODE_PREFIX};
+
+/// Who leads, as recorded by the leader itself through the log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaderRecord {
+    pub node_id: NodeId,
+    pub term: u64,
+    pub address: String,
+    pub started_at: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct State {
+    nodes: BTreeMap<NodeId, NodeRecord>,
+    leader: Option<LeaderRecord>,
+}
+
+impl State {
+    pub fn nodes(&self) -> impl Iterator<Item = &NodeRecord> {
+        self.nodes.values()
+    }
+
+    pub fn node(&self, id: NodeId) -> Option<&NodeRecord> {
+        self.nodes.get(&id)
+    }
+
+    pub fn leader(&self) -> Option<&LeaderRecord> {
+        self.leader.as_ref()
+    }
+
+    /// Applies one command. Returns the response and the rows it changed (empty on rejection).
+    pub fn apply(&mut self, command: &Command) -> (Response, Vec<Mutation>) {
+        let result = match command {
+            Command::RegisterNode(req) => self.register_node(req),
+            Command::RecordLeader {
+                node_id,
+                term,
+                address,
+                started_at,
+            } => self.record_leader(LeaderRecord {
+                node_id: *node_id,
+                term: *term,
+                address: address.clone(),
+                started_at: started_at.clone(),
+            }),
+        };
+        match result {
+            Ok(done) => done,
+            Err(rejection) => (Response::Rejected(rejection), Vec::new()),
+        }
+    }
+
+    fn register_node(
+        &mut self,
+        req: &NodeRegisterRequest,
+    ) -> Result<(Response, Vec<Mutation>), Rejection> {
+        req.validate()?;
+        let wanted = NodeRecord::from_request(req);
+        let outcome = match self.nodes.get(&req.node_id) {
+            None => RegisterOutcome::Created,
+            Some(existing) if !existing.identity_matches(req) => {
+                return Err(Rejection::Conflict(format!(
+                    "Node {} is already registered with different address",
+                    req.node_id
+                )));
+            }
+            Some(existing)
+                if existing.listen_https_port == wanted.listen_https_port
+                    && existing.listen_grpc_addr == wanted.listen_grpc_addr
+                    && existing.listen_grpc_port == wanted.listen_grpc_port =>
+            {
+                return Ok((Response::NodeRegistered(RegisterOutcome::Unchanged), vec![]));
+            }
+            Some(_) => RegisterOutcome::Updated,
+        };
+        // An update keeps the replicated scheduling policy; only endpoints change.
+        let record = match self.nodes.get(&req.node_id) {
+            Some(existing) => NodeRecord {
+                scheduling: existing.scheduling,
+                ..wanted
+            },
+            None => wanted,
+        };
+        let mutation = rows::put(rows::node_key(record.id), &record);
+        self.nodes.insert(record.id, record);
+        Ok((Response::NodeRegistered(outcome), vec![mutation]))
+    }
+
+    fn record_leader(
+        &mut self,
+        record: LeaderRecord,
+    ) -> Result<(Response, Vec<Mutation>), Rejection> {
+        // Terms only grow; an older leader's late record must not overwrite a newer one.
+        if let Some(current) = &self.leader
+            && current.term > record.term
+        {
+            return Err(Rejection::Conflict(format!(
+                "leader of term {} already recorded",
+                current.term
+            )));
+        }
+        let mutation = rows::put(LEADER_KEY.to_string(), &record);
+        self.leader = Some(record);
+        Ok((Response::LeaderRecorded, vec![mutation]))
+    }
+
+    /// Rebuilds the state from its rows, as written by the mutations `apply` returned.
+    pub fn from_rows<'a>(
+        rows: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+    ) -> Result<State, DecodeError> {
+        let mut state = State::default();
+        for (key, value) in rows {
+            if key.starts_with(NODE_PREFIX) {
+                let node: NodeRecord = rows::decode(key, value)?;
+                state.nodes.insert(node.id, node);
+            } else if key == LEADER_KEY {
+                state.leader = Some(rows::decode(key, value)?);
+            } else {
+                return Err(DecodeError::UnknownKey(key.to_string()));
+            }
+        }
+        Ok(state)
+    }
+}
