@@ -1,1 +1,70 @@
-fn main() {}
+//! `storcon`: a storage controller for Neon-style pageservers, replicated over Raft.
+//!
+//! Subcommands: `run --config FILE` starts one replica; `demo` starts a three-replica cluster on
+//! loopback for a first look.
+
+mod config;
+mod demo;
+mod formation;
+mod leadership;
+mod run;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "storcon",
+    version,
+    about = "Raft-replicated storage controller"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run one replica from its config file.
+    Run {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Start three replicas on loopback in a temporary directory and run until interrupted.
+    Demo {
+        /// Keep data and logs here instead of a temporary directory.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_tracing();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match cli.command {
+        Cmd::Run { config } => {
+            let config = match config::Config::load(&config) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("storcon: {e:#}");
+                    std::process::exit(2);
+                }
+            };
+            runtime.block_on(run::run(config))
+        }
+        Cmd::Demo { dir } => runtime.block_on(demo::run(dir)),
+    }
+}

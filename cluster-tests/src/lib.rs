@@ -1,1 +1,32 @@
-pub fn x() {}
+//! Multi-process tests and benchmarks for `storcon`.
+//!
+//! This crate owns nothing the shipped binary links: it starts the built `storcon` binary as real
+//! processes on 127.0.0.1 (one config file and data dir per replica, in a temporary directory) and
+//! talks to them over HTTP like an operator or a pageserver would. It deliberately does not depend
+//! on the other workspace crates; [`api`] is its own reading of the wire contract.
+//!
+//! - [`Cluster`]: start, SIGKILL, restart and wipe replicas; wait for leaders and convergence.
+//!   Dropping it kills every replica, also when a test panics (and then prints their log tails).
+//! - [`Client`]: one request per call, typed answers, [`ClientError`] telling apart "no response",
+//!   "error status" and "body does not match the contract".
+//! - [`wait_until`]: condition polling with a deadline; tests never sleep to synchronize.
+//!
+//! The binary is `$STORCON_BIN`, else `storcon` in the same cargo profile directory as the running
+//! test or benchmark. `cargo test -p cluster-tests` does not build it: run `cargo build -p storcon`
+//! first (`cargo test --workspace` builds it).
+
+pub mod api;
+pub mod binary;
+pub mod checks;
+pub mod client;
+pub mod cluster;
+pub mod config;
+mod process;
+pub mod stats;
+pub mod wait;
+
+pub use api::{ClusterStatus, NodeDescribeResponse, NodeRegisterRequest};
+pub use client::{Client, ClientError, RawResponse, ReadMode};
+pub use cluster::{Cluster, WriteOutcome};
+pub use config::{ClusterOptions, RaftOptions, free_port, free_ports};
+pub use wait::{deadline, wait_until};

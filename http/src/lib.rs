@@ -1,1 +1,26 @@
-pub fn x() {}
+//! The HTTP surface of a storcon replica: controller API, Raft RPC endpoints, probes, cluster
+//! status, and forwarding of leader-only requests.
+//!
+//! What this crate owns: routing and wire shapes. It holds no scheduling or reconcile logic;
+//! handlers turn requests into `Command`s proposed through Raft, or read the applied state.
+//!
+//! Invariants:
+//! - probes, cluster status, the leader record and Raft RPCs are always answered by the replica
+//!   asked; everything else is served by the leader, and a follower proxies it exactly once;
+//! - every error is a 4xx/5xx with a `{"msg": ...}` body, and a rejected request changes nothing.
+
+mod app;
+mod cluster;
+mod error;
+mod extract;
+mod forward;
+mod nodes;
+mod probes;
+mod propose;
+mod raft_rpc;
+mod trace;
+
+pub use app::{AppState, FormationProbe, router};
+pub use error::ApiError;
+pub use forward::{FORWARDED_HEADER, READ_LOCAL_HEADER};
+pub use raft_rpc::FROM_NODE_HEADER;

@@ -41,3 +41,13 @@ impl FormationMarker {
         }
     }
 }
+
+/// What a replica answers on `GET /raft/formation` while a cluster forms or a replica starts.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FormationStatus {
+    pub node_id: u64,
+    /// Holds no Raft state at all (and is not serving Raft).
+    pub pristine: bool,
+    /// Holds Raft state or serves Raft: it belongs to a formed cluster.
+    pub initialized: bool,
+}

@@ -25,7 +25,7 @@ mod types;
 
 pub use db::{Db, OpenError};
 pub use error::StoreError;
-pub use formation::FormationMarker;
+pub use formation::{FormationMarker, FormationStatus};
 pub use log_store::LogStore;
 pub use network::{HttpNetworkFactory, TARGET_NODE_HEADER, raft_paths};
 pub use state_machine::{SharedState, StateMachineStore};

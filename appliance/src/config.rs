@@ -1,0 +1,153 @@
+//! The replica's TOML config file. Unknown keys are errors that name the key, so a typo never
+//! silently falls back to a default.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub node_id: u64,
+    /// host:port for the HTTP API and Raft RPCs.
+    pub listen_addr: String,
+    pub data_dir: PathBuf,
+    /// Must be `true` when there is no `[auth]` section: running without auth is a choice.
+    #[serde(default)]
+    pub insecure_no_auth: bool,
+    pub auth: Option<AuthConfig>,
+    pub cluster: ClusterConfig,
+    #[serde(default)]
+    pub raft: RaftTimings,
+}
+
+/// JWT settings. Parsed so the file format is fixed now; `run` refuses them until auth is built.
+#[allow(dead_code)]
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// EdDSA public key (PEM) used to verify bearer tokens.
+    pub public_key_file: PathBuf,
+    /// Token this replica presents to its peers (`controller_peer` scope).
+    pub peer_token_file: Option<PathBuf>,
+    /// Token sent on calls to pageservers.
+    pub pageserver_token_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    pub members: Vec<Member>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Member {
+    pub id: u64,
+    pub addr: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RaftTimings {
+    pub heartbeat_interval_ms: u64,
+    pub election_timeout_min_ms: u64,
+    pub election_timeout_max_ms: u64,
+    /// Log entries since the last snapshot that trigger a new one.
+    pub snapshot_threshold: u64,
+    /// Log entries kept behind a snapshot, for followers that are only a little behind.
+    pub snapshot_keep_logs: u64,
+    pub install_snapshot_timeout_ms: u64,
+}
+
+impl Default for RaftTimings {
+    fn default() -> Self {
+        RaftTimings {
+            heartbeat_interval_ms: 100,
+            election_timeout_min_ms: 400,
+            election_timeout_max_ms: 800,
+            snapshot_threshold: 5000,
+            snapshot_keep_logs: 1000,
+            install_snapshot_timeout_ms: 5000,
+        }
+    }
+}
+
+impl Config {
+    pub fn load(path: &Path) -> anyhow::Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        let config: Config = toml::from_str(&text)
+            .with_context(|| format!("invalid config file {}", path.display()))?;
+        config
+            .validate()
+            .with_context(|| format!("invalid config file {}", path.display()))?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        match (&self.auth, self.insecure_no_auth) {
+            (None, false) => bail!(
+                "no [auth] section: set `insecure_no_auth = true` to run without authentication"
+            ),
+            (Some(_), true) => bail!("both [auth] and `insecure_no_auth = true` are set; pick one"),
+            (Some(_), false) => bail!(
+                "[auth] is not supported by this build yet; set `insecure_no_auth = true` instead"
+            ),
+            (None, true) => {}
+        }
+        let mut ids = BTreeSet::new();
+        let mut addrs = BTreeSet::new();
+        for m in &self.cluster.members {
+            if !ids.insert(m.id) {
+                bail!("cluster.members lists node id {} twice", m.id);
+            }
+            if !addrs.insert(m.addr.as_str()) {
+                bail!("cluster.members lists address {} twice", m.addr);
+            }
+        }
+        if !ids.contains(&self.node_id) {
+            bail!(
+                "node_id {} is not in cluster.members ({:?})",
+                self.node_id,
+                ids
+            );
+        }
+        self.raft_config()?;
+        Ok(())
+    }
+
+    pub fn members(&self) -> BTreeMap<u64, String> {
+        self.cluster
+            .members
+            .iter()
+            .map(|m| (m.id, m.addr.clone()))
+            .collect()
+    }
+
+    /// The address peers and clients use for this replica (its entry in `cluster.members`).
+    pub fn advertised_addr(&self) -> String {
+        self.members()
+            .remove(&self.node_id)
+            .unwrap_or_else(|| self.listen_addr.clone())
+    }
+
+    pub fn raft_config(&self) -> anyhow::Result<openraft::Config> {
+        let t = &self.raft;
+        let config = openraft::Config {
+            cluster_name: "storcon".into(),
+            heartbeat_interval: t.heartbeat_interval_ms,
+            election_timeout_min: t.election_timeout_min_ms,
+            election_timeout_max: t.election_timeout_max_ms,
+            install_snapshot_timeout: t.install_snapshot_timeout_ms,
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(t.snapshot_threshold),
+            max_in_snapshot_log_to_keep: t.snapshot_keep_logs,
+            ..Default::default()
+        };
+        config
+            .validate()
+            .map_err(|e| anyhow::anyhow!("[raft] timings: {e}"))
+    }
+}

@@ -1,0 +1,133 @@
+//! `storcon run`: one replica, from its config file to a served, admitted Raft member.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use raft_store::{Db, FormationMarker, HttpNetworkFactory, LogStore, Raft, StateMachineStore};
+use storcon_http::AppState;
+
+use crate::config::Config;
+use crate::formation::{Formation, enter_raft};
+use crate::leadership;
+
+/// Exit status when start-up is refused to protect the cluster (e.g. a wiped data dir).
+pub const EXIT_REFUSED: i32 = 3;
+
+fn http_client(connect_timeout: Duration) -> anyhow::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .no_proxy()
+        .connect_timeout(connect_timeout)
+        .pool_idle_timeout(Duration::from_secs(30))
+        .build()
+        .context("cannot build HTTP client")
+}
+
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let node_id = config.node_id;
+    let data_dir = config.data_dir.clone();
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
+    let (db, pristine) = tokio::task::spawn_blocking({
+        let dir = data_dir.clone();
+        move || -> anyhow::Result<(Db, bool)> {
+            let db = Db::open(&dir, node_id)?;
+            let pristine = db.is_pristine_blocking()?;
+            Ok((db, pristine))
+        }
+    })
+    .await??;
+    let marker = FormationMarker::new(&data_dir);
+    if !pristine {
+        marker
+            .remove()
+            .context("cannot remove stale formation marker")?;
+    }
+    let sm = tokio::task::spawn_blocking({
+        let db = db.clone();
+        move || StateMachineStore::open(db)
+    })
+    .await??;
+    let state = sm.shared_state();
+
+    let raft_client = http_client(Duration::from_millis(500))?;
+    let forward_client = http_client(Duration::from_secs(2))?;
+    let raft = Raft::new(
+        node_id,
+        Arc::new(config.raft_config()?),
+        HttpNetworkFactory::new(raft_client),
+        LogStore::new(db),
+        sm,
+    )
+    .await
+    .context("cannot start raft")?;
+
+    let members = config.members();
+    let formation = Arc::new(Formation::new(node_id, &members, pristine, marker));
+    let app = AppState::new(
+        node_id,
+        config.advertised_addr(),
+        members.clone(),
+        raft.clone(),
+        state,
+        forward_client.clone(),
+        formation.clone(),
+    );
+    let listener = tokio::net::TcpListener::bind(&config.listen_addr)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen_addr))?;
+    tracing::info!(node_id, addr = %config.listen_addr, pristine, "serving");
+    let router = storcon_http::router(app.clone());
+    let server = tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+    });
+
+    let admitted = enter_raft(
+        &formation,
+        &raft,
+        &members,
+        &forward_client,
+        &data_dir,
+        || app.admit_raft(),
+    )
+    .await;
+    if let Err(refused) = admitted {
+        tracing::error!("{refused}");
+        eprintln!("storcon: {refused}");
+        let _ = raft.shutdown().await;
+        std::process::exit(EXIT_REFUSED);
+    }
+
+    let watcher = tokio::spawn(leadership::run(
+        raft.clone(),
+        node_id,
+        config.advertised_addr(),
+    ));
+    let served = server.await.context("server task failed")?;
+    watcher.abort();
+    let _ = raft.shutdown().await;
+    served.context("HTTP server failed")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutdown signal received");
+}

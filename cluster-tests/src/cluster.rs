@@ -1,0 +1,414 @@
+//! A cluster of `storcon run` processes on 127.0.0.1, owned by one test.
+//!
+//! Layout of the temporary directory: `node-<id>.toml` (config), `data-<id>/` (data dir, created by
+//! storcon), `node-<id>.log` (stdout and stderr of every start of that replica).
+//!
+//! Dropping a [`Cluster`] SIGKILLs and reaps every replica, on every exit path including panics; a
+//! panicking test also gets the tail of each replica's log printed. Set `CLUSTER_TESTS_KEEP=1` to
+//! keep the directory of a failed test for inspection.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow, bail};
+use futures::future::join_all;
+
+use crate::api::{ClusterStatus, NodeRegisterRequest};
+use crate::binary::storcon_binary;
+use crate::client::{Client, ClientError, http_client};
+use crate::config::{ClusterOptions, free_ports, render_config};
+use crate::process::Replica;
+use crate::wait::{POLL_INTERVAL, wait_until};
+
+/// Environment variable: keep the temporary directory of a failed test.
+pub const KEEP_ENV: &str = "CLUSTER_TESTS_KEEP";
+
+/// Per-request timeout of the cluster's clients.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub struct Cluster {
+    dir: Option<tempfile::TempDir>,
+    bin: PathBuf,
+    rust_log: String,
+    replicas: Vec<Replica>,
+    http: reqwest::Client,
+}
+
+/// How a write that needed retries went.
+#[derive(Clone, Debug, Default)]
+pub struct WriteOutcome {
+    /// Requests sent, including the successful one.
+    pub attempts: u32,
+    /// The failures retried, in order (status or transport error, shortened).
+    pub retried: Vec<String>,
+}
+
+impl Cluster {
+    /// Writes a config per replica and starts them all. Returns as soon as the processes are
+    /// spawned; use [`Cluster::wait_for_leader`] or [`Cluster::wait_converged`] to wait for service.
+    pub fn start(opts: ClusterOptions) -> anyhow::Result<Cluster> {
+        let bin = storcon_binary();
+        let dir = tempfile::Builder::new()
+            .prefix("storcon-cluster-")
+            .tempdir()
+            .context("creating the cluster directory")?;
+        let ports = free_ports(usize::try_from(opts.replicas).expect("small replica count"));
+        let members: Vec<(u64, SocketAddr)> = (1..=opts.replicas)
+            .zip(ports)
+            .map(|(id, port)| (id, SocketAddr::from(([127, 0, 0, 1], port))))
+            .collect();
+        let mut replicas = Vec::new();
+        for (id, addr) in &members {
+            let replica = Replica::new(*id, *addr, dir.path());
+            let config = render_config(*id, &members, &replica.data_dir, &opts.raft);
+            std::fs::write(&replica.config_path, config)
+                .with_context(|| format!("writing {}", replica.config_path.display()))?;
+            replicas.push(replica);
+        }
+        let cluster = Cluster {
+            dir: Some(dir),
+            bin,
+            rust_log: opts.rust_log,
+            replicas,
+            http: http_client(REQUEST_TIMEOUT),
+        };
+        // `cluster` already owns the replicas, so a failed spawn kills the ones started before it.
+        for replica in &cluster.replicas {
+            replica.spawn(&cluster.bin, &cluster.rust_log)?;
+        }
+        Ok(cluster)
+    }
+
+    fn replica(&self, id: u64) -> &Replica {
+        self.replicas
+            .iter()
+            .find(|r| r.id == id)
+            .unwrap_or_else(|| panic!("no replica {id} in this cluster"))
+    }
+
+    /// All replica ids, running or not.
+    pub fn ids(&self) -> Vec<u64> {
+        self.replicas.iter().map(|r| r.id).collect()
+    }
+
+    /// Ids of replicas whose process is running.
+    pub fn live_ids(&self) -> Vec<u64> {
+        self.replicas
+            .iter()
+            .filter(|r| r.is_running())
+            .map(|r| r.id)
+            .collect()
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir
+            .as_ref()
+            .expect("directory present until drop")
+            .path()
+    }
+
+    pub fn addr(&self, id: u64) -> SocketAddr {
+        self.replica(id).addr
+    }
+
+    /// `http://127.0.0.1:<port>` of replica `id`.
+    pub fn url(&self, id: u64) -> String {
+        format!("http://{}", self.addr(id))
+    }
+
+    pub fn client(&self, id: u64) -> Client {
+        Client::new(self.http.clone(), self.url(id))
+    }
+
+    pub fn config_path(&self, id: u64) -> &Path {
+        &self.replica(id).config_path
+    }
+
+    pub fn data_dir(&self, id: u64) -> &Path {
+        &self.replica(id).data_dir
+    }
+
+    pub fn log_path(&self, id: u64) -> &Path {
+        &self.replica(id).log_path
+    }
+
+    /// Output of replica `id` since its latest start.
+    pub fn log_since_last_start(&self, id: u64) -> String {
+        self.replica(id).log_since_last_start()
+    }
+
+    pub fn pid(&self, id: u64) -> Option<u32> {
+        self.replica(id).pid()
+    }
+
+    pub fn is_running(&self, id: u64) -> bool {
+        self.replica(id).is_running()
+    }
+
+    /// SIGKILLs replica `id` and reaps it.
+    pub fn kill(&self, id: u64) {
+        self.replica(id).kill();
+    }
+
+    /// Starts replica `id` again with the same config and data dir.
+    pub fn restart(&self, id: u64) -> anyhow::Result<()> {
+        self.replica(id).spawn(&self.bin, &self.rust_log)
+    }
+
+    /// Empties the data dir of the stopped replica `id`.
+    pub fn wipe(&self, id: u64) -> anyhow::Result<()> {
+        self.replica(id).wipe()
+    }
+
+    /// Waits for replica `id` to exit on its own; the exit then does not count as a crash.
+    pub async fn wait_exit(&self, id: u64, timeout: Duration) -> anyhow::Result<ExitStatus> {
+        let replica = self.replica(id);
+        let status = wait_until(&format!("replica {id} to exit"), timeout, async || {
+            replica
+                .exited_on_its_own()
+                .ok_or_else(|| anyhow!("replica {id} still running"))
+        })
+        .await?;
+        replica.acknowledge_exit();
+        Ok(status)
+    }
+
+    /// Fails if a replica exited without the test killing it or waiting for its exit.
+    pub fn check_no_crashes(&self) -> anyhow::Result<()> {
+        let crashed: Vec<String> = self
+            .replicas
+            .iter()
+            .filter_map(|r| {
+                r.exited_on_its_own()
+                    .map(|s| format!("replica {} exited: {s}", r.id))
+            })
+            .collect();
+        if crashed.is_empty() {
+            Ok(())
+        } else {
+            bail!("{}", crashed.join("; "))
+        }
+    }
+
+    /// `/control/v1/cluster` of replica `id`.
+    pub async fn status_of(&self, id: u64) -> Result<ClusterStatus, ClientError> {
+        self.client(id).cluster().await
+    }
+
+    /// Cluster status of every live replica, asked concurrently.
+    pub async fn live_statuses(&self) -> Vec<(u64, Result<ClusterStatus, ClientError>)> {
+        let ids = self.live_ids();
+        let statuses = join_all(ids.iter().map(|id| self.status_of(*id))).await;
+        ids.into_iter().zip(statuses).collect()
+    }
+
+    /// The live replica that reports itself as leader (the highest term wins if, briefly, two do).
+    pub async fn leader_id(&self) -> Option<u64> {
+        self.live_statuses()
+            .await
+            .into_iter()
+            .filter_map(|(id, status)| status.ok().filter(|s| s.leader_id == Some(id)))
+            .max_by_key(|s| s.term)
+            .map(|s| s.node_id)
+    }
+
+    /// Waits until a live replica reports itself as leader.
+    pub async fn wait_for_leader(&self, timeout: Duration) -> anyhow::Result<u64> {
+        self.wait_for_leader_where("a leader", timeout, |_| true)
+            .await
+    }
+
+    /// Waits until a live replica other than `old` reports itself as leader.
+    pub async fn wait_for_new_leader(&self, old: u64, timeout: Duration) -> anyhow::Result<u64> {
+        self.wait_for_leader_where(&format!("a leader other than {old}"), timeout, |l| l != old)
+            .await
+    }
+
+    async fn wait_for_leader_where(
+        &self,
+        what: &str,
+        timeout: Duration,
+        accept: impl Fn(u64) -> bool,
+    ) -> anyhow::Result<u64> {
+        wait_until(what, timeout, async || {
+            let statuses = self.live_statuses().await;
+            let leader = statuses
+                .iter()
+                .filter_map(|(id, s)| s.as_ref().ok().filter(|s| s.leader_id == Some(*id)))
+                .max_by_key(|s| s.term)
+                .map(|s| s.node_id);
+            match leader {
+                Some(l) if accept(l) => Ok(l),
+                _ => Err(anyhow!("no acceptable leader: {}", describe(&statuses))),
+            }
+        })
+        .await
+    }
+
+    /// Waits until every live replica answers, names the same live leader and reports the same
+    /// `last_applied`. Returns that index.
+    pub async fn wait_converged(&self, timeout: Duration) -> anyhow::Result<u64> {
+        wait_until(
+            "every live replica to apply the same log index",
+            timeout,
+            async || {
+                let statuses = self.live_statuses().await;
+                let ok: Vec<&ClusterStatus> = statuses
+                    .iter()
+                    .filter_map(|(_, s)| s.as_ref().ok())
+                    .collect();
+                let converged = ok.len() == statuses.len()
+                    && !ok.is_empty()
+                    && ok
+                        .iter()
+                        .all(|s| s.leader_id.is_some() && s.leader_id == ok[0].leader_id)
+                    && ok[0]
+                        .leader_id
+                        .is_some_and(|l| statuses.iter().any(|(id, _)| *id == l))
+                    && ok
+                        .iter()
+                        .all(|s| s.last_applied.is_some() && s.last_applied == ok[0].last_applied);
+                match (converged, ok.first().and_then(|s| s.last_applied)) {
+                    (true, Some(applied)) => Ok(applied),
+                    _ => Err(anyhow!("not converged: {}", describe(&statuses))),
+                }
+            },
+        )
+        .await
+    }
+
+    /// Waits until every live replica answers `/ready` with 200.
+    pub async fn wait_ready(&self, timeout: Duration) -> anyhow::Result<()> {
+        wait_until("every live replica to be ready", timeout, async || {
+            let ids = self.live_ids();
+            let probes = join_all(
+                ids.iter()
+                    .map(|id| async move { (*id, self.client(*id).probe("/ready").await) }),
+            )
+            .await;
+            let not_ready: Vec<String> = probes
+                .iter()
+                .filter(|(_, p)| !matches!(p, Ok(200)))
+                .map(|(id, p)| match p {
+                    Ok(code) => format!("{id}: HTTP {code}"),
+                    Err(e) => format!("{id}: {e}"),
+                })
+                .collect();
+            anyhow::ensure!(not_ready.is_empty(), "not ready: {}", not_ready.join(", "));
+            Ok(())
+        })
+        .await
+    }
+
+    /// Registers `req` through replica `via`, retrying every `interval` on retryable failures
+    /// (no response, 5xx) until `timeout`. Registration is idempotent, so a retry of a write that
+    /// did commit still succeeds. A non-retryable failure (4xx, bad body) is returned at once.
+    pub async fn register_with_retry(
+        &self,
+        via: u64,
+        req: &NodeRegisterRequest,
+        timeout: Duration,
+        interval: Duration,
+    ) -> anyhow::Result<WriteOutcome> {
+        let client = self.client(via);
+        let start = Instant::now();
+        let mut outcome = WriteOutcome::default();
+        loop {
+            outcome.attempts += 1;
+            match client.register_node(req).await {
+                Ok(()) => return Ok(outcome),
+                Err(e) if e.is_retryable() && start.elapsed() < timeout => {
+                    outcome.retried.push(short_error(&e));
+                }
+                Err(e) => {
+                    return Err(anyhow!(e)).with_context(|| {
+                        format!(
+                            "registering node {} via replica {via} ({} attempts in {:.1?}, retried: {:?})",
+                            req.node_id,
+                            outcome.attempts,
+                            start.elapsed(),
+                            outcome.retried
+                        )
+                    });
+                }
+            }
+            tokio::time::sleep(interval).await;
+        }
+    }
+
+    /// [`Cluster::register_with_retry`] with the test defaults.
+    pub async fn register(
+        &self,
+        via: u64,
+        req: &NodeRegisterRequest,
+    ) -> anyhow::Result<WriteOutcome> {
+        self.register_with_retry(via, req, crate::wait::deadline::WRITE, POLL_INTERVAL)
+            .await
+    }
+}
+
+/// One line per replica status, for error messages.
+fn describe(statuses: &[(u64, Result<ClusterStatus, ClientError>)]) -> String {
+    let parts: Vec<String> = statuses
+        .iter()
+        .map(|(id, s)| match s {
+            Ok(s) => format!(
+                "[{id}: leader={:?} term={} applied={:?}]",
+                s.leader_id, s.term, s.last_applied
+            ),
+            Err(e) => format!("[{id}: {}]", short_error(e)),
+        })
+        .collect();
+    if parts.is_empty() {
+        "no live replicas".to_owned()
+    } else {
+        parts.join(" ")
+    }
+}
+
+/// A status code or a one-line transport error.
+pub fn short_error(e: &ClientError) -> String {
+    match e.status() {
+        Some(code) => match e.msg() {
+            Some(msg) => format!("HTTP {code}: {msg}"),
+            None => format!("HTTP {code}"),
+        },
+        None => {
+            let text = e.to_string();
+            text.chars().take(160).collect()
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for replica in &self.replicas {
+            replica.kill();
+        }
+        if !std::thread::panicking() {
+            return;
+        }
+        let lines = std::env::var("CLUSTER_TESTS_LOG_LINES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(60);
+        for replica in &self.replicas {
+            eprintln!(
+                "---- last {lines} lines of {} ----\n{}",
+                replica.log_path.display(),
+                replica.log_tail(lines)
+            );
+        }
+        if std::env::var_os(KEEP_ENV).is_some() {
+            if let Some(dir) = self.dir.take() {
+                eprintln!("cluster-tests: kept {}", dir.keep().display());
+            }
+        } else {
+            eprintln!(
+                "cluster-tests: set {KEEP_ENV}=1 to keep the cluster directory (configs, data, logs)"
+            );
+        }
+    }
+}

@@ -1,0 +1,92 @@
+//! A follower that was down while the leader snapshotted and purged its log catches up by
+//! installing a snapshot, and ends up with every entry.
+
+use cluster_tests::checks::{check_nodes_everywhere, wait_nodes_local};
+use cluster_tests::{Cluster, ClusterOptions, NodeRegisterRequest, RaftOptions, deadline};
+use futures::stream::{self, StreamExt, TryStreamExt};
+
+const SNAPSHOT_THRESHOLD: u64 = 50;
+const WRITES_WHILE_DOWN: u64 = 300;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_catchup() {
+    let opts = ClusterOptions {
+        raft: RaftOptions {
+            snapshot_threshold: Some(SNAPSHOT_THRESHOLD),
+            snapshot_keep_logs: Some(5),
+            ..RaftOptions::test_defaults()
+        },
+        ..ClusterOptions::default()
+    };
+    let cluster = Cluster::start(opts).expect("starting the cluster");
+    let leader = cluster
+        .wait_for_leader(deadline::STARTUP)
+        .await
+        .expect("a leader is elected");
+    cluster
+        .wait_converged(deadline::STARTUP)
+        .await
+        .expect("replicas converge after startup");
+
+    let mut registered: Vec<NodeRegisterRequest> = (1..=3).map(NodeRegisterRequest::fake).collect();
+    for node in &registered {
+        cluster
+            .register(leader, node)
+            .await
+            .expect("registering via the leader");
+    }
+    let before = cluster
+        .wait_converged(deadline::CONVERGE)
+        .await
+        .expect("replicas converge");
+
+    let follower = cluster
+        .ids()
+        .into_iter()
+        .find(|id| *id != leader)
+        .expect("a follower");
+    cluster.kill(follower);
+
+    // Many more entries than the snapshot threshold, a few writers at a time. Writes go to
+    // whichever survivor leads (the survivors may re-elect on a slow machine).
+    let survivor = cluster.live_ids()[0];
+    let more: Vec<NodeRegisterRequest> = (4..4 + WRITES_WHILE_DOWN)
+        .map(NodeRegisterRequest::fake)
+        .collect();
+    stream::iter(&more)
+        .map(|node| cluster.register(survivor, node))
+        .buffer_unordered(8)
+        .try_collect::<Vec<_>>()
+        .await
+        .expect("writes while the follower is down");
+    registered.extend(more);
+    let after = cluster
+        .wait_converged(deadline::CONVERGE)
+        .await
+        .expect("survivors converge");
+    assert!(
+        after >= before + WRITES_WHILE_DOWN,
+        "applied index went from {before} to {after} for {WRITES_WHILE_DOWN} writes"
+    );
+
+    cluster.restart(follower).expect("restarting the follower");
+    wait_nodes_local(&cluster, follower, &registered, deadline::CONVERGE)
+        .await
+        .expect("the restarted follower catches up");
+    cluster
+        .wait_converged(deadline::CONVERGE)
+        .await
+        .expect("all three converge");
+    check_nodes_everywhere(&cluster, &registered)
+        .await
+        .expect("every replica holds every write");
+
+    let log = cluster.log_since_last_start(follower);
+    assert!(
+        log.contains("installed snapshot"),
+        "the restarted follower ({}) should have caught up through a snapshot, but its log since \
+         the restart has no `installed snapshot` line",
+        cluster.log_path(follower).display()
+    );
+    cluster.check_no_crashes().expect("no replica crashed");
+}

@@ -1,0 +1,110 @@
+//! Shared handler state and the router that lays out the API table.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use raft_store::{FormationStatus, Raft, SharedState};
+
+use crate::{cluster, forward, nodes, probes, raft_rpc, trace};
+
+/// Answers formation questions from peers; implemented by the binary, which owns start-up.
+pub trait FormationProbe: Send + Sync {
+    /// `asker` is the node id the calling peer gave, if any.
+    fn status(&self, asker: Option<u64>) -> FormationStatus;
+}
+
+pub struct AppInner {
+    pub node_id: u64,
+    /// This replica's own address, as peers and clients reach it.
+    pub listen_addr: String,
+    /// Members from the config file, used until Raft knows the membership.
+    pub configured_members: BTreeMap<u64, String>,
+    pub raft: Raft,
+    pub state: SharedState,
+    /// Pool for requests proxied to the leader (kept apart from the Raft pool).
+    pub forward_client: reqwest::Client,
+    /// Raft RPCs are refused until start-up decided this replica may take part in Raft.
+    raft_admitted: AtomicBool,
+    pub formation: Arc<dyn FormationProbe>,
+}
+
+#[derive(Clone)]
+pub struct AppState(pub Arc<AppInner>);
+
+impl std::ops::Deref for AppState {
+    type Target = AppInner;
+    fn deref(&self) -> &AppInner {
+        &self.0
+    }
+}
+
+impl AppState {
+    pub fn new(
+        node_id: u64,
+        listen_addr: String,
+        configured_members: BTreeMap<u64, String>,
+        raft: Raft,
+        state: SharedState,
+        forward_client: reqwest::Client,
+        formation: Arc<dyn FormationProbe>,
+    ) -> Self {
+        AppState(Arc::new(AppInner {
+            node_id,
+            listen_addr,
+            configured_members,
+            raft,
+            state,
+            forward_client,
+            raft_admitted: AtomicBool::new(false),
+            formation,
+        }))
+    }
+
+    pub fn admit_raft(&self) {
+        self.raft_admitted.store(true, Ordering::SeqCst);
+    }
+
+    pub fn raft_admitted(&self) -> bool {
+        self.raft_admitted.load(Ordering::SeqCst)
+    }
+
+    /// A copy of the current Raft metrics; never hold the watch borrow across an await.
+    pub fn metrics(&self) -> openraft::RaftMetrics<u64, openraft::BasicNode> {
+        self.raft.metrics().borrow().clone()
+    }
+}
+
+/// Snapshot chunks are up to 3 MiB; leave room above that.
+const RAFT_BODY_LIMIT: usize = 64 << 20;
+
+pub fn router(app: AppState) -> Router {
+    let local = Router::new()
+        .route("/status", get(probes::status))
+        .route("/live", get(probes::live))
+        .route("/ready", get(probes::ready))
+        .route("/control/v1/cluster", get(cluster::status))
+        .route("/control/v1/leader", get(cluster::leader))
+        .route(raft_store::raft_paths::APPEND, post(raft_rpc::append))
+        .route(raft_store::raft_paths::VOTE, post(raft_rpc::vote))
+        .route(raft_store::raft_paths::SNAPSHOT, post(raft_rpc::snapshot))
+        .route(raft_rpc::FORMATION_PATH, get(raft_rpc::formation))
+        .layer(DefaultBodyLimit::max(RAFT_BODY_LIMIT));
+
+    let leader_served = Router::new()
+        .route("/control/v1/node", post(nodes::register).get(nodes::list))
+        .route("/control/v1/node/{node_id}", get(nodes::describe))
+        .fallback(nodes::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            forward::to_leader,
+        ));
+
+    local
+        .merge(leader_served)
+        .layer(axum::middleware::from_fn(trace::request_span))
+        .with_state(app)
+}

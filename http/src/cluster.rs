@@ -1,0 +1,99 @@
+//! `GET /control/v1/cluster` (this replica's view of the Raft cluster) and
+//! `GET /control/v1/leader` (upstream shape), both answered locally.
+
+use axum::Json;
+use axum::extract::State;
+use openraft::ServerState;
+use serde::{Deserialize, Serialize};
+
+use crate::app::AppState;
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ClusterStatus {
+    pub node_id: u64,
+    pub leader_id: Option<u64>,
+    pub term: u64,
+    pub last_applied: Option<u64>,
+    pub members: Vec<MemberStatus>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct MemberStatus {
+    pub id: u64,
+    pub addr: String,
+    pub role: String,
+}
+
+fn own_role(state: ServerState) -> &'static str {
+    match state {
+        ServerState::Leader => "leader",
+        ServerState::Follower => "follower",
+        ServerState::Candidate => "candidate",
+        ServerState::Learner => "learner",
+        ServerState::Shutdown => "shutdown",
+    }
+}
+
+pub async fn status(State(app): State<AppState>) -> Json<ClusterStatus> {
+    let m = app.metrics();
+    let membership = m.membership_config.membership();
+    let mut members: Vec<MemberStatus> = membership
+        .nodes()
+        .map(|(id, node)| {
+            let role = if *id == app.node_id {
+                own_role(m.state)
+            } else if Some(*id) == m.current_leader {
+                "leader"
+            } else if membership.voter_ids().any(|v| v == *id) {
+                "follower"
+            } else {
+                "learner"
+            };
+            MemberStatus {
+                id: *id,
+                addr: node.addr.clone(),
+                role: role.to_string(),
+            }
+        })
+        .collect();
+    if members.is_empty() {
+        // Not formed yet: show the configured members without claiming any role.
+        members = app
+            .configured_members
+            .iter()
+            .map(|(id, addr)| MemberStatus {
+                id: *id,
+                addr: addr.clone(),
+                role: "unknown".to_string(),
+            })
+            .collect();
+    }
+    Json(ClusterStatus {
+        node_id: app.node_id,
+        leader_id: m.current_leader,
+        term: m.current_term,
+        last_applied: m.last_applied.map(|l| l.index),
+        members,
+    })
+}
+
+#[derive(Debug, Serialize)]
+pub struct LeaderResponse {
+    pub address: String,
+    pub started_at: String,
+}
+
+/// The record the current leader wrote about itself, or `null` while no leader is known or the
+/// new leader's record is not applied here yet.
+pub async fn leader(State(app): State<AppState>) -> Json<Option<LeaderResponse>> {
+    let current = app.metrics().current_leader;
+    let state = app.state.read();
+    let record = state
+        .leader()
+        .filter(|r| Some(r.node_id) == current)
+        .map(|r| LeaderResponse {
+            address: r.address.clone(),
+            started_at: r.started_at.clone(),
+        });
+    Json(record)
+}

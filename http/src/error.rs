@@ -1,0 +1,57 @@
+//! API errors: each maps to one status and a `{"msg": ...}` body, as upstream.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use state_machine::Rejection;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    /// No leader, leadership moved, or the cluster cannot reach quorum: the client may retry.
+    #[error("{0}")]
+    Unavailable(String),
+    /// A Raft RPC addressed to another node.
+    #[error("{0}")]
+    Misdirected(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Misdirected(_) => StatusCode::MISDIRECTED_REQUEST,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl From<Rejection> for ApiError {
+    fn from(r: Rejection) -> Self {
+        match r {
+            Rejection::BadRequest(m) => ApiError::BadRequest(m),
+            Rejection::Conflict(m) => ApiError::Conflict(m),
+            Rejection::NotFound(m) => ApiError::NotFound(m),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::warn!(%status, msg = %self, "request failed");
+        }
+        (status, Json(serde_json::json!({ "msg": self.to_string() }))).into_response()
+    }
+}

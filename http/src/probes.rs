@@ -1,0 +1,86 @@
+//! Probes, always answered by the replica asked.
+//!
+//! - `/status`: the HTTP server is up.
+//! - `/live`: Raft is running without a fatal error and this replica is a cluster member.
+//! - `/ready`: a leader is known and this replica has applied everything the leader had applied
+//!   when asked (the leader itself: it has applied an entry of its own term).
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use openraft::ServerState;
+
+use crate::app::AppState;
+use crate::cluster::ClusterStatus;
+use crate::error::ApiError;
+
+pub async fn status() -> Json<()> {
+    Json(())
+}
+
+pub async fn live(State(app): State<AppState>) -> Result<Json<()>, ApiError> {
+    let m = app.metrics();
+    if let Err(fatal) = &m.running_state {
+        return Err(ApiError::Unavailable(format!("raft stopped: {fatal}")));
+    }
+    let member = m
+        .membership_config
+        .membership()
+        .nodes()
+        .any(|(id, _)| *id == app.node_id);
+    if !member {
+        return Err(ApiError::Unavailable(format!(
+            "node {} is not (yet) a member of a formed cluster",
+            app.node_id
+        )));
+    }
+    Ok(Json(()))
+}
+
+const LEADER_ASK_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub async fn ready(State(app): State<AppState>) -> Result<Json<()>, ApiError> {
+    let m = app.metrics();
+    let applied = m.last_applied;
+    let Some(leader) = m.current_leader else {
+        return Err(ApiError::Unavailable("no leader is known".into()));
+    };
+    if leader == app.node_id {
+        let own_term_applied = m.state == ServerState::Leader
+            && applied.is_some_and(|l| l.leader_id.term == m.current_term);
+        return if own_term_applied {
+            Ok(Json(()))
+        } else {
+            Err(ApiError::Unavailable(
+                "leader has not yet applied an entry of its own term".into(),
+            ))
+        };
+    }
+    let addr = m
+        .membership_config
+        .membership()
+        .get_node(&leader)
+        .map(|n| n.addr.clone())
+        .ok_or_else(|| ApiError::Unavailable(format!("leader {leader} has no known address")))?;
+    let leader_status: ClusterStatus = app
+        .forward_client
+        .get(format!("http://{addr}/control/v1/cluster"))
+        .timeout(LEADER_ASK_TIMEOUT)
+        .send()
+        .await
+        .and_then(|r| r.error_for_status())
+        .map_err(|e| ApiError::Unavailable(format!("cannot ask leader {leader}: {e}")))?
+        .json()
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("bad answer from leader {leader}: {e}")))?;
+    let ours = applied.map(|l| l.index);
+    if ours >= leader_status.last_applied {
+        Ok(Json(()))
+    } else {
+        Err(ApiError::Unavailable(format!(
+            "applied {ours:?}, leader {leader} has applied {:?}",
+            leader_status.last_applied
+        )))
+    }
+}
