@@ -31,6 +31,11 @@ enum Cmd {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Check a config file without starting anything.
+    CheckConfig {
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// Start three replicas on loopback in a temporary directory and run until interrupted.
     Demo {
         /// Keep data and logs here instead of a temporary directory.
@@ -45,6 +50,7 @@ fn init_tracing() {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 }
 
@@ -65,6 +71,22 @@ fn main() -> anyhow::Result<()> {
             };
             runtime.block_on(run::run(config))
         }
+        Cmd::CheckConfig { config } => match config::Config::load(&config) {
+            Ok(c) => {
+                println!(
+                    "ok: node {} of members {:?}, listening on {}, data in {}",
+                    c.node_id,
+                    c.members().keys().collect::<Vec<_>>(),
+                    c.listen_addr,
+                    c.data_dir.display()
+                );
+                Ok(())
+            }
+            Err(e) => {
+                eprintln!("storcon: {e:#}");
+                std::process::exit(2);
+            }
+        },
         Cmd::Demo { dir } => runtime.block_on(demo::run(dir)),
     }
 }

@@ -49,8 +49,11 @@ impl From<Rejection> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        if status.is_server_error() {
-            tracing::warn!(%status, msg = %self, "request failed");
+        match &self {
+            ApiError::Internal(_) => tracing::warn!(%status, msg = %self, "request failed"),
+            // Expected while leadership moves or a peer starts; clients retry.
+            ApiError::Unavailable(_) => tracing::debug!(%status, msg = %self, "request refused"),
+            _ => {}
         }
         (status, Json(serde_json::json!({ "msg": self.to_string() }))).into_response()
     }
