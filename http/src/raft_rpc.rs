@@ -70,10 +70,18 @@ pub async fn snapshot(
     Ok(Json(app.raft.install_snapshot(rpc).await))
 }
 
-pub async fn formation(State(app): State<AppState>, headers: HeaderMap) -> Json<FormationStatus> {
+pub async fn formation(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<FormationStatus>, ApiError> {
     let asker = headers
         .get(FROM_NODE_HEADER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    Json(app.formation.status(asker))
+    // Answering may fsync the formation marker: keep that off the async workers.
+    let formation = app.formation.clone();
+    match tokio::task::spawn_blocking(move || formation.status(asker)).await {
+        Ok(status) => Ok(Json(status)),
+        Err(e) => Err(ApiError::Internal(format!("formation probe failed: {e}"))),
+    }
 }
