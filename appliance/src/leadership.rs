@@ -52,10 +52,15 @@ async fn record_leader(raft: &Raft, node_id: u64, term: u64, address: &str) -> b
         address: format!("http://{address}/"),
         started_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
     };
-    match raft.client_write(command).await {
-        Ok(_) => true,
-        Err(e) => {
+    // Bounded: a leader without a quorum would otherwise wait here forever.
+    match tokio::time::timeout(Duration::from_secs(5), raft.client_write(command)).await {
+        Ok(Ok(_)) => true,
+        Ok(Err(e)) => {
             tracing::debug!(error = %e, "could not record leadership");
+            false
+        }
+        Err(_) => {
+            tracing::debug!("leader record not committed within 5 s");
             false
         }
     }

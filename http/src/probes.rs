@@ -39,6 +39,8 @@ pub async fn live(State(app): State<AppState>) -> Result<Json<()>, ApiError> {
 }
 
 const LEADER_ASK_TIMEOUT: Duration = Duration::from_secs(2);
+/// A leader whose quorum last acknowledged it longer ago than this is not ready.
+const QUORUM_ACK_MAX_MS: u64 = 3000;
 
 pub async fn ready(State(app): State<AppState>) -> Result<Json<()>, ApiError> {
     let m = app.metrics();
@@ -49,12 +51,17 @@ pub async fn ready(State(app): State<AppState>) -> Result<Json<()>, ApiError> {
     if leader == app.node_id {
         let own_term_applied = m.state == ServerState::Leader
             && applied.is_some_and(|l| l.leader_id.term == m.current_term);
-        return if own_term_applied {
-            Ok(Json(()))
-        } else {
-            Err(ApiError::Unavailable(
+        if !own_term_applied {
+            return Err(ApiError::Unavailable(
                 "leader has not yet applied an entry of its own term".into(),
-            ))
+            ));
+        }
+        // A leader cut off from its peers still believes it leads; it is not ready.
+        return match m.millis_since_quorum_ack {
+            Some(ms) if ms <= QUORUM_ACK_MAX_MS => Ok(Json(())),
+            other => Err(ApiError::Unavailable(format!(
+                "leader has no recent quorum acknowledgement (last {other:?} ms ago)"
+            ))),
         };
     }
     let addr = m

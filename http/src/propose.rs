@@ -1,15 +1,29 @@
 //! The two ways a handler touches replicated state: propose a command, or read linearizably.
 
+use std::time::Duration;
+
 use openraft::error::{ClientWriteError, RaftError};
 use state_machine::{Command, Response, State};
 
 use crate::app::AppState;
 use crate::error::ApiError;
 
+/// How long a handler waits for a write to commit or a read to be confirmed. A leader cut off
+/// from its quorum would otherwise hold the request forever.
+const QUORUM_WAIT: Duration = Duration::from_secs(5);
+
 /// Proposes `command` through Raft and returns what `apply` answered. A rejection by the state
-/// machine becomes the matching 4xx.
+/// machine becomes the matching 4xx. On timeout the outcome is unknown: the write may still
+/// commit, so every command is safe to retry.
 pub async fn propose(app: &AppState, command: Command) -> Result<Response, ApiError> {
-    match app.raft.client_write(command).await {
+    let written = tokio::time::timeout(QUORUM_WAIT, app.raft.client_write(command))
+        .await
+        .map_err(|_| {
+            ApiError::Unavailable(format!(
+                "write not committed within {QUORUM_WAIT:?} (no quorum?); its outcome is unknown, retry"
+            ))
+        })?;
+    match written {
         Ok(written) => match written.data {
             Response::Rejected(r) => Err(r.into()),
             other => Ok(other),
