@@ -13,6 +13,7 @@
 //! - A rejected command (conflict, bad request) changes nothing.
 
 mod command;
+pub mod ids;
 mod node;
 mod rows;
 mod state;
