@@ -2,7 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::node::{NodeId, NodeRegisterRequest, RegisterOutcome};
+use crate::ids::{TenantId, TenantShardId};
+use crate::node::{NodeId, NodeRegisterRequest, NodeSchedulingPolicy, RegisterOutcome};
+use crate::tenant::{CreateTenant, Generation, Intent, PlacementPolicy, ShardSchedulingPolicy};
 
 /// One replicated change. Everything `apply` needs is inside: no clock or randomness is read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -17,6 +19,35 @@ pub enum Command {
         address: String,
         /// Wall-clock time the leader read when it proposed this, RFC 3339.
         started_at: String,
+    },
+    SetNodeScheduling {
+        node_id: NodeId,
+        policy: NodeSchedulingPolicy,
+    },
+    /// Create every shard of a tenant; idempotent for the same shard count.
+    CreateTenant(CreateTenant),
+    DeleteTenant {
+        tenant_id: TenantId,
+    },
+    SetTenantPolicy {
+        tenant_id: TenantId,
+        placement: Option<PlacementPolicy>,
+        scheduling: Option<ShardSchedulingPolicy>,
+    },
+    SetTenantConfig {
+        tenant_id: TenantId,
+        config: serde_json::Value,
+    },
+    /// Scheduling decisions of the leader. Unknown shards (deleted meanwhile) are skipped.
+    SetIntents(Vec<(TenantShardId, Intent)>),
+    /// Issue the next generation of `shard` to `node_id`; must commit before any attach in it.
+    IncrementGeneration {
+        shard: TenantShardId,
+        node_id: NodeId,
+    },
+    /// A pageserver restarted: every shard whose generation was issued to it gets a new one.
+    ReAttach {
+        node_id: NodeId,
     },
 }
 
@@ -38,5 +69,12 @@ pub enum Response {
     None,
     NodeRegistered(RegisterOutcome),
     LeaderRecorded,
+    TenantCreated {
+        created: bool,
+    },
+    Generation(Generation),
+    /// New generations issued by a re-attach, in shard order.
+    ReAttached(Vec<(TenantShardId, Generation)>),
+    Done,
     Rejected(Rejection),
 }

@@ -1,8 +1,8 @@
 //! The replicated data model of storcon and its deterministic `apply`.
 //!
-//! What this crate owns: the controller state that every replica holds identically (today the
-//! pageserver node registry and the record of which replica leads), the [`Command`]s that change
-//! it, and the wire types that describe it.
+//! What this crate owns: the controller state that every replica holds identically (pageserver
+//! nodes, tenant shards with their generations and intents, the record of which replica leads),
+//! the [`Command`]s that change it, the pure [`scheduler`], and the wire types that describe it.
 //!
 //! Invariants:
 //! - `apply` is a pure function of (state, command): no I/O, no clock, no randomness, no
@@ -16,7 +16,10 @@ mod command;
 pub mod ids;
 mod node;
 mod rows;
+pub mod scheduler;
 mod state;
+mod tenant;
+mod tenants;
 
 pub use command::{Command, Rejection, Response};
 pub use node::{
@@ -25,3 +28,7 @@ pub use node::{
 };
 pub use rows::{DecodeError, Mutation};
 pub use state::{LeaderRecord, State};
+pub use tenant::{
+    CreateTenant, DEFAULT_STRIPE_SIZE, Generation, Intent, PlacementPolicy, ShardSchedulingPolicy,
+    TenantShard,
+};

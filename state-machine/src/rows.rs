@@ -7,6 +7,7 @@ use serde::de::DeserializeOwned;
 use crate::node::NodeId;
 
 pub(crate) const NODE_PREFIX: &str = "node/";
+pub(crate) const SHARD_PREFIX: &str = "shard/";
 pub(crate) const LEADER_KEY: &str = "meta/leader";
 
 /// A change to one row: `value: None` deletes it.
@@ -30,6 +31,10 @@ pub enum DecodeError {
 
 pub(crate) fn node_key(id: NodeId) -> String {
     format!("{NODE_PREFIX}{id:020}")
+}
+
+pub(crate) fn shard_key(id: &crate::ids::TenantShardId) -> String {
+    format!("{SHARD_PREFIX}{id}")
 }
 
 pub(crate) fn put<T: Serialize>(key: String, value: &T) -> Mutation {

@@ -5,8 +5,10 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::command::{Command, Rejection, Response};
+use crate::ids::TenantShardId;
 use crate::node::{NodeId, NodeRecord, NodeRegisterRequest, RegisterOutcome};
-use crate::rows::{self, DecodeError, LEADER_KEY, Mutation, NODE_PREFIX};
+use crate::rows::{self, DecodeError, LEADER_KEY, Mutation, NODE_PREFIX, SHARD_PREFIX};
+use crate::tenant::TenantShard;
 
 /// Who leads, as recorded by the leader itself through the log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -19,7 +21,8 @@ pub struct LeaderRecord {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct State {
-    nodes: BTreeMap<NodeId, NodeRecord>,
+    pub(crate) nodes: BTreeMap<NodeId, NodeRecord>,
+    pub(crate) shards: BTreeMap<TenantShardId, TenantShard>,
     leader: Option<LeaderRecord>,
 }
 
@@ -30,6 +33,14 @@ impl State {
 
     pub fn node(&self, id: NodeId) -> Option<&NodeRecord> {
         self.nodes.get(&id)
+    }
+
+    pub fn shards(&self) -> impl Iterator<Item = &TenantShard> {
+        self.shards.values()
+    }
+
+    pub fn shard(&self, id: &TenantShardId) -> Option<&TenantShard> {
+        self.shards.get(id)
     }
 
     pub fn leader(&self) -> Option<&LeaderRecord> {
@@ -51,6 +62,24 @@ impl State {
                 address: address.clone(),
                 started_at: started_at.clone(),
             }),
+            Command::SetNodeScheduling { node_id, policy } => {
+                self.set_node_scheduling(*node_id, *policy)
+            }
+            Command::CreateTenant(c) => self.create_tenant(c),
+            Command::DeleteTenant { tenant_id } => self.delete_tenant(*tenant_id),
+            Command::SetTenantPolicy {
+                tenant_id,
+                placement,
+                scheduling,
+            } => self.set_tenant_policy(*tenant_id, *placement, *scheduling),
+            Command::SetTenantConfig { tenant_id, config } => {
+                self.set_tenant_config(*tenant_id, config)
+            }
+            Command::SetIntents(intents) => self.set_intents(intents),
+            Command::IncrementGeneration { shard, node_id } => {
+                self.increment_generation(*shard, *node_id)
+            }
+            Command::ReAttach { node_id } => self.re_attach(*node_id),
         };
         match result {
             Ok(done) => done,
@@ -121,6 +150,9 @@ impl State {
             if key.starts_with(NODE_PREFIX) {
                 let node: NodeRecord = rows::decode(key, value)?;
                 state.nodes.insert(node.id, node);
+            } else if key.starts_with(SHARD_PREFIX) {
+                let shard: TenantShard = rows::decode(key, value)?;
+                state.shards.insert(shard.id, shard);
             } else if key == LEADER_KEY {
                 state.leader = Some(rows::decode(key, value)?);
             } else {

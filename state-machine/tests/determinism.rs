@@ -3,7 +3,63 @@
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
-use state_machine::{Command, NodeRegisterRequest, State};
+use state_machine::ids::{ShardCount, TenantId, TenantShardId};
+use state_machine::{Command, CreateTenant, Intent, NodeRegisterRequest, PlacementPolicy, State};
+
+fn tenant(t: u8) -> TenantId {
+    TenantId([t; 16])
+}
+
+fn tenant_commands() -> impl Strategy<Value = Command> {
+    let create = (
+        0u8..3,
+        prop::sample::select(vec![0u8, 1, 2, 4]),
+        prop::bool::ANY,
+    )
+        .prop_map(|(t, count, secondary)| {
+            Command::CreateTenant(CreateTenant {
+                tenant_id: tenant(t),
+                shard_count: count,
+                stripe_size: 2048,
+                placement: if secondary {
+                    PlacementPolicy::Secondary
+                } else {
+                    PlacementPolicy::Attached(1)
+                },
+                config: serde_json::json!({}),
+                preferred_az: None,
+                generation: None,
+            })
+        });
+    let shard = (0u8..3, 0u8..4, prop::sample::select(vec![0u8, 1, 2, 4])).prop_map(|(t, n, c)| {
+        TenantShardId {
+            tenant_id: tenant(t),
+            shard_number: n % c.max(1),
+            shard_count: ShardCount(c),
+        }
+    });
+    let increment = (shard.clone(), 0u64..6)
+        .prop_map(|(shard, node_id)| Command::IncrementGeneration { shard, node_id });
+    let intents = (
+        shard,
+        prop::option::of(0u64..6),
+        prop::collection::vec(0u64..6, 0..3),
+    )
+        .prop_map(|(id, attached, secondaries)| {
+            Command::SetIntents(vec![(
+                id,
+                Intent {
+                    attached,
+                    secondaries,
+                },
+            )])
+        });
+    let reattach = (0u64..6).prop_map(|node_id| Command::ReAttach { node_id });
+    let delete = (0u8..3).prop_map(|t| Command::DeleteTenant {
+        tenant_id: tenant(t),
+    });
+    prop_oneof![2 => create, 3 => increment, 2 => intents, 1 => reattach, 1 => delete]
+}
 
 fn command() -> impl Strategy<Value = Command> {
     let register = (
@@ -34,7 +90,7 @@ fn command() -> impl Strategy<Value = Command> {
         address: format!("http://127.0.0.1:{node_id}/"),
         started_at: format!("t{term}"),
     });
-    prop_oneof![4 => register, 1 => leader]
+    prop_oneof![4 => register, 1 => leader, 6 => tenant_commands()]
 }
 
 proptest! {
@@ -66,5 +122,24 @@ proptest! {
         let rebuilt = State::from_rows(table.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
             .expect("rows decode");
         prop_assert_eq!(rebuilt, state);
+    }
+}
+
+proptest! {
+    /// Generations of a shard never go down while the shard exists, whatever commands arrive.
+    #[test]
+    fn generations_never_decrease(cmds in prop::collection::vec(command(), 0..80)) {
+        let mut state = State::default();
+        for c in &cmds {
+            let before: BTreeMap<TenantShardId, Option<u32>> =
+                state.shards().map(|s| (s.id, s.generation)).collect();
+            state.apply(c);
+            for s in state.shards() {
+                if let Some(old) = before.get(&s.id) {
+                    prop_assert!(s.generation >= *old, "{:?}: {:?} -> {:?}", s.id, old, s.generation);
+                }
+                prop_assert!(s.intent.attached.is_none_or(|a| !s.intent.secondaries.contains(&a)));
+            }
+        }
     }
 }

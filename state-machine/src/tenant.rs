@@ -1,0 +1,124 @@
+//! Tenant shard records: the replicated part of upstream's `TenantShard`, plus the intent.
+//!
+//! Invariants:
+//! - a shard's generation never decreases; `generation_pageserver` names the node the latest
+//!   generation was issued to;
+//! - `intent.attached` is never also in `intent.secondaries`, and secondaries hold no duplicates;
+//! - all shards of one tenant share shard count, stripe size, placement, config and preferred AZ.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{TenantId, TenantShardId};
+use crate::node::NodeId;
+
+pub type Generation = u32;
+
+/// Stripe size in 8 KiB pages; upstream default 2048 (16 MiB).
+pub const DEFAULT_STRIPE_SIZE: u32 = 2048;
+
+/// Where a tenant's shards should live. JSON is externally tagged as upstream:
+/// `{"Attached": 1}`, `"Secondary"`, `"Detached"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PlacementPolicy {
+    /// One attached location plus this many secondaries.
+    Attached(usize),
+    Secondary,
+    Detached,
+}
+
+impl Default for PlacementPolicy {
+    fn default() -> Self {
+        PlacementPolicy::Attached(0)
+    }
+}
+
+impl PlacementPolicy {
+    pub fn want_secondaries(self) -> usize {
+        match self {
+            PlacementPolicy::Attached(n) => n,
+            PlacementPolicy::Secondary => 1,
+            PlacementPolicy::Detached => 0,
+        }
+    }
+}
+
+/// How much the controller may change a shard (upstream `ShardSchedulingPolicy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum ShardSchedulingPolicy {
+    #[default]
+    Active,
+    /// No optimisation; still fails over.
+    Essential,
+    /// No scheduling changes; reconciles still run towards the current intent.
+    Pause,
+    /// No reconciles at all.
+    Stop,
+}
+
+/// Where the controller wants a shard's locations. Replicated, so a new leader starts from the
+/// old leader's decisions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Intent {
+    pub attached: Option<NodeId>,
+    pub secondaries: Vec<NodeId>,
+}
+
+impl Intent {
+    pub fn nodes(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.attached
+            .iter()
+            .copied()
+            .chain(self.secondaries.iter().copied())
+    }
+
+    pub fn contains(&self, node: NodeId) -> bool {
+        self.nodes().any(|n| n == node)
+    }
+
+    /// Drops duplicates and an attached node listed as secondary, keeping order.
+    pub fn normalized(mut self) -> Intent {
+        let attached = self.attached;
+        let mut seen = Vec::new();
+        self.secondaries.retain(|n| {
+            let keep = Some(*n) != attached && !seen.contains(n);
+            seen.push(*n);
+            keep
+        });
+        self
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantShard {
+    pub id: TenantShardId,
+    pub stripe_size: u32,
+    pub generation: Option<Generation>,
+    pub generation_pageserver: Option<NodeId>,
+    pub placement: PlacementPolicy,
+    /// Opaque upstream `TenantConfig` JSON object, passed to pageservers as `tenant_conf`.
+    pub config: serde_json::Value,
+    pub scheduling: ShardSchedulingPolicy,
+    pub preferred_az: Option<String>,
+    pub intent: Intent,
+    pub splitting: bool,
+}
+
+impl TenantShard {
+    pub fn tenant_id(&self) -> TenantId {
+        self.id.tenant_id
+    }
+}
+
+/// Parameters of a tenant creation, decided by the leader before proposing (the AZ choice
+/// needs node state, the rest comes from the request).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateTenant {
+    pub tenant_id: TenantId,
+    /// 0 = legacy unsharded.
+    pub shard_count: u8,
+    pub stripe_size: u32,
+    pub placement: PlacementPolicy,
+    pub config: serde_json::Value,
+    pub preferred_az: Option<String>,
+    pub generation: Option<Generation>,
+}

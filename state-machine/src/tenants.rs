@@ -1,0 +1,234 @@
+//! Tenant and generation commands applied to [`State`].
+
+use crate::command::{Rejection, Response};
+use crate::ids::{ShardCount, TenantId, TenantShardId};
+use crate::node::{NodeId, NodeSchedulingPolicy};
+use crate::rows::{self, Mutation};
+use crate::state::State;
+use crate::tenant::{CreateTenant, Intent, PlacementPolicy, ShardSchedulingPolicy, TenantShard};
+
+type Applied = Result<(Response, Vec<Mutation>), Rejection>;
+
+fn not_found(tenant_id: TenantId) -> Rejection {
+    Rejection::NotFound(format!("Tenant {tenant_id} not found"))
+}
+
+impl State {
+    /// Shards of one tenant, in shard order.
+    pub fn tenant_shards(&self, tenant_id: TenantId) -> impl Iterator<Item = &TenantShard> {
+        let start = TenantShardId {
+            tenant_id,
+            shard_number: 0,
+            shard_count: ShardCount(0),
+        };
+        let end = TenantShardId {
+            tenant_id,
+            shard_number: u8::MAX,
+            shard_count: ShardCount(u8::MAX),
+        };
+        self.shards.range(start..=end).map(|(_, s)| s)
+    }
+
+    fn tenant_ids(&self, tenant_id: TenantId) -> Vec<TenantShardId> {
+        self.tenant_shards(tenant_id).map(|s| s.id).collect()
+    }
+
+    /// Replaces a shard and returns the row mutation for it.
+    fn put_shard(&mut self, shard: TenantShard) -> Mutation {
+        let m = rows::put(rows::shard_key(&shard.id), &shard);
+        self.shards.insert(shard.id, shard);
+        m
+    }
+
+    /// Applies `f` to every shard of a tenant; NotFound when it has none.
+    fn update_tenant(
+        &mut self,
+        tenant_id: TenantId,
+        mut f: impl FnMut(&mut TenantShard),
+    ) -> Result<Vec<Mutation>, Rejection> {
+        let ids = self.tenant_ids(tenant_id);
+        if ids.is_empty() {
+            return Err(not_found(tenant_id));
+        }
+        let mut muts = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(mut shard) = self.shards.get(&id).cloned() {
+                f(&mut shard);
+                muts.push(self.put_shard(shard));
+            }
+        }
+        Ok(muts)
+    }
+
+    pub(crate) fn create_tenant(&mut self, c: &CreateTenant) -> Applied {
+        if c.shard_count > 0 && c.stripe_size == 0 {
+            return Err(Rejection::BadRequest("stripe_size must be positive".into()));
+        }
+        let existing: Vec<ShardCount> = self
+            .tenant_shards(c.tenant_id)
+            .map(|s| s.id.shard_count)
+            .collect();
+        if let Some(count) = existing.first() {
+            if *count == ShardCount(c.shard_count) {
+                return Ok((Response::TenantCreated { created: false }, vec![]));
+            }
+            return Err(Rejection::Conflict(format!(
+                "Tenant {} already exists with shard count {}",
+                c.tenant_id, count.0
+            )));
+        }
+        let generation = match c.placement {
+            PlacementPolicy::Secondary => c.generation,
+            _ => Some(c.generation.unwrap_or(0)),
+        };
+        let muts = (0..ShardCount(c.shard_count).count())
+            .map(|number| {
+                self.put_shard(TenantShard {
+                    id: TenantShardId {
+                        tenant_id: c.tenant_id,
+                        shard_number: number,
+                        shard_count: ShardCount(c.shard_count),
+                    },
+                    stripe_size: c.stripe_size,
+                    generation,
+                    generation_pageserver: None,
+                    placement: c.placement,
+                    config: c.config.clone(),
+                    scheduling: ShardSchedulingPolicy::Active,
+                    preferred_az: c.preferred_az.clone(),
+                    intent: Intent::default(),
+                    splitting: false,
+                })
+            })
+            .collect();
+        Ok((Response::TenantCreated { created: true }, muts))
+    }
+
+    pub(crate) fn delete_tenant(&mut self, tenant_id: TenantId) -> Applied {
+        let ids = self.tenant_ids(tenant_id);
+        if ids.is_empty() {
+            return Err(not_found(tenant_id));
+        }
+        let muts = ids
+            .into_iter()
+            .map(|id| {
+                self.shards.remove(&id);
+                Mutation {
+                    key: rows::shard_key(&id),
+                    value: None,
+                }
+            })
+            .collect();
+        Ok((Response::Done, muts))
+    }
+
+    pub(crate) fn set_tenant_policy(
+        &mut self,
+        tenant_id: TenantId,
+        placement: Option<PlacementPolicy>,
+        scheduling: Option<ShardSchedulingPolicy>,
+    ) -> Applied {
+        let muts = self.update_tenant(tenant_id, |s| {
+            if let Some(p) = placement {
+                s.placement = p;
+                // Upstream: detaching or demoting a tenant re-enables scheduling for it.
+                if matches!(p, PlacementPolicy::Detached | PlacementPolicy::Secondary) {
+                    s.scheduling = ShardSchedulingPolicy::Active;
+                }
+            }
+            if let Some(policy) = scheduling {
+                s.scheduling = policy;
+            }
+        })?;
+        Ok((Response::Done, muts))
+    }
+
+    pub(crate) fn set_tenant_config(
+        &mut self,
+        tenant_id: TenantId,
+        config: &serde_json::Value,
+    ) -> Applied {
+        if !config.is_object() {
+            return Err(Rejection::BadRequest(
+                "tenant config must be a JSON object".into(),
+            ));
+        }
+        let muts = self.update_tenant(tenant_id, |s| s.config = config.clone())?;
+        Ok((Response::Done, muts))
+    }
+
+    pub(crate) fn set_intents(&mut self, intents: &[(TenantShardId, Intent)]) -> Applied {
+        let mut muts = Vec::new();
+        for (id, intent) in intents {
+            if let Some(mut shard) = self.shards.get(id).cloned() {
+                shard.intent = intent.clone().normalized();
+                muts.push(self.put_shard(shard));
+            }
+        }
+        Ok((Response::Done, muts))
+    }
+
+    pub(crate) fn increment_generation(&mut self, id: TenantShardId, node_id: NodeId) -> Applied {
+        let Some(mut shard) = self.shards.get(&id).cloned() else {
+            return Err(Rejection::NotFound(format!("Tenant shard {id} not found")));
+        };
+        let next = shard.generation.map_or(1, |g| g.saturating_add(1));
+        shard.generation = Some(next);
+        shard.generation_pageserver = Some(node_id);
+        let m = self.put_shard(shard);
+        Ok((Response::Generation(next), vec![m]))
+    }
+
+    pub(crate) fn re_attach(&mut self, node_id: NodeId) -> Applied {
+        let Some(node) = self.nodes.get(&node_id).cloned() else {
+            return Err(Rejection::NotFound(format!(
+                "Node {node_id} not registered"
+            )));
+        };
+        let mut muts = Vec::new();
+        // A restart ends whatever pause a node was in (upstream resets these in memory).
+        if matches!(
+            node.scheduling,
+            NodeSchedulingPolicy::PauseForRestart
+                | NodeSchedulingPolicy::Draining
+                | NodeSchedulingPolicy::Filling
+        ) {
+            let mut node = node;
+            node.scheduling = NodeSchedulingPolicy::Active;
+            muts.push(rows::put(rows::node_key(node_id), &node));
+            self.nodes.insert(node_id, node);
+        }
+        let ids: Vec<TenantShardId> = self
+            .shards
+            .values()
+            .filter(|s| s.generation_pageserver == Some(node_id))
+            .map(|s| s.id)
+            .collect();
+        let mut issued = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(mut shard) = self.shards.get(&id).cloned() {
+                let next = shard.generation.map_or(1, |g| g.saturating_add(1));
+                shard.generation = Some(next);
+                issued.push((id, next));
+                muts.push(self.put_shard(shard));
+            }
+        }
+        Ok((Response::ReAttached(issued), muts))
+    }
+
+    pub(crate) fn set_node_scheduling(
+        &mut self,
+        node_id: NodeId,
+        policy: NodeSchedulingPolicy,
+    ) -> Applied {
+        let Some(mut node) = self.nodes.get(&node_id).cloned() else {
+            return Err(Rejection::NotFound(format!(
+                "Node {node_id} not registered"
+            )));
+        };
+        node.scheduling = policy;
+        let m = rows::put(rows::node_key(node_id), &node);
+        self.nodes.insert(node_id, node);
+        Ok((Response::Done, vec![m]))
+    }
+}
