@@ -5,7 +5,8 @@
 //!
 //! Dropping a [`Cluster`] SIGKILLs and reaps every replica, on every exit path including panics; a
 //! panicking test also gets the tail of each replica's log printed. Set `CLUSTER_TESTS_KEEP=1` to
-//! keep the directory of a failed test for inspection.
+//! keep the directory of a failed test for inspection, `CLUSTER_TESTS_KEEP=always` to keep it
+//! after every test.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -20,9 +21,10 @@ use crate::binary::storcon_binary;
 use crate::client::{Client, ClientError, http_client};
 use crate::config::{ClusterOptions, free_ports, render_config};
 use crate::process::Replica;
-use crate::wait::{POLL_INTERVAL, wait_until};
+use crate::wait::{POLL_INTERVAL, deadline, wait_until};
 
-/// Environment variable: keep the temporary directory of a failed test.
+/// Environment variable: keep the temporary directory of a failed test (any value) or of every
+/// test (`always`).
 pub const KEEP_ENV: &str = "CLUSTER_TESTS_KEEP";
 
 /// Per-request timeout of the cluster's clients.
@@ -81,6 +83,26 @@ impl Cluster {
         Ok(cluster)
     }
 
+    /// [`Cluster::start`], then waits until a leader is elected and every replica has applied the
+    /// same index. Returns the cluster and its leader. On failure the replicas' log tails are
+    /// printed before the cluster is dropped.
+    pub async fn start_formed(opts: ClusterOptions) -> anyhow::Result<(Cluster, u64)> {
+        let cluster = Cluster::start(opts)?;
+        let formed = async {
+            let leader = cluster.wait_for_leader(deadline::STARTUP).await?;
+            cluster.wait_converged(deadline::STARTUP).await?;
+            anyhow::Ok(leader)
+        }
+        .await;
+        match formed {
+            Ok(leader) => Ok((cluster, leader)),
+            Err(e) => {
+                cluster.print_log_tails();
+                Err(e.context("forming the cluster"))
+            }
+        }
+    }
+
     fn replica(&self, id: u64) -> &Replica {
         self.replicas
             .iter()
@@ -91,6 +113,14 @@ impl Cluster {
     /// All replica ids, running or not.
     pub fn ids(&self) -> Vec<u64> {
         self.replicas.iter().map(|r| r.id).collect()
+    }
+
+    /// The lowest-numbered running replica other than `id`.
+    pub fn live_other_than(&self, id: u64) -> u64 {
+        self.live_ids()
+            .into_iter()
+            .find(|other| *other != id)
+            .unwrap_or_else(|| panic!("no running replica other than {id}"))
     }
 
     /// Ids of replicas whose process is running.
@@ -344,7 +374,7 @@ impl Cluster {
         via: u64,
         req: &NodeRegisterRequest,
     ) -> anyhow::Result<WriteOutcome> {
-        self.register_with_retry(via, req, crate::wait::deadline::WRITE, POLL_INTERVAL)
+        self.register_with_retry(via, req, deadline::WRITE, POLL_INTERVAL)
             .await
     }
 }
@@ -382,14 +412,9 @@ pub fn short_error(e: &ClientError) -> String {
     }
 }
 
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        for replica in &self.replicas {
-            replica.kill();
-        }
-        if !std::thread::panicking() {
-            return;
-        }
+impl Cluster {
+    /// Prints the last lines (`CLUSTER_TESTS_LOG_LINES`, default 60) of every replica's log.
+    pub fn print_log_tails(&self) {
         let lines = std::env::var("CLUSTER_TESTS_LOG_LINES")
             .ok()
             .and_then(|v| v.parse().ok())
@@ -401,7 +426,25 @@ impl Drop for Cluster {
                 replica.log_tail(lines)
             );
         }
-        if std::env::var_os(KEEP_ENV).is_some() {
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for replica in &self.replicas {
+            replica.kill();
+        }
+        let keep = std::env::var(KEEP_ENV).ok();
+        if !std::thread::panicking() {
+            if keep.as_deref() == Some("always")
+                && let Some(dir) = self.dir.take()
+            {
+                eprintln!("cluster-tests: kept {}", dir.keep().display());
+            }
+            return;
+        }
+        self.print_log_tails();
+        if keep.is_some() {
             if let Some(dir) = self.dir.take() {
                 eprintln!("cluster-tests: kept {}", dir.keep().display());
             }

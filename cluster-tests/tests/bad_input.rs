@@ -14,29 +14,26 @@ enum Expect {
     AnyClientError,
 }
 
-/// A valid registration as JSON, with `edit` applied.
-fn body_with(edit: impl FnOnce(&mut serde_json::Map<String, Value>)) -> String {
-    let mut value = serde_json::to_value(NodeRegisterRequest::fake(7)).expect("serializes");
-    edit(value.as_object_mut().expect("an object"));
-    value.to_string()
+/// A valid registration of node 7 as JSON, with `field` set to `value`.
+fn with(field: &str, value: Value) -> String {
+    let mut body = serde_json::to_value(NodeRegisterRequest::fake(7)).expect("serializes");
+    body[field] = value;
+    body.to_string()
+}
+
+/// A valid registration of node 7 as JSON, without `field`.
+fn without(field: &str) -> String {
+    let mut body = serde_json::to_value(NodeRegisterRequest::fake(7)).expect("serializes");
+    body.as_object_mut().expect("an object").remove(field);
+    body.to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input() {
-    let cluster = Cluster::start(ClusterOptions::default()).expect("starting the cluster");
-    let leader = cluster
-        .wait_for_leader(deadline::STARTUP)
+    let (cluster, leader) = Cluster::start_formed(ClusterOptions::default())
         .await
-        .expect("a leader is elected");
-    cluster
-        .wait_converged(deadline::STARTUP)
-        .await
-        .expect("replicas converge after startup");
-    let follower = cluster
-        .ids()
-        .into_iter()
-        .find(|id| *id != leader)
-        .expect("a follower");
+        .expect("a formed cluster");
+    let follower = cluster.live_other_than(leader);
 
     let registered: Vec<NodeRegisterRequest> = (1..=2).map(NodeRegisterRequest::fake).collect();
     for node in &registered {
@@ -55,88 +52,77 @@ async fn bad_input() {
         .expect("status of the leader");
 
     use Expect::{AnyClientError, Exactly};
-    let json_ct = "application/json";
+    const JSON: &str = "application/json";
     let posts: Vec<(&str, &str, String, Expect)> = vec![
         (
             "truncated JSON",
-            json_ct,
-            r#"{"node_id": 7, "listen_pg_addr": "#.to_owned(),
+            JSON,
+            r#"{"node_id": 7, "listen_pg_addr": "#.into(),
             Exactly(400),
         ),
-        ("not JSON", json_ct, "node_id=7".to_owned(), Exactly(400)),
-        ("empty body", json_ct, String::new(), Exactly(400)),
-        ("empty object", json_ct, "{}".to_owned(), Exactly(400)),
+        ("not JSON", JSON, "node_id=7".into(), Exactly(400)),
+        ("empty body", JSON, String::new(), Exactly(400)),
+        ("empty object", JSON, "{}".into(), Exactly(400)),
         (
             "missing listen_http_port",
-            json_ct,
-            body_with(|m| {
-                m.remove("listen_http_port");
-            }),
+            JSON,
+            without("listen_http_port"),
             Exactly(400),
         ),
         (
             "missing availability_zone_id",
-            json_ct,
-            body_with(|m| {
-                m.remove("availability_zone_id");
-            }),
+            JSON,
+            without("availability_zone_id"),
             Exactly(400),
         ),
         (
             "grpc addr without port",
-            json_ct,
-            body_with(|m| {
-                m.insert("listen_grpc_addr".into(), json!("127.0.0.1"));
-            }),
+            JSON,
+            with("listen_grpc_addr", json!("127.0.0.1")),
             Exactly(400),
         ),
         (
             "grpc port without addr",
-            json_ct,
-            body_with(|m| {
-                m.insert("listen_grpc_port".into(), json!(4000));
-            }),
+            JSON,
+            with("listen_grpc_port", json!(4000)),
             Exactly(400),
         ),
         (
             "array instead of object",
-            json_ct,
-            "[7]".to_owned(),
+            JSON,
+            "[7]".into(),
             AnyClientError,
         ),
         (
             "node_id as a string",
-            json_ct,
-            body_with(|m| {
-                m.insert("node_id".into(), json!("seven"));
-            }),
+            JSON,
+            with("node_id", json!("seven")),
             AnyClientError,
         ),
         (
             "negative node_id",
-            json_ct,
-            body_with(|m| {
-                m.insert("node_id".into(), json!(-7));
-            }),
+            JSON,
+            with("node_id", json!(-7)),
             AnyClientError,
         ),
         (
             "port out of range",
-            json_ct,
-            body_with(|m| {
-                m.insert("listen_pg_port".into(), json!(70000));
-            }),
+            JSON,
+            with("listen_pg_port", json!(70000)),
             AnyClientError,
         ),
         (
             "AZ as a number",
-            json_ct,
-            body_with(|m| {
-                m.insert("availability_zone_id".into(), json!(5));
-            }),
+            JSON,
+            with("availability_zone_id", json!(5)),
             AnyClientError,
         ),
-        ("no content type", "", body_with(|_| {}), AnyClientError),
+        (
+            "no content type",
+            "",
+            with("node_id", json!(7)),
+            AnyClientError,
+        ),
     ];
     let gets: Vec<(&str, String, Expect)> = vec![
         (

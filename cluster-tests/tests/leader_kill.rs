@@ -6,15 +6,9 @@ use cluster_tests::{Cluster, ClusterOptions, NodeRegisterRequest, deadline};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leader_kill() {
-    let cluster = Cluster::start(ClusterOptions::default()).expect("starting the cluster");
-    let old_leader = cluster
-        .wait_for_leader(deadline::STARTUP)
+    let (cluster, old_leader) = Cluster::start_formed(ClusterOptions::default())
         .await
-        .expect("a leader is elected");
-    cluster
-        .wait_converged(deadline::STARTUP)
-        .await
-        .expect("replicas converge after startup");
+        .expect("a formed cluster");
 
     let mut acknowledged: Vec<NodeRegisterRequest> = Vec::new();
     for id in 1..=10 {
@@ -39,11 +33,7 @@ async fn leader_kill() {
     assert_eq!(status.leader_id, Some(new_leader));
 
     // Keep writing through the survivor that is not the leader, so writes are also forwarded.
-    let via = cluster
-        .live_ids()
-        .into_iter()
-        .find(|id| *id != new_leader)
-        .expect("a surviving follower");
+    let via = cluster.live_other_than(new_leader);
     let mut retried = Vec::new();
     for id in 11..=20 {
         let node = NodeRegisterRequest::fake(id);

@@ -7,15 +7,9 @@ use cluster_tests::{Cluster, ClusterOptions, NodeRegisterRequest, ReadMode, dead
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_leader_503() {
-    let cluster = Cluster::start(ClusterOptions::default()).expect("starting the cluster");
-    let leader = cluster
-        .wait_for_leader(deadline::STARTUP)
+    let (cluster, leader) = Cluster::start_formed(ClusterOptions::default())
         .await
-        .expect("a leader is elected");
-    cluster
-        .wait_converged(deadline::STARTUP)
-        .await
-        .expect("replicas converge after startup");
+        .expect("a formed cluster");
     let mut registered = vec![NodeRegisterRequest::fake(1)];
     cluster
         .register(leader, &registered[0])
@@ -26,11 +20,7 @@ async fn no_leader_503() {
         .await
         .expect("replicas converge");
 
-    let survivor = cluster
-        .ids()
-        .into_iter()
-        .find(|id| *id != leader)
-        .expect("a follower");
+    let survivor = cluster.live_other_than(leader);
     let killed: Vec<u64> = cluster
         .ids()
         .into_iter()

@@ -3,24 +3,29 @@
 //! re-registration is refused with 409.
 
 use cluster_tests::checks::{check_nodes_everywhere, node_list};
-use cluster_tests::{Cluster, ClusterOptions, NodeRegisterRequest, ReadMode, deadline};
+use cluster_tests::{Cluster, ClusterOptions, NodeRegisterRequest, ReadMode, deadline, wait_until};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn register_via_follower() {
-    let cluster = Cluster::start(ClusterOptions::default()).expect("starting the cluster");
-    let leader = cluster
-        .wait_for_leader(deadline::STARTUP)
+    let (cluster, leader) = Cluster::start_formed(ClusterOptions::default())
         .await
-        .expect("a leader is elected");
+        .expect("a formed cluster");
+    let follower = cluster.live_other_than(leader);
+
+    // Probes: every replica is up, a member, and ready once it has applied the leader's commit.
     cluster
-        .wait_converged(deadline::STARTUP)
+        .wait_ready(deadline::CONVERGE)
         .await
-        .expect("replicas converge after startup");
-    let follower = cluster
-        .ids()
-        .into_iter()
-        .find(|id| *id != leader)
-        .expect("a follower");
+        .expect("every replica becomes ready");
+    for id in cluster.ids() {
+        let client = cluster.client(id);
+        client.status().await.expect("/status answers 200 null");
+        assert_eq!(
+            client.probe("/live").await.expect("/live answers"),
+            200,
+            "replica {id}"
+        );
+    }
 
     // Cluster status: every replica answers for itself and knows all members and the leader.
     for id in cluster.ids() {
@@ -49,19 +54,22 @@ async fn register_via_follower() {
         }
     }
 
-    // The leader endpoint names the leader's URL on every replica.
+    // Every replica learns the leader's URL. A new leader publishes it with its first log entry
+    // of the term, so right after the election a replica may still answer `null`.
+    let leader_url = format!("http://{}/", cluster.addr(leader));
     for id in cluster.ids() {
-        let info = cluster
-            .client(id)
-            .leader(ReadMode::Forwarded)
-            .await
-            .expect("GET /control/v1/leader")
-            .expect("a leader is known");
-        assert_eq!(
-            info.address,
-            format!("http://{}/", cluster.addr(leader)),
-            "replica {id}"
-        );
+        let client = cluster.client(id);
+        let info = wait_until(
+            &format!("replica {id} to name the leader"),
+            deadline::CONVERGE,
+            async || {
+                let info = client.leader(ReadMode::Forwarded).await?;
+                info.ok_or_else(|| anyhow::anyhow!("GET /control/v1/leader answers null"))
+            },
+        )
+        .await
+        .expect("GET /control/v1/leader names a leader");
+        assert_eq!(info.address, leader_url, "replica {id}");
         assert!(
             info.started_at.contains('T'),
             "started_at is RFC 3339: {info:?}"

@@ -18,15 +18,7 @@ async fn snapshot_catchup() {
         },
         ..ClusterOptions::default()
     };
-    let cluster = Cluster::start(opts).expect("starting the cluster");
-    let leader = cluster
-        .wait_for_leader(deadline::STARTUP)
-        .await
-        .expect("a leader is elected");
-    cluster
-        .wait_converged(deadline::STARTUP)
-        .await
-        .expect("replicas converge after startup");
+    let (cluster, leader) = Cluster::start_formed(opts).await.expect("a formed cluster");
 
     let mut registered: Vec<NodeRegisterRequest> = (1..=3).map(NodeRegisterRequest::fake).collect();
     for node in &registered {
@@ -40,11 +32,7 @@ async fn snapshot_catchup() {
         .await
         .expect("replicas converge");
 
-    let follower = cluster
-        .ids()
-        .into_iter()
-        .find(|id| *id != leader)
-        .expect("a follower");
+    let follower = cluster.live_other_than(leader);
     cluster.kill(follower);
 
     // Many more entries than the snapshot threshold, a few writers at a time. Writes go to

@@ -6,15 +6,9 @@ use cluster_tests::{Cluster, ClusterOptions, NodeRegisterRequest, deadline};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wiped_replica() {
-    let cluster = Cluster::start(ClusterOptions::default()).expect("starting the cluster");
-    let leader = cluster
-        .wait_for_leader(deadline::STARTUP)
+    let (cluster, leader) = Cluster::start_formed(ClusterOptions::default())
         .await
-        .expect("a leader is elected");
-    cluster
-        .wait_converged(deadline::STARTUP)
-        .await
-        .expect("replicas converge after startup");
+        .expect("a formed cluster");
 
     let mut registered: Vec<NodeRegisterRequest> = (1..=5).map(NodeRegisterRequest::fake).collect();
     for node in &registered {
@@ -28,11 +22,7 @@ async fn wiped_replica() {
         .await
         .expect("replicas converge");
 
-    let victim = cluster
-        .ids()
-        .into_iter()
-        .find(|id| *id != leader)
-        .expect("a follower");
+    let victim = cluster.live_other_than(leader);
     cluster.kill(victim);
     cluster
         .wipe(victim)

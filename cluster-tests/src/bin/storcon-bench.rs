@@ -1,0 +1,298 @@
+//! Benchmarks of a three-replica storcon cluster on loopback.
+//!
+//! Build the server in the same profile first, then run, e.g.:
+//!
+//! ```text
+//! cargo build --release -p storcon
+//! cargo run --release -p cluster-tests --bin storcon-bench -- failover --kills 10
+//! cargo run --release -p cluster-tests --bin storcon-bench -- latency --writes 500
+//! cargo run --release -p cluster-tests --bin storcon-bench -- throughput --clients 64 --seconds 10
+//! ```
+//!
+//! Every run is bounded (`--max-seconds`) and kills its replicas on every exit path, Ctrl-C
+//! included.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow, bail};
+use clap::{Args, Parser, Subcommand};
+use cluster_tests::client::http_client;
+use cluster_tests::stats::{Summary, ms};
+use cluster_tests::{Client, Cluster, ClusterOptions, NodeRegisterRequest, RaftOptions, deadline};
+
+#[derive(Parser)]
+#[command(about = "Benchmarks of a three-replica storcon cluster on 127.0.0.1")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Args)]
+struct Common {
+    /// Abort the whole run after this many seconds.
+    #[arg(long, global = true, default_value_t = 600)]
+    max_seconds: u64,
+    /// RUST_LOG of the replicas (their logs go to files in a temporary directory).
+    #[arg(long, global = true, default_value = "warn")]
+    rust_log: String,
+    #[arg(long, global = true, default_value_t = 100)]
+    heartbeat_ms: u64,
+    #[arg(long, global = true, default_value_t = 400)]
+    election_min_ms: u64,
+    #[arg(long, global = true, default_value_t = 800)]
+    election_max_ms: u64,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Kill the leader repeatedly; measure the time until a write through a survivor succeeds.
+    Failover {
+        #[arg(long, default_value_t = 10)]
+        kills: u32,
+        /// Client retry interval.
+        #[arg(long, default_value_t = 10)]
+        retry_ms: u64,
+    },
+    /// Sequential writes to the leader.
+    Latency {
+        #[arg(long, default_value_t = 500)]
+        writes: u32,
+    },
+    /// Concurrent writers for a fixed time.
+    Throughput {
+        #[arg(long, default_value_t = 64)]
+        clients: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Send the writes to a follower, which forwards them to the leader.
+        #[arg(long)]
+        via_follower: bool,
+    },
+}
+
+/// Unique pageserver ids for the whole run.
+static NEXT_NODE: AtomicU64 = AtomicU64::new(1);
+
+fn next_node() -> NodeRegisterRequest {
+    NodeRegisterRequest::fake(NEXT_NODE.fetch_add(1, Ordering::Relaxed))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let limit = Duration::from_secs(cli.common.max_seconds);
+    // Dropping `run` (deadline or Ctrl-C) drops its `Cluster`, which kills the replicas.
+    tokio::select! {
+        result = tokio::time::timeout(limit, run(&cli)) => match result {
+            Ok(result) => result,
+            Err(_) => bail!("run exceeded --max-seconds {}", cli.common.max_seconds),
+        },
+        _ = tokio::signal::ctrl_c() => bail!("interrupted"),
+    }
+}
+
+async fn run(cli: &Cli) -> anyhow::Result<()> {
+    let opts = ClusterOptions {
+        replicas: 3,
+        raft: RaftOptions {
+            heartbeat_interval_ms: Some(cli.common.heartbeat_ms),
+            election_timeout_min_ms: Some(cli.common.election_min_ms),
+            election_timeout_max_ms: Some(cli.common.election_max_ms),
+            ..RaftOptions::default()
+        },
+        rust_log: cli.common.rust_log.clone(),
+    };
+    let (cluster, _) = Cluster::start_formed(opts).await?;
+    eprintln!("cluster directory: {}", cluster.dir().display());
+    let result = async {
+        match cli.cmd {
+            Cmd::Failover { kills, retry_ms } => {
+                failover(&cluster, kills, Duration::from_millis(retry_ms)).await
+            }
+            Cmd::Latency { writes } => latency(&cluster, writes).await,
+            Cmd::Throughput {
+                clients,
+                seconds,
+                via_follower,
+            } => {
+                throughput(
+                    &cluster,
+                    clients,
+                    Duration::from_secs(seconds),
+                    via_follower,
+                )
+                .await
+            }
+        }
+    }
+    .await;
+    if result.is_err() {
+        for id in cluster.ids() {
+            eprintln!("log of replica {id}: {}", cluster.log_path(id).display());
+        }
+        cluster
+            .check_no_crashes()
+            .unwrap_or_else(|e| eprintln!("{e}"));
+    }
+    result
+}
+
+/// A client with a short timeout, so one request to a dead peer does not distort a measurement.
+fn bench_client(cluster: &Cluster, id: u64) -> Client {
+    Client::new(http_client(Duration::from_secs(2)), cluster.url(id))
+}
+
+async fn failover(cluster: &Cluster, kills: u32, retry: Duration) -> anyhow::Result<()> {
+    let mut samples = Vec::new();
+    for round in 1..=kills {
+        let leader = cluster.wait_for_leader(deadline::ELECTION).await?;
+        let via = cluster
+            .live_ids()
+            .into_iter()
+            .find(|id| *id != leader)
+            .context("no survivor")?;
+        let client = bench_client(cluster, via);
+        let node = next_node();
+
+        cluster.kill(leader);
+        let killed_at = Instant::now();
+        let mut attempts = 0u32;
+        // What the survivor answered while there was no leader, e.g. "HTTP 503" -> 80.
+        let mut failures: BTreeMap<String, u32> = BTreeMap::new();
+        loop {
+            attempts += 1;
+            match client.register_node(&node).await {
+                Ok(()) => break,
+                Err(e) if killed_at.elapsed() > deadline::WRITE => {
+                    bail!("round {round}: no write for {:?}: {e}", deadline::WRITE)
+                }
+                Err(e) => {
+                    let kind = match e.status() {
+                        Some(code) => format!("HTTP {code}"),
+                        None => "no response".to_owned(),
+                    };
+                    *failures.entry(kind).or_default() += 1;
+                    tokio::time::sleep(retry).await;
+                }
+            }
+        }
+        let sample = killed_at.elapsed();
+        let new_leader = cluster
+            .wait_for_new_leader(leader, deadline::ELECTION)
+            .await?;
+        println!(
+            "round {round}: killed leader {leader}, write via {via} succeeded after {} ms \
+             ({attempts} attempts, failures {failures:?}), new leader {new_leader}",
+            ms(sample)
+        );
+        samples.push(sample);
+
+        cluster.restart(leader)?;
+        cluster.wait_converged(deadline::CONVERGE).await?;
+    }
+    let s = Summary::of(&samples).context("no samples")?;
+    println!(
+        "failover (kill -9 leader -> first acknowledged write), {} rounds: median {} ms, min {} ms, \
+         max {} ms, p90 {} ms",
+        s.count,
+        ms(s.p50),
+        ms(s.min),
+        ms(s.max),
+        ms(s.p90)
+    );
+    Ok(())
+}
+
+async fn latency(cluster: &Cluster, writes: u32) -> anyhow::Result<()> {
+    let leader = cluster.wait_for_leader(deadline::ELECTION).await?;
+    let client = bench_client(cluster, leader);
+    for _ in 0..20 {
+        client
+            .register_node(&next_node())
+            .await
+            .context("warm-up write")?;
+    }
+    let mut samples = Vec::new();
+    let mut errors = 0u32;
+    for _ in 0..writes {
+        let node = next_node();
+        let start = Instant::now();
+        match client.register_node(&node).await {
+            Ok(()) => samples.push(start.elapsed()),
+            Err(e) => {
+                errors += 1;
+                eprintln!("write failed: {e}");
+            }
+        }
+    }
+    let s = Summary::of(&samples).context("no successful writes")?;
+    println!("latency of sequential writes to the leader ({errors} errors): {s}");
+    Ok(())
+}
+
+async fn throughput(
+    cluster: &Cluster,
+    clients: usize,
+    duration: Duration,
+    via_follower: bool,
+) -> anyhow::Result<()> {
+    let leader = cluster.wait_for_leader(deadline::ELECTION).await?;
+    let target = if via_follower {
+        cluster
+            .live_ids()
+            .into_iter()
+            .find(|id| *id != leader)
+            .context("no follower")?
+    } else {
+        leader
+    };
+    let http = http_client(Duration::from_secs(10));
+    let base = cluster.url(target);
+    let errors = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let end = start + duration;
+    let tasks: Vec<_> = (0..clients)
+        .map(|_| {
+            let client = Client::new(http.clone(), base.clone());
+            let errors = errors.clone();
+            tokio::spawn(async move {
+                let mut samples = Vec::new();
+                while Instant::now() < end {
+                    let node = next_node();
+                    let sent = Instant::now();
+                    match client.register_node(&node).await {
+                        Ok(()) => samples.push(sent.elapsed()),
+                        Err(_) => {
+                            errors.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+                samples
+            })
+        })
+        .collect();
+    let mut samples = Vec::new();
+    for task in tasks {
+        samples.extend(task.await.map_err(|e| anyhow!("writer task failed: {e}"))?);
+    }
+    let elapsed = start.elapsed();
+    let s = Summary::of(&samples).context("no successful writes")?;
+    println!(
+        "throughput with {clients} writers to the {} for {:.1}s: {:.0} writes/s ({} ok, {} errors); \
+         latency median {} ms, p99 {} ms, max {} ms",
+        if via_follower { "follower" } else { "leader" },
+        elapsed.as_secs_f64(),
+        s.count as f64 / elapsed.as_secs_f64(),
+        s.count,
+        errors.load(Ordering::Relaxed),
+        ms(s.p50),
+        ms(s.p99),
+        ms(s.max)
+    );
+    Ok(())
+}
