@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use serde::Deserialize;
@@ -21,6 +22,51 @@ pub struct Config {
     pub cluster: ClusterConfig,
     #[serde(default)]
     pub raft: RaftTimings,
+    #[serde(default)]
+    pub controller: ControllerConfig,
+}
+
+/// Timings of the leader-only services.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ControllerConfig {
+    /// How often the leader polls every pageserver's `/v1/utilization`.
+    pub heartbeat_interval_ms: u64,
+    /// A node without a successful heartbeat for this long goes Offline and fails over.
+    pub max_offline_ms: u64,
+    /// Grace period for a node that re-attached and has not answered a heartbeat yet.
+    pub max_warming_up_ms: u64,
+    /// Period of the background pass that schedules and reconciles whatever drifted.
+    pub background_reconcile_ms: u64,
+    /// Reconciles running at once.
+    pub reconciler_concurrency: usize,
+}
+
+impl Default for ControllerConfig {
+    fn default() -> Self {
+        ControllerConfig {
+            heartbeat_interval_ms: 1000,
+            max_offline_ms: 10_000,
+            max_warming_up_ms: 30_000,
+            background_reconcile_ms: 20_000,
+            reconciler_concurrency: 128,
+        }
+    }
+}
+
+impl ControllerConfig {
+    pub fn heartbeat_interval(&self) -> Duration {
+        Duration::from_millis(self.heartbeat_interval_ms.max(1))
+    }
+    pub fn max_offline(&self) -> Duration {
+        Duration::from_millis(self.max_offline_ms)
+    }
+    pub fn max_warming_up(&self) -> Duration {
+        Duration::from_millis(self.max_warming_up_ms)
+    }
+    pub fn background_reconcile_interval(&self) -> Duration {
+        Duration::from_millis(self.background_reconcile_ms.max(1))
+    }
 }
 
 /// JWT settings. Parsed so the file format is fixed now; `run` refuses them until auth is built.

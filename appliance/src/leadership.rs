@@ -1,67 +1,129 @@
-//! Leader-only duties, started when this replica leads and dropped when it stops leading.
+//! Leader-only duties, started when this replica leads and stopped when it stops leading.
 //!
-//! Today there is one: the new leader records itself (`RecordLeader`) as the first command of
-//! its term, which also tells every replica who leads and since when (`GET /control/v1/leader`).
-//! Later services (heartbeats, reconcilers) start only after that entry has applied.
+//! On becoming leader in term T the replica first records itself (`RecordLeader`, its first
+//! command of the term). Only after that entry applied does it start the controller services
+//! for T; they are cancelled the moment metrics show another term or another role, which also
+//! aborts their in-flight pageserver calls.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::ServerState;
-use raft_store::Raft;
+use raft_store::{Raft, SharedState};
 use state_machine::Command;
+use storcon_http::AppState;
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-/// Watches Raft metrics until shutdown; exits the process if Raft stops with a fatal error, so
-/// a supervisor restarts it from its (intact) data dir.
-pub async fn run(raft: Raft, node_id: u64, address: String) {
-    let mut metrics = raft.metrics();
-    let mut recorded_term = 0u64;
-    loop {
-        let (state, term, fatal) = {
-            let m = metrics.borrow_and_update();
-            (m.state, m.current_term, m.running_state.clone().err())
-        };
-        if let Some(fatal) = fatal {
-            tracing::error!(error = %fatal, "raft stopped with a fatal error; exiting");
-            std::process::exit(70);
-        }
-        if state == ServerState::Leader && term > recorded_term {
-            let span = tracing::info_span!("leadership", term);
-            let recorded = record_leader(&raft, node_id, term, &address)
-                .instrument(span)
-                .await;
-            if recorded {
-                recorded_term = term;
-                tracing::info!(term, "leading; leader record applied");
-                continue;
-            }
-            // Not recorded (lost leadership or no quorum yet): look again shortly.
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            continue;
-        }
-        if metrics.changed().await.is_err() {
-            return;
-        }
-    }
+use crate::config::ControllerConfig;
+use crate::controller::Controller;
+use crate::controller::services::Services;
+
+pub struct Leadership {
+    pub raft: Raft,
+    pub state: SharedState,
+    pub app: AppState,
+    pub node_id: u64,
+    pub address: String,
+    pub controller: ControllerConfig,
+    pub pageserver_http: reqwest::Client,
 }
 
-async fn record_leader(raft: &Raft, node_id: u64, term: u64, address: &str) -> bool {
-    let command = Command::RecordLeader {
-        node_id,
-        term,
-        address: format!("http://{address}/"),
-        started_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-    };
-    // Bounded: a leader without a quorum would otherwise wait here forever.
-    match tokio::time::timeout(Duration::from_secs(5), raft.client_write(command)).await {
-        Ok(Ok(_)) => true,
-        Ok(Err(e)) => {
-            tracing::debug!(error = %e, "could not record leadership");
-            false
+struct Running {
+    term: u64,
+    cancel: CancellationToken,
+}
+
+impl Leadership {
+    /// Watches Raft metrics until shutdown; exits the process if Raft stops with a fatal error,
+    /// so a supervisor restarts it from its (intact) data dir.
+    pub async fn run(self) {
+        let mut metrics = self.raft.metrics();
+        let mut running: Option<Running> = None;
+        loop {
+            let (state, term, fatal) = {
+                let m = metrics.borrow_and_update();
+                (m.state, m.current_term, m.running_state.clone().err())
+            };
+            if let Some(fatal) = fatal {
+                tracing::error!(error = %fatal, "raft stopped with a fatal error; exiting");
+                std::process::exit(70);
+            }
+            let leading = state == ServerState::Leader;
+            if let Some(r) = &running
+                && (!leading || r.term != term)
+            {
+                tracing::info!(
+                    term = r.term,
+                    "leadership lost; stopping controller services"
+                );
+                r.cancel.cancel();
+                self.app.leader.set(None);
+                running = None;
+            }
+            if leading && running.is_none() {
+                let recorded = self
+                    .record_leader(term)
+                    .instrument(tracing::info_span!("leadership", term))
+                    .await;
+                if recorded {
+                    running = Some(self.start_controller(term));
+                } else {
+                    // Lost leadership or no quorum yet: look again shortly.
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                continue;
+            }
+            if metrics.changed().await.is_err() {
+                if let Some(r) = running {
+                    r.cancel.cancel();
+                }
+                return;
+            }
         }
-        Err(_) => {
-            tracing::debug!("leader record not committed within 5 s");
-            false
+    }
+
+    fn start_controller(&self, term: u64) -> Running {
+        let cancel = CancellationToken::new();
+        let controller = Controller::new(
+            self.raft.clone(),
+            self.state.clone(),
+            term,
+            self.controller.clone(),
+            self.pageserver_http.clone(),
+            None,
+            cancel.clone(),
+        );
+        self.app
+            .leader
+            .set(Some(Arc::new(Services(controller.clone()))));
+        tokio::spawn(
+            controller
+                .run()
+                .instrument(tracing::info_span!("controller", term)),
+        );
+        tracing::info!(term, "leading; controller services started");
+        Running { term, cancel }
+    }
+
+    async fn record_leader(&self, term: u64) -> bool {
+        let command = Command::RecordLeader {
+            node_id: self.node_id,
+            term,
+            address: format!("http://{}/", self.address),
+            started_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        };
+        // Bounded: a leader without a quorum would otherwise wait here forever.
+        match tokio::time::timeout(Duration::from_secs(5), self.raft.client_write(command)).await {
+            Ok(Ok(_)) => true,
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "could not record leadership");
+                false
+            }
+            Err(_) => {
+                tracing::debug!("leader record not committed within 5 s");
+                false
+            }
         }
     }
 }

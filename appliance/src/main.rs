@@ -4,6 +4,7 @@
 //! loopback for a first look.
 
 mod config;
+mod controller;
 mod demo;
 mod formation;
 mod leadership;

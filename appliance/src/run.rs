@@ -100,11 +100,23 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         std::process::exit(EXIT_REFUSED);
     }
 
-    let watcher = tokio::spawn(leadership::run(
-        raft.clone(),
-        node_id,
-        config.advertised_addr(),
-    ));
+    let pageserver_http = reqwest::Client::builder()
+        .no_proxy()
+        .connect_timeout(Duration::from_secs(1))
+        .build()
+        .context("cannot build HTTP client")?;
+    let watcher = tokio::spawn(
+        leadership::Leadership {
+            raft: raft.clone(),
+            state: app.state.clone(),
+            app: app.clone(),
+            node_id,
+            address: config.advertised_addr(),
+            controller: config.controller.clone(),
+            pageserver_http,
+        }
+        .run(),
+    );
     let served = server.await.context("server task failed")?;
     watcher.abort();
     let _ = raft.shutdown().await;

@@ -30,6 +30,8 @@ pub struct AppInner {
     /// Raft RPCs are refused until start-up decided this replica may take part in Raft.
     raft_admitted: AtomicBool,
     pub formation: Arc<dyn FormationProbe>,
+    /// Leader-only services while this replica leads.
+    pub leader: crate::leader::LeaderSlot,
 }
 
 #[derive(Clone)]
@@ -61,6 +63,7 @@ impl AppState {
             forward_client,
             raft_admitted: AtomicBool::new(false),
             formation,
+            leader: Default::default(),
         }))
     }
 

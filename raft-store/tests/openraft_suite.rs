@@ -16,6 +16,8 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, TempDir> for RedbBuil
     }
 }
 
+// The error type is openraft's own; its size is not ours to choose.
+#[allow(clippy::result_large_err)]
 #[test]
 fn redb_store_passes_openraft_suite() -> Result<(), StorageError<NodeId>> {
     Suite::test_all(RedbBuilder)

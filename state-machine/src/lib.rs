@@ -20,6 +20,7 @@ pub mod scheduler;
 mod state;
 mod tenant;
 mod tenants;
+pub mod wire;
 
 pub use command::{Command, Rejection, Response};
 pub use node::{

@@ -1,0 +1,142 @@
+//! Heartbeats: poll `GET /v1/utilization` on every node, apply availability transitions.
+//!
+//! - ToActive: first the activation check: list the node's locations, detach what the
+//!   controller does not know, take the rest as observed; only then is the node Active and its
+//!   shards reconciled. If the check fails the node stays inactive and is tried next round.
+//! - ToOffline: everything on the node becomes uncertain, its tenants are rescheduled (the
+//!   scheduler fails attachments over unless no other node could take them) and reconciled.
+
+use std::collections::BTreeSet;
+use std::time::Instant;
+
+use state_machine::ids::TenantId;
+use state_machine::wire::{LocationConfig, LocationConfigMode};
+use state_machine::{NodeId, NodeRecord};
+
+use super::nodes::{Avail, NodeState, Transition, on_heartbeat};
+use super::{Controller, lock};
+
+impl Controller {
+    pub(super) async fn heartbeat_round(&self) {
+        let records: Vec<NodeRecord> = self.state.read().nodes().cloned().collect();
+        let polls = records.iter().map(|n| async move {
+            let r = self.ps.utilization(n).await;
+            (n.clone(), r)
+        });
+        let results = futures::future::join_all(polls).await;
+        let now = Instant::now();
+        for (node, result) in results {
+            if self.cancel.is_cancelled() {
+                return;
+            }
+            let transition = {
+                let mut nodes = lock(&self.nodes);
+                let entry = nodes.entry(node.id).or_insert_with(|| NodeState::new(now));
+                let t = on_heartbeat(
+                    entry,
+                    result.is_ok(),
+                    now,
+                    self.cfg.max_offline(),
+                    self.cfg.max_warming_up(),
+                );
+                if let Ok(u) = &result {
+                    entry.last_seen = Some(now);
+                    entry.utilization_score = u.utilization_score.unwrap_or(0);
+                }
+                t
+            };
+            match transition {
+                Transition::ToActive => {
+                    if let Err(e) = self.activate(&node).await {
+                        tracing::warn!(node = node.id, error = %e, "activation failed; node stays inactive");
+                    }
+                }
+                Transition::ToOffline => self.node_offline(node.id).await,
+                Transition::Unchanged => {}
+            }
+        }
+    }
+
+    pub(super) async fn activate(&self, node: &NodeRecord) -> Result<(), String> {
+        let reported = self
+            .ps
+            .list_locations(node)
+            .await
+            .map_err(|e| format!("listing locations: {e}"))?;
+        let unknown: Vec<_> = {
+            let state = self.state.read();
+            reported
+                .iter()
+                .filter(|(id, _)| state.shard(id).is_none())
+                .map(|(id, _)| *id)
+                .collect()
+        };
+        for id in &unknown {
+            let conf = LocationConfig {
+                mode: LocationConfigMode::Detached,
+                generation: None,
+                secondary_conf: None,
+                shard_number: id.shard_number,
+                shard_count: id.shard_count.0,
+                shard_stripe_size: 0,
+                tenant_conf: serde_json::json!({}),
+            };
+            self.ps
+                .put_location(node, *id, &conf)
+                .await
+                .map_err(|e| format!("detaching unknown shard {id}: {e}"))?;
+            tracing::info!(node = node.id, shard = %id, "detached a location the controller does not know");
+        }
+        let known: Vec<_> = reported
+            .into_iter()
+            .filter(|(id, _)| !unknown.contains(id))
+            .collect();
+        lock(&self.observed).replace_node(node.id, &known);
+        if let Some(n) = lock(&self.nodes).get_mut(&node.id) {
+            n.avail = Avail::Active;
+        }
+        tracing::info!(node = node.id, locations = known.len(), "node active");
+        for (id, _) in known {
+            if self.is_dirty(&id) {
+                self.reconciles.push(id);
+            }
+        }
+        // Shards intended on this node but not there yet.
+        let intended: Vec<_> = self
+            .state
+            .read()
+            .shards()
+            .filter(|s| s.intent.contains(node.id))
+            .map(|s| s.id)
+            .collect();
+        for id in intended {
+            if self.is_dirty(&id) {
+                self.reconciles.push(id);
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) async fn node_offline(&self, node: NodeId) {
+        if let Some(n) = lock(&self.nodes).get_mut(&node) {
+            n.avail = Avail::Offline;
+        }
+        lock(&self.observed).mark_node_unknown(node);
+        tracing::warn!(node, "node offline");
+        let tenants: BTreeSet<TenantId> = self
+            .state
+            .read()
+            .shards()
+            .filter(|s| s.intent.contains(node))
+            .map(|s| s.id.tenant_id)
+            .collect();
+        match self.schedule(&tenants).await {
+            Ok(changed) => {
+                for id in changed {
+                    self.reconciles.push(id);
+                }
+            }
+            Err(e) => tracing::warn!(node, error = %e, "cannot reschedule after node loss"),
+        }
+    }
+}

@@ -1,0 +1,192 @@
+//! The leader-only controller: node availability, observed locations, scheduling and
+//! reconciling. One instance lives per leadership term; it is built after the leader's own
+//! entry of the term has applied and is cancelled as soon as leadership is lost.
+//!
+//! Modules: `nodes` (availability rules), `observed` (what pageservers hold), `heartbeat`
+//! (utilization polls and transitions), `reconcile` (one shard's steps and the worker pool),
+//! `pageserver` (the outbound client), `services` (what HTTP handlers may ask of it).
+
+mod heartbeat;
+mod nodes;
+mod observed;
+mod pageserver;
+mod reconcile;
+pub mod services;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use raft_store::{Raft, SharedState};
+use state_machine::ids::{TenantId, TenantShardId};
+use state_machine::scheduler::Scheduler;
+use state_machine::{Command, NodeId, Response};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::ControllerConfig;
+use nodes::NodeState;
+use observed::Observed;
+use pageserver::PageserverClient;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProposeError {
+    #[error("not leader or no quorum: {0}")]
+    Raft(String),
+    #[error("rejected: {0}")]
+    Rejected(String),
+}
+
+pub struct Controller {
+    raft: Raft,
+    state: SharedState,
+    term: u64,
+    cfg: ControllerConfig,
+    cancel: CancellationToken,
+    ps: PageserverClient,
+    observed: Mutex<Observed>,
+    nodes: Mutex<BTreeMap<NodeId, NodeState>>,
+    reconciles: reconcile::Queue,
+    queue_rx: Mutex<Option<mpsc::UnboundedReceiver<TenantShardId>>>,
+    last_errors: Mutex<BTreeMap<TenantShardId, String>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Controller {
+    pub fn new(
+        raft: Raft,
+        state: SharedState,
+        term: u64,
+        cfg: ControllerConfig,
+        http: reqwest::Client,
+        pageserver_token: Option<String>,
+        cancel: CancellationToken,
+    ) -> Arc<Controller> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        Arc::new(Controller {
+            ps: PageserverClient::new(http, term, pageserver_token, cancel.clone()),
+            raft,
+            state,
+            term,
+            cfg,
+            cancel,
+            observed: Mutex::new(Observed::default()),
+            nodes: Mutex::new(BTreeMap::new()),
+            reconciles: reconcile::Queue::new(tx),
+            queue_rx: Mutex::new(Some(rx)),
+            last_errors: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    /// Runs until cancelled: startup reconcile, then the heartbeat and background loops.
+    pub async fn run(self: Arc<Self>) {
+        let started = Instant::now();
+        {
+            let now = Instant::now();
+            let ids: Vec<NodeId> = self.state.read().nodes().map(|n| n.id).collect();
+            let mut nodes = lock(&self.nodes);
+            for id in ids {
+                nodes.insert(id, NodeState::new(now));
+            }
+        }
+        if let Some(rx) = lock(&self.queue_rx).take() {
+            tokio::spawn(reconcile::dispatch(self.clone(), rx));
+        }
+        // Startup: one heartbeat round lists every responding node's locations (activation),
+        // which is the observed-state scan; then schedule and reconcile what differs.
+        self.heartbeat_round().await;
+        if let Err(e) = self.schedule_all().await {
+            tracing::warn!(error = %e, "startup scheduling failed");
+        }
+        let queued = self.reconcile_all_dirty();
+        tracing::info!(
+            queued,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "startup reconcile done"
+        );
+        let mut heartbeat = tokio::time::interval(self.cfg.heartbeat_interval());
+        let mut background = tokio::time::interval(self.cfg.background_reconcile_interval());
+        heartbeat.tick().await;
+        background.tick().await;
+        loop {
+            tokio::select! {
+                _ = self.cancel.cancelled() => break,
+                _ = heartbeat.tick() => self.heartbeat_round().await,
+                _ = background.tick() => {
+                    if let Err(e) = self.schedule_all().await {
+                        tracing::warn!(error = %e, "background scheduling failed");
+                    }
+                    self.reconcile_all_dirty();
+                }
+            }
+        }
+        tracing::info!(term = self.term, "controller stopped");
+    }
+
+    async fn propose(&self, command: Command) -> Result<Response, ProposeError> {
+        let written =
+            tokio::time::timeout(Duration::from_secs(10), self.raft.client_write(command))
+                .await
+                .map_err(|_| ProposeError::Raft("timed out".into()))?
+                .map_err(|e| ProposeError::Raft(e.to_string()))?;
+        match written.data {
+            Response::Rejected(r) => Err(ProposeError::Rejected(r.to_string())),
+            other => Ok(other),
+        }
+    }
+
+    /// Schedules the given tenants in one pass and commits the changed intents in one command.
+    /// Returns the shards whose intent changed.
+    async fn schedule(
+        &self,
+        tenants: &BTreeSet<TenantId>,
+    ) -> Result<Vec<TenantShardId>, ProposeError> {
+        let changed = {
+            let state = self.state.read();
+            let views = nodes::views(&state, &lock(&self.nodes));
+            let mut scheduler = Scheduler::new(&state, views);
+            let mut changed = Vec::new();
+            for t in tenants {
+                let (c, errors) = scheduler.schedule_tenant(state.tenant_shards(*t));
+                for (shard, e) in errors {
+                    tracing::warn!(%shard, error = %e, "cannot schedule shard");
+                    lock(&self.last_errors).insert(shard, format!("Scheduling error: {e}"));
+                }
+                changed.extend(c);
+            }
+            changed
+        };
+        if changed.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids = changed.iter().map(|(id, _)| *id).collect();
+        self.propose(Command::SetIntents(changed)).await?;
+        Ok(ids)
+    }
+
+    async fn schedule_all(&self) -> Result<(), ProposeError> {
+        let tenants: BTreeSet<TenantId> =
+            self.state.read().shards().map(|s| s.id.tenant_id).collect();
+        for id in self.schedule(&tenants).await? {
+            self.reconciles.push(id);
+        }
+        Ok(())
+    }
+
+    /// Queues every shard that needs work, including observed locations of deleted shards.
+    fn reconcile_all_dirty(&self) -> usize {
+        let mut ids: BTreeSet<TenantShardId> = self.state.read().shards().map(|s| s.id).collect();
+        ids.extend(lock(&self.observed).shard_ids());
+        let mut queued = 0;
+        for id in ids {
+            if self.is_dirty(&id) {
+                self.reconciles.push(id);
+                queued += 1;
+            }
+        }
+        queued
+    }
+}

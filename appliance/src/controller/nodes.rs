@@ -1,0 +1,157 @@
+//! Node availability as the leader sees it (soft state, rebuilt on every leadership start).
+//!
+//! Every node starts `Unknown`: not yet heard from by this leader. It is not reconciled against
+//! and not given new work, but its attachments do not fail over until `max_offline` passes
+//! without a heartbeat, so a slow start of the leader does not reshuffle shards.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use state_machine::scheduler::NodeView;
+use state_machine::{NodeAvailability, NodeId, NodeSchedulingPolicy, State};
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Avail {
+    Unknown {
+        since: Instant,
+    },
+    /// Re-attached; waiting for the first heartbeat after it applied the answer.
+    WarmingUp {
+        since: Instant,
+    },
+    Active,
+    Offline,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct NodeState {
+    pub avail: Avail,
+    pub last_seen: Option<Instant>,
+    pub utilization_score: u64,
+}
+
+impl NodeState {
+    pub fn new(now: Instant) -> Self {
+        NodeState {
+            avail: Avail::Unknown { since: now },
+            last_seen: None,
+            // Upstream treats a node without a heartbeat as exactly "full".
+            utilization_score: 1_000_000,
+        }
+    }
+
+    pub fn wire(&self) -> NodeAvailability {
+        match self.avail {
+            Avail::Active => NodeAvailability::Active,
+            Avail::WarmingUp { .. } => NodeAvailability::WarmingUp,
+            Avail::Unknown { .. } | Avail::Offline => NodeAvailability::Offline,
+        }
+    }
+}
+
+/// Transition decided for a node after a heartbeat round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    ToActive,
+    ToOffline,
+    Unchanged,
+}
+
+/// Heartbeat outcome -> transition, by upstream's rules (grace periods for lost heartbeats).
+pub fn on_heartbeat(
+    state: &NodeState,
+    ok: bool,
+    now: Instant,
+    max_offline: Duration,
+    max_warming_up: Duration,
+) -> Transition {
+    match (state.avail, ok) {
+        (Avail::Active, true) => Transition::Unchanged,
+        (_, true) => Transition::ToActive,
+        (Avail::Offline, false) => Transition::Unchanged,
+        (Avail::Active, false) => {
+            let since = state.last_seen.unwrap_or(now);
+            if now.duration_since(since) >= max_offline {
+                Transition::ToOffline
+            } else {
+                Transition::Unchanged
+            }
+        }
+        (Avail::Unknown { since }, false) if now.duration_since(since) >= max_offline => {
+            Transition::ToOffline
+        }
+        (Avail::WarmingUp { since }, false) if now.duration_since(since) >= max_warming_up => {
+            Transition::ToOffline
+        }
+        _ => Transition::Unchanged,
+    }
+}
+
+/// The scheduler's view of every registered node.
+pub fn views(state: &State, nodes: &BTreeMap<NodeId, NodeState>) -> Vec<NodeView> {
+    state
+        .nodes()
+        .map(|n| {
+            let s = nodes.get(&n.id);
+            let avail = s.map(|s| s.avail);
+            let active = matches!(avail, Some(Avail::Active));
+            NodeView {
+                id: n.id,
+                az: n.availability_zone_id.clone(),
+                available: !matches!(avail, Some(Avail::Offline)),
+                may_schedule: active
+                    && matches!(
+                        n.scheduling,
+                        NodeSchedulingPolicy::Active | NodeSchedulingPolicy::Filling
+                    ),
+                utilization_score: s.map_or(1_000_000, |s| s.utilization_score),
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: Duration = Duration::from_secs(60);
+
+    #[test]
+    fn lost_heartbeats_need_the_grace_period() {
+        let t0 = Instant::now();
+        let active = NodeState {
+            avail: Avail::Active,
+            last_seen: Some(t0),
+            utilization_score: 0,
+        };
+        assert_eq!(
+            on_heartbeat(&active, false, t0 + MIN / 2, MIN, MIN * 5),
+            Transition::Unchanged
+        );
+        assert_eq!(
+            on_heartbeat(&active, false, t0 + MIN, MIN, MIN * 5),
+            Transition::ToOffline
+        );
+        let unknown = NodeState::new(t0);
+        assert_eq!(
+            on_heartbeat(&unknown, true, t0, MIN, MIN * 5),
+            Transition::ToActive
+        );
+        assert_eq!(
+            on_heartbeat(&unknown, false, t0 + MIN, MIN, MIN * 5),
+            Transition::ToOffline
+        );
+        let warming = NodeState {
+            avail: Avail::WarmingUp { since: t0 },
+            ..active
+        };
+        assert_eq!(
+            on_heartbeat(&warming, false, t0 + MIN * 2, MIN, MIN * 5),
+            Transition::Unchanged
+        );
+        assert_eq!(
+            on_heartbeat(&warming, false, t0 + MIN * 5, MIN, MIN * 5),
+            Transition::ToOffline
+        );
+    }
+}

@@ -1,0 +1,177 @@
+//! The client for calls from the leader to pageservers.
+//!
+//! Every call carries the leader's Raft term in `x-storcon-term`, so a pageserver (the simulator,
+//! at least) can refuse a deposed leader, and the configured token if there is one. Calls are
+//! cancelled with the leader's cancellation token. `put_location` retries transport errors,
+//! timeouts and 503 with a short backoff, like upstream; any other status is final.
+
+use std::time::Duration;
+
+use state_machine::NodeRecord;
+use state_machine::ids::TenantShardId;
+use state_machine::wire::{LocationConfig, LocationConfigListResponse, PageserverUtilization};
+use tokio_util::sync::CancellationToken;
+
+pub const TERM_HEADER: &str = "x-storcon-term";
+
+#[derive(Debug, thiserror::Error)]
+pub enum PsError {
+    #[error("pageserver unreachable: {0}")]
+    Unreachable(String),
+    #[error("pageserver answered {status}: {body}")]
+    Status { status: u16, body: String },
+    #[error("bad answer from pageserver: {0}")]
+    Decode(String),
+    #[error("cancelled")]
+    Cancelled,
+}
+
+impl PsError {
+    fn retryable(&self) -> bool {
+        match self {
+            PsError::Unreachable(_) => true,
+            PsError::Status { status, .. } => matches!(status, 503 | 504 | 408),
+            _ => false,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct PageserverClient {
+    http: reqwest::Client,
+    term: u64,
+    token: Option<String>,
+    cancel: CancellationToken,
+}
+
+fn base(node: &NodeRecord) -> String {
+    format!("http://{}:{}", node.listen_http_addr, node.listen_http_port)
+}
+
+impl PageserverClient {
+    pub fn new(
+        http: reqwest::Client,
+        term: u64,
+        token: Option<String>,
+        cancel: CancellationToken,
+    ) -> Self {
+        PageserverClient {
+            http,
+            term,
+            token,
+            cancel,
+        }
+    }
+
+    fn request(
+        &self,
+        method: reqwest::Method,
+        url: String,
+        timeout: Duration,
+    ) -> reqwest::RequestBuilder {
+        let mut r = self
+            .http
+            .request(method, url)
+            .timeout(timeout)
+            .header(TERM_HEADER, self.term.to_string());
+        if let Some(t) = &self.token {
+            r = r.bearer_auth(t);
+        }
+        r
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response, PsError> {
+        let resp = tokio::select! {
+            _ = self.cancel.cancelled() => return Err(PsError::Cancelled),
+            r = req.send() => r.map_err(|e| PsError::Unreachable(e.to_string()))?,
+        };
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(resp);
+        }
+        let body = resp.text().await.unwrap_or_default();
+        Err(PsError::Status {
+            status: status.as_u16(),
+            body,
+        })
+    }
+
+    pub async fn utilization(&self, node: &NodeRecord) -> Result<PageserverUtilization, PsError> {
+        let req = self.request(
+            reqwest::Method::GET,
+            format!("{}/v1/utilization", base(node)),
+            Duration::from_secs(1),
+        );
+        self.send(req)
+            .await?
+            .json()
+            .await
+            .map_err(|e| PsError::Decode(e.to_string()))
+    }
+
+    pub async fn list_locations(
+        &self,
+        node: &NodeRecord,
+    ) -> Result<Vec<(TenantShardId, Option<LocationConfig>)>, PsError> {
+        let req = self.request(
+            reqwest::Method::GET,
+            format!("{}/v1/location_config", base(node)),
+            Duration::from_secs(5),
+        );
+        let list: LocationConfigListResponse = self
+            .send(req)
+            .await?
+            .json()
+            .await
+            .map_err(|e| PsError::Decode(e.to_string()))?;
+        Ok(list.tenant_shards)
+    }
+
+    /// `GET /v1/location_config/:id`: `None` when the pageserver has no such location.
+    pub async fn get_location(
+        &self,
+        node: &NodeRecord,
+        shard: TenantShardId,
+    ) -> Result<Option<LocationConfig>, PsError> {
+        let req = self.request(
+            reqwest::Method::GET,
+            format!("{}/v1/location_config/{shard}", base(node)),
+            Duration::from_secs(5),
+        );
+        match self.send(req).await {
+            Ok(resp) => resp
+                .json()
+                .await
+                .map_err(|e| PsError::Decode(e.to_string())),
+            Err(PsError::Status { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub async fn put_location(
+        &self,
+        node: &NodeRecord,
+        shard: TenantShardId,
+        conf: &LocationConfig,
+    ) -> Result<(), PsError> {
+        let url = format!("{}/v1/tenant/{shard}/location_config?lazy=true", base(node));
+        let mut attempt = 0u32;
+        loop {
+            let req = self
+                .request(reqwest::Method::PUT, url.clone(), Duration::from_secs(25))
+                .json(conf);
+            match self.send(req).await {
+                Ok(_) => return Ok(()),
+                Err(e) if e.retryable() && attempt < 2 => {
+                    attempt += 1;
+                    let backoff = Duration::from_millis(100 * u64::from(attempt));
+                    tokio::select! {
+                        _ = self.cancel.cancelled() => return Err(PsError::Cancelled),
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}

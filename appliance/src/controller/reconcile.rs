@@ -1,0 +1,327 @@
+//! Reconciling one shard: make the pageservers hold what the intent says, in upstream's order.
+//!
+//! 1. Refresh an uncertain observed location on the attached node.
+//! 2. Attached node: if it does not already hold the current generation, commit
+//!    `IncrementGeneration` through Raft first (a deposed leader cannot), then
+//!    `PUT location_config` AttachedSingle in that generation.
+//! 3. Each secondary: `PUT` Secondary where it differs.
+//! 4. Detach every observed location that is not in the intent.
+//!
+//! Only Active nodes are called; others are skipped and handled when they come back. Before a
+//! call the observed entry becomes uncertain, and only a success makes it certain again.
+//! At most one reconcile per shard runs at a time; a request while one runs queues another
+//! pass after it.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+
+use state_machine::ids::TenantShardId;
+use state_machine::wire::LocationConfig;
+use state_machine::{Command, NodeId, NodeRecord, Response, ShardSchedulingPolicy, TenantShard};
+use tokio::sync::{Semaphore, mpsc};
+use tracing::Instrument;
+
+use super::nodes::Avail;
+use super::observed::matches;
+use super::{Controller, lock};
+
+#[derive(Default)]
+struct Running {
+    in_flight: BTreeSet<TenantShardId>,
+    again: BTreeSet<TenantShardId>,
+}
+
+pub struct Queue {
+    tx: mpsc::UnboundedSender<TenantShardId>,
+    running: Mutex<Running>,
+}
+
+impl Queue {
+    pub fn new(tx: mpsc::UnboundedSender<TenantShardId>) -> Self {
+        Queue {
+            tx,
+            running: Mutex::new(Running::default()),
+        }
+    }
+
+    pub fn push(&self, id: TenantShardId) {
+        let _ = self.tx.send(id);
+    }
+
+    pub fn is_running(&self, id: &TenantShardId) -> bool {
+        lock(&self.running).in_flight.contains(id)
+    }
+
+    /// Marks `id` running; false (and remembers to run again) when it already is.
+    fn start(&self, id: TenantShardId) -> bool {
+        let mut r = lock(&self.running);
+        if r.in_flight.contains(&id) {
+            r.again.insert(id);
+            return false;
+        }
+        r.in_flight.insert(id);
+        true
+    }
+
+    /// Marks `id` done; true when another pass was requested meanwhile.
+    fn finish(&self, id: TenantShardId) -> bool {
+        let mut r = lock(&self.running);
+        r.in_flight.remove(&id);
+        r.again.remove(&id)
+    }
+}
+
+/// Receives shard ids and runs their reconciles with bounded concurrency.
+pub async fn dispatch(ctl: Arc<Controller>, mut rx: mpsc::UnboundedReceiver<TenantShardId>) {
+    let limit = Arc::new(Semaphore::new(ctl.cfg.reconciler_concurrency.max(1)));
+    loop {
+        let id = tokio::select! {
+            _ = ctl.cancel.cancelled() => return,
+            id = rx.recv() => match id { Some(id) => id, None => return },
+        };
+        if !ctl.reconciles.start(id) {
+            continue;
+        }
+        let permit = tokio::select! {
+            _ = ctl.cancel.cancelled() => return,
+            p = limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+        };
+        let ctl = ctl.clone();
+        let span = tracing::info_span!("reconcile", shard = %id);
+        tokio::spawn(
+            async move {
+                let result = ctl.reconcile_shard(id).await;
+                match &result {
+                    Ok(()) => {
+                        lock(&ctl.last_errors).remove(&id);
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "reconcile failed");
+                        lock(&ctl.last_errors).insert(id, e.clone());
+                    }
+                }
+                drop(permit);
+                if ctl.reconciles.finish(id) && !ctl.cancel.is_cancelled() {
+                    ctl.reconciles.push(id);
+                }
+            }
+            .instrument(span),
+        );
+    }
+}
+
+impl Controller {
+    fn node_if_active(&self, id: NodeId) -> Option<NodeRecord> {
+        let active = lock(&self.nodes)
+            .get(&id)
+            .is_some_and(|n| n.avail == Avail::Active);
+        if !active {
+            return None;
+        }
+        self.state.read().node(id).cloned()
+    }
+
+    /// Whether the shard's observed state differs from its intent on Active nodes.
+    pub(super) fn is_dirty(&self, id: &TenantShardId) -> bool {
+        let shard = self.state.read().shard(id).cloned();
+        let observed = lock(&self.observed).locations(id);
+        let active = |n: NodeId| {
+            lock(&self.nodes)
+                .get(&n)
+                .is_some_and(|s| s.avail == Avail::Active)
+        };
+        let Some(shard) = shard else {
+            // Deleted shard: dirty while an active node still holds it.
+            return observed.keys().any(|n| active(*n));
+        };
+        if shard.splitting || shard.scheduling == ShardSchedulingPolicy::Stop {
+            return false;
+        }
+        if let Some(a) = shard.intent.attached
+            && active(a)
+        {
+            let want_attached = shard.generation_pageserver == Some(a)
+                && shard.generation.is_some_and(|g| {
+                    matches(
+                        observed.get(&a).unwrap_or(&None),
+                        &LocationConfig::attached(&shard, g),
+                    )
+                });
+            if !want_attached {
+                return true;
+            }
+        }
+        let secondary = LocationConfig::secondary(&shard);
+        for s in &shard.intent.secondaries {
+            if active(*s) && !matches(observed.get(s).unwrap_or(&None), &secondary) {
+                return true;
+            }
+        }
+        observed
+            .keys()
+            .any(|n| !shard.intent.contains(*n) && active(*n))
+    }
+
+    async fn put(
+        &self,
+        node: &NodeRecord,
+        id: TenantShardId,
+        conf: &LocationConfig,
+    ) -> Result<(), String> {
+        lock(&self.observed).set(id, node.id, None);
+        match self.ps.put_location(node, id, conf).await {
+            Ok(()) => {
+                let mut obs = lock(&self.observed);
+                if conf.mode == state_machine::wire::LocationConfigMode::Detached {
+                    obs.remove(&id, node.id);
+                } else {
+                    obs.set(id, node.id, Some(conf.clone()));
+                }
+                Ok(())
+            }
+            Err(e) => Err(format!("location_config on node {}: {e}", node.id)),
+        }
+    }
+
+    pub(super) async fn reconcile_shard(&self, id: TenantShardId) -> Result<(), String> {
+        let shard = self.state.read().shard(&id).cloned();
+        let Some(shard) = shard else {
+            return self.detach_everywhere(id).await;
+        };
+        if shard.splitting || shard.scheduling == ShardSchedulingPolicy::Stop {
+            return Ok(());
+        }
+        let mut first_error = None;
+        if let Some(node) = shard.intent.attached.and_then(|a| self.node_if_active(a))
+            && let Err(e) = self.reconcile_attached(&shard, &node).await
+        {
+            first_error.get_or_insert(e);
+        }
+        let secondary = LocationConfig::secondary(&shard);
+        for s in &shard.intent.secondaries {
+            let Some(node) = self.node_if_active(*s) else {
+                continue;
+            };
+            let current = lock(&self.observed)
+                .locations(&id)
+                .get(s)
+                .cloned()
+                .flatten();
+            if !matches(&current, &secondary)
+                && let Err(e) = self.put(&node, id, &secondary).await
+            {
+                // Secondaries are never required for correctness; report, carry on.
+                first_error.get_or_insert(e);
+            }
+        }
+        let stale: Vec<NodeId> = lock(&self.observed)
+            .locations(&id)
+            .keys()
+            .copied()
+            .filter(|n| !shard.intent.contains(*n))
+            .collect();
+        let detached = LocationConfig::detached(&shard);
+        for n in stale {
+            let Some(node) = self.node_if_active(n) else {
+                continue;
+            };
+            if let Err(e) = self.put(&node, id, &detached).await {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    async fn reconcile_attached(
+        &self,
+        shard: &TenantShard,
+        node: &NodeRecord,
+    ) -> Result<(), String> {
+        let id = shard.id;
+        let mut current = lock(&self.observed).locations(&id).get(&node.id).cloned();
+        if matches!(current, Some(None)) {
+            // Uncertain: ask the pageserver before deciding anything.
+            let read = self
+                .ps
+                .get_location(node, id)
+                .await
+                .map_err(|e| format!("reading location on node {}: {e}", node.id))?;
+            match &read {
+                Some(conf) => lock(&self.observed).set(id, node.id, Some(conf.clone())),
+                None => lock(&self.observed).remove(&id, node.id),
+            }
+            current = read.map(Some);
+        }
+        let current = current.flatten();
+        let issued_here = shard.generation_pageserver == Some(node.id);
+        if let Some(g) = shard.generation
+            && issued_here
+            && matches(&current, &LocationConfig::attached(shard, g))
+        {
+            return Ok(());
+        }
+        // Same generation and already attached there: only the config differs, no new generation.
+        let reuse = shard.generation.filter(|g| {
+            issued_here
+                && current
+                    .as_ref()
+                    .is_some_and(|c| c.mode.is_attached() && c.generation == Some(*g))
+        });
+        let generation = match reuse {
+            Some(g) => g,
+            None => match self
+                .propose(Command::IncrementGeneration {
+                    shard: id,
+                    node_id: node.id,
+                })
+                .await
+            {
+                Ok(Response::Generation(g)) => g,
+                Ok(other) => {
+                    return Err(format!(
+                        "unexpected answer to IncrementGeneration: {other:?}"
+                    ));
+                }
+                Err(e) => return Err(format!("cannot issue a generation: {e}")),
+            },
+        };
+        // Re-read: the config may have changed while the generation was committed.
+        let shard = self
+            .state
+            .read()
+            .shard(&id)
+            .cloned()
+            .ok_or("shard deleted")?;
+        tracing::info!(node = node.id, generation, "attaching");
+        self.put(node, id, &LocationConfig::attached(&shard, generation))
+            .await
+    }
+
+    /// A deleted shard: detach it wherever an active node still holds it.
+    async fn detach_everywhere(&self, id: TenantShardId) -> Result<(), String> {
+        let nodes: Vec<NodeId> = lock(&self.observed)
+            .locations(&id)
+            .keys()
+            .copied()
+            .collect();
+        let mut first_error = None;
+        for n in nodes {
+            let Some(node) = self.node_if_active(n) else {
+                continue;
+            };
+            let conf = LocationConfig {
+                mode: state_machine::wire::LocationConfigMode::Detached,
+                generation: None,
+                secondary_conf: None,
+                shard_number: id.shard_number,
+                shard_count: id.shard_count.0,
+                shard_stripe_size: 0,
+                tenant_conf: serde_json::json!({}),
+            };
+            if let Err(e) = self.put(&node, id, &conf).await {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}

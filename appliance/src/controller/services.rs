@@ -1,0 +1,225 @@
+//! The controller as HTTP handlers see it (`storcon_http::LeaderServices`).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use state_machine::ids::{TenantId, TenantShardId};
+use state_machine::scheduler::Scheduler;
+use state_machine::wire::LocationConfigMode;
+use state_machine::{Generation, NodeAvailability, NodeId};
+use storcon_http::{ApiError, LeaderServices, ShardStatus};
+
+use super::nodes::{self, Avail};
+use super::{Controller, lock};
+
+/// Handle given to the HTTP layer.
+pub struct Services(pub Arc<Controller>);
+
+impl LeaderServices for Services {
+    fn availability(&self, node: NodeId) -> NodeAvailability {
+        lock(&self.0.nodes)
+            .get(&node)
+            .map_or(NodeAvailability::Offline, |n| n.wire())
+    }
+
+    fn choose_az(&self) -> Option<String> {
+        let state = self.0.state.read();
+        let views = nodes::views(&state, &lock(&self.0.nodes));
+        Scheduler::new(&state, views).choose_az()
+    }
+
+    fn schedule_tenant(&self, tenant: TenantId) -> BoxFuture<'_, Result<(), ApiError>> {
+        async move {
+            let ctl = &self.0;
+            ctl.schedule(&BTreeSet::from([tenant]))
+                .await
+                .map_err(|e| ApiError::Unavailable(format!("cannot commit schedule: {e}")))?;
+            let ids: Vec<TenantShardId> = ctl
+                .state
+                .read()
+                .tenant_shards(tenant)
+                .map(|s| s.id)
+                .collect();
+            for id in ids {
+                if ctl.is_dirty(&id) {
+                    ctl.reconciles.push(id);
+                }
+            }
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn wait_reconciled(&self, tenant: TenantId, timeout: Duration) -> BoxFuture<'_, bool> {
+        async move {
+            let ctl = &self.0;
+            let deadline = Instant::now() + timeout;
+            loop {
+                let ids: Vec<TenantShardId> = {
+                    let mut ids: Vec<_> = ctl
+                        .state
+                        .read()
+                        .tenant_shards(tenant)
+                        .map(|s| s.id)
+                        .collect();
+                    ids.extend(
+                        lock(&ctl.observed)
+                            .shard_ids()
+                            .into_iter()
+                            .filter(|s| s.tenant_id == tenant),
+                    );
+                    ids
+                };
+                let settled = ids
+                    .iter()
+                    .all(|id| !ctl.reconciles.is_running(id) && !ctl.is_dirty(id));
+                if settled {
+                    return true;
+                }
+                if Instant::now() >= deadline || ctl.cancel.is_cancelled() {
+                    return false;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        .boxed()
+    }
+
+    fn node_re_attached(&self, node: NodeId, issued: &[(TenantShardId, Generation)]) {
+        let ctl = &self.0;
+        if let Some(n) = lock(&ctl.nodes).get_mut(&node) {
+            n.avail = Avail::WarmingUp {
+                since: Instant::now(),
+            };
+        } else {
+            lock(&ctl.nodes).insert(
+                node,
+                nodes::NodeState {
+                    avail: Avail::WarmingUp {
+                        since: Instant::now(),
+                    },
+                    last_seen: None,
+                    utilization_score: 1_000_000,
+                },
+            );
+        }
+        // Until the activation check lists the node, what it holds is uncertain.
+        let mut obs = lock(&ctl.observed);
+        obs.mark_node_unknown(node);
+        for (id, _) in issued {
+            obs.set(*id, node, None);
+        }
+    }
+
+    fn set_availability(
+        &self,
+        node: NodeId,
+        availability: NodeAvailability,
+    ) -> BoxFuture<'_, Result<(), ApiError>> {
+        async move {
+            let ctl = &self.0;
+            let record = ctl
+                .state
+                .read()
+                .node(node)
+                .cloned()
+                .ok_or_else(|| ApiError::NotFound(format!("Node {node} not registered")))?;
+            match availability {
+                NodeAvailability::Offline => ctl.node_offline(node).await,
+                NodeAvailability::Active => ctl.activate(&record).await.map_err(|e| {
+                    ApiError::PreconditionFailed(format!("cannot activate node {node}: {e}"))
+                })?,
+                NodeAvailability::WarmingUp => {
+                    if let Some(n) = lock(&ctl.nodes).get_mut(&node) {
+                        n.avail = Avail::WarmingUp {
+                            since: Instant::now(),
+                        };
+                    }
+                }
+            }
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn shard_status(&self, shard: TenantShardId) -> ShardStatus {
+        ShardStatus {
+            is_reconciling: self.0.reconciles.is_running(&shard),
+            last_error: lock(&self.0.last_errors)
+                .get(&shard)
+                .cloned()
+                .unwrap_or_default(),
+        }
+    }
+
+    fn observed_on(&self, node: NodeId) -> Vec<(TenantShardId, Option<bool>)> {
+        lock(&self.0.observed)
+            .on_node(node)
+            .into_iter()
+            .map(|(id, conf)| (id, conf.map(|c| c.mode == LocationConfigMode::Secondary)))
+            .collect()
+    }
+
+    fn reconcile_all(&self) -> usize {
+        self.0.reconcile_all_dirty()
+    }
+
+    fn consistency_check(&self) -> BoxFuture<'_, Result<(), ApiError>> {
+        async move {
+            let problems = self.0.consistency_problems();
+            if problems.is_empty() {
+                Ok(())
+            } else {
+                Err(ApiError::Internal(format!(
+                    "consistency check failed: {}",
+                    problems.join("; ")
+                )))
+            }
+        }
+        .boxed()
+    }
+
+    fn forget_tenant(&self, tenant: TenantId) {
+        lock(&self.0.last_errors).retain(|id, _| id.tenant_id != tenant);
+    }
+}
+
+impl Controller {
+    /// Replicated intents checked against registered nodes, and the leader's observed view
+    /// against the intents (for shards not being reconciled right now).
+    fn consistency_problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let shard_ids: Vec<TenantShardId> = {
+            let state = self.state.read();
+            for s in state.shards() {
+                if let Some(a) = s.intent.attached
+                    && s.intent.secondaries.contains(&a)
+                {
+                    problems.push(format!("{}: node {a} both attached and secondary", s.id));
+                }
+                for n in s.intent.nodes() {
+                    if state.node(n).is_none() {
+                        problems.push(format!("{}: intent names unknown node {n}", s.id));
+                    }
+                }
+                if let Some(g) = s.generation_pageserver
+                    && state.node(g).is_none()
+                {
+                    problems.push(format!("{}: generation issued to unknown node {g}", s.id));
+                }
+            }
+            state.shards().map(|s| s.id).collect()
+        };
+        for id in shard_ids {
+            if !self.reconciles.is_running(&id) && self.is_dirty(&id) {
+                problems.push(format!(
+                    "{id}: observed state differs from intent and no reconcile runs"
+                ));
+            }
+        }
+        problems
+    }
+}

@@ -1,0 +1,233 @@
+//! Upstream wire types that cross the controller's API and the pageserver API.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{TenantId, TenantShardId};
+use crate::node::{NodeId, NodeRegisterRequest};
+use crate::tenant::{Generation, PlacementPolicy, ShardSchedulingPolicy, TenantShard};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LocationConfigMode {
+    AttachedSingle,
+    AttachedMulti,
+    AttachedStale,
+    Secondary,
+    Detached,
+}
+
+impl LocationConfigMode {
+    pub fn is_attached(self) -> bool {
+        matches!(
+            self,
+            LocationConfigMode::AttachedSingle
+                | LocationConfigMode::AttachedMulti
+                | LocationConfigMode::AttachedStale
+        )
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecondaryConfig {
+    pub warm: bool,
+}
+
+/// A pageserver location (upstream `LocationConfig`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LocationConfig {
+    pub mode: LocationConfigMode,
+    #[serde(default)]
+    pub generation: Option<Generation>,
+    #[serde(default)]
+    pub secondary_conf: Option<SecondaryConfig>,
+    #[serde(default)]
+    pub shard_number: u8,
+    #[serde(default)]
+    pub shard_count: u8,
+    #[serde(default)]
+    pub shard_stripe_size: u32,
+    #[serde(default)]
+    pub tenant_conf: serde_json::Value,
+}
+
+impl LocationConfig {
+    fn base(shard: &TenantShard, mode: LocationConfigMode) -> LocationConfig {
+        LocationConfig {
+            mode,
+            generation: None,
+            secondary_conf: None,
+            shard_number: shard.id.shard_number,
+            shard_count: shard.id.shard_count.0,
+            shard_stripe_size: shard.stripe_size,
+            tenant_conf: shard.config.clone(),
+        }
+    }
+
+    /// What the controller wants on the attached node.
+    pub fn attached(shard: &TenantShard, generation: Generation) -> LocationConfig {
+        LocationConfig {
+            generation: Some(generation),
+            ..Self::base(shard, LocationConfigMode::AttachedSingle)
+        }
+    }
+
+    pub fn secondary(shard: &TenantShard) -> LocationConfig {
+        LocationConfig {
+            secondary_conf: Some(SecondaryConfig { warm: true }),
+            ..Self::base(shard, LocationConfigMode::Secondary)
+        }
+    }
+
+    pub fn detached(shard: &TenantShard) -> LocationConfig {
+        Self::base(shard, LocationConfigMode::Detached)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReAttachRequest {
+    pub node_id: NodeId,
+    #[serde(default)]
+    pub register: Option<NodeRegisterRequest>,
+    #[serde(default)]
+    pub empty_local_disk: Option<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReAttachResponseTenant {
+    pub id: TenantShardId,
+    pub r#gen: Option<Generation>,
+    pub mode: LocationConfigMode,
+    pub stripe_size: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReAttachResponse {
+    pub tenants: Vec<ReAttachResponseTenant>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ValidateRequestTenant {
+    pub id: TenantShardId,
+    pub r#gen: Generation,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ValidateRequest {
+    pub tenants: Vec<ValidateRequestTenant>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ValidateResponseTenant {
+    pub id: TenantShardId,
+    pub valid: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ValidateResponse {
+    pub tenants: Vec<ValidateResponseTenant>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ShardParameters {
+    #[serde(default)]
+    pub count: u8,
+    #[serde(default)]
+    pub stripe_size: Option<u32>,
+}
+
+/// `POST /v1/tenant`. Tenant config fields sit at the top level (flattened) as upstream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TenantCreateRequest {
+    pub new_tenant_id: TenantShardId,
+    #[serde(default)]
+    pub generation: Option<Generation>,
+    #[serde(default)]
+    pub shard_parameters: ShardParameters,
+    #[serde(default)]
+    pub placement_policy: Option<PlacementPolicy>,
+    #[serde(flatten)]
+    pub config: serde_json::Map<String, serde_json::Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantCreateResponseShard {
+    pub shard_id: TenantShardId,
+    pub node_id: NodeId,
+    pub generation: Generation,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantCreateResponse {
+    pub shards: Vec<TenantCreateResponseShard>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantDescribeResponseShard {
+    pub tenant_shard_id: TenantShardId,
+    pub node_attached: Option<NodeId>,
+    pub node_secondary: Vec<NodeId>,
+    pub last_error: String,
+    pub is_reconciling: bool,
+    pub is_pending_compute_notification: bool,
+    pub is_splitting: bool,
+    pub is_importing: bool,
+    pub scheduling_policy: ShardSchedulingPolicy,
+    pub preferred_az_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantDescribeResponse {
+    pub tenant_id: TenantId,
+    pub stripe_size: u32,
+    pub policy: PlacementPolicy,
+    pub config: serde_json::Value,
+    pub shards: Vec<TenantDescribeResponseShard>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PageserverUtilization {
+    #[serde(default)]
+    pub disk_usage_bytes: u64,
+    #[serde(default)]
+    pub free_space_bytes: u64,
+    #[serde(default)]
+    pub disk_wanted_bytes: u64,
+    #[serde(default)]
+    pub disk_usable_pct: u64,
+    #[serde(default)]
+    pub shard_count: u32,
+    #[serde(default)]
+    pub max_shard_count: u32,
+    #[serde(default)]
+    pub utilization_score: Option<u64>,
+    #[serde(default)]
+    pub captured_at: Option<String>,
+}
+
+/// `GET /v1/location_config` on a pageserver.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LocationConfigListResponse {
+    pub tenant_shards: Vec<(TenantShardId, Option<LocationConfig>)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeShard {
+    pub tenant_shard_id: TenantShardId,
+    pub is_intended_secondary: Option<bool>,
+    pub is_observed_secondary: Option<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeShardResponse {
+    pub node_id: NodeId,
+    pub shards: Vec<NodeShard>,
+}
+
+/// `PUT /control/v1/node/:node_id/config`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeConfigureRequest {
+    pub node_id: NodeId,
+    #[serde(default)]
+    pub availability: Option<crate::node::NodeAvailability>,
+    #[serde(default)]
+    pub scheduling: Option<crate::node::NodeSchedulingPolicy>,
+}
