@@ -6,10 +6,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post, put};
 use raft_store::{FormationStatus, Raft, SharedState};
 
-use crate::{cluster, forward, nodes, probes, raft_rpc, trace};
+use crate::{cluster, debug, forward, nodes, probes, raft_rpc, tenants, trace, upcalls};
 
 /// Answers formation questions from peers; implemented by the binary, which owns start-up.
 pub trait FormationProbe: Send + Sync {
@@ -100,6 +100,23 @@ pub fn router(app: AppState) -> Router {
     let leader_served = Router::new()
         .route("/control/v1/node", post(nodes::register).get(nodes::list))
         .route("/control/v1/node/{node_id}", get(nodes::describe))
+        .route("/control/v1/node/{node_id}/config", put(nodes::configure))
+        .route("/control/v1/node/{node_id}/shards", get(nodes::shards))
+        .route("/upcall/v1/re-attach", post(upcalls::re_attach))
+        .route("/upcall/v1/validate", post(upcalls::validate))
+        .route("/v1/tenant", post(tenants::create))
+        .route("/v1/tenant/{tenant_id}", delete(tenants::delete))
+        .route("/control/v1/tenant", get(tenants::list))
+        .route("/control/v1/tenant/{tenant_id}", get(tenants::describe))
+        .route(
+            "/control/v1/tenant/{tenant_id}/policy",
+            put(tenants::set_policy),
+        )
+        .route("/debug/v1/reconcile_all", post(debug::reconcile_all))
+        .route(
+            "/debug/v1/consistency_check",
+            post(debug::consistency_check),
+        )
         .fallback(nodes::not_found)
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),

@@ -11,6 +11,7 @@
 
 mod app;
 mod cluster;
+mod debug;
 mod error;
 mod extract;
 mod forward;
@@ -19,7 +20,9 @@ mod nodes;
 mod probes;
 mod propose;
 mod raft_rpc;
+mod tenants;
 mod trace;
+mod upcalls;
 
 pub use app::{AppState, FormationProbe, router};
 pub use error::ApiError;

@@ -1,0 +1,173 @@
+//! Timelines of attached shards: create, list, detail, delete, wait_lsn.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use serde_json::Value;
+
+use crate::app::App;
+use crate::error::{ApiError, parse_body};
+use crate::ids::{TenantShardId, parse_timeline};
+use crate::model::Timeline;
+use crate::routes::{detached, json, parse_tsid};
+use crate::wire::{Lsn, TimelineCreateRequest, TimelineInfo};
+
+fn info(id: TenantShardId, timeline_id: &str, tl: &Timeline) -> TimelineInfo {
+    TimelineInfo {
+        tenant_id: id,
+        timeline_id: timeline_id.to_owned(),
+        ancestor_timeline_id: None,
+        last_record_lsn: tl.last_record_lsn,
+        disk_consistent_lsn: tl.disk_consistent_lsn,
+        remote_consistent_lsn: tl.disk_consistent_lsn,
+        state: "Active",
+    }
+}
+
+/// 201 also when the timeline already exists (a retried create).
+pub async fn create(
+    State(app): State<Arc<App>>,
+    Path(tsid): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    detached(async move {
+        let id = parse_tsid(&tsid)?;
+        let mut txn = app.begin(&headers, "timeline_create", Some(id)).await?;
+        let request: TimelineCreateRequest = parse_body(&body)?;
+        let timeline = parse_timeline(&request.new_timeline_id).map_err(ApiError::BadRequest)?;
+        let mut next = txn.state().clone();
+        if next.create_timeline(id, &timeline)? {
+            let mut event = txn.event("timeline_create", Some(id));
+            event.generation = next.locations.get(&id).and_then(|l| l.generation);
+            event.timeline_id = Some(timeline.clone());
+            txn.commit(next, vec![event]).await?;
+        }
+        let loc = txn.state().attached(id)?;
+        let tl = loc
+            .timelines
+            .get(&timeline)
+            .ok_or_else(|| ApiError::Internal(format!("timeline {timeline} vanished")))?;
+        Ok(json(StatusCode::CREATED, &info(id, &timeline, tl)))
+    })
+    .await
+}
+
+pub async fn list(
+    State(app): State<Arc<App>>,
+    Path(tsid): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    detached(async move {
+        let id = parse_tsid(&tsid)?;
+        let txn = app.begin(&headers, "timeline_list", Some(id)).await?;
+        let loc = txn.state().attached(id)?;
+        let infos: Vec<TimelineInfo> = loc
+            .timelines
+            .iter()
+            .map(|(tl_id, tl)| info(id, tl_id, tl))
+            .collect();
+        Ok(json(StatusCode::OK, &infos))
+    })
+    .await
+}
+
+pub async fn detail(
+    State(app): State<Arc<App>>,
+    Path((tsid, timeline)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    detached(async move {
+        let id = parse_tsid(&tsid)?;
+        let timeline = parse_timeline(&timeline).map_err(ApiError::BadRequest)?;
+        let txn = app.begin(&headers, "timeline_detail", Some(id)).await?;
+        let loc = txn.state().attached(id)?;
+        let tl = loc
+            .timelines
+            .get(&timeline)
+            .ok_or_else(|| ApiError::NotFound(format!("timeline {timeline} of {id} not found")))?;
+        Ok(json(StatusCode::OK, &info(id, &timeline, tl)))
+    })
+    .await
+}
+
+/// 202 when the timeline was deleted by this call, 404 once it is gone, 412 when the shard is
+/// not attached here (the upstream "Requested tenant is missing").
+pub async fn delete(
+    State(app): State<Arc<App>>,
+    Path((tsid, timeline)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    detached(async move {
+        let id = parse_tsid(&tsid)?;
+        let timeline = parse_timeline(&timeline).map_err(ApiError::BadRequest)?;
+        let mut txn = app.begin(&headers, "timeline_delete", Some(id)).await?;
+        let generation = match txn.state().attached(id) {
+            Ok(loc) if loc.timelines.contains_key(&timeline) => loc.generation,
+            Ok(_) => {
+                return Err(ApiError::NotFound(format!(
+                    "timeline {timeline} of {id} not found"
+                )));
+            }
+            Err(_) => {
+                return Err(ApiError::PreconditionFailed(
+                    "Requested tenant is missing".into(),
+                ));
+            }
+        };
+        let validated = match generation {
+            Some(g) => txn.validate(&[(id, g)]).await?.get(&id).copied().flatten(),
+            None => None,
+        };
+        let mut next = txn.state().clone();
+        let outcome = next.delete_timeline(id, &timeline, validated);
+        let mut event = txn.event("timeline_delete", Some(id));
+        event.generation = generation;
+        event.timeline_id = Some(timeline);
+        txn.conclude(next, vec![event], outcome).await?;
+        Ok(json(StatusCode::ACCEPTED, &()))
+    })
+    .await
+}
+
+/// Body `{"<timeline_id>": "<lsn>", ..., "timeout": {...}}`: the simulated ingest catches the
+/// present timelines up at once, so the answer is 200 or 404 (none present), never 202.
+pub async fn wait_lsn(
+    State(app): State<Arc<App>>,
+    Path(tsid): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    detached(async move {
+        let id = parse_tsid(&tsid)?;
+        let mut txn = app.begin(&headers, "wait_lsn", Some(id)).await?;
+        let wanted = parse_wait_lsn(&body)?;
+        let mut next = txn.state().clone();
+        next.wait_lsn(id, &wanted)?;
+        txn.commit(next, Vec::new()).await?;
+        Ok(json(StatusCode::OK, &()))
+    })
+    .await
+}
+
+fn parse_wait_lsn(body: &[u8]) -> Result<BTreeMap<String, Lsn>, ApiError> {
+    let fields: serde_json::Map<String, Value> = parse_body(body)?;
+    let mut wanted = BTreeMap::new();
+    for (key, value) in fields {
+        if key == "timeout" {
+            continue;
+        }
+        let timeline = parse_timeline(&key).map_err(ApiError::BadRequest)?;
+        let lsn = value
+            .as_str()
+            .ok_or_else(|| ApiError::BadRequest(format!("lsn of {timeline} is not a string")))?
+            .parse::<Lsn>()
+            .map_err(ApiError::BadRequest)?;
+        wanted.insert(timeline, lsn);
+    }
+    Ok(wanted)
+}

@@ -1,0 +1,217 @@
+//! Shared handler state: one lock around the simulator's state, its file and its history, so
+//! every request is one serial transaction (decide, persist, record, publish, answer).
+//!
+//! Term fencing lives here too: [`App::begin`] checks `x-storcon-term` under the same lock the
+//! request's change is made under, so a request from a deposed controller can never slip in
+//! after one from its successor.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::sync::Mutex as StdMutex;
+use std::time::Duration;
+
+use axum::http::HeaderMap;
+use serde_json::Value;
+use tokio::sync::{Mutex, MutexGuard};
+
+use crate::error::ApiError;
+use crate::history::{Event, History};
+use crate::ids::TenantShardId;
+use crate::model::SimState;
+use crate::store::Store;
+use crate::upcall::Controller;
+use crate::wire::SplitBehaviour;
+
+pub const TERM_HEADER: &str = "x-storcon-term";
+
+/// How long a deletion waits for the controller to validate before keeping the data. The state
+/// lock is held meanwhile, which is safe: the controller's validate never calls pageservers.
+const VALIDATE_DEADLINE: Duration = Duration::from_secs(5);
+
+pub struct App {
+    pub node_id: u64,
+    controller: Controller,
+    inner: Mutex<Inner>,
+    /// Fault injection for splits; not persisted (tests set it per run).
+    split: StdMutex<SplitBehaviour>,
+}
+
+struct Inner {
+    state: SimState,
+    store: Store,
+    history: History,
+}
+
+/// A request holding the state lock. Dropping it without `commit` changes nothing.
+pub struct Txn<'a> {
+    inner: MutexGuard<'a, Inner>,
+    app: &'a App,
+    term: Option<u64>,
+}
+
+impl App {
+    pub fn new(
+        node_id: u64,
+        state: SimState,
+        store: Store,
+        history: History,
+        controller: Controller,
+        split: SplitBehaviour,
+    ) -> Self {
+        App {
+            node_id,
+            controller,
+            inner: Mutex::new(Inner {
+                state,
+                store,
+                history,
+            }),
+            split: StdMutex::new(split),
+        }
+    }
+
+    /// Takes the state lock for a request of `kind`, fencing it by its term: a lower term than
+    /// any seen is refused (409, recorded); a higher one is persisted before going on.
+    /// Handlers call it before parsing the body, so a stale controller's request is refused and
+    /// recorded whatever its body.
+    pub async fn begin(
+        &self,
+        headers: &HeaderMap,
+        kind: &'static str,
+        id: Option<TenantShardId>,
+    ) -> Result<Txn<'_>, ApiError> {
+        let term = header_term(headers)?;
+        let mut inner = self.inner.lock().await;
+        if let Some(term) = term {
+            match inner.state.max_term {
+                Some(max) if term < max => {
+                    let reason = format!("term {term} is lower than term {max} seen before");
+                    let mut event = Event::new(kind, id, Some(term));
+                    event.reason = Some(reason.clone());
+                    inner.history.append(vec![event]).await?;
+                    return Err(ApiError::Conflict(reason));
+                }
+                Some(max) if term == max => {}
+                _ => {
+                    let mut next = inner.state.clone();
+                    next.max_term = Some(term);
+                    inner.store.save(&next).await?;
+                    inner.state = next;
+                    tracing::info!("highest controller term is now {term}");
+                }
+            }
+        }
+        Ok(Txn {
+            inner,
+            app: self,
+            term,
+        })
+    }
+
+    pub fn split_behaviour(&self) -> SplitBehaviour {
+        *self.split.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn set_split_behaviour(&self, behaviour: SplitBehaviour) {
+        *self.split.lock().unwrap_or_else(|p| p.into_inner()) = behaviour;
+    }
+
+    /// The history file; read under the lock so no half-appended batch is seen.
+    pub async fn history(&self) -> io::Result<Vec<Value>> {
+        self.inner.lock().await.history.read_all().await
+    }
+
+    pub async fn snapshot(&self) -> SimState {
+        self.inner.lock().await.state.clone()
+    }
+}
+
+impl Txn<'_> {
+    pub fn state(&self) -> &SimState {
+        &self.inner.state
+    }
+
+    /// A history event carrying this request's term.
+    pub fn event(&self, kind: &'static str, id: Option<TenantShardId>) -> Event {
+        Event::new(kind, id, self.term)
+    }
+
+    /// Persists `next`, publishes it, then records `events` as accepted.
+    pub async fn commit(&mut self, next: SimState, mut events: Vec<Event>) -> Result<(), ApiError> {
+        self.inner.store.save(&next).await?;
+        self.inner.state = next;
+        for event in &mut events {
+            event.accepted = true;
+        }
+        self.inner.history.append(events).await?;
+        Ok(())
+    }
+
+    /// Commits on `Ok`; on `Err` records `events` as refused with the error as reason.
+    pub async fn conclude(
+        &mut self,
+        next: SimState,
+        mut events: Vec<Event>,
+        outcome: Result<(), ApiError>,
+    ) -> Result<(), ApiError> {
+        match outcome {
+            Ok(()) => self.commit(next, events).await,
+            Err(e) => {
+                for event in &mut events {
+                    event.accepted = false;
+                    event.reason = Some(e.msg().to_owned());
+                }
+                self.inner.history.append(events).await?;
+                Err(e)
+            }
+        }
+    }
+
+    /// Asks the controller whether each `(shard, generation)` is still current and records
+    /// every answer. `Some(true)` is the only answer that allows deleting data; an omitted
+    /// shard or an unreachable controller gives `None`.
+    pub async fn validate(
+        &mut self,
+        shards: &[(TenantShardId, u32)],
+    ) -> Result<BTreeMap<TenantShardId, Option<bool>>, ApiError> {
+        if shards.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let answer = self
+            .app
+            .controller
+            .validate(shards, VALIDATE_DEADLINE)
+            .await;
+        let failure = answer.as_ref().err().map(|e| e.to_string());
+        if let Some(why) = &failure {
+            tracing::warn!("validate failed, keeping data: {why}");
+        }
+        let answer = answer.unwrap_or_default();
+        let mut result = BTreeMap::new();
+        let mut events = Vec::new();
+        for &(id, generation) in shards {
+            let valid = answer.get(&id).copied();
+            result.insert(id, valid);
+            let mut event = self.event("validate", Some(id));
+            event.generation = Some(generation);
+            event.valid = Some(valid);
+            event.accepted = valid == Some(true);
+            event.reason.clone_from(&failure);
+            events.push(event);
+        }
+        self.inner.history.append(events).await?;
+        Ok(result)
+    }
+}
+
+fn header_term(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+    let Some(value) = headers.get(TERM_HEADER) else {
+        return Ok(None);
+    };
+    value
+        .to_str()
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Some)
+        .ok_or_else(|| ApiError::BadRequest(format!("malformed {TERM_HEADER} header")))
+}

@@ -1,0 +1,64 @@
+//! Command line. The split fault switches can also come from the environment
+//! (`PAGESERVER_SIM_FAIL_SPLIT=1`, `PAGESERVER_SIM_STALL_SPLIT_MS=N`) so a harness can set them
+//! without changing how it builds the command line.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+
+use crate::wire::SplitBehaviour;
+
+const FAIL_SPLIT_ENV: &str = "PAGESERVER_SIM_FAIL_SPLIT";
+const STALL_SPLIT_ENV: &str = "PAGESERVER_SIM_STALL_SPLIT_MS";
+
+/// A simulated Neon pageserver: keeps its locations in a JSON file, re-attaches to the storage
+/// controller on start and serves the pageserver management API the controller uses.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "pageserver-sim")]
+pub struct Args {
+    #[arg(long)]
+    pub node_id: u64,
+    /// HTTP address to serve on; the port must be fixed because it is registered before binding.
+    #[arg(long)]
+    pub listen: SocketAddr,
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// Controller base URL, e.g. http://127.0.0.1:7001 (upcalls go to /upcall/v1/...).
+    #[arg(long)]
+    pub controller: String,
+    #[arg(long)]
+    pub az: String,
+    /// Registered postgres port; nothing listens there. Defaults to the HTTP port.
+    #[arg(long)]
+    pub pg_port: Option<u16>,
+    /// Bearer token for upcalls.
+    #[arg(long)]
+    pub token: Option<String>,
+    /// Answer every shard split with 500.
+    #[arg(long)]
+    pub fail_split: bool,
+    /// Delay every shard split answer by this many milliseconds.
+    #[arg(long)]
+    pub stall_split_ms: Option<u64>,
+}
+
+impl Args {
+    pub fn split_behaviour(&self) -> anyhow::Result<SplitBehaviour> {
+        let env_fail = std::env::var(FAIL_SPLIT_ENV)
+            .map(|v| matches!(v.trim(), "1" | "true" | "yes"))
+            .unwrap_or(false);
+        let env_stall = match std::env::var(STALL_SPLIT_ENV) {
+            Ok(v) => Some(
+                v.trim()
+                    .parse::<u64>()
+                    .map_err(|_| anyhow::anyhow!("{STALL_SPLIT_ENV}={v:?} is not a number"))?,
+            ),
+            Err(_) => None,
+        };
+        Ok(SplitBehaviour {
+            fail: self.fail_split || env_fail,
+            stall_ms: self.stall_split_ms.or(env_stall).unwrap_or(0),
+        })
+    }
+}

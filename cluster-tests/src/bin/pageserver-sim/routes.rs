@@ -1,0 +1,98 @@
+//! The HTTP router and the helpers every handler shares.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use serde::Serialize;
+
+use crate::app::App;
+use crate::error::ApiError;
+use crate::ids::TenantShardId;
+use crate::{api_debug, api_location, api_secondary, api_tenant, api_timeline};
+
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/v1/utilization", get(api_location::utilization))
+        .route("/v1/location_config", get(api_location::list))
+        .route("/v1/location_config/{tsid}", get(api_location::get_one))
+        .route(
+            "/v1/tenant/{tsid}/location_config",
+            put(api_location::configure),
+        )
+        .route(
+            "/v1/tenant/{tsid}/heatmap_upload",
+            post(api_location::heatmap_upload),
+        )
+        .route(
+            "/v1/tenant/{tsid}/secondary/download",
+            post(api_secondary::download),
+        )
+        .route(
+            "/v1/tenant/{tsid}/secondary/status",
+            get(api_secondary::status),
+        )
+        .route(
+            "/v1/tenant/{tsid}/timeline",
+            post(api_timeline::create).get(api_timeline::list),
+        )
+        .route(
+            "/v1/tenant/{tsid}/timeline/{timeline}",
+            get(api_timeline::detail).delete(api_timeline::delete),
+        )
+        .route("/v1/tenant/{tsid}/wait_lsn", post(api_timeline::wait_lsn))
+        .route(
+            "/v1/tenant/{tenant}",
+            axum::routing::delete(api_tenant::delete),
+        )
+        .route("/v1/tenant/{tsid}/shard_split", put(api_tenant::split))
+        .route("/debug/sim/history", get(api_debug::history))
+        .route("/debug/sim/state", get(api_debug::state))
+        .route(
+            "/debug/sim/split_behaviour",
+            get(api_debug::get_split_behaviour).put(api_debug::set_split_behaviour),
+        )
+        .fallback(|| async { ApiError::NotFound("no such route".into()) })
+        .with_state(app)
+}
+
+/// Runs a handler body in its own task: if the caller hangs up mid-request, the change still
+/// completes (persist, record, publish) instead of being cancelled between those steps.
+pub async fn detached<F>(body: F) -> Response
+where
+    F: Future<Output = Result<Response, ApiError>> + Send + 'static,
+{
+    match tokio::spawn(body).await {
+        Ok(Ok(response)) => response,
+        Ok(Err(e)) => e.into_response(),
+        Err(e) => ApiError::Internal(format!("request task failed: {e}")).into_response(),
+    }
+}
+
+pub fn json<T: Serialize>(status: StatusCode, body: &T) -> Response {
+    (status, Json(body)).into_response()
+}
+
+pub fn parse_tsid(s: &str) -> Result<TenantShardId, ApiError> {
+    s.parse().map_err(ApiError::BadRequest)
+}
+
+/// One numeric query parameter; other parameters (`lazy`, `flush_ms`, ...) are ignored.
+pub fn query_u64(query: Option<&str>, key: &str) -> Result<Option<u64>, ApiError> {
+    let Some(query) = query else {
+        return Ok(None);
+    };
+    for pair in query.split('&') {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        if k == key {
+            return v.parse().map(Some).map_err(|_| {
+                ApiError::BadRequest(format!("query parameter {key}={v:?} is not a number"))
+            });
+        }
+    }
+    Ok(None)
+}
