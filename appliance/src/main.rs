@@ -9,6 +9,7 @@ mod demo;
 mod formation;
 mod leadership;
 mod run;
+mod signals;
 
 use std::path::PathBuf;
 

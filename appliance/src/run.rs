@@ -80,7 +80,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let router = storcon_http::router(app.clone());
     let server = tokio::spawn(async move {
         axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown_signal())
+            .with_graceful_shutdown(crate::signals::shutdown_signal())
             .await
     });
 
@@ -123,23 +123,4 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     served.context("HTTP server failed")?;
     tracing::info!("stopped");
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
-    tracing::info!("shutdown signal received");
 }
