@@ -109,6 +109,9 @@ impl Controller {
         );
         let mut heartbeat = tokio::time::interval(self.cfg.heartbeat_interval());
         let mut background = tokio::time::interval(self.cfg.background_reconcile_interval());
+        // A slow round delays the next one instead of firing a burst to catch up.
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        background.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         heartbeat.tick().await;
         background.tick().await;
         loop {
