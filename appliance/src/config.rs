@@ -3,10 +3,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use serde::Deserialize;
+use storcon_http::auth::{BearerToken, JwtVerifier, Scope};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -24,6 +26,9 @@ pub struct Config {
     pub raft: RaftTimings,
     #[serde(default)]
     pub controller: ControllerConfig,
+    /// What `[auth]` points at, read and checked by [`Config::load`].
+    #[serde(skip)]
+    pub loaded_auth: Option<Arc<LoadedAuth>>,
 }
 
 /// Timings of the leader-only services.
@@ -40,6 +45,9 @@ pub struct ControllerConfig {
     pub background_reconcile_ms: u64,
     /// Reconciles running at once.
     pub reconciler_concurrency: usize,
+    /// Control plane base URL for compute notifications (`PUT {url}/notify-attach`); none
+    /// disables them.
+    pub compute_hook_url: Option<String>,
 }
 
 impl Default for ControllerConfig {
@@ -50,6 +58,7 @@ impl Default for ControllerConfig {
             max_warming_up_ms: 30_000,
             background_reconcile_ms: 20_000,
             reconciler_concurrency: 128,
+            compute_hook_url: None,
         }
     }
 }
@@ -69,17 +78,79 @@ impl ControllerConfig {
     }
 }
 
-/// JWT settings. Parsed so the file format is fixed now; `run` refuses them until auth is built.
-#[allow(dead_code)]
+/// JWT settings: with this section every route but the probes needs a bearer token.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthConfig {
-    /// EdDSA public key (PEM) used to verify bearer tokens.
+    /// EdDSA (Ed25519) public key, PEM, used to verify bearer tokens.
     pub public_key_file: PathBuf,
-    /// Token this replica presents to its peers (`controller_peer` scope).
+    /// Token this replica presents to its peers (`controller_peer` scope). Required when the
+    /// cluster has more than one member.
     pub peer_token_file: Option<PathBuf>,
     /// Token sent on calls to pageservers.
     pub pageserver_token_file: Option<PathBuf>,
+}
+
+/// The key and tokens of `[auth]`, read from their files at start-up.
+#[derive(Debug)]
+pub struct LoadedAuth {
+    pub verifier: JwtVerifier,
+    pub peer_token: Option<BearerToken>,
+    pub pageserver_token: Option<BearerToken>,
+}
+
+impl AuthConfig {
+    /// Reads and checks the files: the key must be an Ed25519 public key, the peer token must be
+    /// one this key accepts with scope `controller_peer` (or `admin`), so a misconfigured replica
+    /// stops here instead of failing every Raft RPC later.
+    fn load(&self, members: usize) -> anyhow::Result<LoadedAuth> {
+        let path = &self.public_key_file;
+        let pem = std::fs::read(path)
+            .with_context(|| format!("cannot read [auth] public_key_file {}", path.display()))?;
+        let verifier = JwtVerifier::from_pem(&pem)
+            .with_context(|| format!("[auth] public_key_file {}", path.display()))?;
+        let peer_token = match &self.peer_token_file {
+            None if members > 1 => bail!(
+                "[auth] needs peer_token_file: replicas authenticate to each other with a \
+                 controller_peer token"
+            ),
+            None => None,
+            Some(path) => {
+                let token = read_token("peer_token_file", path)?;
+                let claims = verifier.verify(token.token()).with_context(|| {
+                    format!(
+                        "[auth] peer_token_file {}: the token is not accepted by public_key_file {}",
+                        path.display(),
+                        self.public_key_file.display()
+                    )
+                })?;
+                if !claims.scope.grants(Scope::ControllerPeer) {
+                    bail!(
+                        "[auth] peer_token_file {}: scope is '{}', peers need 'controller_peer'",
+                        path.display(),
+                        claims.scope
+                    );
+                }
+                Some(token)
+            }
+        };
+        let pageserver_token = self
+            .pageserver_token_file
+            .as_deref()
+            .map(|p| read_token("pageserver_token_file", p))
+            .transpose()?;
+        Ok(LoadedAuth {
+            verifier,
+            peer_token,
+            pageserver_token,
+        })
+    }
+}
+
+fn read_token(key: &str, path: &Path) -> anyhow::Result<BearerToken> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read [auth] {key} {}", path.display()))?;
+    BearerToken::parse(&text).with_context(|| format!("[auth] {key} {}", path.display()))
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -125,11 +196,17 @@ impl Config {
     pub fn load(path: &Path) -> anyhow::Result<Config> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read config file {}", path.display()))?;
-        let config: Config = toml::from_str(&text)
+        let mut config: Config = toml::from_str(&text)
             .with_context(|| format!("invalid config file {}", path.display()))?;
         config
             .validate()
             .with_context(|| format!("invalid config file {}", path.display()))?;
+        if let Some(auth) = &config.auth {
+            let loaded = auth
+                .load(config.cluster.members.len())
+                .with_context(|| format!("invalid config file {}", path.display()))?;
+            config.loaded_auth = Some(Arc::new(loaded));
+        }
         Ok(config)
     }
 
@@ -139,10 +216,7 @@ impl Config {
                 "no [auth] section: set `insecure_no_auth = true` to run without authentication"
             ),
             (Some(_), true) => bail!("both [auth] and `insecure_no_auth = true` are set; pick one"),
-            (Some(_), false) => bail!(
-                "[auth] is not supported by this build yet; set `insecure_no_auth = true` instead"
-            ),
-            (None, true) => {}
+            (Some(_), false) | (None, true) => {}
         }
         let mut ids = BTreeSet::new();
         let mut addrs = BTreeSet::new();

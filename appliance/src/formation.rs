@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use raft_store::{FormationMarker, FormationStatus, Raft};
-use storcon_http::{FROM_NODE_HEADER, FormationProbe};
+use storcon_http::{BearerToken, FROM_NODE_HEADER, FormationProbe};
 
 /// This replica's side of formation: what it answers peers.
 pub struct Formation {
@@ -78,12 +78,14 @@ const POLL_INTERVAL: Duration = Duration::from_millis(300);
 const ASK_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Decides how this replica enters Raft; returns once it is admitted (and, for the forming
-/// node, once the cluster is initialized). `admit` opens the Raft RPC endpoints.
+/// node, once the cluster is initialized). `admit` opens the Raft RPC endpoints. `peer_token`
+/// (the `controller_peer` token, with auth) goes with every question to a peer.
 pub async fn enter_raft(
     formation: &Formation,
     raft: &Raft,
     members: &BTreeMap<u64, String>,
     client: &reqwest::Client,
+    peer_token: Option<&BearerToken>,
     data_dir: &std::path::Path,
     admit: impl Fn(),
 ) -> Result<(), Refused> {
@@ -99,7 +101,10 @@ pub async fn enter_raft(
         .collect();
     let mut last_log = Instant::now() - Duration::from_secs(60);
     loop {
-        let answers = ask_peers(formation.node_id, &peers, client).await;
+        let Answers {
+            statuses: answers,
+            auth_refused,
+        } = ask_peers(formation.node_id, &peers, client, peer_token).await;
         let initialized: BTreeSet<u64> = answers
             .iter()
             .filter(|(_, s)| s.initialized)
@@ -139,6 +144,13 @@ pub async fn enter_raft(
         }
         if last_log.elapsed() > Duration::from_secs(5) {
             last_log = Instant::now();
+            if !auth_refused.is_empty() {
+                tracing::warn!(
+                    peers = ?auth_refused,
+                    "peers refused our formation probe (401/403): check [auth] peer_token_file \
+                     here and public_key_file there"
+                );
+            }
             tracing::info!(
                 answered = ?answers.keys().collect::<Vec<_>>(),
                 forming_node = formation.lowest_id,
@@ -149,28 +161,46 @@ pub async fn enter_raft(
     }
 }
 
+#[derive(Default)]
+struct Answers {
+    statuses: BTreeMap<u64, FormationStatus>,
+    /// Peers that answered 401/403: their key or our peer token is wrong.
+    auth_refused: BTreeSet<u64>,
+}
+
 async fn ask_peers(
     node_id: u64,
     peers: &BTreeMap<u64, String>,
     client: &reqwest::Client,
-) -> BTreeMap<u64, FormationStatus> {
+    peer_token: Option<&BearerToken>,
+) -> Answers {
     let asks = peers.iter().map(|(id, addr)| async move {
-        let resp = client
+        let mut ask = client
             .get(format!("http://{addr}/raft/formation"))
             .header(FROM_NODE_HEADER, node_id.to_string())
-            .timeout(ASK_TIMEOUT)
-            .send()
-            .await
-            .ok()?
-            .error_for_status()
-            .ok()?;
+            .timeout(ASK_TIMEOUT);
+        if let Some(token) = peer_token {
+            ask = ask.header(reqwest::header::AUTHORIZATION, token.header_value());
+        }
+        let resp = ask.send().await.ok()?;
+        if matches!(resp.status().as_u16(), 401 | 403) {
+            return Some(Err(*id));
+        }
+        let resp = resp.error_for_status().ok()?;
         let status: FormationStatus = resp.json().await.ok()?;
         // A peer answering for another id is mis-wired; ignore it rather than trust it.
-        (status.node_id == *id).then_some((*id, status))
+        (status.node_id == *id).then_some(Ok((*id, status)))
     });
-    futures::future::join_all(asks)
-        .await
-        .into_iter()
-        .flatten()
-        .collect()
+    let mut answers = Answers::default();
+    for answer in futures::future::join_all(asks).await.into_iter().flatten() {
+        match answer {
+            Ok((id, status)) => {
+                answers.statuses.insert(id, status);
+            }
+            Err(id) => {
+                answers.auth_refused.insert(id);
+            }
+        }
+    }
+    answers
 }

@@ -27,6 +27,8 @@ pub struct Leadership {
     pub address: String,
     pub controller: ControllerConfig,
     pub pageserver_http: reqwest::Client,
+    /// Sent as a bearer token on every call to a pageserver (`[auth] pageserver_token_file`).
+    pub pageserver_token: Option<String>,
 }
 
 struct Running {
@@ -91,7 +93,7 @@ impl Leadership {
             term,
             self.controller.clone(),
             self.pageserver_http.clone(),
-            None,
+            self.pageserver_token.clone(),
             cancel.clone(),
         );
         self.app

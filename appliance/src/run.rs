@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use raft_store::{Db, FormationMarker, HttpNetworkFactory, LogStore, Raft, StateMachineStore};
-use storcon_http::AppState;
+use storcon_http::{AppState, HttpAuth};
 
 use crate::config::Config;
 use crate::formation::{Formation, enter_raft};
@@ -50,12 +50,30 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     .await??;
     let state = sm.shared_state();
 
+    let auth = config.loaded_auth.clone();
+    let peer_token = auth.as_ref().and_then(|a| a.peer_token.clone());
+    let pageserver_token = auth
+        .as_ref()
+        .and_then(|a| a.pageserver_token.as_ref())
+        .map(|t| t.token().to_owned());
+    let http_auth = match &auth {
+        Some(a) => HttpAuth::new(a.verifier.clone(), peer_token.clone()),
+        None => HttpAuth::disabled(),
+    };
+    tracing::info!(
+        auth = auth.is_some(),
+        peer_token = peer_token.is_some(),
+        pageserver_token = pageserver_token.is_some(),
+        "authentication"
+    );
+
     let raft_client = http_client(Duration::from_millis(500))?;
     let forward_client = http_client(Duration::from_secs(2))?;
     let raft = Raft::new(
         node_id,
         Arc::new(config.raft_config()?),
-        HttpNetworkFactory::new(raft_client),
+        HttpNetworkFactory::new(raft_client)
+            .with_authorization(peer_token.as_ref().map(|t| t.header_value())),
         LogStore::new(db),
         sm,
     )
@@ -72,7 +90,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         state,
         forward_client.clone(),
         formation.clone(),
-    );
+    )
+    .with_auth(http_auth);
     let listener = tokio::net::TcpListener::bind(&config.listen_addr)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen_addr))?;
@@ -89,6 +108,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         &raft,
         &members,
         &forward_client,
+        peer_token.as_ref(),
         &data_dir,
         || app.admit_raft(),
     )
@@ -114,6 +134,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             address: config.advertised_addr(),
             controller: config.controller.clone(),
             pageserver_http,
+            pageserver_token,
         }
         .run(),
     );

@@ -57,12 +57,171 @@ fn missing_auth_choice_is_refused() {
     assert!(err.contains("insecure_no_auth = true"), "{err}");
 }
 
+/// Test-only keypair (cluster-tests/fixtures/auth/README.md).
+fn fixture(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../cluster-tests/fixtures/auth")
+        .join(name)
+}
+
+/// A token signed with the test-only private key `key` ("a" or "b").
+fn sign(key: &str, scope: &str) -> String {
+    let pem = std::fs::read(fixture(&format!("test-only-ed25519-{key}.private.pem")))
+        .expect("test private key");
+    let key = jsonwebtoken::EncodingKey::from_ed_pem(&pem).expect("ed25519 pem");
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA),
+        &serde_json::json!({ "scope": scope }),
+        &key,
+    )
+    .expect("sign")
+}
+
+/// `VALID` with an `[auth]` section instead of `insecure_no_auth`; `extra` goes into `[auth]`.
+fn with_auth(public_key: &Path, extra: &str) -> String {
+    VALID.replace("insecure_no_auth = true", "")
+        + &format!(
+            "\n[auth]\npublic_key_file = \"{}\"\n{extra}",
+            public_key.display()
+        )
+}
+
+/// Writes `token` (with a trailing newline, as editors leave it) to `dir/name`.
+fn token_file(dir: &Path, name: &str, token: &str) -> std::path::PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, format!("{token}\n")).expect("write token");
+    path
+}
+
+fn check_config(dir: &Path, config: &str) -> (bool, String, String) {
+    let path = dir.join("check.toml");
+    std::fs::write(
+        &path,
+        config.replace("DATA", &dir.join("data").display().to_string()),
+    )
+    .expect("write");
+    let out = Command::new(BIN)
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .output()
+        .expect("run storcon");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 #[test]
-fn auth_section_is_refused_until_supported() {
-    let config = VALID.replace("insecure_no_auth = true", "")
-        + "\n[auth]\npublic_key_file = \"/nonexistent\"\n";
+fn auth_section_with_a_real_key_is_accepted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let peer = token_file(dir.path(), "peer.jwt", &sign("a", "controller_peer"));
+    let ps = token_file(dir.path(), "ps.jwt", &sign("a", "pageserverapi"));
+    let config = with_auth(
+        &fixture("test-only-ed25519-a.public.pem"),
+        &format!(
+            "peer_token_file = \"{}\"\npageserver_token_file = \"{}\"\n",
+            peer.display(),
+            ps.display()
+        ),
+    );
+    let (ok, stdout, stderr) = check_config(dir.path(), &config);
+    assert!(ok, "{stderr}");
+    assert!(stdout.starts_with("ok: node 1"), "{stdout}");
+    // An admin token also serves as the peer token.
+    let admin = token_file(dir.path(), "admin.jwt", &sign("a", "admin"));
+    let config = with_auth(
+        &fixture("test-only-ed25519-a.public.pem"),
+        &format!("peer_token_file = \"{}\"\n", admin.display()),
+    );
+    let (ok, _, stderr) = check_config(dir.path(), &config);
+    assert!(ok, "{stderr}");
+}
+
+#[test]
+fn auth_and_insecure_no_auth_together_are_refused() {
+    let config = VALID.to_owned()
+        + &format!(
+            "\n[auth]\npublic_key_file = \"{}\"\n",
+            fixture("test-only-ed25519-a.public.pem").display()
+        );
     let err = refused(&config);
-    assert!(err.contains("[auth]"), "{err}");
+    assert!(err.contains("pick one"), "{err}");
+}
+
+#[test]
+fn missing_or_bad_public_key_is_refused_naming_the_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let peer = token_file(dir.path(), "peer.jwt", &sign("a", "controller_peer"));
+    let peer_line = format!("peer_token_file = \"{}\"\n", peer.display());
+    let missing = dir.path().join("no-such-key.pem");
+    let err = refused(&with_auth(&missing, &peer_line));
+    assert!(err.contains("public_key_file"), "{err}");
+    assert!(err.contains(&missing.display().to_string()), "{err}");
+
+    let garbage = dir.path().join("garbage.pem");
+    std::fs::write(&garbage, "not a key").expect("write");
+    let err = refused(&with_auth(&garbage, &peer_line));
+    assert!(err.contains(&garbage.display().to_string()), "{err}");
+    assert!(err.contains("Ed25519 public key"), "{err}");
+
+    // A private key is not a public key.
+    let private = fixture("test-only-ed25519-a.private.pem");
+    let err = refused(&with_auth(&private, &peer_line));
+    assert!(err.contains("Ed25519 public key"), "{err}");
+}
+
+#[test]
+fn peer_token_is_required_and_checked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = fixture("test-only-ed25519-a.public.pem");
+    let err = refused(&with_auth(&key, ""));
+    assert!(err.contains("peer_token_file"), "{err}");
+
+    let missing = dir.path().join("no-such.jwt");
+    let err = refused(&with_auth(
+        &key,
+        &format!("peer_token_file = \"{}\"\n", missing.display()),
+    ));
+    assert!(err.contains(&missing.display().to_string()), "{err}");
+
+    let empty = token_file(dir.path(), "empty.jwt", "  ");
+    let err = refused(&with_auth(
+        &key,
+        &format!("peer_token_file = \"{}\"\n", empty.display()),
+    ));
+    assert!(err.contains("empty"), "{err}");
+
+    let infra = token_file(dir.path(), "infra.jwt", &sign("a", "infra"));
+    let err = refused(&with_auth(
+        &key,
+        &format!("peer_token_file = \"{}\"\n", infra.display()),
+    ));
+    assert!(err.contains("controller_peer"), "{err}");
+
+    let other_key = token_file(dir.path(), "other.jwt", &sign("b", "controller_peer"));
+    let err = refused(&with_auth(
+        &key,
+        &format!("peer_token_file = \"{}\"\n", other_key.display()),
+    ));
+    assert!(err.contains("not accepted"), "{err}");
+}
+
+#[test]
+fn missing_pageserver_token_file_is_named() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let peer = token_file(dir.path(), "peer.jwt", &sign("a", "controller_peer"));
+    let missing = dir.path().join("no-such-ps.jwt");
+    let err = refused(&with_auth(
+        &fixture("test-only-ed25519-a.public.pem"),
+        &format!(
+            "peer_token_file = \"{}\"\npageserver_token_file = \"{}\"\n",
+            peer.display(),
+            missing.display()
+        ),
+    ));
+    assert!(err.contains("pageserver_token_file"), "{err}");
+    assert!(err.contains(&missing.display().to_string()), "{err}");
 }
 
 #[test]

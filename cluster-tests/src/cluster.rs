@@ -19,7 +19,9 @@ use futures::future::join_all;
 use crate::api::{ClusterStatus, NodeRegisterRequest};
 use crate::binary::storcon_binary;
 use crate::client::{Client, ClientError, http_client};
-use crate::config::{ClusterOptions, free_ports, render_config};
+use crate::config::{
+    AuthOptions, ClusterOptions, ControllerOptions, free_ports, render_config_with_auth,
+};
 use crate::process::Replica;
 use crate::wait::{POLL_INTERVAL, deadline, wait_until};
 
@@ -51,6 +53,24 @@ impl Cluster {
     /// Writes a config per replica and starts them all. Returns as soon as the processes are
     /// spawned; use [`Cluster::wait_for_leader`] or [`Cluster::wait_converged`] to wait for service.
     pub fn start(opts: ClusterOptions) -> anyhow::Result<Cluster> {
+        Cluster::start_with_controller(opts, None)
+    }
+
+    /// [`Cluster::start`] with a `[controller]` section in every replica's config.
+    pub fn start_with_controller(
+        opts: ClusterOptions,
+        controller: Option<ControllerOptions>,
+    ) -> anyhow::Result<Cluster> {
+        Cluster::start_with_auth(opts, controller, None)
+    }
+
+    /// [`Cluster::start_with_controller`] with an `[auth]` section in every replica's config; the
+    /// cluster's clients then send `auth.client_token`.
+    pub fn start_with_auth(
+        opts: ClusterOptions,
+        controller: Option<ControllerOptions>,
+        auth: Option<AuthOptions>,
+    ) -> anyhow::Result<Cluster> {
         let bin = storcon_binary();
         let dir = tempfile::Builder::new()
             .prefix("storcon-cluster-")
@@ -64,7 +84,14 @@ impl Cluster {
         let mut replicas = Vec::new();
         for (id, addr) in &members {
             let replica = Replica::new(*id, *addr, dir.path());
-            let config = render_config(*id, &members, &replica.data_dir, &opts.raft);
+            let config = render_config_with_auth(
+                *id,
+                &members,
+                &replica.data_dir,
+                &opts.raft,
+                controller.as_ref(),
+                auth.as_ref(),
+            );
             std::fs::write(&replica.config_path, config)
                 .with_context(|| format!("writing {}", replica.config_path.display()))?;
             replicas.push(replica);
@@ -74,7 +101,10 @@ impl Cluster {
             bin,
             rust_log: opts.rust_log,
             replicas,
-            http: http_client(REQUEST_TIMEOUT),
+            http: match &auth {
+                Some(a) => client_with_token(&a.client_token)?,
+                None => http_client(REQUEST_TIMEOUT),
+            },
         };
         // `cluster` already owns the replicas, so a failed spawn kills the ones started before it.
         for replica in &cluster.replicas {
@@ -87,7 +117,25 @@ impl Cluster {
     /// same index. Returns the cluster and its leader. On failure the replicas' log tails are
     /// printed before the cluster is dropped.
     pub async fn start_formed(opts: ClusterOptions) -> anyhow::Result<(Cluster, u64)> {
-        let cluster = Cluster::start(opts)?;
+        Cluster::start_formed_with_controller(opts, None).await
+    }
+
+    /// [`Cluster::start_formed`] with a `[controller]` section in every replica's config.
+    pub async fn start_formed_with_controller(
+        opts: ClusterOptions,
+        controller: Option<ControllerOptions>,
+    ) -> anyhow::Result<(Cluster, u64)> {
+        Cluster::start_formed_with_auth(opts, controller, None).await
+    }
+
+    /// [`Cluster::start_formed_with_controller`] with an `[auth]` section (see
+    /// [`Cluster::start_with_auth`]).
+    pub async fn start_formed_with_auth(
+        opts: ClusterOptions,
+        controller: Option<ControllerOptions>,
+        auth: Option<AuthOptions>,
+    ) -> anyhow::Result<(Cluster, u64)> {
+        let cluster = Cluster::start_with_auth(opts, controller, auth)?;
         let formed = async {
             let leader = cluster.wait_for_leader(deadline::STARTUP).await?;
             cluster.wait_converged(deadline::STARTUP).await?;
@@ -377,6 +425,22 @@ impl Cluster {
         self.register_with_retry(via, req, deadline::WRITE, POLL_INTERVAL)
             .await
     }
+}
+
+/// [`http_client`] that sends `Authorization: Bearer <token>` unless a request sets its own.
+fn client_with_token(token: &str) -> anyhow::Result<reqwest::Client> {
+    let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+        .context("the client token is not a valid header value")?;
+    value.set_sensitive(true);
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(reqwest::header::AUTHORIZATION, value);
+    reqwest::Client::builder()
+        .no_proxy()
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(REQUEST_TIMEOUT)
+        .default_headers(headers)
+        .build()
+        .context("building the cluster's HTTP client")
 }
 
 /// One line per replica status, for error messages.

@@ -1,7 +1,7 @@
 //! Cluster options and the per-replica `storcon` TOML config they turn into.
 
 use std::net::{SocketAddr, TcpListener};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
@@ -65,6 +65,56 @@ impl RaftOptions {
     }
 }
 
+/// Optional `[controller]` settings (timings of the leader-only services); `None` leaves the
+/// binary's default. A cluster started without them gets no `[controller]` section at all.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ControllerOptions {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub heartbeat_interval_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_offline_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_warming_up_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub background_reconcile_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reconciler_concurrency: Option<usize>,
+}
+
+impl ControllerOptions {
+    /// Timings for tests with simulated pageservers: heartbeats every 200 ms, a node without a
+    /// heartbeat for 2 s is Offline (its attachments fail over), a background pass every second.
+    pub fn test_defaults() -> Self {
+        ControllerOptions {
+            heartbeat_interval_ms: Some(200),
+            max_offline_ms: Some(2000),
+            max_warming_up_ms: Some(10_000),
+            background_reconcile_ms: Some(1000),
+            reconciler_concurrency: None,
+        }
+    }
+}
+
+/// `[auth]` for every replica of a cluster (instead of `insecure_no_auth = true`). The test writes
+/// the files; the cluster's own clients send `client_token`, so give it an admin token for the
+/// harness's status polls and registrations to pass.
+#[derive(Clone, Debug)]
+pub struct AuthOptions {
+    pub public_key_file: PathBuf,
+    pub peer_token_file: Option<PathBuf>,
+    pub pageserver_token_file: Option<PathBuf>,
+    pub client_token: String,
+}
+
+#[derive(Serialize)]
+struct AuthSection<'a> {
+    public_key_file: &'a Path,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    peer_token_file: Option<&'a Path>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pageserver_token_file: Option<&'a Path>,
+}
+
 /// How to start a [`crate::Cluster`].
 #[derive(Clone, Debug)]
 pub struct ClusterOptions {
@@ -93,6 +143,10 @@ struct ConfigFile<'a> {
     insecure_no_auth: bool,
     cluster: ClusterSection,
     raft: &'a RaftOptions,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    controller: Option<&'a ControllerOptions>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    auth: Option<AuthSection<'a>>,
 }
 
 #[derive(Serialize)]
@@ -113,6 +167,30 @@ pub fn render_config(
     data_dir: &Path,
     raft: &RaftOptions,
 ) -> String {
+    render_config_with_controller(node_id, members, data_dir, raft, None)
+}
+
+/// [`render_config`] plus an optional `[controller]` section.
+pub fn render_config_with_controller(
+    node_id: u64,
+    members: &[(u64, SocketAddr)],
+    data_dir: &Path,
+    raft: &RaftOptions,
+    controller: Option<&ControllerOptions>,
+) -> String {
+    render_config_with_auth(node_id, members, data_dir, raft, controller, None)
+}
+
+/// [`render_config_with_controller`] plus an optional `[auth]` section; without one the config
+/// says `insecure_no_auth = true`.
+pub fn render_config_with_auth(
+    node_id: u64,
+    members: &[(u64, SocketAddr)],
+    data_dir: &Path,
+    raft: &RaftOptions,
+    controller: Option<&ControllerOptions>,
+    auth: Option<&AuthOptions>,
+) -> String {
     let listen_addr = members
         .iter()
         .find(|(id, _)| *id == node_id)
@@ -122,7 +200,7 @@ pub fn render_config(
         node_id,
         listen_addr,
         data_dir,
-        insecure_no_auth: true,
+        insecure_no_auth: auth.is_none(),
         cluster: ClusterSection {
             members: members
                 .iter()
@@ -133,6 +211,12 @@ pub fn render_config(
                 .collect(),
         },
         raft,
+        controller,
+        auth: auth.map(|a| AuthSection {
+            public_key_file: &a.public_key_file,
+            peer_token_file: a.peer_token_file.as_deref(),
+            pageserver_token_file: a.pageserver_token_file.as_deref(),
+        }),
     };
     toml::to_string(&file).expect("the config types always serialize to TOML")
 }
@@ -164,5 +248,75 @@ mod tests {
         let raft = value["raft"].as_table().expect("raft table");
         assert_eq!(raft.len(), 1, "unset options are left out: {raft:?}");
         assert_eq!(raft["snapshot_threshold"].as_integer(), Some(50));
+        assert!(
+            value.get("controller").is_none(),
+            "no [controller] unless asked for"
+        );
+    }
+
+    #[test]
+    fn renders_the_controller_section() {
+        let members: Vec<(u64, SocketAddr)> = (1..=3)
+            .map(|id| (id, SocketAddr::from(([127, 0, 0, 1], 7000 + id as u16))))
+            .collect();
+        let controller = ControllerOptions {
+            reconciler_concurrency: Some(7),
+            ..ControllerOptions::test_defaults()
+        };
+        let text = render_config_with_controller(
+            1,
+            &members,
+            Path::new("/tmp/x"),
+            &RaftOptions::default(),
+            Some(&controller),
+        );
+        let value: toml::Table = text.parse().expect("valid TOML");
+        let section = value["controller"].as_table().expect("controller table");
+        assert_eq!(section["heartbeat_interval_ms"].as_integer(), Some(200));
+        assert_eq!(section["max_offline_ms"].as_integer(), Some(2000));
+        assert_eq!(section["max_warming_up_ms"].as_integer(), Some(10_000));
+        assert_eq!(section["background_reconcile_ms"].as_integer(), Some(1000));
+        assert_eq!(section["reconciler_concurrency"].as_integer(), Some(7));
+        let sparse = render_config_with_controller(
+            1,
+            &members,
+            Path::new("/tmp/x"),
+            &RaftOptions::default(),
+            Some(&ControllerOptions {
+                max_offline_ms: Some(5),
+                ..ControllerOptions::default()
+            }),
+        );
+        let value: toml::Table = sparse.parse().expect("valid TOML");
+        let section = value["controller"].as_table().expect("controller table");
+        assert_eq!(section.len(), 1, "unset options are left out: {section:?}");
+    }
+
+    #[test]
+    fn renders_the_auth_section() {
+        let members: Vec<(u64, SocketAddr)> = (1..=3)
+            .map(|id| (id, SocketAddr::from(([127, 0, 0, 1], 7000 + id as u16))))
+            .collect();
+        let auth = AuthOptions {
+            public_key_file: PathBuf::from("/k/public.pem"),
+            peer_token_file: Some(PathBuf::from("/k/peer.jwt")),
+            pageserver_token_file: None,
+            client_token: "t".into(),
+        };
+        let text = render_config_with_auth(
+            1,
+            &members,
+            Path::new("/tmp/x"),
+            &RaftOptions::default(),
+            None,
+            Some(&auth),
+        );
+        let value: toml::Table = text.parse().expect("valid TOML");
+        assert_eq!(value["insecure_no_auth"].as_bool(), Some(false));
+        let section = value["auth"].as_table().expect("auth table");
+        assert_eq!(section["public_key_file"].as_str(), Some("/k/public.pem"));
+        assert_eq!(section["peer_token_file"].as_str(), Some("/k/peer.jwt"));
+        assert!(section.get("pageserver_token_file").is_none());
+        assert!(!text.contains("client_token"), "{text}");
     }
 }

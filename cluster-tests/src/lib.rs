@@ -10,6 +10,10 @@
 //! - [`Client`]: one request per call, typed answers, [`ClientError`] telling apart "no response",
 //!   "error status" and "body does not match the contract".
 //! - [`wait_until`]: condition polling with a deadline; tests never sleep to synchronize.
+//! - [`Sims`]: a fleet of `pageserver-sim` processes re-attaching to the cluster, killed on drop
+//!   like the replicas; [`storage_api::StorageApi`]: typed tenant, node-shard, upcall and debug
+//!   calls; [`placement`]: the controller's intent checked against what the simulators hold;
+//!   [`history`]: the simulators' history files and the generation-safety checker.
 //!
 //! The binary is `$STORCON_BIN`, else `storcon` in the same cargo profile directory as the running
 //! test or benchmark. `cargo test -p cluster-tests` does not build it: run `cargo build -p storcon`
@@ -21,12 +25,18 @@ pub mod checks;
 pub mod client;
 pub mod cluster;
 pub mod config;
+pub mod history;
+pub mod placement;
 mod process;
+pub mod sims;
 pub mod stats;
+pub mod storage_api;
 pub mod wait;
 
 pub use api::{ClusterStatus, NodeDescribeResponse, NodeRegisterRequest};
 pub use client::{Client, ClientError, RawResponse, ReadMode};
 pub use cluster::{Cluster, WriteOutcome};
-pub use config::{ClusterOptions, RaftOptions, free_port, free_ports};
+pub use config::{ClusterOptions, ControllerOptions, RaftOptions, free_port, free_ports};
+pub use sims::Sims;
+pub use storage_api::StorageApi;
 pub use wait::{deadline, wait_until};

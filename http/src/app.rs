@@ -9,7 +9,8 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post, put};
 use raft_store::{FormationStatus, Raft, SharedState};
 
-use crate::{cluster, debug, forward, nodes, probes, raft_rpc, tenants, trace, upcalls};
+use crate::auth::HttpAuth;
+use crate::{auth, cluster, debug, forward, nodes, probes, raft_rpc, tenants, trace, upcalls};
 
 /// Answers formation questions from peers; implemented by the binary, which owns start-up.
 pub trait FormationProbe: Send + Sync {
@@ -32,6 +33,8 @@ pub struct AppInner {
     pub formation: Arc<dyn FormationProbe>,
     /// Leader-only services while this replica leads.
     pub leader: crate::leader::LeaderSlot,
+    /// Token checks on incoming requests and the token this replica presents to its peers.
+    pub auth: HttpAuth,
 }
 
 #[derive(Clone)]
@@ -64,7 +67,17 @@ impl AppState {
             raft_admitted: AtomicBool::new(false),
             formation,
             leader: Default::default(),
+            auth: HttpAuth::disabled(),
         }))
+    }
+
+    /// Sets the auth settings; call it on the fresh state from [`AppState::new`], before the state
+    /// is cloned (start-up wiring, not a request path).
+    pub fn with_auth(mut self, auth: HttpAuth) -> Self {
+        Arc::get_mut(&mut self.0)
+            .expect("AppState::with_auth is called before the state is shared")
+            .auth = auth;
+        self
     }
 
     pub fn admit_raft(&self) {
@@ -123,8 +136,14 @@ pub fn router(app: AppState) -> Router {
             forward::to_leader,
         ));
 
+    // Auth wraps every route and the fallback, outside the forwarding layer: a follower checks the
+    // token before it forwards, and the leader checks the forwarded header again.
     local
         .merge(leader_served)
+        .layer(axum::middleware::from_fn_with_state(
+            app.auth.clone(),
+            auth::require_token,
+        ))
         .layer(axum::middleware::from_fn(trace::request_span))
         .with_state(app)
 }

@@ -13,10 +13,7 @@ pub async fn reconcile_all(State(app): State<AppState>) -> Result<Json<usize>, A
 
 /// 200 `null` when replicated state and the leader's views agree, else 500 listing problems.
 pub async fn consistency_check(State(app): State<AppState>) -> Result<Json<()>, ApiError> {
-    app.raft
-        .ensure_linearizable()
-        .await
-        .map_err(|e| ApiError::Unavailable(format!("cannot confirm leadership: {e}; retry")))?;
+    crate::propose::read_linearizable(&app, |_| ()).await?;
     app.leader.get()?.consistency_check().await?;
     Ok(Json(()))
 }

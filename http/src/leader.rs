@@ -15,6 +15,7 @@ use crate::error::ApiError;
 pub struct ShardStatus {
     pub is_reconciling: bool,
     pub last_error: String,
+    pub pending_compute_notification: bool,
 }
 
 pub trait LeaderServices: Send + Sync {

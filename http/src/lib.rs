@@ -7,9 +7,12 @@
 //! Invariants:
 //! - probes, cluster status, the leader record and Raft RPCs are always answered by the replica
 //!   asked; everything else is served by the leader, and a follower proxies it exactly once;
-//! - every error is a 4xx/5xx with a `{"msg": ...}` body, and a rejected request changes nothing.
+//! - every error is a 4xx/5xx with a `{"msg": ...}` body, and a rejected request changes nothing;
+//! - with a verifier configured, every request but the probes is checked against one table
+//!   ([`auth::required_access`]) on the replica that receives it, before any forwarding.
 
 mod app;
+pub mod auth;
 mod cluster;
 mod debug;
 mod error;
@@ -25,6 +28,7 @@ mod trace;
 mod upcalls;
 
 pub use app::{AppState, FormationProbe, router};
+pub use auth::{BearerToken, HttpAuth, JwtVerifier, Scope};
 pub use error::ApiError;
 pub use forward::{FORWARDED_HEADER, READ_LOCAL_HEADER};
 pub use leader::{LeaderServices, LeaderSlot, ShardStatus};

@@ -70,10 +70,14 @@ pub async fn ready(State(app): State<AppState>) -> Result<Json<()>, ApiError> {
         .get_node(&leader)
         .map(|n| n.addr.clone())
         .ok_or_else(|| ApiError::Unavailable(format!("leader {leader} has no known address")))?;
-    let leader_status: ClusterStatus = app
+    let mut ask = app
         .forward_client
         .get(format!("http://{addr}/control/v1/cluster"))
-        .timeout(LEADER_ASK_TIMEOUT)
+        .timeout(LEADER_ASK_TIMEOUT);
+    if let Some(token) = app.auth.peer_token() {
+        ask = ask.header(axum::http::header::AUTHORIZATION, token.header_value());
+    }
+    let leader_status: ClusterStatus = ask
         .send()
         .await
         .and_then(|r| r.error_for_status())

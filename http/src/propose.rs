@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use openraft::error::{ClientWriteError, RaftError};
+use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 use state_machine::{Command, Response, State};
 
 use crate::app::AppState;
@@ -11,6 +11,7 @@ use crate::error::ApiError;
 /// How long a handler waits for a write to commit or a read to be confirmed. A leader cut off
 /// from its quorum would otherwise hold the request forever.
 const QUORUM_WAIT: Duration = Duration::from_secs(5);
+const QUORUM_RETRY: Duration = Duration::from_millis(50);
 
 /// Proposes `command` through Raft and returns what `apply` answered. A rejection by the state
 /// machine becomes the matching 4xx. On timeout the outcome is unknown: the write may still
@@ -42,17 +43,36 @@ pub async fn propose(app: &AppState, command: Command) -> Result<Response, ApiEr
 }
 
 /// Reads the applied state after confirming leadership with a quorum (ReadIndex), so the answer
-/// reflects every write acknowledged before the read began.
+/// reflects every write acknowledged before the read began. A quorum round that falls short
+/// (a slow peer on a busy machine) is retried within the same budget; losing leadership is not.
 pub async fn read_linearizable<T>(
     app: &AppState,
     read: impl FnOnce(&State) -> T,
 ) -> Result<T, ApiError> {
-    app.raft.ensure_linearizable().await.map_err(|e| {
-        ApiError::Unavailable(format!(
-            "cannot confirm leadership for a consistent read: {e}; retry"
-        ))
-    })?;
-    Ok(read(&app.state.read()))
+    let deadline = tokio::time::Instant::now() + QUORUM_WAIT;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let outcome = tokio::time::timeout(left, app.raft.ensure_linearizable()).await;
+        match outcome {
+            Ok(Ok(_)) => return Ok(read(&app.state.read())),
+            Ok(Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(e))))
+                if tokio::time::Instant::now() + QUORUM_RETRY < deadline =>
+            {
+                tracing::debug!(error = %e, "read quorum fell short; retrying");
+                tokio::time::sleep(QUORUM_RETRY).await;
+            }
+            Ok(Err(e)) => {
+                return Err(ApiError::Unavailable(format!(
+                    "cannot confirm leadership for a consistent read: {e}; retry"
+                )));
+            }
+            Err(_) => {
+                return Err(ApiError::Unavailable(format!(
+                    "leadership not confirmed by a quorum within {QUORUM_WAIT:?}; retry"
+                )));
+            }
+        }
+    }
 }
 
 /// Reads this replica's applied state as it is (for `x-storcon-read-local`).

@@ -149,7 +149,7 @@ fn describe_one(
                     node_secondary: s.intent.secondaries.clone(),
                     last_error: status.last_error,
                     is_reconciling: status.is_reconciling,
-                    is_pending_compute_notification: false,
+                    is_pending_compute_notification: status.pending_compute_notification,
                     is_splitting: s.splitting,
                     is_importing: false,
                     scheduling_policy: s.scheduling,

@@ -4,6 +4,9 @@
 //! refuses (421) a request meant for another node, so a mis-wired address can never make a leader
 //! talk to itself. Connection failures map to `Unreachable` (openraft backs off), other transport
 //! failures to `Network`, and an error returned by the remote Raft to `RemoteError`.
+//!
+//! With auth configured, every RPC carries this replica's `controller_peer` token in
+//! `Authorization` (see [`HttpNetworkFactory::with_authorization`]).
 
 use std::time::Duration;
 
@@ -16,6 +19,7 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
+use reqwest::header::{AUTHORIZATION, HeaderValue};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -35,11 +39,25 @@ pub mod raft_paths {
 #[derive(Clone)]
 pub struct HttpNetworkFactory {
     client: reqwest::Client,
+    authorization: Option<HeaderValue>,
 }
 
 impl HttpNetworkFactory {
     pub fn new(client: reqwest::Client) -> Self {
-        HttpNetworkFactory { client }
+        HttpNetworkFactory {
+            client,
+            authorization: None,
+        }
+    }
+
+    /// The `Authorization` header value (`Bearer <controller_peer token>`) sent on every RPC;
+    /// `None` sends none (auth disabled).
+    pub fn with_authorization(mut self, authorization: Option<HeaderValue>) -> Self {
+        self.authorization = authorization.map(|mut v| {
+            v.set_sensitive(true);
+            v
+        });
+        self
     }
 }
 
@@ -51,6 +69,7 @@ impl RaftNetworkFactory<TypeConfig> for HttpNetworkFactory {
             client: self.client.clone(),
             target,
             base: format!("http://{}", node.addr),
+            authorization: self.authorization.clone(),
         }
     }
 }
@@ -59,6 +78,7 @@ pub struct HttpNetwork {
     client: reqwest::Client,
     target: NodeId,
     base: String,
+    authorization: Option<HeaderValue>,
 }
 
 impl HttpNetwork {
@@ -73,21 +93,22 @@ impl HttpNetwork {
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
-        let resp = self
+        let mut request = self
             .client
             .post(format!("{}{}", self.base, path))
             .header(TARGET_NODE_HEADER, self.target.to_string())
             .timeout(ttl)
-            .json(req)
-            .send()
-            .await
-            .map_err(|e| {
-                if e.is_connect() {
-                    RPCError::Unreachable(Unreachable::new(&e))
-                } else {
-                    RPCError::Network(NetworkError::new(&e))
-                }
-            })?;
+            .json(req);
+        if let Some(authorization) = &self.authorization {
+            request = request.header(AUTHORIZATION, authorization.clone());
+        }
+        let resp = request.send().await.map_err(|e| {
+            if e.is_connect() {
+                RPCError::Unreachable(Unreachable::new(&e))
+            } else {
+                RPCError::Network(NetworkError::new(&e))
+            }
+        })?;
         let status = resp.status();
         if status == reqwest::StatusCode::SERVICE_UNAVAILABLE {
             // The peer is up but not admitted to Raft yet (still deciding how to start).

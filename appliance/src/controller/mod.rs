@@ -6,6 +6,7 @@
 //! (utilization polls and transitions), `reconcile` (one shard's steps and the worker pool),
 //! `pageserver` (the outbound client), `services` (what HTTP handlers may ask of it).
 
+mod compute_hook;
 mod heartbeat;
 mod nodes;
 mod observed;
@@ -49,6 +50,7 @@ pub struct Controller {
     reconciles: reconcile::Queue,
     queue_rx: Mutex<Option<mpsc::UnboundedReceiver<TenantShardId>>>,
     last_errors: Mutex<BTreeMap<TenantShardId, String>>,
+    hook: compute_hook::ComputeHook,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -66,7 +68,14 @@ impl Controller {
         cancel: CancellationToken,
     ) -> Arc<Controller> {
         let (tx, rx) = mpsc::unbounded_channel();
+        let hook = compute_hook::ComputeHook::new(
+            cfg.compute_hook_url.clone(),
+            None,
+            http.clone(),
+            cancel.clone(),
+        );
         Arc::new(Controller {
+            hook,
             ps: PageserverClient::new(http, term, pageserver_token, cancel.clone()),
             raft,
             state,
@@ -123,6 +132,7 @@ impl Controller {
                         tracing::warn!(error = %e, "background scheduling failed");
                     }
                     self.reconcile_all_dirty();
+                    self.retry_compute_notifications().await;
                 }
             }
         }
@@ -177,6 +187,25 @@ impl Controller {
             self.reconciles.push(id);
         }
         Ok(())
+    }
+
+    /// Sends the current attachments of `tenant` to the control plane if they changed.
+    async fn notify_compute(&self, tenant: TenantId) {
+        let body = compute_hook::body_for(&self.state.read(), tenant);
+        if let Some(body) = body
+            && let Err(e) = self.hook.notify(body).await
+        {
+            tracing::warn!(%tenant, error = %e, "compute notification failed; will retry");
+        }
+    }
+
+    async fn retry_compute_notifications(&self) {
+        for tenant in self.hook.pending_tenants() {
+            if self.cancel.is_cancelled() {
+                return;
+            }
+            self.notify_compute(tenant).await;
+        }
     }
 
     /// Queues every shard that needs work, including observed locations of deleted shards.

@@ -192,10 +192,18 @@ impl Controller {
             return Ok(());
         }
         let mut first_error = None;
-        if let Some(node) = shard.intent.attached.and_then(|a| self.node_if_active(a))
-            && let Err(e) = self.reconcile_attached(&shard, &node).await
-        {
-            first_error.get_or_insert(e);
+        let mut attached_now = false;
+        if let Some(node) = shard.intent.attached.and_then(|a| self.node_if_active(a)) {
+            match self.reconcile_attached(&shard, &node).await {
+                Ok(changed) => attached_now = changed,
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        // Compute must learn of a new attachment (upstream notifies before detaching the old).
+        if attached_now || self.hook.is_pending(id.tenant_id) {
+            self.notify_compute(id.tenant_id).await;
         }
         let secondary = LocationConfig::secondary(&shard);
         for s in &shard.intent.secondaries {
@@ -232,11 +240,12 @@ impl Controller {
         first_error.map_or(Ok(()), Err)
     }
 
+    /// Returns whether a location_config call attached the shard.
     async fn reconcile_attached(
         &self,
         shard: &TenantShard,
         node: &NodeRecord,
-    ) -> Result<(), String> {
+    ) -> Result<bool, String> {
         let id = shard.id;
         let mut current = lock(&self.observed).locations(&id).get(&node.id).cloned();
         if matches!(current, Some(None)) {
@@ -258,7 +267,7 @@ impl Controller {
             && issued_here
             && matches(&current, &LocationConfig::attached(shard, g))
         {
-            return Ok(());
+            return Ok(false);
         }
         // Same generation and already attached there: only the config differs, no new generation.
         let reuse = shard.generation.filter(|g| {
@@ -295,6 +304,7 @@ impl Controller {
         tracing::info!(node = node.id, generation, "attaching");
         self.put(node, id, &LocationConfig::attached(&shard, generation))
             .await
+            .map(|()| true)
     }
 
     /// A deleted shard: detach it wherever an active node still holds it.

@@ -152,6 +152,7 @@ impl LeaderServices for Services {
                 .get(&shard)
                 .cloned()
                 .unwrap_or_default(),
+            pending_compute_notification: self.0.hook.is_pending(shard.tenant_id),
         }
     }
 
@@ -184,6 +185,7 @@ impl LeaderServices for Services {
 
     fn forget_tenant(&self, tenant: TenantId) {
         lock(&self.0.last_errors).retain(|id, _| id.tenant_id != tenant);
+        self.0.hook.forget(tenant);
     }
 }
 
