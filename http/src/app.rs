@@ -10,7 +10,9 @@ use axum::routing::{delete, get, post, put};
 use raft_store::{FormationStatus, Raft, SharedState};
 
 use crate::auth::HttpAuth;
-use crate::{auth, cluster, debug, forward, nodes, probes, raft_rpc, tenants, trace, upcalls};
+use crate::{
+    auth, cluster, debug, forward, nodes, probes, raft_rpc, tenant_config, tenants, trace, upcalls,
+};
 
 /// Answers formation questions from peers; implemented by the binary, which owns start-up.
 pub trait FormationProbe: Send + Sync {
@@ -125,6 +127,12 @@ pub fn router(app: AppState) -> Router {
             "/control/v1/tenant/{tenant_id}/policy",
             put(tenants::set_policy),
         )
+        .route(
+            "/v1/tenant/config",
+            put(tenant_config::put).patch(tenant_config::patch),
+        )
+        .route("/v1/tenant/{tenant_id}/config", get(tenant_config::get))
+        .route("/debug/v1/inspect", post(debug::inspect))
         .route("/debug/v1/reconcile_all", post(debug::reconcile_all))
         .route(
             "/debug/v1/consistency_check",

@@ -23,6 +23,7 @@ mod nodes;
 mod probes;
 mod propose;
 mod raft_rpc;
+mod tenant_config;
 mod tenants;
 mod trace;
 mod upcalls;

@@ -34,7 +34,7 @@ use crate::propose::{propose, read_linearizable};
 /// Upstream waits this long for the reconciles a tenant change started.
 const RECONCILE_WAIT: Duration = Duration::from_secs(30);
 
-fn parse_tenant(raw: &str) -> Result<TenantId, ApiError> {
+pub(crate) fn parse_tenant(raw: &str) -> Result<TenantId, ApiError> {
     raw.parse()
         .map_err(|e: state_machine::ids::IdError| ApiError::BadRequest(e.to_string()))
 }

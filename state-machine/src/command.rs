@@ -38,6 +38,11 @@ pub enum Command {
         tenant_id: TenantId,
         config: serde_json::Value,
     },
+    /// Field by field: a `null` removes the field, a value sets it, an absent field is kept.
+    PatchTenantConfig {
+        tenant_id: TenantId,
+        patch: serde_json::Map<String, serde_json::Value>,
+    },
     /// Scheduling decisions of the leader. Unknown shards (deleted meanwhile) are skipped.
     SetIntents(Vec<(TenantShardId, Intent)>),
     /// Issue the next generation of `shard` to `node_id`; must commit before any attach in it.

@@ -75,6 +75,9 @@ impl State {
             Command::SetTenantConfig { tenant_id, config } => {
                 self.set_tenant_config(*tenant_id, config)
             }
+            Command::PatchTenantConfig { tenant_id, patch } => {
+                self.patch_tenant_config(*tenant_id, patch)
+            }
             Command::SetIntents(intents) => self.set_intents(intents),
             Command::IncrementGeneration { shard, node_id } => {
                 self.increment_generation(*shard, *node_id)

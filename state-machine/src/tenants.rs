@@ -157,6 +157,28 @@ impl State {
         Ok((Response::Done, muts))
     }
 
+    pub(crate) fn patch_tenant_config(
+        &mut self,
+        tenant_id: TenantId,
+        patch: &serde_json::Map<String, serde_json::Value>,
+    ) -> Applied {
+        let muts = self.update_tenant(tenant_id, |s| {
+            let mut config = match s.config.take() {
+                serde_json::Value::Object(m) => m,
+                _ => serde_json::Map::new(),
+            };
+            for (key, value) in patch {
+                if value.is_null() {
+                    config.remove(key);
+                } else {
+                    config.insert(key.clone(), value.clone());
+                }
+            }
+            s.config = serde_json::Value::Object(config);
+        })?;
+        Ok((Response::Done, muts))
+    }
+
     pub(crate) fn set_intents(&mut self, intents: &[(TenantShardId, Intent)]) -> Applied {
         let mut muts = Vec::new();
         for (id, intent) in intents {

@@ -117,3 +117,26 @@ fn create_is_idempotent_and_conflicts_on_other_count() {
     assert!(matches!(state.apply(&create(2)).0, Response::Rejected(_)));
     assert_eq!(state.shards().count(), 4);
 }
+
+#[test]
+fn config_patch_sets_removes_and_keeps_fields() {
+    let mut state = state_with_tenant(2);
+    let tenant_id = TENANT.parse().expect("id");
+    state.apply(&Command::SetTenantConfig {
+        tenant_id,
+        config: serde_json::json!({"gc_period": "1h", "pitr_interval": "7d"}),
+    });
+    let patch = serde_json::json!({"gc_period": null, "compaction_period": "20s"});
+    let (r, muts) = state.apply(&Command::PatchTenantConfig {
+        tenant_id,
+        patch: patch.as_object().cloned().expect("object"),
+    });
+    assert_eq!(r, Response::Done);
+    assert_eq!(muts.len(), 2, "every shard row rewritten");
+    for s in state.tenant_shards(tenant_id) {
+        assert_eq!(
+            s.config,
+            serde_json::json!({"pitr_interval": "7d", "compaction_period": "20s"})
+        );
+    }
+}

@@ -189,9 +189,27 @@ impl Controller {
         Ok(())
     }
 
-    /// Sends the current attachments of `tenant` to the control plane if they changed.
+    /// Sends the current attachments of `tenant` to the control plane if they changed. Only
+    /// once every shard is observed attached where its intent says, so compute is never sent
+    /// to a pageserver that does not hold the shard yet.
     async fn notify_compute(&self, tenant: TenantId) {
-        let body = compute_hook::body_for(&self.state.read(), tenant);
+        let body = {
+            let state = self.state.read();
+            let observed = lock(&self.observed);
+            let all_attached = state.tenant_shards(tenant).all(|s| {
+                s.intent.attached.is_some_and(|a| {
+                    observed.locations(&s.id).get(&a).is_some_and(|c| {
+                        c.as_ref()
+                            .is_some_and(|c| c.mode.is_attached() && c.generation == s.generation)
+                    })
+                })
+            });
+            if all_attached {
+                compute_hook::body_for(&state, tenant)
+            } else {
+                None
+            }
+        };
         if let Some(body) = body
             && let Err(e) = self.hook.notify(body).await
         {
