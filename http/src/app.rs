@@ -11,7 +11,8 @@ use raft_store::{FormationStatus, Raft, SharedState};
 
 use crate::auth::HttpAuth;
 use crate::{
-    auth, cluster, debug, forward, nodes, probes, raft_rpc, tenant_config, tenants, trace, upcalls,
+    auth, cluster, debug, forward, nodes, onboarding, probes, raft_rpc, tenant_config, tenants,
+    trace, upcalls,
 };
 
 /// Answers formation questions from peers; implemented by the binary, which owns start-up.
@@ -132,6 +133,10 @@ pub fn router(app: AppState) -> Router {
             put(tenant_config::put).patch(tenant_config::patch),
         )
         .route("/v1/tenant/{tenant_id}/config", get(tenant_config::get))
+        .route(
+            "/v1/tenant/{tenant_shard_id}/location_config",
+            put(onboarding::put),
+        )
         .route("/debug/v1/inspect", post(debug::inspect))
         .route("/debug/v1/reconcile_all", post(debug::reconcile_all))
         .route(

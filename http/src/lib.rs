@@ -20,6 +20,7 @@ mod extract;
 mod forward;
 mod leader;
 mod nodes;
+mod onboarding;
 mod probes;
 mod propose;
 mod raft_rpc;
