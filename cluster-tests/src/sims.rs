@@ -58,6 +58,8 @@ struct ProcState {
     child: Option<Child>,
     starts: u32,
     exited_on_its_own: Option<ExitStatus>,
+    /// Stopped with SIGSTOP: the process exists but answers nothing.
+    paused: bool,
 }
 
 struct Sim {
@@ -121,11 +123,29 @@ impl Sim {
             .with_context(|| format!("spawning {} for sim {}", bin.display(), self.node_id))?;
         state.child = Some(child);
         state.exited_on_its_own = None;
+        state.paused = false;
+        Ok(())
+    }
+
+    /// Sends `signal` to the running child.
+    fn signal(&self, signal: libc::c_int) -> anyhow::Result<()> {
+        let state = self.state();
+        let child = state
+            .child
+            .as_ref()
+            .ok_or_else(|| anyhow!("pageserver-sim {} is not running", self.node_id))?;
+        let pid = libc::pid_t::try_from(child.id()).context("pid out of range")?;
+        // SAFETY: kill(2) with the pid of a child this process has not reaped yet.
+        if unsafe { libc::kill(pid, signal) } != 0 {
+            return Err(std::io::Error::last_os_error())
+                .with_context(|| format!("signal {signal} to pageserver-sim {}", self.node_id));
+        }
         Ok(())
     }
 
     fn kill(&self) {
         let mut state = self.state();
+        state.paused = false;
         if let Some(mut child) = state.child.take() {
             let _ = child.kill();
             if let Err(e) = child.wait() {
@@ -245,11 +265,11 @@ impl Sims {
         self.sims.iter().map(|s| s.node_id).collect()
     }
 
-    /// Node ids of the simulators whose process runs.
+    /// Node ids of the simulators whose process runs and is not paused.
     pub fn live_ids(&self) -> Vec<u64> {
         self.sims
             .iter()
-            .filter(|s| s.is_running())
+            .filter(|s| s.is_running() && !s.state().paused)
             .map(|s| s.node_id)
             .collect()
     }
@@ -277,6 +297,23 @@ impl Sims {
     /// SIGKILLs simulator `node_id` and reaps it. Its data dir stays.
     pub fn kill(&self, node_id: u64) {
         self.sim(node_id).kill();
+    }
+
+    /// Stops simulator `node_id` with SIGSTOP: it keeps its sockets (connections are accepted by
+    /// the kernel) but answers nothing until [`Sims::resume`]. Leaves [`Sims::live_ids`].
+    pub fn pause(&self, node_id: u64) -> anyhow::Result<()> {
+        let sim = self.sim(node_id);
+        sim.signal(libc::SIGSTOP)?;
+        sim.state().paused = true;
+        Ok(())
+    }
+
+    /// Continues a simulator stopped by [`Sims::pause`] with SIGCONT.
+    pub fn resume(&self, node_id: u64) -> anyhow::Result<()> {
+        let sim = self.sim(node_id);
+        sim.signal(libc::SIGCONT)?;
+        sim.state().paused = false;
+        Ok(())
     }
 
     /// Points later starts of `node_id` at another controller URL.
@@ -329,13 +366,28 @@ impl Sims {
     }
 
     async fn get_json(&self, node_id: u64, path: &str) -> anyhow::Result<(u16, Value)> {
+        self.request(node_id, reqwest::Method::GET, path, None)
+            .await
+    }
+
+    /// One request to the running simulator `node_id` (no controller term header): status and
+    /// body (JSON, or the text as a JSON string).
+    pub async fn request(
+        &self,
+        node_id: u64,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> anyhow::Result<(u16, Value)> {
         let url = format!("{}{path}", self.url(node_id));
-        let response = self
-            .http
-            .get(&url)
+        let mut request = self.http.request(method.clone(), &url);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request
             .send()
             .await
-            .with_context(|| format!("GET {url}"))?;
+            .with_context(|| format!("{method} {url}"))?;
         let status = response.status().as_u16();
         let text = response.text().await?;
         let value = serde_json::from_str(&text).unwrap_or(Value::String(text));

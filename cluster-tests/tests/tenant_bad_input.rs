@@ -540,7 +540,6 @@ async fn tenant_bad_input() {
 /// takes `axum::extract::Query` directly instead of an extractor that maps its rejection to
 /// `ApiError`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "controller bug: a malformed /control/v1/tenant query string gets a plain-text 400, not {\"msg\"}"]
 async fn tenant_list_bad_query() {
     let (cluster, leader) = Cluster::start_formed_with_controller(
         ClusterOptions::default(),

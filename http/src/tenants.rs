@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
 use state_machine::ids::TenantId;
@@ -27,7 +27,7 @@ use state_machine::{
 
 use crate::app::AppState;
 use crate::error::ApiError;
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, ApiQuery};
 use crate::leader::LeaderServices;
 use crate::propose::{propose, read_linearizable};
 
@@ -180,7 +180,7 @@ pub struct ListQuery {
 
 pub async fn list(
     State(app): State<AppState>,
-    Query(q): Query<ListQuery>,
+    ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<Vec<TenantDescribeResponse>>, ApiError> {
     let services = app.leader.get()?;
     let start_after = q.start_after.as_deref().map(parse_tenant).transpose()?;
