@@ -25,6 +25,7 @@ pub mod checks;
 pub mod client;
 pub mod cluster;
 pub mod config;
+pub mod fixture;
 pub mod history;
 pub mod placement;
 mod process;

@@ -17,12 +17,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use cluster_tests::fixture::ControllerFixture;
 use cluster_tests::history::{self, Event};
 use cluster_tests::placement::{Attachment, SETTLE_DEADLINE, wait_settled};
 use cluster_tests::storage_api::{tenant_create_body, tenant_id};
-use cluster_tests::{
-    Cluster, ClusterOptions, ControllerOptions, Sims, StorageApi, deadline, wait_until,
-};
+use cluster_tests::{Cluster, Sims, StorageApi, deadline, wait_until};
 use serde_json::json;
 
 const TAG: u32 = 0x1d11;
@@ -71,25 +70,20 @@ async fn new_leader_term(cluster: &Cluster, leader: u64) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn leader_kill_reconciles() {
-    let (cluster, leader) = Cluster::start_formed_with_controller(
-        ClusterOptions::default(),
-        Some(ControllerOptions::test_defaults()),
-    )
-    .await
-    .expect("a formed cluster");
-    let follower = cluster.live_other_than(leader);
-    let sims = Sims::start(
+    let ControllerFixture {
+        sims,
+        cluster,
+        leader,
+        follower,
+    } = ControllerFixture::start(
         env!("CARGO_BIN_EXE_pageserver-sim"),
-        &cluster.url(follower),
         &[(1, "az-a"), (2, "az-a"), (3, "az-b")],
+        SETTLE_DEADLINE,
     )
     .await
-    .expect("three simulators");
+    .expect("a formed cluster with Active simulators");
     // Requests go through a replica that is not the one about to be killed.
     let api = StorageApi::new(cluster.client(follower));
-    sims.wait_active(&api, &sims.ids(), SETTLE_DEADLINE)
-        .await
-        .expect("all Active");
 
     // 1. Ten concurrent creates; SIGKILL the leader once reconciles are running.
     let tenants: Vec<String> = (1..=TENANTS).map(|n| tenant_id(TAG, n)).collect();

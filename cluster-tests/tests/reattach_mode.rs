@@ -6,10 +6,11 @@
 
 use std::collections::BTreeMap;
 
+use cluster_tests::fixture::ControllerFixture;
 use cluster_tests::history::{self, Event};
 use cluster_tests::placement::{SETTLE_DEADLINE, wait_settled};
 use cluster_tests::storage_api::{shard_ids, tenant_create_body, tenant_id};
-use cluster_tests::{Cluster, ClusterOptions, ControllerOptions, Sims, StorageApi, wait_until};
+use cluster_tests::{StorageApi, wait_until};
 
 const TAG: u32 = 0x4ea7;
 
@@ -28,24 +29,19 @@ async fn intents(api: &StorageApi, tenants: &[String]) -> BTreeMap<String, (u64,
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reattach_mode() {
-    let (cluster, leader) = Cluster::start_formed_with_controller(
-        ClusterOptions::default(),
-        Some(ControllerOptions::test_defaults()),
-    )
-    .await
-    .expect("a formed cluster");
-    let follower = cluster.live_other_than(leader);
-    let sims = Sims::start(
+    let ControllerFixture {
+        sims,
+        cluster,
+        leader,
+        follower: _,
+    } = ControllerFixture::start(
         env!("CARGO_BIN_EXE_pageserver-sim"),
-        &cluster.url(follower),
         &[(1, "az-a"), (2, "az-b")],
+        SETTLE_DEADLINE,
     )
     .await
-    .expect("two simulators");
+    .expect("a formed cluster with Active simulators");
     let api = StorageApi::new(cluster.client(leader));
-    sims.wait_active(&api, &sims.ids(), SETTLE_DEADLINE)
-        .await
-        .expect("both Active");
 
     // One-shard Attached(1) tenants until a node holds one attached and another as secondary
     // (the scheduler spreads attachments, so two tenants normally do it).

@@ -9,10 +9,11 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use cluster_tests::StorageApi;
+use cluster_tests::fixture::ControllerFixture;
 use cluster_tests::history::{self, CheckOptions};
 use cluster_tests::placement::{SETTLE_DEADLINE, wait_settled};
 use cluster_tests::storage_api::{tenant_create_body, tenant_id};
-use cluster_tests::{Cluster, ClusterOptions, ControllerOptions, Sims, StorageApi};
 use reqwest::Method;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -62,24 +63,19 @@ fn retained_for(state: &Value, shard: &str) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_node() {
-    let (cluster, leader) = Cluster::start_formed_with_controller(
-        ClusterOptions::default(),
-        Some(ControllerOptions::test_defaults()),
-    )
-    .await
-    .expect("a formed cluster");
-    let follower = cluster.live_other_than(leader);
-    let sims = Sims::start(
+    let ControllerFixture {
+        sims,
+        cluster,
+        leader: _,
+        follower,
+    } = ControllerFixture::start(
         env!("CARGO_BIN_EXE_pageserver-sim"),
-        &cluster.url(follower),
         &[(1, "az-a"), (2, "az-a"), (3, "az-b")],
+        SETTLE_DEADLINE,
     )
     .await
-    .expect("three simulators");
+    .expect("a formed cluster with Active simulators");
     let api = StorageApi::new(cluster.client(follower));
-    sims.wait_active(&api, &sims.ids(), SETTLE_DEADLINE)
-        .await
-        .expect("all Active");
     let tenant = tenant_id(TAG, 1);
     api.create_tenant(&tenant_create_body(&tenant, 4, 1))
         .await

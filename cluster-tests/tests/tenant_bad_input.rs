@@ -5,10 +5,11 @@
 //! and changes nothing: afterwards consistency_check passes, the tenant and node lists are
 //! unchanged, generations still validate, and no pageserver received a call.
 
+use cluster_tests::fixture::ControllerFixture;
 use cluster_tests::history;
 use cluster_tests::placement::{SETTLE_DEADLINE, wait_settled};
 use cluster_tests::storage_api::{expect_keys, fields, tenant_create_body, tenant_id};
-use cluster_tests::{Cluster, ClusterOptions, ControllerOptions, Sims, StorageApi};
+use cluster_tests::{Cluster, ClusterOptions, ControllerOptions, StorageApi};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -89,24 +90,19 @@ fn judge(status: u16, body: &str, expect: Expect) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tenant_bad_input() {
-    let (cluster, leader) = Cluster::start_formed_with_controller(
-        ClusterOptions::default(),
-        Some(ControllerOptions::test_defaults()),
-    )
-    .await
-    .expect("a formed cluster");
-    let follower = cluster.live_other_than(leader);
-    let sims = Sims::start(
+    let ControllerFixture {
+        sims,
+        cluster,
+        leader,
+        follower,
+    } = ControllerFixture::start(
         env!("CARGO_BIN_EXE_pageserver-sim"),
-        &cluster.url(follower),
         &[(1, "az-a"), (2, "az-b")],
+        SETTLE_DEADLINE,
     )
     .await
-    .expect("two simulators");
+    .expect("a formed cluster with Active simulators");
     let api = StorageApi::new(cluster.client(leader));
-    sims.wait_active(&api, &sims.ids(), SETTLE_DEADLINE)
-        .await
-        .expect("both Active");
     let tenant = tenant_id(TAG, 1);
     let created = api
         .create_tenant(&tenant_create_body(&tenant, 4, 1))

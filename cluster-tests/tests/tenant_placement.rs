@@ -6,13 +6,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use cluster_tests::StorageApi;
+use cluster_tests::fixture::ControllerFixture;
 use cluster_tests::history;
 use cluster_tests::placement::{SETTLE_DEADLINE, wait_settled};
 use cluster_tests::storage_api::{
     TenantCreateResponse, TenantDescribeResponse, expect_keys, fields, shard_ids,
     tenant_create_body, tenant_id,
 };
-use cluster_tests::{Cluster, ClusterOptions, ControllerOptions, Sims, StorageApi};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -29,24 +30,19 @@ async fn get_json(api: &StorageApi, path: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tenant_placement() {
-    let (cluster, leader) = Cluster::start_formed_with_controller(
-        ClusterOptions::default(),
-        Some(ControllerOptions::test_defaults()),
-    )
-    .await
-    .expect("a formed cluster");
-    let follower = cluster.live_other_than(leader);
-    let sims = Sims::start(
+    let ControllerFixture {
+        sims,
+        cluster,
+        leader,
+        follower,
+    } = ControllerFixture::start(
         env!("CARGO_BIN_EXE_pageserver-sim"),
-        &cluster.url(follower),
         &[(1, "az-a"), (2, "az-a"), (3, "az-b")],
+        SETTLE_DEADLINE,
     )
     .await
-    .expect("three simulators re-attached through a follower");
+    .expect("a formed cluster with Active simulators");
     let api = StorageApi::new(cluster.client(follower));
-    sims.wait_active(&api, &sims.ids(), SETTLE_DEADLINE)
-        .await
-        .expect("every simulator Active");
 
     // Create, through the follower; the answer's shape field by field.
     let sharded = tenant_id(TAG, 1);

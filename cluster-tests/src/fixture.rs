@@ -1,0 +1,49 @@
+//! The common start of a controller scenario: a formed three-replica cluster with the test
+//! controller timings, and simulated pageservers that re-attached through a follower and are
+//! Active. Fields drop in declaration order, so the simulators stop before the replicas.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::config::ControllerOptions;
+use crate::sims::Sims;
+use crate::storage_api::StorageApi;
+use crate::{Cluster, ClusterOptions};
+
+pub struct ControllerFixture {
+    pub sims: Sims,
+    pub cluster: Cluster,
+    pub leader: u64,
+    /// A replica other than the leader at start; the simulators talk to it.
+    pub follower: u64,
+}
+
+impl ControllerFixture {
+    /// `sim_bin` is `env!("CARGO_BIN_EXE_pageserver-sim")` of the calling test;
+    /// `pageservers` lists (node id, AZ).
+    pub async fn start(
+        sim_bin: impl Into<PathBuf>,
+        pageservers: &[(u64, &str)],
+        settle: Duration,
+    ) -> anyhow::Result<ControllerFixture> {
+        let (cluster, leader) = Cluster::start_formed_with_controller(
+            ClusterOptions::default(),
+            Some(ControllerOptions::test_defaults()),
+        )
+        .await?;
+        let follower = cluster.live_other_than(leader);
+        let sims = Sims::start(sim_bin, &cluster.url(follower), pageservers).await?;
+        sims.wait_active(
+            &StorageApi::new(cluster.client(follower)),
+            &sims.ids(),
+            settle,
+        )
+        .await?;
+        Ok(ControllerFixture {
+            sims,
+            cluster,
+            leader,
+            follower,
+        })
+    }
+}
