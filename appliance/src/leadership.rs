@@ -9,26 +9,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::ServerState;
-use raft_store::{Raft, SharedState};
 use state_machine::Command;
 use storcon_http::AppState;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::config::ControllerConfig;
-use crate::controller::Controller;
 use crate::controller::services::Services;
+use crate::controller::{Controller, Replica};
 
 pub struct Leadership {
-    pub raft: Raft,
-    pub state: SharedState,
     pub app: AppState,
     pub node_id: u64,
     pub address: String,
-    pub controller: ControllerConfig,
-    pub pageserver_http: reqwest::Client,
-    /// Sent as a bearer token on every call to a pageserver (`[auth] pageserver_token_file`).
-    pub pageserver_token: Option<String>,
+    /// Handed to the controller of each term.
+    pub replica: Replica,
 }
 
 struct Running {
@@ -40,7 +34,7 @@ impl Leadership {
     /// Watches Raft metrics until shutdown; exits the process if Raft stops with a fatal error,
     /// so a supervisor restarts it from its (intact) data dir.
     pub async fn run(self) {
-        let mut metrics = self.raft.metrics();
+        let mut metrics = self.replica.raft.metrics();
         let mut running: Option<Running> = None;
         loop {
             let (state, term, fatal) = {
@@ -87,15 +81,7 @@ impl Leadership {
 
     fn start_controller(&self, term: u64) -> Running {
         let cancel = CancellationToken::new();
-        let controller = Controller::new(
-            self.raft.clone(),
-            self.state.clone(),
-            term,
-            self.controller.clone(),
-            self.pageserver_http.clone(),
-            self.pageserver_token.clone(),
-            cancel.clone(),
-        );
+        let controller = Controller::new(self.replica.clone(), term, cancel.clone());
         self.app
             .leader
             .set(Some(Arc::new(Services(controller.clone()))));
@@ -116,7 +102,12 @@ impl Leadership {
             started_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         };
         // Bounded: a leader without a quorum would otherwise wait here forever.
-        match tokio::time::timeout(Duration::from_secs(5), self.raft.client_write(command)).await {
+        match tokio::time::timeout(
+            Duration::from_secs(5),
+            self.replica.raft.client_write(command),
+        )
+        .await
+        {
             Ok(Ok(_)) => true,
             Ok(Err(e)) => {
                 tracing::debug!(error = %e, "could not record leadership");

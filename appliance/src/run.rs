@@ -49,6 +49,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     })
     .await??;
     let state = sm.shared_state();
+    let audit = sm.audit();
 
     let auth = config.loaded_auth.clone();
     let peer_token = auth.as_ref().and_then(|a| a.peer_token.clone());
@@ -127,14 +128,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .context("cannot build HTTP client")?;
     let watcher = tokio::spawn(
         leadership::Leadership {
-            raft: raft.clone(),
-            state: app.state.clone(),
             app: app.clone(),
             node_id,
             address: config.advertised_addr(),
-            controller: config.controller.clone(),
-            pageserver_http,
-            pageserver_token,
+            replica: crate::controller::Replica {
+                raft: raft.clone(),
+                state: app.state.clone(),
+                audit,
+                cfg: config.controller.clone(),
+                http: pageserver_http,
+                pageserver_token,
+            },
         }
         .run(),
     );

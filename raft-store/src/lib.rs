@@ -28,5 +28,5 @@ pub use error::StoreError;
 pub use formation::{FormationMarker, FormationStatus};
 pub use log_store::LogStore;
 pub use network::{HttpNetworkFactory, TARGET_NODE_HEADER, raft_paths};
-pub use state_machine::{SharedState, StateMachineStore};
+pub use state_machine::{SharedState, StateAudit, StateMachineStore};
 pub use types::{NodeId, Raft, TypeConfig};

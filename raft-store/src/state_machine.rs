@@ -77,6 +77,46 @@ impl StateMachineStore {
     pub fn shared_state(&self) -> SharedState {
         self.state.clone()
     }
+
+    /// A handle that compares the in-memory state with the rows on disk.
+    pub fn audit(&self) -> StateAudit {
+        StateAudit {
+            db: self.db.clone(),
+            state: self.state.clone(),
+        }
+    }
+}
+
+/// Checks that the state readers see equals the state the redb rows rebuild (a row mutation
+/// that `apply` forgot to persist would make them differ).
+#[derive(Clone)]
+pub struct StateAudit {
+    db: Db,
+    state: SharedState,
+}
+
+impl StateAudit {
+    /// `Ok(true)` when memory and disk agree. An apply batch in flight can make them differ for
+    /// a moment, so a mismatch is re-checked a few times before it is reported.
+    pub async fn memory_matches_disk(&self) -> Result<bool, StoreError> {
+        for attempt in 0..5u64 {
+            if attempt > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(20 * attempt)).await;
+            }
+            let state = self.state.clone();
+            let same = self
+                .db
+                .run(move |db| {
+                    let on_disk = load_state(db)?;
+                    Ok(*state.read() == on_disk)
+                })
+                .await?;
+            if same {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
 }
 
 fn build_snapshot_blocking(db: &Db) -> Result<Snapshot<TypeConfig>, StoreError> {

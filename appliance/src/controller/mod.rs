@@ -51,22 +51,36 @@ pub struct Controller {
     queue_rx: Mutex<Option<mpsc::UnboundedReceiver<TenantShardId>>>,
     last_errors: Mutex<BTreeMap<TenantShardId, String>>,
     hook: compute_hook::ComputeHook,
+    audit: raft_store::StateAudit,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// What every term's controller gets from the replica it runs on.
+#[derive(Clone)]
+pub struct Replica {
+    pub raft: Raft,
+    pub state: SharedState,
+    pub audit: raft_store::StateAudit,
+    pub cfg: ControllerConfig,
+    /// Client for pageservers and the compute hook.
+    pub http: reqwest::Client,
+    /// Bearer token on every call to a pageserver (`[auth] pageserver_token_file`).
+    pub pageserver_token: Option<String>,
+}
+
 impl Controller {
-    pub fn new(
-        raft: Raft,
-        state: SharedState,
-        term: u64,
-        cfg: ControllerConfig,
-        http: reqwest::Client,
-        pageserver_token: Option<String>,
-        cancel: CancellationToken,
-    ) -> Arc<Controller> {
+    pub fn new(replica: Replica, term: u64, cancel: CancellationToken) -> Arc<Controller> {
+        let Replica {
+            raft,
+            state,
+            audit,
+            cfg,
+            http,
+            pageserver_token,
+        } = replica;
         let (tx, rx) = mpsc::unbounded_channel();
         let hook = compute_hook::ComputeHook::new(
             cfg.compute_hook_url.clone(),
@@ -76,6 +90,7 @@ impl Controller {
         );
         Arc::new(Controller {
             hook,
+            audit,
             ps: PageserverClient::new(http, term, pageserver_token, cancel.clone()),
             raft,
             state,

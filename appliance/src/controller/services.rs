@@ -170,7 +170,12 @@ impl LeaderServices for Services {
 
     fn consistency_check(&self) -> BoxFuture<'_, Result<(), ApiError>> {
         async move {
-            let problems = self.0.consistency_problems();
+            let mut problems = self.0.consistency_problems();
+            match self.0.audit.memory_matches_disk().await {
+                Ok(true) => {}
+                Ok(false) => problems.push("in-memory state differs from the rows on disk".into()),
+                Err(e) => problems.push(format!("cannot read the rows on disk: {e}")),
+            }
             if problems.is_empty() {
                 Ok(())
             } else {
