@@ -25,10 +25,9 @@ impl Controller {
         });
         let results = futures::future::join_all(polls).await;
         let now = Instant::now();
+        let mut activate = Vec::new();
+        let mut offline = Vec::new();
         for (node, result) in results {
-            if self.cancel.is_cancelled() {
-                return;
-            }
             let transition = {
                 let mut nodes = lock(&self.nodes);
                 let entry = nodes.entry(node.id).or_insert_with(|| NodeState::new(now));
@@ -46,14 +45,24 @@ impl Controller {
                 t
             };
             match transition {
-                Transition::ToActive => {
-                    if let Err(e) = self.activate(&node).await {
-                        tracing::warn!(node = node.id, error = %e, "activation failed; node stays inactive");
-                    }
-                }
-                Transition::ToOffline => self.node_offline(node.id).await,
+                Transition::ToActive => activate.push(node),
+                Transition::ToOffline => offline.push(node.id),
                 Transition::Unchanged => {}
             }
+        }
+        // Activation checks list each node's locations: in parallel, so the startup scan of a
+        // large fleet takes as long as its slowest node, not the sum.
+        let checks = activate.iter().map(|node| async move {
+            if let Err(e) = self.activate(node).await {
+                tracing::warn!(node = node.id, error = %e, "activation failed; node stays inactive");
+            }
+        });
+        futures::future::join_all(checks).await;
+        for node in offline {
+            if self.cancel.is_cancelled() {
+                return;
+            }
+            self.node_offline(node).await;
         }
     }
 
