@@ -10,30 +10,41 @@
 //! Only Active nodes are called; others are skipped and handled when they come back. Before a
 //! call the observed entry becomes uncertain, and only a success makes it certain again.
 //! At most one reconcile per shard runs at a time; a request while one runs queues another
-//! pass after it.
+//! pass after it. Requests carry sequence numbers, so an API call waits for the pass that
+//! covers its own request, not for the shard to be quiet.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 use state_machine::ids::TenantShardId;
 use state_machine::wire::LocationConfig;
 use state_machine::{Command, NodeId, NodeRecord, Response, ShardSchedulingPolicy, TenantShard};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio::time::Instant;
 use tracing::Instrument;
 
 use super::nodes::Avail;
 use super::observed::matches;
 use super::{Controller, lock};
 
+/// Per-shard bookkeeping of reconcile passes. Every request gets a sequence number; a pass
+/// covers every request made before it started, and waiters wait for the pass covering theirs.
 #[derive(Default)]
 struct Running {
-    in_flight: BTreeSet<TenantShardId>,
+    next_seq: u64,
+    requested: BTreeMap<TenantShardId, u64>,
+    /// Running passes and the sequence each covers.
+    in_flight: BTreeMap<TenantShardId, u64>,
+    /// Requested again while running: run once more afterwards.
     again: BTreeSet<TenantShardId>,
+    /// The last finished pass: the sequence it covered and whether it succeeded.
+    completed: BTreeMap<TenantShardId, (u64, bool)>,
 }
 
 pub struct Queue {
     tx: mpsc::UnboundedSender<TenantShardId>,
     running: Mutex<Running>,
+    finished: Notify,
 }
 
 impl Queue {
@@ -41,33 +52,72 @@ impl Queue {
         Queue {
             tx,
             running: Mutex::new(Running::default()),
+            finished: Notify::new(),
         }
     }
 
-    pub fn push(&self, id: TenantShardId) {
+    /// Requests a reconcile of `id`; returns the sequence a waiter for it should wait for.
+    pub fn push(&self, id: TenantShardId) -> u64 {
+        let seq = {
+            let mut r = lock(&self.running);
+            r.next_seq += 1;
+            let seq = r.next_seq;
+            r.requested.insert(id, seq);
+            seq
+        };
         let _ = self.tx.send(id);
+        seq
+    }
+
+    /// The latest sequence requested for `id`, if any.
+    pub fn requested(&self, id: &TenantShardId) -> Option<u64> {
+        lock(&self.running).requested.get(id).copied()
     }
 
     pub fn is_running(&self, id: &TenantShardId) -> bool {
-        lock(&self.running).in_flight.contains(id)
+        lock(&self.running).in_flight.contains_key(id)
+    }
+
+    /// Waits until a pass covering `seq` finished: `Some(succeeded)`, or `None` at the deadline.
+    pub async fn wait(&self, id: TenantShardId, seq: u64, deadline: Instant) -> Option<bool> {
+        loop {
+            let notified = self.finished.notified();
+            tokio::pin!(notified);
+            // Register before checking, so a pass finishing in between still wakes us.
+            notified.as_mut().enable();
+            if let Some((covered, ok)) = lock(&self.running).completed.get(&id)
+                && *covered >= seq
+            {
+                return Some(*ok);
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return None;
+            }
+        }
     }
 
     /// Marks `id` running; false (and remembers to run again) when it already is.
     fn start(&self, id: TenantShardId) -> bool {
         let mut r = lock(&self.running);
-        if r.in_flight.contains(&id) {
+        if r.in_flight.contains_key(&id) {
             r.again.insert(id);
             return false;
         }
-        r.in_flight.insert(id);
+        let covers = r.requested.get(&id).copied().unwrap_or(0);
+        r.in_flight.insert(id, covers);
         true
     }
 
     /// Marks `id` done; true when another pass was requested meanwhile.
-    fn finish(&self, id: TenantShardId) -> bool {
-        let mut r = lock(&self.running);
-        r.in_flight.remove(&id);
-        r.again.remove(&id)
+    fn finish(&self, id: TenantShardId, ok: bool) -> bool {
+        let again = {
+            let mut r = lock(&self.running);
+            let covered = r.in_flight.remove(&id).unwrap_or(0);
+            r.completed.insert(id, (covered, ok));
+            r.again.remove(&id)
+        };
+        self.finished.notify_waiters();
+        again
     }
 }
 
@@ -101,7 +151,7 @@ pub async fn dispatch(ctl: Arc<Controller>, mut rx: mpsc::UnboundedReceiver<Tena
                     }
                 }
                 drop(permit);
-                if ctl.reconciles.finish(id) && !ctl.cancel.is_cancelled() {
+                if ctl.reconciles.finish(id, result.is_ok()) && !ctl.cancel.is_cancelled() {
                     ctl.reconciles.push(id);
                 }
             }

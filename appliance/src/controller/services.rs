@@ -56,34 +56,29 @@ impl LeaderServices for Services {
     fn wait_reconciled(&self, tenant: TenantId, timeout: Duration) -> BoxFuture<'_, bool> {
         async move {
             let ctl = &self.0;
-            let deadline = Instant::now() + timeout;
-            loop {
-                let ids: Vec<TenantShardId> = {
-                    let mut ids: Vec<_> = ctl
-                        .state
-                        .read()
-                        .tenant_shards(tenant)
-                        .map(|s| s.id)
-                        .collect();
-                    ids.extend(
-                        lock(&ctl.observed)
-                            .shard_ids()
-                            .into_iter()
-                            .filter(|s| s.tenant_id == tenant),
-                    );
-                    ids
+            let deadline = tokio::time::Instant::now() + timeout;
+            let mut ids: Vec<TenantShardId> = ctl
+                .state
+                .read()
+                .tenant_shards(tenant)
+                .map(|s| s.id)
+                .collect();
+            // Shards of a deleted tenant still being detached.
+            ids.extend(
+                lock(&ctl.observed)
+                    .shard_ids()
+                    .into_iter()
+                    .filter(|s| s.tenant_id == tenant),
+            );
+            for id in ids {
+                let Some(seq) = ctl.reconciles.requested(&id) else {
+                    continue;
                 };
-                let settled = ids
-                    .iter()
-                    .all(|id| !ctl.reconciles.is_running(id) && !ctl.is_dirty(id));
-                if settled {
-                    return true;
-                }
-                if Instant::now() >= deadline || ctl.cancel.is_cancelled() {
+                if ctl.reconciles.wait(id, seq, deadline).await != Some(true) {
                     return false;
                 }
-                tokio::time::sleep(Duration::from_millis(50)).await;
             }
+            true
         }
         .boxed()
     }
