@@ -79,6 +79,9 @@ pub struct ControllerOptions {
     pub background_reconcile_ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reconciler_concurrency: Option<usize>,
+    /// Control plane base URL for compute notifications (`PUT {url}/notify-attach`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compute_hook_url: Option<String>,
 }
 
 impl ControllerOptions {
@@ -91,6 +94,7 @@ impl ControllerOptions {
             max_warming_up_ms: Some(10_000),
             background_reconcile_ms: Some(1000),
             reconciler_concurrency: None,
+            compute_hook_url: None,
         }
     }
 }

@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -55,10 +56,11 @@ pub fn body_for(state: &State, tenant: TenantId) -> Option<NotifyBody> {
     })
 }
 
+/// Per tenant: the pending flag is readable while a send holds the lock on `applied`.
 #[derive(Default)]
 struct TenantHook {
-    applied: Option<NotifyBody>,
-    pending: bool,
+    pending: AtomicBool,
+    applied: AsyncMutex<Option<NotifyBody>>,
 }
 
 pub struct ComputeHook {
@@ -66,7 +68,7 @@ pub struct ComputeHook {
     token: Option<String>,
     http: reqwest::Client,
     cancel: CancellationToken,
-    tenants: std::sync::Mutex<BTreeMap<TenantId, Arc<AsyncMutex<TenantHook>>>>,
+    tenants: std::sync::Mutex<BTreeMap<TenantId, Arc<TenantHook>>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -97,21 +99,20 @@ impl ComputeHook {
         }
     }
 
-    fn slot(&self, tenant: TenantId) -> Arc<AsyncMutex<TenantHook>> {
+    fn slot(&self, tenant: TenantId) -> Arc<TenantHook> {
         lock(&self.tenants).entry(tenant).or_default().clone()
     }
 
     pub fn is_pending(&self, tenant: TenantId) -> bool {
         lock(&self.tenants)
             .get(&tenant)
-            .and_then(|t| t.try_lock().ok().map(|t| t.pending))
-            .unwrap_or(false)
+            .is_some_and(|t| t.pending.load(Ordering::SeqCst))
     }
 
     pub fn pending_tenants(&self) -> Vec<TenantId> {
         lock(&self.tenants)
             .iter()
-            .filter(|(_, t)| t.try_lock().is_ok_and(|t| t.pending))
+            .filter(|(_, t)| t.pending.load(Ordering::SeqCst))
             .map(|(id, _)| *id)
             .collect()
     }
@@ -124,16 +125,16 @@ impl ComputeHook {
     pub async fn notify(&self, body: NotifyBody) -> Result<(), NotifyError> {
         let Some(url) = &self.url else { return Ok(()) };
         let slot = self.slot(body.tenant_id);
-        let mut hook = slot.lock().await;
-        if hook.applied.as_ref() == Some(&body) {
-            hook.pending = false;
+        let mut applied = slot.applied.lock().await;
+        if applied.as_ref() == Some(&body) {
+            slot.pending.store(false, Ordering::SeqCst);
             return Ok(());
         }
-        hook.pending = true;
+        slot.pending.store(true, Ordering::SeqCst);
         self.send(url, &body).await?;
         tracing::info!(tenant = %body.tenant_id, shards = body.shards.len(), "compute notified");
-        hook.applied = Some(body);
-        hook.pending = false;
+        *applied = Some(body);
+        slot.pending.store(false, Ordering::SeqCst);
         Ok(())
     }
 

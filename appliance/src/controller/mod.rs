@@ -15,6 +15,7 @@ mod reconcile;
 pub mod services;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -51,6 +52,8 @@ pub struct Controller {
     queue_rx: Mutex<Option<mpsc::UnboundedReceiver<TenantShardId>>>,
     last_errors: Mutex<BTreeMap<TenantShardId, String>>,
     hook: compute_hook::ComputeHook,
+    /// A background retry of pending compute notifications is running.
+    hook_retry_running: AtomicBool,
     audit: raft_store::StateAudit,
 }
 
@@ -90,6 +93,7 @@ impl Controller {
         );
         Arc::new(Controller {
             hook,
+            hook_retry_running: AtomicBool::new(false),
             audit,
             ps: PageserverClient::new(http, term, pageserver_token, cancel.clone()),
             raft,
@@ -147,7 +151,15 @@ impl Controller {
                         tracing::warn!(error = %e, "background scheduling failed");
                     }
                     self.reconcile_all_dirty();
-                    self.retry_compute_notifications().await;
+                    // In its own task: a control plane that keeps failing must not hold up
+                    // heartbeats (a retry sequence can take many seconds).
+                    if !self.hook_retry_running.swap(true, Ordering::SeqCst) {
+                        let ctl = self.clone();
+                        tokio::spawn(async move {
+                            ctl.retry_compute_notifications().await;
+                            ctl.hook_retry_running.store(false, Ordering::SeqCst);
+                        });
+                    }
                 }
             }
         }
