@@ -140,8 +140,8 @@ impl Controller {
             .map(|s| s.id.tenant_id)
             .collect();
         match self.schedule(&tenants).await {
-            Ok(changed) => {
-                for id in changed {
+            Ok(scheduled) => {
+                for id in scheduled.changed {
                     self.reconciles.push(id);
                 }
             }

@@ -61,6 +61,13 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Outcome of one scheduling pass: committed intent changes, and shards that could not be
+/// placed (they keep their previous intent).
+pub struct Scheduled {
+    pub changed: Vec<TenantShardId>,
+    pub unschedulable: Vec<(TenantShardId, state_machine::scheduler::ScheduleError)>,
+}
+
 /// What every term's controller gets from the replica it runs on.
 #[derive(Clone)]
 pub struct Replica {
@@ -180,37 +187,38 @@ impl Controller {
 
     /// Schedules the given tenants in one pass and commits the changed intents in one command.
     /// Returns the shards whose intent changed.
-    async fn schedule(
-        &self,
-        tenants: &BTreeSet<TenantId>,
-    ) -> Result<Vec<TenantShardId>, ProposeError> {
-        let changed = {
+    async fn schedule(&self, tenants: &BTreeSet<TenantId>) -> Result<Scheduled, ProposeError> {
+        let (intents, unschedulable) = {
             let state = self.state.read();
             let views = nodes::views(&state, &lock(&self.nodes));
             let mut scheduler = Scheduler::new(&state, views);
-            let mut changed = Vec::new();
+            let mut intents = Vec::new();
+            let mut unschedulable = Vec::new();
             for t in tenants {
                 let (c, errors) = scheduler.schedule_tenant(state.tenant_shards(*t));
                 for (shard, e) in errors {
                     tracing::warn!(%shard, error = %e, "cannot schedule shard");
                     lock(&self.last_errors).insert(shard, format!("Scheduling error: {e}"));
+                    unschedulable.push((shard, e));
                 }
-                changed.extend(c);
+                intents.extend(c);
             }
-            changed
+            (intents, unschedulable)
         };
-        if changed.is_empty() {
-            return Ok(Vec::new());
+        let changed = intents.iter().map(|(id, _)| *id).collect();
+        if !intents.is_empty() {
+            self.propose(Command::SetIntents(intents)).await?;
         }
-        let ids = changed.iter().map(|(id, _)| *id).collect();
-        self.propose(Command::SetIntents(changed)).await?;
-        Ok(ids)
+        Ok(Scheduled {
+            changed,
+            unschedulable,
+        })
     }
 
     async fn schedule_all(&self) -> Result<(), ProposeError> {
         let tenants: BTreeSet<TenantId> =
             self.state.read().shards().map(|s| s.id.tenant_id).collect();
-        for id in self.schedule(&tenants).await? {
+        for id in self.schedule(&tenants).await?.changed {
             self.reconciles.push(id);
         }
         Ok(())

@@ -34,7 +34,8 @@ impl LeaderServices for Services {
     fn schedule_tenant(&self, tenant: TenantId) -> BoxFuture<'_, Result<(), ApiError>> {
         async move {
             let ctl = &self.0;
-            ctl.schedule(&BTreeSet::from([tenant]))
+            let scheduled = ctl
+                .schedule(&BTreeSet::from([tenant]))
                 .await
                 .map_err(|e| ApiError::Unavailable(format!("cannot commit schedule: {e}")))?;
             let ids: Vec<TenantShardId> = ctl
@@ -47,6 +48,13 @@ impl LeaderServices for Services {
                 if ctl.is_dirty(&id) {
                     ctl.reconciles.push(id);
                 }
+            }
+            // Upstream answers 409 and keeps what it stored; the background pass retries.
+            if let Some((shard, e)) = scheduled.unschedulable.first() {
+                return Err(ApiError::Conflict(format!(
+                    "Scheduling error: {shard}: {e} ({} shard(s) not placed)",
+                    scheduled.unschedulable.len()
+                )));
             }
             Ok(())
         }

@@ -126,9 +126,12 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
         },
         rust_log: cli.common.rust_log.clone(),
     };
-    // The scale run needs the leader services to see its simulator quickly.
+    // The scale run: one simulator absorbs thousands of location changes, each rewriting its
+    // locations file, so a heartbeat can wait behind them; give it a long offline grace so the
+    // measurement is not a failover.
     let controller = matches!(cli.cmd, Cmd::Scale { .. }).then(|| ControllerOptions {
         heartbeat_interval_ms: Some(1000),
+        max_offline_ms: Some(600_000),
         ..ControllerOptions::default()
     });
     let (cluster, _) = Cluster::start_formed_with_controller(opts, controller).await?;
