@@ -68,7 +68,7 @@ impl Controller {
 
     pub(super) async fn activate(&self, node: &NodeRecord) -> Result<(), String> {
         let reported = self
-            .ps
+            .ps_for(node.id)
             .list_locations(node)
             .await
             .map_err(|e| format!("listing locations: {e}"))?;
@@ -90,7 +90,7 @@ impl Controller {
                 shard_stripe_size: 0,
                 tenant_conf: serde_json::json!({}),
             };
-            self.ps
+            self.ps_for(node.id)
                 .put_location(node, *id, &conf)
                 .await
                 .map_err(|e| format!("detaching unknown shard {id}: {e}"))?;
@@ -130,6 +130,7 @@ impl Controller {
         if let Some(n) = lock(&self.nodes).get_mut(&node) {
             n.avail = Avail::Offline;
         }
+        self.cancel_node_calls(node);
         lock(&self.observed).mark_node_unknown(node);
         tracing::warn!(node, "node offline");
         let tenants: BTreeSet<TenantId> = self

@@ -52,6 +52,9 @@ pub struct Controller {
     queue_rx: Mutex<Option<mpsc::UnboundedReceiver<TenantShardId>>>,
     last_errors: Mutex<BTreeMap<TenantShardId, String>>,
     hook: compute_hook::ComputeHook,
+    /// Per-node cancellation, children of `cancel`: fired when the node goes Offline or
+    /// re-attaches, so calls still in flight to it are abandoned.
+    node_cancel: Mutex<BTreeMap<NodeId, CancellationToken>>,
     /// A background retry of pending compute notifications is running.
     hook_retry_running: AtomicBool,
     audit: raft_store::StateAudit,
@@ -101,6 +104,7 @@ impl Controller {
         Arc::new(Controller {
             hook,
             hook_retry_running: AtomicBool::new(false),
+            node_cancel: Mutex::new(BTreeMap::new()),
             audit,
             ps: PageserverClient::new(http, term, pageserver_token, cancel.clone()),
             raft,
@@ -171,6 +175,22 @@ impl Controller {
             }
         }
         tracing::info!(term = self.term, "controller stopped");
+    }
+
+    /// The pageserver client for calls to `node`, cancelled when the node is lost.
+    fn ps_for(&self, node: NodeId) -> PageserverClient {
+        let token = lock(&self.node_cancel)
+            .entry(node)
+            .or_insert_with(|| self.cancel.child_token())
+            .clone();
+        self.ps.with_cancel(token)
+    }
+
+    /// Abandons every call in flight to `node`.
+    fn cancel_node_calls(&self, node: NodeId) {
+        if let Some(token) = lock(&self.node_cancel).remove(&node) {
+            token.cancel();
+        }
     }
 
     async fn propose(&self, command: Command) -> Result<Response, ProposeError> {

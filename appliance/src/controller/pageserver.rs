@@ -2,7 +2,8 @@
 //!
 //! Every call carries the leader's Raft term in `x-storcon-term`, so a pageserver (the simulator,
 //! at least) can refuse a deposed leader, and the configured token if there is one. Calls are
-//! cancelled with the leader's cancellation token. `put_location` retries transport errors,
+//! cancelled with the leader's cancellation token, or with the node's own token (`for_node`),
+//! which fires when the node goes Offline or re-attaches. `put_location` retries transport errors,
 //! timeouts and 503 with a short backoff, like upstream; any other status is final.
 
 use std::time::Duration;
@@ -60,6 +61,14 @@ impl PageserverClient {
             term,
             token,
             cancel,
+        }
+    }
+
+    /// The same client, cancelled by `cancel` instead (a node's token, a child of the leader's).
+    pub fn with_cancel(&self, cancel: CancellationToken) -> PageserverClient {
+        PageserverClient {
+            cancel,
+            ..self.clone()
         }
     }
 

@@ -219,7 +219,7 @@ impl Controller {
         conf: &LocationConfig,
     ) -> Result<(), String> {
         lock(&self.observed).set(id, node.id, None);
-        match self.ps.put_location(node, id, conf).await {
+        match self.ps_for(node.id).put_location(node, id, conf).await {
             Ok(()) => {
                 let mut obs = lock(&self.observed);
                 if conf.mode == state_machine::wire::LocationConfigMode::Detached {
@@ -301,7 +301,7 @@ impl Controller {
         if matches!(current, Some(None)) {
             // Uncertain: ask the pageserver before deciding anything.
             let read = self
-                .ps
+                .ps_for(node.id)
                 .get_location(node, id)
                 .await
                 .map_err(|e| format!("reading location on node {}: {e}", node.id))?;

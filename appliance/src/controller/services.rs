@@ -109,6 +109,8 @@ impl LeaderServices for Services {
                 },
             );
         }
+        // Calls in flight to it answer for its previous life; abandon them.
+        ctl.cancel_node_calls(node);
         // Until the activation check lists the node, what it holds is uncertain.
         let mut obs = lock(&ctl.observed);
         obs.mark_node_unknown(node);
