@@ -23,7 +23,11 @@ pub struct Leadership {
     pub address: String,
     /// Handed to the controller of each term.
     pub replica: Replica,
+    /// How long a quorum may take to confirm this leader before its services stop.
+    pub quorum_timeout: Duration,
 }
+
+const QUORUM_CHECK_EVERY: Duration = Duration::from_secs(1);
 
 struct Running {
     term: u64,
@@ -70,13 +74,37 @@ impl Leadership {
                 }
                 continue;
             }
-            if metrics.changed().await.is_err() {
-                if let Some(r) = running {
-                    r.cancel.cancel();
+            tokio::select! {
+                changed = metrics.changed() => {
+                    if changed.is_err() {
+                        if let Some(r) = running {
+                            r.cancel.cancel();
+                        }
+                        return;
+                    }
                 }
-                return;
+                // openraft keeps a leader cut off from its peers in the Leader role until it
+                // hears a higher term; its services must stop long before that.
+                _ = tokio::time::sleep(QUORUM_CHECK_EVERY), if running.is_some() => {
+                    if !self.quorum_confirms().await
+                        && let Some(r) = running.take()
+                    {
+                        tracing::warn!(term = r.term, "no quorum confirms this leader; stopping controller services");
+                        r.cancel.cancel();
+                        self.app.leader.set(None);
+                    }
+                }
             }
         }
+    }
+
+    /// A ReadIndex round: a quorum still follows this leader.
+    async fn quorum_confirms(&self) -> bool {
+        let check = self.replica.raft.ensure_linearizable();
+        matches!(
+            tokio::time::timeout(self.quorum_timeout, check).await,
+            Ok(Ok(_))
+        )
     }
 
     fn start_controller(&self, term: u64) -> Running {

@@ -131,6 +131,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             app: app.clone(),
             node_id,
             address: config.advertised_addr(),
+            // Twice the leader lease: long enough for a slow peer on a busy machine. This bounds
+            // the time a cut-off leader keeps acting; pageservers that heard the new term
+            // already refuse it, and it can never mint a generation.
+            quorum_timeout: Duration::from_millis(2 * config.raft.election_timeout_max_ms),
             replica: crate::controller::Replica {
                 raft: raft.clone(),
                 state: app.state.clone(),

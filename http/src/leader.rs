@@ -19,6 +19,8 @@ pub struct ShardStatus {
 }
 
 pub trait LeaderServices: Send + Sync {
+    /// The startup reconcile has run (nodes heard from, observed state scanned).
+    fn ready(&self) -> bool;
     fn availability(&self, node: NodeId) -> NodeAvailability;
     /// AZ for a new tenant, from the schedulable nodes.
     fn choose_az(&self) -> Option<String>;
@@ -59,6 +61,7 @@ impl LeaderSlot {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+            .filter(|s| s.ready())
             .ok_or_else(|| ApiError::Unavailable("leader services are starting; retry".into()))
     }
 }

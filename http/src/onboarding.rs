@@ -81,6 +81,18 @@ pub async fn put(
             },
         )
         .await?;
+        // A tenant first onboarded as Secondary has no generation yet: continue the control
+        // plane's, so generations never go back.
+        if let Some(generation) = conf.generation.filter(|_| conf.mode.is_attached()) {
+            propose(
+                &app,
+                Command::AdoptGeneration {
+                    tenant_id,
+                    generation,
+                },
+            )
+            .await?;
+        }
     } else {
         let preferred_az = services.choose_az();
         propose(

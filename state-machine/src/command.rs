@@ -43,6 +43,11 @@ pub enum Command {
         tenant_id: TenantId,
         patch: serde_json::Map<String, serde_json::Value>,
     },
+    /// Onboarding: shards without a generation take the control plane's.
+    AdoptGeneration {
+        tenant_id: TenantId,
+        generation: Generation,
+    },
     /// Scheduling decisions of the leader. Unknown shards (deleted meanwhile) are skipped.
     SetIntents(Vec<(TenantShardId, Intent)>),
     /// Issue the next generation of `shard` to `node_id`; must commit before any attach in it.

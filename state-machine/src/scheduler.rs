@@ -215,6 +215,20 @@ impl Scheduler {
                         None => break,
                     }
                 }
+                // A failover keeps the lost node as a secondary; beyond what the policy wants,
+                // drop unavailable secondaries (the optimiser's job for available ones).
+                while intent.secondaries.len() > want {
+                    match intent
+                        .secondaries
+                        .iter()
+                        .rposition(|n| !self.is_available(*n))
+                    {
+                        Some(i) => {
+                            intent.secondaries.remove(i);
+                        }
+                        None => break,
+                    }
+                }
             }
             PlacementPolicy::Secondary => {
                 if let Some(a) = intent.attached.take() {

@@ -78,6 +78,10 @@ impl State {
             Command::PatchTenantConfig { tenant_id, patch } => {
                 self.patch_tenant_config(*tenant_id, patch)
             }
+            Command::AdoptGeneration {
+                tenant_id,
+                generation,
+            } => self.adopt_generation(*tenant_id, *generation),
             Command::SetIntents(intents) => self.set_intents(intents),
             Command::IncrementGeneration { shard, node_id } => {
                 self.increment_generation(*shard, *node_id)

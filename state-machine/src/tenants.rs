@@ -9,6 +9,17 @@ use crate::tenant::{CreateTenant, Intent, PlacementPolicy, ShardSchedulingPolicy
 
 type Applied = Result<(Response, Vec<Mutation>), Rejection>;
 
+/// The generation after the shard's current one. Refused at the end of the range: reusing the
+/// last value would let two nodes hold the same generation.
+fn next_generation(shard: &TenantShard) -> Result<crate::tenant::Generation, Rejection> {
+    match shard.generation {
+        None => Ok(1),
+        Some(g) => g.checked_add(1).ok_or_else(|| {
+            Rejection::Conflict(format!("{}: generation {g} cannot be increased", shard.id))
+        }),
+    }
+}
+
 fn not_found(tenant_id: TenantId) -> Rejection {
     Rejection::NotFound(format!("Tenant {tenant_id} not found"))
 }
@@ -134,6 +145,8 @@ impl State {
                 // Upstream: detaching or demoting a tenant re-enables scheduling for it.
                 if matches!(p, PlacementPolicy::Detached | PlacementPolicy::Secondary) {
                     s.scheduling = ShardSchedulingPolicy::Active;
+                    // No node may attach it any more: a re-attach must not hand one a generation.
+                    s.generation_pageserver = None;
                 }
             }
             if let Some(policy) = scheduling {
@@ -179,6 +192,21 @@ impl State {
         Ok((Response::Done, muts))
     }
 
+    /// Gives shards without a generation the one the control plane used (onboarding of a
+    /// tenant first created as Secondary); shards that have one keep it.
+    pub(crate) fn adopt_generation(
+        &mut self,
+        tenant_id: TenantId,
+        generation: crate::tenant::Generation,
+    ) -> Applied {
+        let muts = self.update_tenant(tenant_id, |s| {
+            if s.generation.is_none() {
+                s.generation = Some(generation);
+            }
+        })?;
+        Ok((Response::Done, muts))
+    }
+
     pub(crate) fn set_intents(&mut self, intents: &[(TenantShardId, Intent)]) -> Applied {
         let mut muts = Vec::new();
         for (id, intent) in intents {
@@ -194,7 +222,7 @@ impl State {
         let Some(mut shard) = self.shards.get(&id).cloned() else {
             return Err(Rejection::NotFound(format!("Tenant shard {id} not found")));
         };
-        let next = shard.generation.map_or(1, |g| g.saturating_add(1));
+        let next = next_generation(&shard)?;
         shard.generation = Some(next);
         shard.generation_pageserver = Some(node_id);
         let m = self.put_shard(shard);
@@ -220,16 +248,21 @@ impl State {
             muts.push(rows::put(rows::node_key(node_id), &node));
             self.nodes.insert(node_id, node);
         }
+        // Only shards meant to be attached get a new generation; the rest are Secondary or
+        // detached from the pageserver's point of view.
         let ids: Vec<TenantShardId> = self
             .shards
             .values()
             .filter(|s| s.generation_pageserver == Some(node_id))
+            .filter(|s| matches!(s.placement, PlacementPolicy::Attached(_)))
             .map(|s| s.id)
             .collect();
         let mut issued = Vec::with_capacity(ids.len());
         for id in ids {
             if let Some(mut shard) = self.shards.get(&id).cloned() {
-                let next = shard.generation.map_or(1, |g| g.saturating_add(1));
+                let Ok(next) = next_generation(&shard) else {
+                    continue;
+                };
                 shard.generation = Some(next);
                 issued.push((id, next));
                 muts.push(self.put_shard(shard));

@@ -140,3 +140,69 @@ fn config_patch_sets_removes_and_keeps_fields() {
         );
     }
 }
+
+#[test]
+fn detached_tenants_get_no_generation_on_re_attach() {
+    let mut state = state_with_tenant(1);
+    let s = shard(0, 1);
+    state.apply(&Command::IncrementGeneration {
+        shard: s,
+        node_id: 1,
+    });
+    state.apply(&Command::SetTenantPolicy {
+        tenant_id: TENANT.parse().expect("id"),
+        placement: Some(PlacementPolicy::Detached),
+        scheduling: None,
+    });
+    let (r, _) = state.apply(&Command::ReAttach { node_id: 1 });
+    assert_eq!(r, Response::ReAttached(vec![]));
+    assert_eq!(state.shard(&s).and_then(|s| s.generation_pageserver), None);
+    assert_eq!(state.shard(&s).and_then(|s| s.generation), Some(1));
+}
+
+#[test]
+fn generation_at_the_end_of_the_range_is_not_reused() {
+    let mut state = State::default();
+    state.apply(&Command::CreateTenant(CreateTenant {
+        tenant_id: TENANT.parse().expect("id"),
+        shard_count: 0,
+        stripe_size: 2048,
+        placement: PlacementPolicy::Attached(0),
+        config: serde_json::json!({}),
+        preferred_az: None,
+        generation: Some(u32::MAX),
+    }));
+    let s: TenantShardId = TENANT.parse().expect("id");
+    let (r, muts) = state.apply(&Command::IncrementGeneration {
+        shard: s,
+        node_id: 1,
+    });
+    assert!(matches!(r, Response::Rejected(_)), "{r:?}");
+    assert!(muts.is_empty());
+}
+
+#[test]
+fn adopt_generation_only_fills_a_missing_one() {
+    let mut state = State::default();
+    let tenant_id = TENANT.parse().expect("id");
+    state.apply(&Command::CreateTenant(CreateTenant {
+        tenant_id,
+        shard_count: 0,
+        stripe_size: 2048,
+        placement: PlacementPolicy::Secondary,
+        config: serde_json::json!({}),
+        preferred_az: None,
+        generation: None,
+    }));
+    let s: TenantShardId = TENANT.parse().expect("id");
+    state.apply(&Command::AdoptGeneration {
+        tenant_id,
+        generation: 7,
+    });
+    assert_eq!(state.shard(&s).and_then(|s| s.generation), Some(7));
+    state.apply(&Command::AdoptGeneration {
+        tenant_id,
+        generation: 3,
+    });
+    assert_eq!(state.shard(&s).and_then(|s| s.generation), Some(7));
+}

@@ -193,3 +193,14 @@ fn new_tenant_az_is_the_least_loaded() {
     let scheduler = Scheduler::new(&state, views(&[]));
     assert_eq!(scheduler.choose_az().as_deref(), Some("az-b"));
 }
+
+#[test]
+fn attached_zero_does_not_keep_the_lost_node_as_an_extra_secondary() {
+    let mut state = setup(1, PlacementPolicy::Attached(0), None);
+    schedule(&mut state, &[]);
+    let old = tenant(&state)[0].intent.attached.expect("attached");
+    schedule(&mut state, &[old]);
+    let after = tenant(&state)[0].intent.clone();
+    assert!(after.attached.is_some_and(|a| a != old), "{after:?}");
+    assert!(after.secondaries.is_empty(), "{after:?}");
+}

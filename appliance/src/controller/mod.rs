@@ -55,6 +55,11 @@ pub struct Controller {
     /// Per-node cancellation, children of `cancel`: fired when the node goes Offline or
     /// re-attaches, so calls still in flight to it are abandoned.
     node_cancel: Mutex<BTreeMap<NodeId, CancellationToken>>,
+    /// Serializes scheduling passes: intents are computed from the applied state and committed
+    /// later, so two passes at once could commit a decision made on stale state.
+    schedule_lock: tokio::sync::Mutex<()>,
+    /// Set once the startup reconcile has run; handlers get 503 until then.
+    started: AtomicBool,
     /// A background retry of pending compute notifications is running.
     hook_retry_running: AtomicBool,
     audit: raft_store::StateAudit,
@@ -104,6 +109,8 @@ impl Controller {
         Arc::new(Controller {
             hook,
             hook_retry_running: AtomicBool::new(false),
+            schedule_lock: tokio::sync::Mutex::new(()),
+            started: AtomicBool::new(false),
             node_cancel: Mutex::new(BTreeMap::new()),
             audit,
             ps: PageserverClient::new(http, term, pageserver_token, cancel.clone()),
@@ -141,6 +148,7 @@ impl Controller {
             tracing::warn!(error = %e, "startup scheduling failed");
         }
         let queued = self.reconcile_all_dirty();
+        self.started.store(true, Ordering::SeqCst);
         tracing::info!(
             queued,
             elapsed_ms = started.elapsed().as_millis() as u64,
@@ -208,6 +216,7 @@ impl Controller {
     /// Schedules the given tenants in one pass and commits the changed intents in one command.
     /// Returns the shards whose intent changed.
     async fn schedule(&self, tenants: &BTreeSet<TenantId>) -> Result<Scheduled, ProposeError> {
+        let _one_at_a_time = self.schedule_lock.lock().await;
         let (intents, unschedulable) = {
             let state = self.state.read();
             let views = nodes::views(&state, &lock(&self.nodes));

@@ -74,8 +74,12 @@ impl Queue {
         lock(&self.running).requested.get(id).copied()
     }
 
+    /// A pass is running, or requested and not yet finished.
     pub fn is_running(&self, id: &TenantShardId) -> bool {
-        lock(&self.running).in_flight.contains_key(id)
+        let r = lock(&self.running);
+        let requested = r.requested.get(id).copied().unwrap_or(0);
+        let completed = r.completed.get(id).map_or(0, |(seq, _)| *seq);
+        r.in_flight.contains_key(id) || requested > completed
     }
 
     /// Waits until a pass covering `seq` finished: `Some(succeeded)`, or `None` at the deadline.

@@ -19,6 +19,10 @@ use super::{Controller, lock};
 pub struct Services(pub Arc<Controller>);
 
 impl LeaderServices for Services {
+    fn ready(&self) -> bool {
+        self.0.started.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     fn availability(&self, node: NodeId) -> NodeAvailability {
         lock(&self.0.nodes)
             .get(&node)
