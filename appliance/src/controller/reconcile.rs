@@ -39,6 +39,9 @@ struct Running {
     again: BTreeSet<TenantShardId>,
     /// The last finished pass: the sequence it covered and whether it succeeded.
     completed: BTreeMap<TenantShardId, (u64, bool)>,
+    /// Sent to the dispatcher and not yet received: a further request needs no new message,
+    /// the pass that starts will cover it.
+    queued: BTreeSet<TenantShardId>,
 }
 
 pub struct Queue {
@@ -58,14 +61,16 @@ impl Queue {
 
     /// Requests a reconcile of `id`; returns the sequence a waiter for it should wait for.
     pub fn push(&self, id: TenantShardId) -> u64 {
-        let seq = {
+        let (seq, send) = {
             let mut r = lock(&self.running);
             r.next_seq += 1;
             let seq = r.next_seq;
             r.requested.insert(id, seq);
-            seq
+            (seq, r.queued.insert(id))
         };
-        let _ = self.tx.send(id);
+        if send {
+            let _ = self.tx.send(id);
+        }
         seq
     }
 
@@ -103,6 +108,7 @@ impl Queue {
     /// Marks `id` running; false (and remembers to run again) when it already is.
     fn start(&self, id: TenantShardId) -> bool {
         let mut r = lock(&self.running);
+        r.queued.remove(&id);
         if r.in_flight.contains_key(&id) {
             r.again.insert(id);
             return false;
@@ -110,6 +116,23 @@ impl Queue {
         let covers = r.requested.get(&id).copied().unwrap_or(0);
         r.in_flight.insert(id, covers);
         true
+    }
+
+    /// Drops the bookkeeping of a deleted tenant's shards that are not running.
+    pub fn forget_tenant(&self, tenant: state_machine::ids::TenantId) {
+        let mut r = lock(&self.running);
+        let keep_entry = |id: &TenantShardId, r: &Running| {
+            id.tenant_id != tenant || r.in_flight.contains_key(id) || r.queued.contains(id)
+        };
+        let keep: BTreeSet<TenantShardId> = r
+            .requested
+            .keys()
+            .copied()
+            .filter(|id| keep_entry(id, &r))
+            .collect();
+        r.requested.retain(|id, _| keep.contains(id));
+        r.completed
+            .retain(|id, _| keep.contains(id) || id.tenant_id != tenant);
     }
 
     /// Marks `id` done; true when another pass was requested meanwhile.

@@ -200,6 +200,7 @@ impl LeaderServices for Services {
     fn forget_tenant(&self, tenant: TenantId) {
         lock(&self.0.last_errors).retain(|id, _| id.tenant_id != tenant);
         self.0.hook.forget(tenant);
+        self.0.reconciles.forget_tenant(tenant);
     }
 }
 
