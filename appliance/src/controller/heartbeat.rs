@@ -67,6 +67,7 @@ impl Controller {
     }
 
     pub(super) async fn activate(&self, node: &NodeRecord) -> Result<(), String> {
+        let life = self.node_token(node.id);
         let reported = self
             .ps_for(node.id)
             .list_locations(node)
@@ -100,6 +101,9 @@ impl Controller {
             .into_iter()
             .filter(|(id, _)| !unknown.contains(id))
             .collect();
+        if life.is_cancelled() {
+            return Err("the node re-attached or went offline during activation".into());
+        }
         lock(&self.observed).replace_node(node.id, &known);
         if let Some(n) = lock(&self.nodes).get_mut(&node.id) {
             n.avail = Avail::Active;

@@ -185,13 +185,18 @@ impl Controller {
         tracing::info!(term = self.term, "controller stopped");
     }
 
-    /// The pageserver client for calls to `node`, cancelled when the node is lost.
-    fn ps_for(&self, node: NodeId) -> PageserverClient {
-        let token = lock(&self.node_cancel)
+    /// The current life of `node`: cancelled when it goes Offline or re-attaches. A result
+    /// obtained under a token that has since been cancelled describes a previous life.
+    fn node_token(&self, node: NodeId) -> CancellationToken {
+        lock(&self.node_cancel)
             .entry(node)
             .or_insert_with(|| self.cancel.child_token())
-            .clone();
-        self.ps.with_cancel(token)
+            .clone()
+    }
+
+    /// The pageserver client for calls to `node`, cancelled when the node is lost.
+    fn ps_for(&self, node: NodeId) -> PageserverClient {
+        self.ps.with_cancel(self.node_token(node))
     }
 
     /// Abandons every call in flight to `node`.

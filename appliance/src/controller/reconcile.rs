@@ -246,7 +246,18 @@ impl Controller {
         conf: &LocationConfig,
     ) -> Result<(), String> {
         lock(&self.observed).set(id, node.id, None);
-        match self.ps_for(node.id).put_location(node, id, conf).await {
+        let life = self.node_token(node.id);
+        match self
+            .ps
+            .with_cancel(life.clone())
+            .put_location(node, id, conf)
+            .await
+        {
+            // The node re-attached or went Offline meanwhile: what it holds now is unknown.
+            Ok(()) if life.is_cancelled() => Err(format!(
+                "node {} changed while location_config was in flight",
+                node.id
+            )),
             Ok(()) => {
                 let mut obs = lock(&self.observed);
                 if conf.mode == state_machine::wire::LocationConfigMode::Detached {
