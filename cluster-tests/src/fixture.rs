@@ -26,11 +26,26 @@ impl ControllerFixture {
         pageservers: &[(u64, &str)],
         settle: Duration,
     ) -> anyhow::Result<ControllerFixture> {
-        let (cluster, leader) = Cluster::start_formed_with_controller(
+        Self::start_with(
+            sim_bin,
+            pageservers,
+            settle,
             ClusterOptions::default(),
-            Some(ControllerOptions::test_defaults()),
+            ControllerOptions::test_defaults(),
         )
-        .await?;
+        .await
+    }
+
+    /// `start` with other cluster or controller options.
+    pub async fn start_with(
+        sim_bin: impl Into<PathBuf>,
+        pageservers: &[(u64, &str)],
+        settle: Duration,
+        opts: ClusterOptions,
+        controller: ControllerOptions,
+    ) -> anyhow::Result<ControllerFixture> {
+        let (cluster, leader) =
+            Cluster::start_formed_with_controller(opts, Some(controller)).await?;
         let follower = cluster.live_other_than(leader);
         let sims = Sims::start(sim_bin, &cluster.url(follower), pageservers).await?;
         sims.wait_active(

@@ -22,13 +22,14 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method as HttpMethod, StatusCode, Uri};
 use axum::routing::put;
+use cluster_tests::fixture::ControllerFixture;
 use cluster_tests::history;
 use cluster_tests::placement::{SETTLE_DEADLINE, wait_settled};
 use cluster_tests::sims::SimLocation;
 use cluster_tests::storage_api::{
     TenantDescribeResponse, expect_keys, shard_ids, tenant_create_body, tenant_id,
 };
-use cluster_tests::{Cluster, ClusterOptions, ControllerOptions, Sims, StorageApi, wait_until};
+use cluster_tests::{ClusterOptions, ControllerOptions, Sims, StorageApi, wait_until};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -312,29 +313,26 @@ async fn pending(api: &StorageApi, tenant: &str) -> bool {
 async fn compute_hook() {
     let server = HookServer::start().await;
     let hook = server.hook.clone();
-    let (cluster, leader) = Cluster::start_formed_with_controller(
+    let ControllerFixture {
+        sims,
+        cluster,
+        leader,
+        follower: _,
+    } = ControllerFixture::start_with(
+        env!("CARGO_BIN_EXE_pageserver-sim"),
+        &[(1, "az-a"), (2, "az-a"), (3, "az-b")],
+        SETTLE_DEADLINE,
         ClusterOptions::default(),
-        Some(ControllerOptions {
+        ControllerOptions {
             background_reconcile_ms: Some(500),
             compute_hook_url: Some(server.url.clone()),
             ..ControllerOptions::test_defaults()
-        }),
+        },
     )
     .await
-    .expect("a formed cluster");
-    let follower = cluster.live_other_than(leader);
-    let sims = Sims::start(
-        env!("CARGO_BIN_EXE_pageserver-sim"),
-        &cluster.url(follower),
-        &[(1, "az-a"), (2, "az-a"), (3, "az-b")],
-    )
-    .await
-    .expect("three simulators");
+    .expect("a formed cluster with Active simulators");
     *lock(&hook.sims) = sims.ids().into_iter().map(|n| (n, sims.url(n))).collect();
     let api = StorageApi::new(cluster.client(leader));
-    sims.wait_active(&api, &sims.ids(), SETTLE_DEADLINE)
-        .await
-        .expect("every simulator Active");
 
     // 1. New tenants: a 2-shard, an unsharded and a 1-shard one, each notified once.
     let tenants: Vec<(String, u8, usize)> = vec![

@@ -8,10 +8,11 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
+use cluster_tests::fixture::ControllerFixture;
 use cluster_tests::history;
 use cluster_tests::placement::{Attachment, SETTLE_DEADLINE, wait_settled};
 use cluster_tests::storage_api::{tenant_create_body, tenant_id};
-use cluster_tests::{Cluster, ClusterOptions, ControllerOptions, Sims, StorageApi, wait_until};
+use cluster_tests::{ClusterOptions, ControllerOptions, StorageApi, wait_until};
 use reqwest::Method;
 use serde_json::json;
 
@@ -78,22 +79,21 @@ async fn node_failure() {
     // The last heartbeat answered before the kill may be up to one interval old.
     let earliest_failover = controller.max_offline_ms.expect("set")
         - 2 * controller.heartbeat_interval_ms.expect("set");
-    let (cluster, leader) =
-        Cluster::start_formed_with_controller(ClusterOptions::default(), Some(controller))
-            .await
-            .expect("a formed cluster");
-    let follower = cluster.live_other_than(leader);
-    let sims = Sims::start(
+    let ControllerFixture {
+        sims,
+        cluster,
+        leader: _,
+        follower,
+    } = ControllerFixture::start_with(
         env!("CARGO_BIN_EXE_pageserver-sim"),
-        &cluster.url(follower),
         &[(1, "az-a"), (2, "az-a"), (3, "az-b")],
+        SETTLE_DEADLINE,
+        ClusterOptions::default(),
+        controller.clone(),
     )
     .await
-    .expect("three simulators");
+    .expect("a formed cluster with Active simulators");
     let api = StorageApi::new(cluster.client(follower));
-    sims.wait_active(&api, &sims.ids(), SETTLE_DEADLINE)
-        .await
-        .expect("all Active");
     let tenants: Vec<String> = (1..=2).map(|n| tenant_id(TAG, n)).collect();
     for tenant in &tenants {
         api.create_tenant(&tenant_create_body(tenant, 4, 1))

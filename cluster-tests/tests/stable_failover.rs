@@ -4,12 +4,11 @@
 
 use std::time::Instant;
 
+use cluster_tests::fixture::ControllerFixture;
 use cluster_tests::history;
 use cluster_tests::placement::{SETTLE_DEADLINE, wait_settled};
 use cluster_tests::storage_api::{tenant_create_body, tenant_id};
-use cluster_tests::{
-    Cluster, ClusterOptions, ControllerOptions, Sims, StorageApi, deadline, wait_until,
-};
+use cluster_tests::{ClusterOptions, ControllerOptions, StorageApi, deadline, wait_until};
 use serde_json::Value;
 
 const TAG: u32 = 0x57ab;
@@ -24,22 +23,21 @@ async fn stable_failover() {
         rust_log: format!("{},storcon::controller=info", defaults.rust_log),
         ..defaults
     };
-    let (cluster, old_leader) =
-        Cluster::start_formed_with_controller(opts, Some(ControllerOptions::test_defaults()))
-            .await
-            .expect("a formed cluster");
-    let follower = cluster.live_other_than(old_leader);
-    let sims = Sims::start(
+    let ControllerFixture {
+        sims,
+        cluster,
+        leader: old_leader,
+        follower: _,
+    } = ControllerFixture::start_with(
         env!("CARGO_BIN_EXE_pageserver-sim"),
-        &cluster.url(follower),
         &[(1, "az-a"), (2, "az-a"), (3, "az-b")],
+        SETTLE_DEADLINE,
+        opts,
+        ControllerOptions::test_defaults(),
     )
     .await
-    .expect("three simulators");
+    .expect("a formed cluster with Active simulators");
     let api = StorageApi::new(cluster.client(old_leader));
-    sims.wait_active(&api, &sims.ids(), SETTLE_DEADLINE)
-        .await
-        .expect("all Active");
     let tenants: Vec<String> = (1..=3).map(|n| tenant_id(TAG, n)).collect();
     for (tenant, count) in tenants.iter().zip([4, 4, 0]) {
         api.create_tenant(&tenant_create_body(tenant, count, 1))
