@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::{TenantId, TenantShardId};
 use crate::node::{NodeId, NodeRegisterRequest, NodeSchedulingPolicy, RegisterOutcome};
+use crate::split::SplitRecord;
 use crate::tenant::{CreateTenant, Generation, Intent, PlacementPolicy, ShardSchedulingPolicy};
 
 /// One replicated change. Everything `apply` needs is inside: no clock or randomness is read.
@@ -59,6 +60,23 @@ pub enum Command {
     ReAttach {
         node_id: NodeId,
     },
+    /// Start a split (see `split.rs`): validated again at apply against the applied state.
+    BeginSplit {
+        tenant_id: TenantId,
+        new_shard_count: u8,
+        new_stripe_size: Option<u32>,
+        /// Term of the proposing leader; only that term may complete the split.
+        term: u64,
+    },
+    /// The commit point of a split: parents replaced by their children.
+    CompleteSplit {
+        tenant_id: TenantId,
+        term: u64,
+    },
+    /// Give up a split that has not completed; the parents carry on.
+    AbortSplit {
+        tenant_id: TenantId,
+    },
 }
 
 /// Why a command was refused. The state is unchanged when a command is rejected.
@@ -85,6 +103,7 @@ pub enum Response {
     Generation(Generation),
     /// New generations issued by a re-attach, in shard order.
     ReAttached(Vec<(TenantShardId, Generation)>),
+    SplitBegun(SplitRecord),
     Done,
     Rejected(Rejection),
 }

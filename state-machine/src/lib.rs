@@ -17,6 +17,7 @@ pub mod ids;
 mod node;
 mod rows;
 pub mod scheduler;
+mod split;
 mod state;
 mod tenant;
 mod tenants;
@@ -28,6 +29,7 @@ pub use node::{
     NodeSchedulingPolicy, RegisterOutcome,
 };
 pub use rows::{DecodeError, Mutation};
+pub use split::{SplitParent, SplitPlan, SplitRecord};
 pub use state::{LeaderRecord, State};
 pub use tenant::{
     CreateTenant, DEFAULT_STRIPE_SIZE, Generation, Intent, PlacementPolicy, ShardSchedulingPolicy,

@@ -9,6 +9,7 @@ use crate::node::NodeId;
 pub(crate) const NODE_PREFIX: &str = "node/";
 pub(crate) const SHARD_PREFIX: &str = "shard/";
 pub(crate) const LEADER_KEY: &str = "meta/leader";
+pub(crate) const SPLIT_PREFIX: &str = "split/";
 
 /// A change to one row: `value: None` deletes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +36,14 @@ pub(crate) fn node_key(id: NodeId) -> String {
 
 pub(crate) fn shard_key(id: &crate::ids::TenantShardId) -> String {
     format!("{SHARD_PREFIX}{id}")
+}
+
+pub(crate) fn split_key(tenant: crate::ids::TenantId) -> String {
+    format!("{SPLIT_PREFIX}{tenant}")
+}
+
+pub(crate) fn delete(key: String) -> Mutation {
+    Mutation { key, value: None }
 }
 
 pub(crate) fn put<T: Serialize>(key: String, value: &T) -> Mutation {

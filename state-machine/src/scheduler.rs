@@ -164,10 +164,12 @@ impl Scheduler {
         shard: &TenantShard,
         affinity: &BTreeMap<NodeId, usize>,
     ) -> Result<Intent, ScheduleError> {
-        if matches!(
-            shard.scheduling,
-            ShardSchedulingPolicy::Pause | ShardSchedulingPolicy::Stop
-        ) {
+        if shard.splitting
+            || matches!(
+                shard.scheduling,
+                ShardSchedulingPolicy::Pause | ShardSchedulingPolicy::Stop
+            )
+        {
             return Ok(shard.intent.clone());
         }
         if self.nodes.is_empty() && shard.placement != PlacementPolicy::Detached {

@@ -5,9 +5,10 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::command::{Command, Rejection, Response};
-use crate::ids::TenantShardId;
+use crate::ids::{TenantId, TenantShardId};
 use crate::node::{NodeId, NodeRecord, NodeRegisterRequest, RegisterOutcome};
-use crate::rows::{self, DecodeError, LEADER_KEY, Mutation, NODE_PREFIX, SHARD_PREFIX};
+use crate::rows::{self, DecodeError, LEADER_KEY, Mutation, NODE_PREFIX, SHARD_PREFIX, SPLIT_PREFIX};
+use crate::split::SplitRecord;
 use crate::tenant::TenantShard;
 
 /// Who leads, as recorded by the leader itself through the log.
@@ -23,6 +24,7 @@ pub struct LeaderRecord {
 pub struct State {
     pub(crate) nodes: BTreeMap<NodeId, NodeRecord>,
     pub(crate) shards: BTreeMap<TenantShardId, TenantShard>,
+    pub(crate) splits: BTreeMap<TenantId, SplitRecord>,
     leader: Option<LeaderRecord>,
 }
 
@@ -87,6 +89,14 @@ impl State {
                 self.increment_generation(*shard, *node_id)
             }
             Command::ReAttach { node_id } => self.re_attach(*node_id),
+            Command::BeginSplit {
+                tenant_id,
+                new_shard_count,
+                new_stripe_size,
+                term,
+            } => self.begin_split(*tenant_id, *new_shard_count, *new_stripe_size, *term),
+            Command::CompleteSplit { tenant_id, term } => self.complete_split(*tenant_id, *term),
+            Command::AbortSplit { tenant_id } => self.abort_split(*tenant_id),
         };
         match result {
             Ok(done) => done,
@@ -160,6 +170,9 @@ impl State {
             } else if key.starts_with(SHARD_PREFIX) {
                 let shard: TenantShard = rows::decode(key, value)?;
                 state.shards.insert(shard.id, shard);
+            } else if key.starts_with(SPLIT_PREFIX) {
+                let record: SplitRecord = rows::decode(key, value)?;
+                state.splits.insert(record.tenant_id, record);
             } else if key == LEADER_KEY {
                 state.leader = Some(rows::decode(key, value)?);
             } else {

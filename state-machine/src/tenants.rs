@@ -45,7 +45,7 @@ impl State {
     }
 
     /// Replaces a shard and returns the row mutation for it.
-    fn put_shard(&mut self, shard: TenantShard) -> Mutation {
+    pub(crate) fn put_shard(&mut self, shard: TenantShard) -> Mutation {
         let m = rows::put(rows::shard_key(&shard.id), &shard);
         self.shards.insert(shard.id, shard);
         m
@@ -116,6 +116,7 @@ impl State {
     }
 
     pub(crate) fn delete_tenant(&mut self, tenant_id: TenantId) -> Applied {
+        self.refuse_if_splitting(tenant_id)?;
         let ids = self.tenant_ids(tenant_id);
         if ids.is_empty() {
             return Err(not_found(tenant_id));
@@ -124,10 +125,7 @@ impl State {
             .into_iter()
             .map(|id| {
                 self.shards.remove(&id);
-                Mutation {
-                    key: rows::shard_key(&id),
-                    value: None,
-                }
+                rows::delete(rows::shard_key(&id))
             })
             .collect();
         Ok((Response::Done, muts))
@@ -139,6 +137,9 @@ impl State {
         placement: Option<PlacementPolicy>,
         scheduling: Option<ShardSchedulingPolicy>,
     ) -> Applied {
+        if placement.is_some() {
+            self.refuse_if_splitting(tenant_id)?;
+        }
         let muts = self.update_tenant(tenant_id, |s| {
             if let Some(p) = placement {
                 s.placement = p;
@@ -210,7 +211,9 @@ impl State {
     pub(crate) fn set_intents(&mut self, intents: &[(TenantShardId, Intent)]) -> Applied {
         let mut muts = Vec::new();
         for (id, intent) in intents {
-            if let Some(mut shard) = self.shards.get(id).cloned() {
+            // A splitting shard's intent belongs to the split; a pass planned before it began
+            // must not restore the secondaries it dropped.
+            if let Some(mut shard) = self.shards.get(id).cloned().filter(|s| !s.splitting) {
                 shard.intent = intent.clone().normalized();
                 muts.push(self.put_shard(shard));
             }
@@ -222,6 +225,9 @@ impl State {
         let Some(mut shard) = self.shards.get(&id).cloned() else {
             return Err(Rejection::NotFound(format!("Tenant shard {id} not found")));
         };
+        if shard.splitting {
+            return Err(Rejection::Conflict(format!("{id} is splitting")));
+        }
         let next = next_generation(&shard)?;
         shard.generation = Some(next);
         shard.generation_pageserver = Some(node_id);

@@ -58,7 +58,31 @@ fn tenant_commands() -> impl Strategy<Value = Command> {
     let delete = (0u8..3).prop_map(|t| Command::DeleteTenant {
         tenant_id: tenant(t),
     });
-    prop_oneof![2 => create, 3 => increment, 2 => intents, 1 => reattach, 1 => delete]
+    let begin_split = (0u8..3, prop::sample::select(vec![1u8, 2, 4, 8]), 0u64..3).prop_map(
+        |(t, new_shard_count, term)| Command::BeginSplit {
+            tenant_id: tenant(t),
+            new_shard_count,
+            new_stripe_size: None,
+            term,
+        },
+    );
+    let complete_split = (0u8..3, 0u64..3).prop_map(|(t, term)| Command::CompleteSplit {
+        tenant_id: tenant(t),
+        term,
+    });
+    let abort_split = (0u8..3).prop_map(|t| Command::AbortSplit {
+        tenant_id: tenant(t),
+    });
+    prop_oneof![
+        2 => create,
+        3 => increment,
+        2 => intents,
+        1 => reattach,
+        1 => delete,
+        2 => begin_split,
+        2 => complete_split,
+        1 => abort_split,
+    ]
 }
 
 fn command() -> impl Strategy<Value = Command> {
@@ -139,6 +163,25 @@ proptest! {
                     prop_assert!(s.generation >= *old, "{:?}: {:?} -> {:?}", s.id, old, s.generation);
                 }
                 prop_assert!(s.intent.attached.is_none_or(|a| !s.intent.secondaries.contains(&a)));
+            }
+        }
+    }
+}
+
+proptest! {
+    /// Whatever the order of split commands, a tenant is at one shard count at every moment,
+    /// and only a tenant with a split record has splitting shards.
+    #[test]
+    fn a_tenant_has_one_shard_count(cmds in prop::collection::vec(command(), 0..80)) {
+        let mut state = State::default();
+        for c in &cmds {
+            state.apply(c);
+            let mut counts: BTreeMap<TenantId, ShardCount> = BTreeMap::new();
+            for s in state.shards() {
+                let count = *counts.entry(s.id.tenant_id).or_insert(s.id.shard_count);
+                prop_assert_eq!(count, s.id.shard_count, "{:?} after {:?}", s.id, c);
+                let recorded = state.split_record(s.id.tenant_id).is_some();
+                prop_assert_eq!(s.splitting, recorded, "{:?} after {:?}", s.id, c);
             }
         }
     }
