@@ -26,6 +26,8 @@ pub struct Config {
     pub raft: RaftTimings,
     #[serde(default)]
     pub controller: ControllerConfig,
+    #[serde(default)]
+    pub testing: TestingConfig,
     /// What `[auth]` points at, read and checked by [`Config::load`].
     #[serde(skip)]
     pub loaded_auth: Option<Arc<LoadedAuth>>,
@@ -48,6 +50,16 @@ pub struct ControllerConfig {
     /// Control plane base URL for compute notifications (`PUT {url}/notify-attach`); none
     /// disables them.
     pub compute_hook_url: Option<String>,
+    /// Timeout of one pageserver `shard_split` call; a split that takes longer is aborted.
+    pub split_request_timeout_ms: u64,
+}
+
+/// Switches for tests only; leave the section out in production.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TestingConfig {
+    /// Serve `PUT /debug/v1/failpoints`, so a test can inject errors and pauses.
+    pub failpoints: bool,
 }
 
 impl Default for ControllerConfig {
@@ -59,6 +71,7 @@ impl Default for ControllerConfig {
             background_reconcile_ms: 20_000,
             reconciler_concurrency: 128,
             compute_hook_url: None,
+            split_request_timeout_ms: 120_000,
         }
     }
 }
@@ -75,6 +88,9 @@ impl ControllerConfig {
     }
     pub fn background_reconcile_interval(&self) -> Duration {
         Duration::from_millis(self.background_reconcile_ms.max(1))
+    }
+    pub fn split_request_timeout(&self) -> Duration {
+        Duration::from_millis(self.split_request_timeout_ms.max(1))
     }
 }
 

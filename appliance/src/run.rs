@@ -92,7 +92,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         forward_client.clone(),
         formation.clone(),
     )
-    .with_auth(http_auth);
+    .with_auth(http_auth)
+    .with_failpoints(Arc::new(storcon_http::Failpoints::new(
+        config.testing.failpoints,
+    )));
     let listener = tokio::net::TcpListener::bind(&config.listen_addr)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen_addr))?;
@@ -142,6 +145,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 cfg: config.controller.clone(),
                 http: pageserver_http,
                 pageserver_token,
+                failpoints: app.failpoints.clone(),
             },
         }
         .run(),

@@ -82,11 +82,17 @@ pub struct ControllerOptions {
     /// Control plane base URL for compute notifications (`PUT {url}/notify-attach`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub compute_hook_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub split_request_timeout_ms: Option<u64>,
+    /// Renders `[testing] failpoints = true` (not part of `[controller]`).
+    #[serde(skip)]
+    pub failpoints: bool,
 }
 
 impl ControllerOptions {
     /// Timings for tests with simulated pageservers: heartbeats every 200 ms, a node without a
-    /// heartbeat for 2 s is Offline (its attachments fail over), a background pass every second.
+    /// heartbeat for 2 s is Offline (its attachments fail over), a background pass every second,
+    /// a pageserver split call times out after 10 s; failpoints enabled.
     pub fn test_defaults() -> Self {
         ControllerOptions {
             heartbeat_interval_ms: Some(200),
@@ -95,6 +101,8 @@ impl ControllerOptions {
             background_reconcile_ms: Some(1000),
             reconciler_concurrency: None,
             compute_hook_url: None,
+            split_request_timeout_ms: Some(10_000),
+            failpoints: true,
         }
     }
 }
@@ -151,6 +159,13 @@ struct ConfigFile<'a> {
     controller: Option<&'a ControllerOptions>,
     #[serde(skip_serializing_if = "Option::is_none")]
     auth: Option<AuthSection<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    testing: Option<TestingSection>,
+}
+
+#[derive(Serialize)]
+struct TestingSection {
+    failpoints: bool,
 }
 
 #[derive(Serialize)]
@@ -216,6 +231,9 @@ pub fn render_config_with_auth(
         },
         raft,
         controller,
+        testing: controller
+            .filter(|c| c.failpoints)
+            .map(|_| TestingSection { failpoints: true }),
         auth: auth.map(|a| AuthSection {
             public_key_file: &a.public_key_file,
             peer_token_file: a.peer_token_file.as_deref(),

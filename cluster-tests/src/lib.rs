@@ -30,6 +30,7 @@ pub mod history;
 pub mod placement;
 mod process;
 pub mod sims;
+pub mod splits;
 pub mod stats;
 pub mod storage_api;
 pub mod wait;

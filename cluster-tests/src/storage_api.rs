@@ -322,6 +322,41 @@ impl StorageApi {
             .await
     }
 
+    /// `PUT /control/v1/tenant/:id/shard_split`; any status is returned as is.
+    pub async fn split_tenant(
+        &self,
+        tenant_id: &str,
+        new_shard_count: u8,
+        new_stripe_size: Option<u32>,
+    ) -> Result<RawResponse, ClientError> {
+        let mut body = serde_json::json!({ "new_shard_count": new_shard_count });
+        if let Some(stripe) = new_stripe_size {
+            body["new_stripe_size"] = stripe.into();
+        }
+        let path = format!("/control/v1/tenant/{tenant_id}/shard_split");
+        self.send(Method::PUT, &path, Some(&body)).await
+    }
+
+    /// `PUT /debug/v1/failpoints` on the replica this client talks to (never forwarded).
+    pub async fn set_failpoint(&self, name: &str, actions: &str) -> Result<(), ClientError> {
+        let body = serde_json::json!([{ "name": name, "actions": actions }]);
+        self.typed::<Value>(Method::PUT, "/debug/v1/failpoints", Some(&body), 200)
+            .await
+            .map(|_| ())
+    }
+
+    /// How many times the failpoint `name` was reached on this replica.
+    pub async fn failpoint_hits(&self, name: &str) -> Result<u64, ClientError> {
+        let list: Vec<Value> = self
+            .typed(Method::GET, "/debug/v1/failpoints", None, 200)
+            .await?;
+        Ok(list
+            .iter()
+            .find(|f| f["name"] == name)
+            .and_then(|f| f["hits"].as_u64())
+            .unwrap_or(0))
+    }
+
     /// [`StorageApi::create_tenant`], retried on retryable failures (no answer, 5xx) every
     /// [`POLL_INTERVAL`] until `timeout`: a create is idempotent for the same shard count, so
     /// retrying one that did commit succeeds too. A non-retryable failure ends it at once.

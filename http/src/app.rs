@@ -10,9 +10,10 @@ use axum::routing::{delete, get, post, put};
 use raft_store::{FormationStatus, Raft, SharedState};
 
 use crate::auth::HttpAuth;
+use crate::failpoints::{self, Failpoints};
 use crate::{
-    auth, cluster, debug, forward, nodes, onboarding, probes, raft_rpc, tenant_config, tenants,
-    trace, upcalls,
+    auth, cluster, debug, forward, nodes, onboarding, probes, raft_rpc, split, tenant_config,
+    tenants, trace, upcalls,
 };
 
 /// Answers formation questions from peers; implemented by the binary, which owns start-up.
@@ -38,6 +39,8 @@ pub struct AppInner {
     pub leader: crate::leader::LeaderSlot,
     /// Token checks on incoming requests and the token this replica presents to its peers.
     pub auth: HttpAuth,
+    /// Test-only fault injection, configured per replica.
+    pub failpoints: Arc<Failpoints>,
 }
 
 #[derive(Clone)]
@@ -71,7 +74,16 @@ impl AppState {
             formation,
             leader: Default::default(),
             auth: HttpAuth::disabled(),
+            failpoints: Arc::new(Failpoints::new(false)),
         }))
+    }
+
+    /// Shares the failpoint registry with the leader services; start-up wiring like `with_auth`.
+    pub fn with_failpoints(mut self, failpoints: Arc<Failpoints>) -> Self {
+        Arc::get_mut(&mut self.0)
+            .expect("AppState::with_failpoints is called before the state is shared")
+            .failpoints = failpoints;
+        self
     }
 
     /// Sets the auth settings; call it on the fresh state from [`AppState::new`], before the state
@@ -111,6 +123,10 @@ pub fn router(app: AppState) -> Router {
         .route(raft_store::raft_paths::VOTE, post(raft_rpc::vote))
         .route(raft_store::raft_paths::SNAPSHOT, post(raft_rpc::snapshot))
         .route(raft_rpc::FORMATION_PATH, get(raft_rpc::formation))
+        .route(
+            "/debug/v1/failpoints",
+            get(failpoints::list).put(failpoints::put),
+        )
         .layer(DefaultBodyLimit::max(RAFT_BODY_LIMIT));
 
     let leader_served = Router::new()
@@ -136,6 +152,10 @@ pub fn router(app: AppState) -> Router {
         .route(
             "/v1/tenant/{tenant_shard_id}/location_config",
             put(onboarding::put),
+        )
+        .route(
+            "/control/v1/tenant/{tenant_id}/shard_split",
+            put(split::split),
         )
         .route("/debug/v1/inspect", post(debug::inspect))
         .route("/debug/v1/reconcile_all", post(debug::reconcile_all))

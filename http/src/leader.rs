@@ -43,6 +43,14 @@ pub trait LeaderServices: Send + Sync {
     fn reconcile_all(&self) -> usize;
     /// Cross-checks replicated state, the leader's views and derived counts.
     fn consistency_check(&self) -> BoxFuture<'_, Result<(), ApiError>>;
+    /// Splits a tenant (upstream 5.3); answers the new shards, or the current ones when the
+    /// tenant already is at `new_shard_count`.
+    fn split_tenant(
+        &self,
+        tenant: TenantId,
+        new_shard_count: u8,
+        new_stripe_size: Option<u32>,
+    ) -> BoxFuture<'_, Result<Vec<TenantShardId>, ApiError>>;
     /// A tenant was deleted: drop its soft state.
     fn forget_tenant(&self, tenant: TenantId);
 }

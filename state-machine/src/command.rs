@@ -104,6 +104,8 @@ pub enum Response {
     /// New generations issued by a re-attach, in shard order.
     ReAttached(Vec<(TenantShardId, Generation)>),
     SplitBegun(SplitRecord),
+    /// The record of the split that was given up.
+    SplitAborted(SplitRecord),
     Done,
     Rejected(Rejection),
 }

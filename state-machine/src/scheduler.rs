@@ -21,6 +21,13 @@ use crate::tenant::{Intent, PlacementPolicy, ShardSchedulingPolicy, TenantShard}
 /// Utilization score at which a node counts as overloaded (upstream: twice "full").
 pub const OVERLOADED_SCORE: u64 = 2_000_000;
 
+/// New intents of a tenant's shards (only those that changed), and the shards that could not
+/// be placed with why (they keep their intent).
+pub type Placement = (
+    Vec<(TenantShardId, Intent)>,
+    Vec<(TenantShardId, ScheduleError)>,
+);
+
 /// The leader's view of one node when scheduling.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeView {
@@ -118,10 +125,7 @@ impl Scheduler {
     pub fn schedule_tenant<'a>(
         &mut self,
         shards: impl IntoIterator<Item = &'a TenantShard>,
-    ) -> (
-        Vec<(TenantShardId, Intent)>,
-        Vec<(TenantShardId, ScheduleError)>,
-    ) {
+    ) -> Placement {
         let shards: Vec<&TenantShard> = shards.into_iter().collect();
         // Affinity context: every location of this tenant, updated as shards are placed.
         let mut affinity: BTreeMap<NodeId, usize> = BTreeMap::new();
@@ -154,6 +158,40 @@ impl Scheduler {
                 self.account(&shard.intent, az, -1);
                 self.account(&intent, az, 1);
                 changed.push((shard.id, intent));
+            }
+        }
+        (changed, errors)
+    }
+
+    /// Places a tenant's shards afresh, as if new, and returns the intents that differ from
+    /// the current ones. For the children of a split, which all start on their parent's node:
+    /// tenant affinity then spreads their attachments and secondaries across nodes.
+    pub fn schedule_tenant_afresh<'a>(
+        &mut self,
+        shards: impl IntoIterator<Item = &'a TenantShard>,
+    ) -> Placement {
+        let originals: Vec<&TenantShard> = shards.into_iter().collect();
+        let cleared: Vec<TenantShard> = originals
+            .iter()
+            .map(|s| {
+                self.account(&s.intent, s.preferred_az.as_deref(), -1);
+                TenantShard {
+                    intent: Intent::default(),
+                    ..(*s).clone()
+                }
+            })
+            .collect();
+        let (placed, errors) = self.schedule_tenant(cleared.iter());
+        let mut changed = Vec::new();
+        for (id, intent) in placed {
+            if originals.iter().any(|s| s.id == id && s.intent != intent) {
+                changed.push((id, intent));
+            }
+        }
+        // A shard that could not be placed keeps its intent in the accounting.
+        for (id, _) in &errors {
+            if let Some(s) = originals.iter().find(|s| s.id == *id) {
+                self.account(&s.intent, s.preferred_az.as_deref(), 1);
             }
         }
         (changed, errors)

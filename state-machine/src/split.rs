@@ -75,6 +75,16 @@ impl State {
         self.splits.values()
     }
 
+    /// A shard the controller owns: an existing one, or a child a split in flight is creating.
+    /// Locations of anything else on a pageserver are leftovers to detach.
+    pub fn knows_shard(&self, id: &TenantShardId) -> bool {
+        self.shards.contains_key(id)
+            || self
+                .splits
+                .get(&id.tenant_id)
+                .is_some_and(|r| r.children().any(|c| c == *id))
+    }
+
     /// Validates a split request, with upstream's answers. Used by the handler before anything
     /// happens and again by `BeginSplit` itself, so a race between them is caught at apply.
     pub fn plan_split(
@@ -267,7 +277,7 @@ impl State {
             }
         }
         muts.push(rows::delete(rows::split_key(tenant_id)));
-        Ok((Response::Done, muts))
+        Ok((Response::SplitAborted(record), muts))
     }
 
     /// Refuses a command that would change a splitting tenant under the split's feet.

@@ -7,7 +7,9 @@ use serde::{Deserialize, Serialize};
 use crate::command::{Command, Rejection, Response};
 use crate::ids::{TenantId, TenantShardId};
 use crate::node::{NodeId, NodeRecord, NodeRegisterRequest, RegisterOutcome};
-use crate::rows::{self, DecodeError, LEADER_KEY, Mutation, NODE_PREFIX, SHARD_PREFIX, SPLIT_PREFIX};
+use crate::rows::{
+    self, DecodeError, LEADER_KEY, Mutation, NODE_PREFIX, SHARD_PREFIX, SPLIT_PREFIX,
+};
 use crate::split::SplitRecord;
 use crate::tenant::TenantShard;
 

@@ -80,6 +80,20 @@ impl LocationConfig {
     pub fn detached(shard: &TenantShard) -> LocationConfig {
         Self::base(shard, LocationConfigMode::Detached)
     }
+
+    /// Detaching a location the controller holds no record of (a deleted shard, an aborted
+    /// split's child, a leftover found on a pageserver).
+    pub fn detached_unknown(id: TenantShardId) -> LocationConfig {
+        LocationConfig {
+            mode: LocationConfigMode::Detached,
+            generation: None,
+            secondary_conf: None,
+            shard_number: id.shard_number,
+            shard_count: id.shard_count.0,
+            shard_stripe_size: 0,
+            tenant_conf: serde_json::json!({}),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -132,6 +146,20 @@ pub struct ShardParameters {
     pub count: u8,
     #[serde(default)]
     pub stripe_size: Option<u32>,
+}
+
+/// `PUT /control/v1/tenant/:tenant_id/shard_split`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantShardSplitRequest {
+    pub new_shard_count: u8,
+    #[serde(default)]
+    pub new_stripe_size: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantShardSplitResponse {
+    pub new_shards: Vec<TenantShardId>,
 }
 
 /// `POST /v1/tenant`. Tenant config fields sit at the top level (flattened) as upstream.

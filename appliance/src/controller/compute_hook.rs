@@ -109,6 +109,14 @@ impl ComputeHook {
             .is_some_and(|t| t.pending.load(Ordering::SeqCst))
     }
 
+    /// Marks a tenant as owing the control plane a notification (its shards changed without a
+    /// new attachment, as in a split); reconciles and the background pass then send it.
+    pub fn mark_pending(&self, tenant: TenantId) {
+        if self.url.is_some() {
+            self.slot(tenant).pending.store(true, Ordering::SeqCst);
+        }
+    }
+
     pub fn pending_tenants(&self) -> Vec<TenantId> {
         lock(&self.tenants)
             .iter()

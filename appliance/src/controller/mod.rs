@@ -13,6 +13,7 @@ mod observed;
 mod pageserver;
 mod reconcile;
 pub mod services;
+mod split;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -36,7 +37,7 @@ pub enum ProposeError {
     #[error("not leader or no quorum: {0}")]
     Raft(String),
     #[error("rejected: {0}")]
-    Rejected(String),
+    Rejected(state_machine::Rejection),
 }
 
 pub struct Controller {
@@ -63,6 +64,9 @@ pub struct Controller {
     /// A background retry of pending compute notifications is running.
     hook_retry_running: AtomicBool,
     audit: raft_store::StateAudit,
+    failpoints: Arc<storcon_http::Failpoints>,
+    /// One split (or its abort) per tenant at a time; held for the whole operation.
+    tenant_ops: Mutex<BTreeMap<TenantId, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -87,6 +91,8 @@ pub struct Replica {
     pub http: reqwest::Client,
     /// Bearer token on every call to a pageserver (`[auth] pageserver_token_file`).
     pub pageserver_token: Option<String>,
+    /// Test-only fault injection, shared with the HTTP layer that configures it.
+    pub failpoints: Arc<storcon_http::Failpoints>,
 }
 
 impl Controller {
@@ -98,6 +104,7 @@ impl Controller {
             cfg,
             http,
             pageserver_token,
+            failpoints,
         } = replica;
         let (tx, rx) = mpsc::unbounded_channel();
         let hook = compute_hook::ComputeHook::new(
@@ -113,6 +120,8 @@ impl Controller {
             started: AtomicBool::new(false),
             node_cancel: Mutex::new(BTreeMap::new()),
             audit,
+            failpoints,
+            tenant_ops: Mutex::new(BTreeMap::new()),
             ps: PageserverClient::new(http, term, pageserver_token, cancel.clone()),
             raft,
             state,
@@ -141,6 +150,8 @@ impl Controller {
         if let Some(rx) = lock(&self.queue_rx).take() {
             tokio::spawn(reconcile::dispatch(self.clone(), rx));
         }
+        // Splits the previous leader left unfinished are rolled back before anything is listed.
+        self.abort_recorded_splits().await;
         // Startup: one heartbeat round lists every responding node's locations (activation),
         // which is the observed-state scan; then schedule and reconcile what differs.
         self.heartbeat_round().await;
@@ -213,7 +224,7 @@ impl Controller {
                 .map_err(|_| ProposeError::Raft("timed out".into()))?
                 .map_err(|e| ProposeError::Raft(e.to_string()))?;
         match written.data {
-            Response::Rejected(r) => Err(ProposeError::Rejected(r.to_string())),
+            Response::Rejected(r) => Err(ProposeError::Rejected(r)),
             other => Ok(other),
         }
     }
@@ -221,6 +232,15 @@ impl Controller {
     /// Schedules the given tenants in one pass and commits the changed intents in one command.
     /// Returns the shards whose intent changed.
     async fn schedule(&self, tenants: &BTreeSet<TenantId>) -> Result<Scheduled, ProposeError> {
+        self.schedule_with(tenants, false).await
+    }
+
+    /// [`Controller::schedule`]; `afresh` places every shard as if new (after a split).
+    async fn schedule_with(
+        &self,
+        tenants: &BTreeSet<TenantId>,
+        afresh: bool,
+    ) -> Result<Scheduled, ProposeError> {
         let _one_at_a_time = self.schedule_lock.lock().await;
         let (intents, unschedulable) = {
             let state = self.state.read();
@@ -229,7 +249,11 @@ impl Controller {
             let mut intents = Vec::new();
             let mut unschedulable = Vec::new();
             for t in tenants {
-                let (c, errors) = scheduler.schedule_tenant(state.tenant_shards(*t));
+                let (c, errors) = if afresh {
+                    scheduler.schedule_tenant_afresh(state.tenant_shards(*t))
+                } else {
+                    scheduler.schedule_tenant(state.tenant_shards(*t))
+                };
                 for (shard, e) in errors {
                     tracing::warn!(%shard, error = %e, "cannot schedule shard");
                     lock(&self.last_errors).insert(shard, format!("Scheduling error: {e}"));

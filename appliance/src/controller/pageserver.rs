@@ -10,7 +10,10 @@ use std::time::Duration;
 
 use state_machine::NodeRecord;
 use state_machine::ids::TenantShardId;
-use state_machine::wire::{LocationConfig, LocationConfigListResponse, PageserverUtilization};
+use state_machine::wire::{
+    LocationConfig, LocationConfigListResponse, PageserverUtilization, TenantShardSplitRequest,
+    TenantShardSplitResponse,
+};
 use tokio_util::sync::CancellationToken;
 
 pub const TERM_HEADER: &str = "x-storcon-term";
@@ -182,5 +185,30 @@ impl PageserverClient {
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// `PUT /v1/tenant/:parent/shard_split`: the pageserver creates the parent's children,
+    /// attached in its generation. Not retried: the caller aborts the split on any error.
+    pub async fn split(
+        &self,
+        node: &NodeRecord,
+        parent: TenantShardId,
+        request: &TenantShardSplitRequest,
+        timeout: Duration,
+    ) -> Result<Vec<TenantShardId>, PsError> {
+        let req = self
+            .request(
+                reqwest::Method::PUT,
+                format!("{}/v1/tenant/{parent}/shard_split", base(node)),
+                timeout,
+            )
+            .json(request);
+        let answer: TenantShardSplitResponse = self
+            .send(req)
+            .await?
+            .json()
+            .await
+            .map_err(|e| PsError::Decode(e.to_string()))?;
+        Ok(answer.new_shards)
     }
 }

@@ -188,7 +188,7 @@ pub async fn dispatch(ctl: Arc<Controller>, mut rx: mpsc::UnboundedReceiver<Tena
 }
 
 impl Controller {
-    fn node_if_active(&self, id: NodeId) -> Option<NodeRecord> {
+    pub(super) fn node_if_active(&self, id: NodeId) -> Option<NodeRecord> {
         let active = lock(&self.nodes)
             .get(&id)
             .is_some_and(|n| n.avail == Avail::Active);
@@ -196,6 +196,24 @@ impl Controller {
             return None;
         }
         self.state.read().node(id).cloned()
+    }
+
+    /// Waits until the latest requested reconcile of each shard finished; false when one
+    /// failed or the deadline passed.
+    pub(super) async fn wait_reconciles(
+        &self,
+        ids: impl IntoIterator<Item = TenantShardId>,
+        deadline: Instant,
+    ) -> bool {
+        for id in ids {
+            let Some(seq) = self.reconciles.requested(&id) else {
+                continue;
+            };
+            if self.reconciles.wait(id, seq, deadline).await != Some(true) {
+                return false;
+            }
+        }
+        true
     }
 
     /// Whether the shard's observed state differs from its intent on Active nodes.
@@ -208,6 +226,10 @@ impl Controller {
                 .is_some_and(|s| s.avail == Avail::Active)
         };
         let Some(shard) = shard else {
+            // A split's child before its commit belongs to the split driver.
+            if self.state.read().knows_shard(id) {
+                return false;
+            }
             // Deleted shard: dirty while an active node still holds it.
             return observed.keys().any(|n| active(*n));
         };
@@ -239,7 +261,7 @@ impl Controller {
             .any(|n| !shard.intent.contains(*n) && active(*n))
     }
 
-    async fn put(
+    pub(super) async fn put(
         &self,
         node: &NodeRecord,
         id: TenantShardId,
@@ -274,6 +296,9 @@ impl Controller {
     pub(super) async fn reconcile_shard(&self, id: TenantShardId) -> Result<(), String> {
         let shard = self.state.read().shard(&id).cloned();
         let Some(shard) = shard else {
+            if self.state.read().knows_shard(&id) {
+                return Ok(());
+            }
             return self.detach_everywhere(id).await;
         };
         if shard.splitting || shard.scheduling == ShardSchedulingPolicy::Stop {
@@ -407,16 +432,10 @@ impl Controller {
             let Some(node) = self.node_if_active(n) else {
                 continue;
             };
-            let conf = LocationConfig {
-                mode: state_machine::wire::LocationConfigMode::Detached,
-                generation: None,
-                secondary_conf: None,
-                shard_number: id.shard_number,
-                shard_count: id.shard_count.0,
-                shard_stripe_size: 0,
-                tenant_conf: serde_json::json!({}),
-            };
-            if let Err(e) = self.put(&node, id, &conf).await {
+            if let Err(e) = self
+                .put(&node, id, &LocationConfig::detached_unknown(id))
+                .await
+            {
                 first_error.get_or_insert(e);
             }
         }

@@ -82,15 +82,21 @@ impl LeaderServices for Services {
                     .into_iter()
                     .filter(|s| s.tenant_id == tenant),
             );
-            for id in ids {
-                let Some(seq) = ctl.reconciles.requested(&id) else {
-                    continue;
-                };
-                if ctl.reconciles.wait(id, seq, deadline).await != Some(true) {
-                    return false;
-                }
-            }
-            true
+            ctl.wait_reconciles(ids, deadline).await
+        }
+        .boxed()
+    }
+
+    fn split_tenant(
+        &self,
+        tenant: TenantId,
+        new_shard_count: u8,
+        new_stripe_size: Option<u32>,
+    ) -> BoxFuture<'_, Result<Vec<TenantShardId>, ApiError>> {
+        async move {
+            self.0
+                .split_tenant(tenant, new_shard_count, new_stripe_size)
+                .await
         }
         .boxed()
     }

@@ -1,0 +1,435 @@
+//! The shard-split driver (upstream 5.3), run by the leader. In order, with the failpoint each
+//! step passes:
+//!
+//! 1. Validate against the applied state; no side effect on failure (`split-after-validation`).
+//! 2. Reconcile the parents and wait until each is attached where its intent says.
+//! 3. Commit `BeginSplit`: parents marked splitting, secondaries dropped (`split-after-begin`).
+//! 4. Detach the parents' secondary locations, best effort.
+//! 5. For each parent in turn, `PUT shard_split` on its node (`split-after-pageserver-split`).
+//! 6. Commit `CompleteSplit`, the single commit point (`split-before-complete`,
+//!    `split-after-complete`).
+//! 7. Detach each parent (`split-parent-detach` before each), schedule the children's
+//!    secondaries, reconcile the children, notify compute with the new stripe size.
+//!
+//! A failure between 3 and 6 queues an abort that retries until it commits; it holds the
+//! tenant's lock, so a retried split waits for it. A failure after 6 leaves the rest to the
+//! background task that finishes splits: the split stands. A new leader aborts every split it
+//! finds recorded (it cannot know how far the old leader got, and only the old leader's term may
+//! complete it); a split whose `CompleteSplit` committed is no longer recorded, and its leftover
+//! parents are ordinary unknown locations that reconciles detach.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use state_machine::ids::{TenantId, TenantShardId};
+use state_machine::wire::{LocationConfig, TenantShardSplitRequest};
+use state_machine::{Command, Response, SplitPlan, SplitRecord};
+use storcon_http::ApiError;
+use tokio::sync::OwnedMutexGuard;
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use super::observed::matches;
+use super::{Controller, ProposeError, lock};
+
+/// Upstream waits this long for the reconciles around a split.
+const RECONCILE_WAIT: Duration = Duration::from_secs(30);
+/// Pause between attempts of an abort that could not commit.
+const ABORT_RETRY: Duration = Duration::from_secs(1);
+
+/// How far a failed split got: before `BeginSplit` nothing needs undoing.
+enum Failure {
+    BeforeBegin(ApiError),
+    /// Begun (or possibly begun: its proposal failed without an answer); must be aborted.
+    Begun(ApiError),
+    /// Committed; the rest is finished in the background.
+    Committed(ApiError),
+}
+
+fn proposal_error(e: ProposeError) -> ApiError {
+    match e {
+        ProposeError::Rejected(r) => ApiError::from(r),
+        ProposeError::Raft(m) => ApiError::Unavailable(format!("cannot commit: {m}")),
+    }
+}
+
+impl Controller {
+    /// The lock serializing splits and aborts of one tenant.
+    async fn tenant_op(&self, tenant: TenantId) -> OwnedMutexGuard<()> {
+        let m = lock(&self.tenant_ops).entry(tenant).or_default().clone();
+        m.lock_owned().await
+    }
+
+    async fn failpoint(&self, name: &str) -> Result<(), ApiError> {
+        tokio::select! {
+            _ = self.cancel.cancelled() => Err(ApiError::Unavailable("leadership lost".into())),
+            r = self.failpoints.hit(name) => r.map_err(|e| ApiError::Internal(e.to_string())),
+        }
+    }
+
+    /// `PUT /control/v1/tenant/:id/shard_split`.
+    pub(super) async fn split_tenant(
+        self: &Arc<Self>,
+        tenant: TenantId,
+        new_shard_count: u8,
+        new_stripe_size: Option<u32>,
+    ) -> Result<Vec<TenantShardId>, ApiError> {
+        let guard = self.tenant_op(tenant).await;
+        let started = Instant::now();
+        match self
+            .run_split(tenant, new_shard_count, new_stripe_size)
+            .await
+        {
+            Ok(shards) => {
+                tracing::info!(
+                    %tenant,
+                    new_shard_count,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "split done"
+                );
+                Ok(shards)
+            }
+            Err(Failure::BeforeBegin(e)) => Err(e),
+            Err(Failure::Begun(e)) => {
+                tracing::warn!(%tenant, error = %e, "split failed before its commit; aborting");
+                let ctl = self.clone();
+                tokio::spawn(
+                    async move { ctl.abort_split(tenant, guard).await }
+                        .instrument(tracing::info_span!("split_abort", %tenant)),
+                );
+                Err(e)
+            }
+            Err(Failure::Committed(e)) => {
+                tracing::warn!(%tenant, error = %e, "split committed; finishing it in the background");
+                let ctl = self.clone();
+                tokio::spawn(
+                    async move {
+                        ctl.finish_split_quietly(tenant, true).await;
+                        drop(guard);
+                    }
+                    .instrument(tracing::info_span!("split_finish", %tenant)),
+                );
+                Err(e)
+            }
+        }
+    }
+
+    async fn run_split(
+        &self,
+        tenant: TenantId,
+        new_shard_count: u8,
+        new_stripe_size: Option<u32>,
+    ) -> Result<Vec<TenantShardId>, Failure> {
+        let plan = self
+            .state
+            .read()
+            .plan_split(tenant, new_shard_count, new_stripe_size)
+            .map_err(|r| Failure::BeforeBegin(r.into()))?;
+        let parents: Vec<TenantShardId> = match plan {
+            SplitPlan::NoOp(shards) => return Ok(shards),
+            SplitPlan::Split { parents, .. } => parents.iter().map(|p| p.id).collect(),
+        };
+        self.failpoint("split-after-validation")
+            .await
+            .map_err(Failure::BeforeBegin)?;
+        self.settle(&parents).await.map_err(Failure::BeforeBegin)?;
+
+        let record = match self
+            .propose(Command::BeginSplit {
+                tenant_id: tenant,
+                new_shard_count,
+                new_stripe_size,
+                term: self.term,
+            })
+            .await
+        {
+            Ok(Response::SplitBegun(record)) => record,
+            Ok(other) => {
+                return Err(Failure::Begun(ApiError::Internal(format!(
+                    "unexpected answer to BeginSplit: {other:?}"
+                ))));
+            }
+            Err(ProposeError::Rejected(r)) => return Err(Failure::BeforeBegin(r.into())),
+            // It may still commit: abort to be sure.
+            Err(e) => return Err(Failure::Begun(proposal_error(e))),
+        };
+        tracing::info!(%tenant, parents = record.parents.len(), new_shard_count, "split begun");
+        self.split_on_pageservers(&record)
+            .await
+            .map_err(Failure::Begun)?;
+
+        self.failpoint("split-before-complete")
+            .await
+            .map_err(Failure::Begun)?;
+        match self
+            .propose(Command::CompleteSplit {
+                tenant_id: tenant,
+                term: self.term,
+            })
+            .await
+        {
+            Ok(_) => {}
+            Err(e) => return Err(Failure::Begun(proposal_error(e))),
+        }
+        tracing::info!(%tenant, "split committed");
+        self.hook.mark_pending(tenant);
+        self.failpoint("split-after-complete")
+            .await
+            .map_err(Failure::Committed)?;
+        self.finish_split(&record)
+            .await
+            .map_err(Failure::Committed)?;
+        let mut children: Vec<TenantShardId> = record.children().collect();
+        children.sort();
+        Ok(children)
+    }
+
+    /// Reconciles the parents and checks each is attached, in its current generation, on the
+    /// node its intent names: the pageserver splits what it holds.
+    async fn settle(&self, parents: &[TenantShardId]) -> Result<(), ApiError> {
+        for id in parents {
+            if self.is_dirty(id) {
+                self.reconciles.push(*id);
+            }
+        }
+        let deadline = Instant::now() + RECONCILE_WAIT;
+        if !self
+            .wait_reconciles(parents.iter().copied(), deadline)
+            .await
+        {
+            return Err(ApiError::Unavailable(
+                "the tenant's shards are still being reconciled; retry the split".into(),
+            ));
+        }
+        let state = self.state.read();
+        let observed = lock(&self.observed);
+        for id in parents {
+            let settled = state.shard(id).is_some_and(|s| {
+                let (Some(node), Some(g)) = (s.intent.attached, s.generation) else {
+                    return false;
+                };
+                s.generation_pageserver == Some(node)
+                    && matches(
+                        observed.locations(id).get(&node).unwrap_or(&None),
+                        &LocationConfig::attached(s, g),
+                    )
+            });
+            if !settled {
+                return Err(ApiError::Unavailable(format!(
+                    "{id} is not attached where the controller wants it yet; retry the split"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Steps 4 and 5: detach the parents' secondaries, then ask each parent's pageserver to
+    /// split it. Children are recorded as uncertain on the node before each call, so whatever
+    /// the outcome, an abort detaches them.
+    async fn split_on_pageservers(&self, record: &SplitRecord) -> Result<(), ApiError> {
+        self.failpoint("split-after-begin").await?;
+        for p in &record.parents {
+            let secondaries: Vec<_> = lock(&self.observed)
+                .locations(&p.id)
+                .keys()
+                .copied()
+                .filter(|n| *n != p.node)
+                .collect();
+            let Some(shard) = self.state.read().shard(&p.id).cloned() else {
+                continue;
+            };
+            for n in secondaries {
+                let Some(node) = self.node_if_active(n) else {
+                    continue;
+                };
+                if let Err(e) = self
+                    .put(&node, p.id, &LocationConfig::detached(&shard))
+                    .await
+                {
+                    // Secondaries are not needed for correctness; a leftover is detached later.
+                    tracing::warn!(parent = %p.id, node = n, error = %e, "could not detach a secondary");
+                }
+            }
+        }
+        let request = TenantShardSplitRequest {
+            new_shard_count: record.new_shard_count,
+            new_stripe_size: Some(record.new_stripe_size),
+        };
+        for p in &record.parents {
+            let node = self.node_if_active(p.node).ok_or_else(|| {
+                ApiError::Conflict(format!(
+                    "Failed to split {}: node {} is not available",
+                    p.id, p.node
+                ))
+            })?;
+            {
+                let mut obs = lock(&self.observed);
+                obs.set(p.id, p.node, None);
+                for child in &p.children {
+                    obs.set(*child, p.node, None);
+                }
+            }
+            let created = self
+                .ps_for(p.node)
+                .split(&node, p.id, &request, self.cfg.split_request_timeout())
+                .await
+                .map_err(|e| ApiError::Conflict(format!("Failed to split {}: {e}", p.id)))?;
+            let expected: BTreeSet<_> = p.children.iter().copied().collect();
+            let created: BTreeSet<_> = created.into_iter().collect();
+            if created != expected {
+                return Err(ApiError::Internal(format!(
+                    "pageserver {} split {} into {created:?}, expected {expected:?}",
+                    p.node, p.id
+                )));
+            }
+            tracing::info!(parent = %p.id, node = p.node, children = created.len(), "pageserver split");
+            self.failpoint("split-after-pageserver-split").await?;
+        }
+        Ok(())
+    }
+
+    /// Step 7, after the commit: detach the parents, give the children secondaries, reconcile
+    /// them and tell compute. Errors here do not undo anything.
+    async fn finish_split(&self, record: &SplitRecord) -> Result<(), ApiError> {
+        for p in &record.parents {
+            self.failpoint("split-parent-detach").await?;
+            if let Some(node) = self.node_if_active(p.node) {
+                let seq = self.reconciles.push(p.id);
+                // The parent is gone from the state: its reconcile detaches it everywhere.
+                let done = self
+                    .reconciles
+                    .wait(p.id, seq, Instant::now() + RECONCILE_WAIT)
+                    .await;
+                if done != Some(true) {
+                    tracing::warn!(parent = %p.id, node = node.id, "parent not detached yet; the background pass retries");
+                }
+            }
+        }
+        self.schedule_and_reconcile(record.tenant_id, true).await;
+        Ok(())
+    }
+
+    /// Schedules a tenant (children are placed afresh, which spreads them out; aborted parents
+    /// get their secondaries back), reconciles what differs, waits a while, tells compute.
+    async fn schedule_and_reconcile(&self, tenant: TenantId, afresh: bool) {
+        match self.schedule_with(&BTreeSet::from([tenant]), afresh).await {
+            Ok(s) if !s.unschedulable.is_empty() => {
+                tracing::warn!(%tenant, unplaced = s.unschedulable.len(), "shards without a full placement for now");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(%tenant, error = %e, "scheduling the children failed"),
+        }
+        let shards: Vec<TenantShardId> = self
+            .state
+            .read()
+            .tenant_shards(tenant)
+            .map(|s| s.id)
+            .collect();
+        for id in &shards {
+            if self.is_dirty(id) {
+                self.reconciles.push(*id);
+            }
+        }
+        let deadline = Instant::now() + RECONCILE_WAIT;
+        if !self.wait_reconciles(shards, deadline).await {
+            tracing::warn!(%tenant, "shards not reconciled yet; the background pass retries");
+        }
+        self.notify_compute(tenant).await;
+    }
+
+    /// The background end of a split whose commit landed but whose finishing step failed:
+    /// leftover parents are detached, the children scheduled and reconciled.
+    async fn finish_split_quietly(&self, tenant: TenantId, afresh: bool) {
+        let observed = lock(&self.observed).shard_ids();
+        let leftovers: Vec<TenantShardId> = {
+            let state = self.state.read();
+            observed
+                .into_iter()
+                .filter(|id| id.tenant_id == tenant && !state.knows_shard(id))
+                .collect()
+        };
+        for id in leftovers {
+            self.reconciles.push(id);
+        }
+        self.schedule_and_reconcile(tenant, afresh).await;
+    }
+
+    /// Commits `AbortSplit`, retrying until it commits or this leader stops. `None` when there
+    /// was nothing to abort (never begun, already aborted, or completed).
+    async fn commit_abort(&self, tenant: TenantId) -> Option<SplitRecord> {
+        loop {
+            match self
+                .propose(Command::AbortSplit { tenant_id: tenant })
+                .await
+            {
+                Ok(Response::SplitAborted(record)) => {
+                    tracing::info!(%tenant, "split aborted");
+                    return Some(record);
+                }
+                Ok(_) | Err(ProposeError::Rejected(_)) => return None,
+                Err(e) => {
+                    tracing::warn!(%tenant, error = %e, "abort not committed yet; retrying");
+                    tokio::select! {
+                        _ = self.cancel.cancelled() => return None,
+                        _ = tokio::time::sleep(ABORT_RETRY) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// Rolls a split back: commit the abort, detach the children where their nodes are
+    /// reachable, let the parents be reconciled and their secondaries restored. Holds the
+    /// tenant's lock throughout, so a retried split starts from the rolled-back tenant.
+    async fn abort_split(self: Arc<Self>, tenant: TenantId, _guard: OwnedMutexGuard<()>) {
+        let Some(record) = self.commit_abort(tenant).await else {
+            if !self.cancel.is_cancelled() {
+                // A commit we had no answer for may have landed: detach whatever it left.
+                self.finish_split_quietly(tenant, false).await;
+            }
+            return;
+        };
+        self.detach_children(&record).await;
+        self.schedule_and_reconcile(tenant, false).await;
+    }
+
+    /// Detaches an aborted split's children on every reachable parent node, retrying until
+    /// each answers; a node that is not Active is skipped (its activation check detaches
+    /// whatever the controller does not know).
+    async fn detach_children(&self, record: &SplitRecord) {
+        for p in &record.parents {
+            for child in &p.children {
+                while let Some(node) = self.node_if_active(p.node) {
+                    let detached = LocationConfig::detached_unknown(*child);
+                    match self.put(&node, *child, &detached).await {
+                        Ok(()) => break,
+                        Err(e) => {
+                            tracing::warn!(%child, node = p.node, error = %e, "child not detached; retrying");
+                            tokio::select! {
+                                _ = self.cancel.cancelled() => return,
+                                _ = tokio::time::sleep(ABORT_RETRY) => {}
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// A new leader's first step, before it lists the pageservers: abort every split the
+    /// previous leader left recorded. The children it may have created are then unknown
+    /// locations, which the activation check detaches.
+    pub(super) async fn abort_recorded_splits(&self) {
+        let tenants: Vec<TenantId> = self
+            .state
+            .read()
+            .split_records()
+            .map(|r| r.tenant_id)
+            .collect();
+        for tenant in tenants {
+            tracing::info!(%tenant, "a split was in flight at the leadership change; aborting it");
+            self.commit_abort(tenant).await;
+        }
+    }
+}

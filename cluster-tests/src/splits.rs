@@ -1,0 +1,75 @@
+//! Checks for split scenarios: a tenant ends at one shard count, on the controller and on every
+//! running simulator, with every shard where its intent says.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::ensure;
+
+use crate::placement::{Attachment, wait_settled};
+use crate::sims::{SimLocation, Sims};
+use crate::storage_api::StorageApi;
+use crate::wait::wait_until;
+
+/// Shard ids of `tenant` that some running simulator holds, with the nodes holding each.
+pub fn held_shards(
+    view: &BTreeMap<String, BTreeMap<u64, SimLocation>>,
+    tenant: &str,
+) -> BTreeMap<String, Vec<u64>> {
+    view.iter()
+        .filter(|(id, _)| id.starts_with(tenant))
+        .map(|(id, nodes)| (id.clone(), nodes.keys().copied().collect()))
+        .collect()
+}
+
+/// Fails unless the controller describes `tenant` with exactly `expected` shard ids and no
+/// running simulator holds any other shard of it (no parent or child left behind).
+pub async fn ensure_one_shard_count(
+    api: &StorageApi,
+    sims: &Sims,
+    tenant: &str,
+    expected: &[String],
+) -> anyhow::Result<()> {
+    let described = api.describe_tenant(tenant).await?;
+    let ids: Vec<String> = described
+        .shards
+        .iter()
+        .map(|s| s.tenant_shard_id.clone())
+        .collect();
+    ensure!(ids == expected, "{tenant}: controller has {ids:?}");
+    ensure!(
+        described.shards.iter().all(|s| !s.is_splitting),
+        "{tenant}: still splitting"
+    );
+    let view = sims.view().await?;
+    let strays: Vec<_> = held_shards(&view, tenant)
+        .into_iter()
+        .filter(|(id, _)| !expected.contains(id))
+        .collect();
+    ensure!(
+        strays.is_empty(),
+        "{tenant}: simulators still hold {strays:?}"
+    );
+    Ok(())
+}
+
+/// Waits until `tenant` is at exactly the `expected` shards everywhere and it and `others` are
+/// settled (see [`wait_settled`]). Returns every shard's attachment.
+pub async fn wait_split_settled(
+    api: &StorageApi,
+    sims: &Sims,
+    tenant: &str,
+    expected: &[String],
+    others: &[String],
+    timeout: Duration,
+) -> anyhow::Result<BTreeMap<String, Attachment>> {
+    wait_until(
+        "the split tenant at one shard count everywhere",
+        timeout,
+        async || ensure_one_shard_count(api, sims, tenant, expected).await,
+    )
+    .await?;
+    let mut tenants = vec![tenant.to_string()];
+    tenants.extend(others.iter().cloned());
+    wait_settled(api, sims, &tenants, timeout).await
+}
