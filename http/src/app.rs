@@ -158,6 +158,7 @@ pub fn router(app: AppState) -> Router {
             put(split::split),
         )
         .route("/debug/v1/inspect", post(debug::inspect))
+        .route("/debug/v1/attach-hook", post(debug::attach_hook))
         .route("/debug/v1/reconcile_all", post(debug::reconcile_all))
         .route(
             "/debug/v1/consistency_check",

@@ -4,12 +4,12 @@ use axum::Json;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use state_machine::ids::TenantShardId;
-use state_machine::{Generation, NodeId};
+use state_machine::{Command, Generation, NodeId, Response};
 
 use crate::app::AppState;
 use crate::error::ApiError;
 use crate::extract::ApiJson;
-use crate::propose::read_linearizable;
+use crate::propose::{propose, read_linearizable};
 
 /// Queues a reconcile for every shard that needs one; answers how many.
 pub async fn reconcile_all(State(app): State<AppState>) -> Result<Json<usize>, ApiError> {
@@ -46,4 +46,58 @@ pub async fn inspect(
     })
     .await?;
     Ok(Json(InspectResponse { attachment }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttachHookRequest {
+    tenant_shard_id: TenantShardId,
+    #[serde(default)]
+    node_id: Option<NodeId>,
+    #[serde(default)]
+    generation_override: Option<i32>,
+    #[serde(default)]
+    config: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AttachHookResponse {
+    #[serde(rename = "gen")]
+    generation: Option<Generation>,
+}
+
+/// `POST /debug/v1/attach-hook`: attach a shard (created if missing) to a node in a new
+/// generation, or detach it when `node_id` is null. Then the shard is reconciled like any other.
+pub async fn attach_hook(
+    State(app): State<AppState>,
+    ApiJson(req): ApiJson<AttachHookRequest>,
+) -> Result<Json<AttachHookResponse>, ApiError> {
+    let services = app.leader.get()?;
+    let generation_override = req
+        .generation_override
+        .map(|g| {
+            Generation::try_from(g).map_err(|_| {
+                ApiError::BadRequest(format!("generation_override {g} must not be negative"))
+            })
+        })
+        .transpose()?;
+    let answer = propose(
+        &app,
+        Command::AttachHook {
+            shard: req.tenant_shard_id,
+            node_id: req.node_id,
+            generation_override,
+            config: req.config,
+        },
+    )
+    .await?;
+    let Response::AttachHook(generation) = answer else {
+        return Err(ApiError::Internal(format!(
+            "unexpected answer to AttachHook: {answer:?}"
+        )));
+    };
+    services
+        .schedule_tenant(req.tenant_shard_id.tenant_id)
+        .await?;
+    Ok(Json(AttachHookResponse { generation }))
 }

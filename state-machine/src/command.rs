@@ -77,6 +77,14 @@ pub enum Command {
     AbortSplit {
         tenant_id: TenantId,
     },
+    /// Upstream's test hook: attach `shard` (created if missing) to `node_id` in a new
+    /// generation (or `generation_override`), or detach it when `node_id` is `None`.
+    AttachHook {
+        shard: TenantShardId,
+        node_id: Option<NodeId>,
+        generation_override: Option<Generation>,
+        config: Option<serde_json::Value>,
+    },
 }
 
 /// Why a command was refused. The state is unchanged when a command is rejected.
@@ -106,6 +114,8 @@ pub enum Response {
     SplitBegun(SplitRecord),
     /// The record of the split that was given up.
     SplitAborted(SplitRecord),
+    /// The generation an attach hook issued; `None` for a detach.
+    AttachHook(Option<Generation>),
     Done,
     Rejected(Rejection),
 }

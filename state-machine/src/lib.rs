@@ -12,6 +12,7 @@
 //!   from those rows (snapshots and restarts rely on this).
 //! - A rejected command (conflict, bad request) changes nothing.
 
+mod attach_hook;
 mod command;
 pub mod ids;
 mod node;

@@ -99,6 +99,12 @@ impl State {
             } => self.begin_split(*tenant_id, *new_shard_count, *new_stripe_size, *term),
             Command::CompleteSplit { tenant_id, term } => self.complete_split(*tenant_id, *term),
             Command::AbortSplit { tenant_id } => self.abort_split(*tenant_id),
+            Command::AttachHook {
+                shard,
+                node_id,
+                generation_override,
+                config,
+            } => self.attach_hook(*shard, *node_id, *generation_override, config.as_ref()),
         };
         match result {
             Ok(done) => done,

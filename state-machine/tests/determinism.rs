@@ -41,7 +41,7 @@ fn tenant_commands() -> impl Strategy<Value = Command> {
     let increment = (shard.clone(), 0u64..6)
         .prop_map(|(shard, node_id)| Command::IncrementGeneration { shard, node_id });
     let intents = (
-        shard,
+        shard.clone(),
         prop::option::of(0u64..6),
         prop::collection::vec(0u64..6, 0..3),
     )
@@ -73,8 +73,22 @@ fn tenant_commands() -> impl Strategy<Value = Command> {
     let abort_split = (0u8..3).prop_map(|t| Command::AbortSplit {
         tenant_id: tenant(t),
     });
+    let attach_hook = (
+        shard.clone(),
+        prop::option::of(0u64..6),
+        prop::option::of(0u32..4),
+    )
+        .prop_map(
+            |(shard, node_id, generation_override)| Command::AttachHook {
+                shard,
+                node_id,
+                generation_override,
+                config: None,
+            },
+        );
     prop_oneof![
         2 => create,
+        1 => attach_hook,
         3 => increment,
         2 => intents,
         1 => reattach,
