@@ -129,7 +129,8 @@ async fn stalled_node() {
 
     // Queue the deletions while it is stopped, then let it continue.
     let retained_before = {
-        // The state file is what the simulator serves; read it from disk while it is stopped.
+        // The simulator cannot answer while stopped, so read its snapshot from disk. Newer
+        // changes may sit in its journal, but none retains data: only the deletions below do.
         let text = std::fs::read_to_string(sims.data_dir(victim).join("locations.json"))
             .expect("locations.json");
         serde_json::from_str::<Value>(&text).expect("state JSON")

@@ -21,7 +21,7 @@ pub async fn history(State(app): State<Arc<App>>) -> Response {
     }
 }
 
-/// The whole persisted state (what `locations.json` holds).
+/// The whole persisted state (`locations.json` with `locations.journal` replayed on top).
 pub async fn state(State(app): State<Arc<App>>) -> Response {
     json(StatusCode::OK, &app.snapshot().await)
 }

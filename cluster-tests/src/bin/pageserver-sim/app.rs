@@ -1,4 +1,4 @@
-//! Shared handler state: one lock around the simulator's state, its file and its history, so
+//! Shared handler state: one lock around the simulator's state, its store and its history, so
 //! every request is one serial transaction (decide, persist, record, publish, answer).
 //!
 //! Term fencing lives here too: [`App::begin`] checks `x-storcon-term` under the same lock the
@@ -18,7 +18,7 @@ use crate::error::ApiError;
 use crate::history::{Event, History};
 use crate::ids::TenantShardId;
 use crate::model::SimState;
-use crate::store::Store;
+use crate::store::{Change, Store};
 use crate::upcall::Controller;
 use crate::wire::SplitBehaviour;
 
@@ -93,10 +93,14 @@ impl App {
                 }
                 Some(max) if term == max => {}
                 _ => {
-                    let mut next = inner.state.clone();
-                    next.max_term = Some(term);
-                    inner.store.save(&next).await?;
-                    inner.state = next;
+                    // Changed in place (no copy of every location), undone if not durable.
+                    let inner = &mut *inner;
+                    let before = inner.state.max_term.replace(term);
+                    let change = Change::MaxTerm { value: Some(term) };
+                    if let Err(e) = inner.store.save_changes(vec![change], &inner.state).await {
+                        inner.state.max_term = before;
+                        return Err(e.into());
+                    }
                     tracing::info!("highest controller term is now {term}");
                 }
             }
@@ -138,8 +142,9 @@ impl Txn<'_> {
 
     /// Persists `next`, publishes it, then records `events` as accepted.
     pub async fn commit(&mut self, next: SimState, mut events: Vec<Event>) -> Result<(), ApiError> {
-        self.inner.store.save(&next).await?;
-        self.inner.state = next;
+        let inner = &mut *self.inner;
+        inner.store.save(&inner.state, &next).await?;
+        inner.state = next;
         for event in &mut events {
             event.accepted = true;
         }

@@ -2,15 +2,16 @@
 //! refused and of every validate answer, one JSON object per line, for chaos checkers.
 //!
 //! Guarantee: `append` returns after the lines are fsynced. Appends happen under the state lock,
-//! so the file order is the order in which changes were decided.
+//! so the file order is the order in which changes were decided. A line torn by a crash is cut
+//! off before the next process appends (see [`AppendLog`]).
 
-use std::fs::{self, OpenOptions};
-use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::io;
+use std::path::Path;
 
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::append_log::AppendLog;
 use crate::ids::TenantShardId;
 use crate::wire::Mode;
 
@@ -49,14 +50,14 @@ impl Event {
 }
 
 pub struct History {
-    path: PathBuf,
+    log: AppendLog,
     node_id: u64,
 }
 
 impl History {
     pub fn new(dir: &Path, node_id: u64) -> Self {
         History {
-            path: dir.join(FILE),
+            log: AppendLog::new(dir.join(FILE)),
             node_id,
         }
     }
@@ -73,26 +74,13 @@ impl History {
             text.push_str(&serde_json::to_string(event).map_err(io::Error::other)?);
             text.push('\n');
         }
-        let path = self.path.clone();
-        tokio::task::spawn_blocking(move || {
-            let created = !path.exists();
-            let mut file = OpenOptions::new().create(true).append(true).open(&path)?;
-            // One write per batch: a reader never sees half of a batch's lines interleaved.
-            file.write_all(text.as_bytes())?;
-            file.sync_data()?;
-            match path.parent() {
-                // A new file's directory entry must be durable too.
-                Some(dir) if created => fs::File::open(dir)?.sync_all(),
-                _ => Ok(()),
-            }
-        })
-        .await
-        .map_err(io::Error::other)?
+        // One write per batch: a reader never sees half of a batch's lines interleaved.
+        self.log.append(text.into_bytes()).await
     }
 
     /// Every line parsed as JSON; an absent file is an empty history.
     pub async fn read_all(&self) -> io::Result<Vec<Value>> {
-        let text = match tokio::fs::read_to_string(&self.path).await {
+        let text = match tokio::fs::read_to_string(self.log.path()).await {
             Ok(text) => text,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(e),

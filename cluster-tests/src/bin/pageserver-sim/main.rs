@@ -1,13 +1,14 @@
 //! `pageserver-sim`: one simulated Neon pageserver per process, for multi-process controller
 //! tests. It keeps its locations (mode, generation, stripe, secondary progress, timelines with
-//! LSNs) in `DIR/locations.json`, re-attaches to the controller before serving, refuses stale
-//! generations and lower controller terms, and records every location change in
-//! `DIR/history.jsonl` for the chaos checkers.
+//! LSNs) in `DIR/locations.json` (a snapshot) and `DIR/locations.journal` (changes since),
+//! re-attaches to the controller before serving, refuses stale generations and lower
+//! controller terms, and records every location change in `DIR/history.jsonl` for the chaos
+//! checkers.
 //!
 //! Modules: `cli` (flags), `wire` and `ids` (JSON and id formats), `model` (state and pure
-//! transitions), `store` (atomic state file), `history` (append-only log), `upcall` (controller
-//! client), `startup` (re-attach), `app` (lock, term fencing, transactions), `routes` and the
-//! `api_*` handlers.
+//! transitions), `store` (snapshot and journal of the state), `history` (append-only log),
+//! `append_log` (durable appends, for both), `upcall` (controller client), `startup`
+//! (re-attach), `app` (lock, term fencing, transactions), `routes` and the `api_*` handlers.
 
 mod api_debug;
 mod api_location;
@@ -15,6 +16,7 @@ mod api_secondary;
 mod api_tenant;
 mod api_timeline;
 mod app;
+mod append_log;
 mod cli;
 mod error;
 mod history;
@@ -69,12 +71,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         bail!("--listen needs a fixed port: it is registered with the controller before binding");
     }
     let split = args.split_behaviour()?;
-    let (store, state) = Store::open(&args.data_dir)?;
+    let (mut store, state) = Store::open(&args.data_dir)?;
     let history = History::new(&args.data_dir, args.node_id);
     let controller = Controller::new(&args.controller, args.token.clone())?;
 
     // The API must not be reachable before re-attach is applied and durable.
-    let state = startup::reattach(&args, &controller, state, &store, &history).await?;
+    let state = startup::reattach(&args, &controller, state, &mut store, &history).await?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;

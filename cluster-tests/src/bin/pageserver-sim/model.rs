@@ -10,6 +10,8 @@
 //!   generation; otherwise it moves to `retained`, as a real pageserver defers the deletion.
 
 use std::collections::BTreeMap;
+use std::ops::Deref;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -31,13 +33,71 @@ pub struct SimState {
     /// Highest `x-storcon-term` seen; lower terms are refused.
     #[serde(default)]
     pub max_term: Option<u64>,
+    /// Shared so that copying the state for a transaction does not copy every location.
     #[serde(default)]
-    pub locations: BTreeMap<TenantShardId, Location>,
+    pub locations: BTreeMap<TenantShardId, Shared<Location>>,
     #[serde(default)]
     pub max_generation: BTreeMap<TenantShardId, u32>,
     /// Data whose deletion the controller did not confirm.
     #[serde(default)]
     pub retained: Vec<RetainedData>,
+}
+
+/// An immutable value shared between copies of the state; [`Shared::make_mut`] copies it on
+/// write. Serialized as the value itself.
+#[derive(Debug)]
+pub struct Shared<T>(Arc<T>);
+
+impl<T> Shared<T> {
+    pub fn new(value: T) -> Self {
+        Shared(Arc::new(value))
+    }
+
+    /// Whether both are the same allocation (so certainly equal).
+    pub fn same(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl<T: Clone> Shared<T> {
+    pub fn make_mut(&mut self) -> &mut T {
+        Arc::make_mut(&mut self.0)
+    }
+
+    pub fn into_inner(self) -> T {
+        Arc::unwrap_or_clone(self.0)
+    }
+}
+
+impl<T> Clone for Shared<T> {
+    fn clone(&self) -> Self {
+        Shared(Arc::clone(&self.0))
+    }
+}
+
+impl<T> Deref for Shared<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T: PartialEq> PartialEq for Shared<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.same(other) || *self.0 == *other.0
+    }
+}
+
+impl<T: Serialize> Serialize for Shared<T> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        (*self.0).serialize(serializer)
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Shared<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        T::deserialize(deserializer).map(Shared::new)
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -184,6 +244,7 @@ impl SimState {
         self.attached(id)?;
         self.locations
             .get_mut(&id)
+            .map(Shared::make_mut)
             .ok_or_else(|| ApiError::NotFound(format!("tenant shard {id} is not attached here")))
     }
 
@@ -221,7 +282,7 @@ impl SimState {
                 conf.shard_number, conf.shard_count
             )));
         }
-        let previous = self.locations.get(&id);
+        let previous = self.locations.get(&id).map(Deref::deref);
         let location = if conf.mode.is_attached() {
             let generation = conf.generation.ok_or_else(|| {
                 ApiError::BadRequest(format!("{:?} requires a generation", conf.mode))
@@ -254,14 +315,14 @@ impl SimState {
         if let Some(generation) = location.generation {
             self.note_generation(id, generation);
         }
-        self.locations.insert(id, location);
+        self.locations.insert(id, Shared::new(location));
         Ok(())
     }
 
     /// Removes a location. Its attached data is kept in `retained` unless `validated` is
     /// `Some(true)` (the controller confirmed the generation).
     pub fn remove(&mut self, id: TenantShardId, validated: Option<bool>, reason: &str) -> bool {
-        let Some(loc) = self.locations.remove(&id) else {
+        let Some(loc) = self.locations.remove(&id).map(Shared::into_inner) else {
             return false;
         };
         if loc.mode.is_attached() && !loc.timelines.is_empty() && validated != Some(true) {
@@ -344,10 +405,10 @@ impl SimState {
         reason: Option<String>,
         now: &str,
     ) -> ReattachOutcome {
-        let previous = self.locations.get(&id);
+        let previous = self.locations.get(&id).map(Deref::deref);
         let stripe = stripe.or(previous.map(|p| p.stripe_size)).unwrap_or(0);
         let loc = Location::secondary(previous, stripe, None, now);
-        self.locations.insert(id, loc);
+        self.locations.insert(id, Shared::new(loc));
         ReattachOutcome {
             id,
             mode: Mode::Secondary,
@@ -364,7 +425,7 @@ impl SimState {
         generation: u32,
         stripe: Option<u32>,
     ) -> ReattachOutcome {
-        if let Some(loc) = self.locations.get_mut(&id) {
+        if let Some(loc) = self.locations.get_mut(&id).map(Shared::make_mut) {
             loc.mode = mode;
             loc.generation = Some(generation);
             loc.progress = None;
@@ -437,7 +498,7 @@ impl SimState {
                     progress: None,
                     timelines: source.timelines.clone(),
                 };
-                self.locations.insert(*child, loc);
+                self.locations.insert(*child, Shared::new(loc));
             }
             self.note_generation(*child, generation);
         }
@@ -518,6 +579,7 @@ impl SimState {
         let loc = self
             .locations
             .get_mut(&id)
+            .map(Shared::make_mut)
             .ok_or_else(|| ApiError::NotFound(format!("{id} vanished")))?;
         let progress = loc.progress.get_or_insert_with(Progress::default);
         let step = LAYERS_PER_CALL.max(wait_ms / MS_PER_LAYER);

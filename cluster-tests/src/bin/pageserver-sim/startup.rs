@@ -12,7 +12,7 @@ pub async fn reattach(
     args: &Args,
     controller: &Controller,
     state: SimState,
-    store: &Store,
+    store: &mut Store,
     history: &History,
 ) -> anyhow::Result<SimState> {
     let host = advertised_host(args);
@@ -40,7 +40,8 @@ pub async fn reattach(
     let response = controller.re_attach(&request).await?;
     let mut next = state;
     let outcomes = next.apply_reattach(&response, &crate::now());
-    store.save(&next).await?;
+    // A full snapshot: re-attach may touch every location, and it starts the journal afresh.
+    store.compact(&next).await?;
 
     let mut summary = Event::new("reattach", None, None);
     summary.accepted = true;
