@@ -8,6 +8,7 @@
 //! cargo run --release -p cluster-tests --bin storcon-bench -- latency --writes 500
 //! cargo run --release -p cluster-tests --bin storcon-bench -- throughput --clients 64 --seconds 10
 //! cargo run --release -p cluster-tests --bin storcon-bench -- scale --shards 5000
+//! cargo run --release -p cluster-tests --bin storcon-bench -- split --runs 10 --bystanders 20
 //! ```
 //!
 //! Every run is bounded (`--max-seconds`) and kills its replicas on every exit path, Ctrl-C
@@ -92,6 +93,15 @@ enum Cmd {
         #[arg(long, default_value_t = 5)]
         reattaches: usize,
     },
+    /// Three simulators (two AZs) with bystander tenants; split fresh 4-shard `Attached(1)`
+    /// tenants to 8 shards: time to the API's answer and until every simulator agrees.
+    Split {
+        #[arg(long, default_value_t = 10)]
+        runs: u32,
+        /// 4-shard `Attached(1)` tenants created first and left alone.
+        #[arg(long, default_value_t = 20)]
+        bystanders: u32,
+    },
 }
 
 /// Unique pageserver ids for the whole run.
@@ -142,6 +152,7 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
                 failover(&cluster, kills, Duration::from_millis(retry_ms)).await
             }
             Cmd::Latency { writes } => latency(&cluster, writes).await,
+            Cmd::Split { runs, bystanders } => split(&cluster, runs, bystanders).await,
             Cmd::Scale {
                 shards,
                 shards_per_tenant,
@@ -423,5 +434,63 @@ async fn scale(
     }
     let summary = Summary::of(&samples).context("no samples")?;
     println!("re-attach answer for a pageserver holding {total} shards: {summary}");
+    Ok(())
+}
+
+async fn split(cluster: &Cluster, runs: u32, bystanders: u32) -> anyhow::Result<()> {
+    use cluster_tests::storage_api::{shard_ids, tenant_create_body, tenant_id};
+    const TAG: u32 = 0x5b1b;
+    let leader = cluster.wait_for_leader(deadline::ELECTION).await?;
+    let sim_bin = std::env::current_exe()?
+        .parent()
+        .context("bench has no directory")?
+        .join("pageserver-sim");
+    let sims = Sims::start(
+        sim_bin,
+        &cluster.url(leader),
+        &[(1, "az-a"), (2, "az-a"), (3, "az-b")],
+    )
+    .await?;
+    let api = StorageApi::new(cluster.client(leader));
+    sims.wait_active(&api, &sims.ids(), Duration::from_secs(60))
+        .await?;
+    for n in 0..bystanders {
+        api.create_tenant(&tenant_create_body(&tenant_id(TAG, 1_000 + n), 4, 1))
+            .await?;
+    }
+    let mut answered = Vec::new();
+    let mut settled = Vec::new();
+    for run in 0..runs {
+        let tenant = tenant_id(TAG, run);
+        api.create_tenant(&tenant_create_body(&tenant, 4, 1))
+            .await?;
+        cluster_tests::placement::wait_settled(
+            &api,
+            &sims,
+            std::slice::from_ref(&tenant),
+            Duration::from_secs(60),
+        )
+        .await?;
+        let started = Instant::now();
+        let r = api.split_tenant(&tenant, 8, None).await?;
+        if r.status != 200 {
+            bail!("split {tenant}: {} {}", r.status, r.body);
+        }
+        answered.push(started.elapsed());
+        cluster_tests::splits::wait_split_settled(
+            &api,
+            &sims,
+            &tenant,
+            &shard_ids(&tenant, 8),
+            &[],
+            Duration::from_secs(60),
+        )
+        .await?;
+        settled.push(started.elapsed());
+    }
+    let answer = Summary::of(&answered).context("no samples")?;
+    let everywhere = Summary::of(&settled).context("no samples")?;
+    println!("split 4 -> 8 with {bystanders} bystander tenants, answer: {answer}");
+    println!("split 4 -> 8 with {bystanders} bystander tenants, settled everywhere: {everywhere}");
     Ok(())
 }
