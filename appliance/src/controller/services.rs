@@ -11,6 +11,7 @@ use state_machine::scheduler::Scheduler;
 use state_machine::wire::LocationConfigMode;
 use state_machine::{Generation, NodeAvailability, NodeId};
 use storcon_http::{ApiError, LeaderServices, ShardStatus};
+use tracing::Instrument;
 
 use super::nodes::{self, Avail};
 use super::{Controller, lock};
@@ -93,10 +94,20 @@ impl LeaderServices for Services {
         new_shard_count: u8,
         new_stripe_size: Option<u32>,
     ) -> BoxFuture<'_, Result<Vec<TenantShardId>, ApiError>> {
+        // In its own task: a client that hangs up must not cancel a split half-way, which
+        // would leave it recorded with nobody to finish or abort it.
+        let ctl = self.0.clone();
         async move {
-            self.0
-                .split_tenant(tenant, new_shard_count, new_stripe_size)
-                .await
+            let span = tracing::info_span!("split", %tenant, new_shard_count);
+            tokio::spawn(
+                async move {
+                    ctl.split_tenant(tenant, new_shard_count, new_stripe_size)
+                        .await
+                }
+                .instrument(span),
+            )
+            .await
+            .map_err(|e| ApiError::Internal(format!("split task failed: {e}")))?
         }
         .boxed()
     }
