@@ -12,6 +12,8 @@
 //! 5. A hook that keeps failing leaves the tenant `is_pending_compute_notification` (the
 //!    background pass retries it), including while a retry is in flight; once the hook
 //!    accepts, the body arrives and the flag clears.
+//! 6. An unsharded tenant split into 4 with stripe size 1024 is notified with its four
+//!    children and the new stripe size.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -544,6 +546,15 @@ async fn compute_hook() {
     hook.set_answer(Answer::Ok);
     wait_notified(&api, &sims, &hook, &stuck, 0).await;
     assert!(!pending(&api, &stuck).await, "delivered: no longer pending");
+
+    // 6. A split tells compute the children and the new stripe size (upstream sends it once
+    // every child is attached).
+    let split = &tenants[1].0;
+    let raw = api.split_tenant(split, 4, Some(1024)).await.expect("split");
+    assert_eq!(raw.status, 200, "split {split}: {}", raw.body);
+    let body = wait_notified(&api, &sims, &hook, split, 4).await;
+    assert_eq!(body["stripe_size"], json!(1024), "{body}");
+    assert_eq!(body["shards"].as_array().map(Vec::len), Some(4), "{body}");
 
     // Every accepted body named nodes that held their shards attached at that moment.
     for r in lock(&hook.received).iter().filter(|r| r.status == 200) {
