@@ -4,10 +4,20 @@
 //! the durable state machine is always a prefix of the log. Applies commit with
 //! `Durability::None` (see the crate docs). `install_snapshot` replaces every row, the metadata
 //! and the stored snapshot in one Immediate transaction. The in-memory [`State`] is only changed
-//! by applied entries or an installed snapshot.
+//! by applied entries or an installed snapshot, and only after their transaction has committed
+//! (persist before publish): readers never see a state that disk does not hold.
+//!
+//! How an apply batch is published without cloning the state each time: the store keeps a
+//! private twin of the published state (`staging`), equal to it between batches. A batch is
+//! applied to the twin while the rows are written; after the commit the twin and the published
+//! state swap places (readers wait only for a pointer swap), and the batch is applied once more
+//! to the previous published state, which `State::apply` being deterministic makes equal to the
+//! new one: the twin again. If the transaction fails, nothing of the batch reached disk and the
+//! twin is reset from the published state (a clone, on the failure path only). The price is a
+//! second copy of the state in memory and applying every command twice, in memory.
 
 use std::io::Cursor;
-use std::sync::{Arc, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
 
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
@@ -15,7 +25,7 @@ use openraft::{
     StorageIOError, StoredMembership,
 };
 use redb::ReadableTable;
-use state_machine::{Response, State};
+use state_machine::{Command, Mutation, Response, State};
 
 use crate::db::{Db, SM_META, SM_ROWS, get_json, put_json};
 use crate::error::StoreError;
@@ -42,8 +52,12 @@ impl SharedState {
         *self.0.write().unwrap_or_else(|p| p.into_inner()) = state;
     }
 
-    fn apply(&self, cmd: &state_machine::Command) -> (Response, Vec<state_machine::Mutation>) {
-        self.0.write().unwrap_or_else(|p| p.into_inner()).apply(cmd)
+    /// Publishes `next` and hands back the state it replaces. Readers wait for a swap only.
+    fn swap(&self, next: &mut State) {
+        std::mem::swap(
+            &mut *self.0.write().unwrap_or_else(|p| p.into_inner()),
+            next,
+        );
     }
 }
 
@@ -51,6 +65,105 @@ impl SharedState {
 pub struct StateMachineStore {
     db: Db,
     state: SharedState,
+    /// The private twin of `state` that apply batches are applied to before they commit (see
+    /// the module docs). Equal to `state` whenever no batch is in flight.
+    staging: Arc<Mutex<State>>,
+    /// Test hook: fail the next apply batch after it was applied to `staging`, as a failed
+    /// commit would.
+    #[cfg(test)]
+    fail_next_apply: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// The staging twin, locked. After a panic mid-batch it may hold half a batch: it is reset
+/// from the published state, which is the last committed one.
+fn lock_staging<'a>(staging: &'a Mutex<State>, published: &SharedState) -> MutexGuard<'a, State> {
+    match staging.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => {
+            let mut guard = poisoned.into_inner();
+            *guard = published.read().clone();
+            staging.clear_poison();
+            guard
+        }
+    }
+}
+
+/// Applies a batch to `staging` and writes its rows, `last_applied` and membership in `tx`.
+/// Returns the responses and, per normal entry, the rows it changed.
+fn apply_batch(
+    tx: &redb::WriteTransaction,
+    staging: &mut State,
+    entries: &[Entry<TypeConfig>],
+) -> Result<(Vec<Response>, Vec<Vec<Mutation>>), StoreError> {
+    let mut responses = Vec::with_capacity(entries.len());
+    let mut changed = Vec::new();
+    let mut last_applied = None;
+    let mut membership = None;
+    {
+        let mut rows = tx.open_table(SM_ROWS)?;
+        for entry in entries {
+            last_applied = Some(entry.log_id);
+            let response = match &entry.payload {
+                EntryPayload::Blank => Response::None,
+                EntryPayload::Membership(m) => {
+                    membership = Some(StoredMembership::new(Some(entry.log_id), m.clone()));
+                    Response::None
+                }
+                EntryPayload::Normal(cmd) => {
+                    let (response, mutations) = staging.apply(cmd);
+                    for m in &mutations {
+                        match &m.value {
+                            Some(v) => {
+                                rows.insert(m.key.as_str(), v.as_slice())?;
+                            }
+                            None => {
+                                rows.remove(m.key.as_str())?;
+                            }
+                        }
+                    }
+                    changed.push(mutations);
+                    response
+                }
+            };
+            responses.push(response);
+        }
+    }
+    if let Some(applied) = last_applied {
+        put_json(tx, SM_META, LAST_APPLIED, &Some(applied))?;
+    }
+    if let Some(m) = membership {
+        put_json(tx, SM_META, MEMBERSHIP, &m)?;
+    }
+    Ok((responses, changed))
+}
+
+fn commands(entries: &[Entry<TypeConfig>]) -> impl Iterator<Item = &Command> {
+    entries.iter().filter_map(|e| match &e.payload {
+        EntryPayload::Normal(cmd) => Some(cmd),
+        _ => None,
+    })
+}
+
+/// Publishes a committed batch: `staging` (the batch applied) becomes the published state, and
+/// the previous published state, now in `staging`, is brought level by applying the batch to it.
+fn publish(
+    published: &SharedState,
+    staging: &mut State,
+    entries: &[Entry<TypeConfig>],
+    changed: &[Vec<Mutation>],
+) {
+    published.swap(staging);
+    let mut same = true;
+    for (cmd, expected) in commands(entries).zip(changed) {
+        let (_, mutations) = staging.apply(cmd);
+        same &= &mutations == expected;
+    }
+    if !same {
+        // Cannot happen while `State::apply` is deterministic; if it does, the twin is not
+        // trusted: the published state is what was committed, so start over from it.
+        tracing::error!("re-applying a batch changed different rows; resetting the staging state");
+        *staging = published.read().clone();
+    }
 }
 
 fn load_state(db: &Db) -> Result<State, StoreError> {
@@ -69,9 +182,17 @@ fn load_state(db: &Db) -> Result<State, StoreError> {
 impl StateMachineStore {
     /// Loads the applied state from disk. Blocking; call before serving.
     pub fn open(db: Db) -> Result<Self, StoreError> {
+        let loaded = load_state(&db)?;
+        let staging = Arc::new(Mutex::new(loaded.clone()));
         let state = SharedState::default();
-        state.replace(load_state(&db)?);
-        Ok(StateMachineStore { db, state })
+        state.replace(loaded);
+        Ok(StateMachineStore {
+            db,
+            state,
+            staging,
+            #[cfg(test)]
+            fail_next_apply: Default::default(),
+        })
     }
 
     pub fn shared_state(&self) -> SharedState {
@@ -197,49 +318,33 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     {
         let entries: Vec<Entry<TypeConfig>> = entries.into_iter().collect();
         let state = self.state.clone();
+        let staging = self.staging.clone();
+        #[cfg(test)]
+        let fail = self
+            .fail_next_apply
+            .swap(false, std::sync::atomic::Ordering::SeqCst);
         self.db
             .run(move |db| {
-                db.write_blocking(false, |tx| {
-                    let mut responses = Vec::with_capacity(entries.len());
-                    let mut last_applied = None;
-                    let mut membership = None;
-                    {
-                        let mut rows = tx.open_table(SM_ROWS)?;
-                        for entry in &entries {
-                            last_applied = Some(entry.log_id);
-                            let response = match &entry.payload {
-                                EntryPayload::Blank => Response::None,
-                                EntryPayload::Membership(m) => {
-                                    membership =
-                                        Some(StoredMembership::new(Some(entry.log_id), m.clone()));
-                                    Response::None
-                                }
-                                EntryPayload::Normal(cmd) => {
-                                    let (response, mutations) = state.apply(cmd);
-                                    for m in mutations {
-                                        match m.value {
-                                            Some(v) => {
-                                                rows.insert(m.key.as_str(), v.as_slice())?;
-                                            }
-                                            None => {
-                                                rows.remove(m.key.as_str())?;
-                                            }
-                                        }
-                                    }
-                                    response
-                                }
-                            };
-                            responses.push(response);
-                        }
+                let mut staging = lock_staging(&staging, &state);
+                let written = db.write_blocking(false, |tx| {
+                    let batch = apply_batch(tx, &mut staging, &entries)?;
+                    #[cfg(test)]
+                    if fail {
+                        return Err(StoreError::Join("injected failure".into()));
                     }
-                    if let Some(applied) = last_applied {
-                        put_json(tx, SM_META, LAST_APPLIED, &Some(applied))?;
+                    Ok(batch)
+                });
+                match written {
+                    Ok((responses, changed)) => {
+                        publish(&state, &mut staging, &entries, &changed);
+                        Ok(responses)
                     }
-                    if let Some(m) = membership {
-                        put_json(tx, SM_META, MEMBERSHIP, &m)?;
+                    Err(e) => {
+                        // Nothing of the batch is on disk, so nothing of it may stay in memory.
+                        *staging = state.read().clone();
+                        Err(e)
                     }
-                    Ok(responses)
-                })
+                }
             })
             .await
             .map_err(|e| StorageIOError::write_state_machine(&e).into())
@@ -263,6 +368,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let meta = meta.clone();
         let data = snapshot.into_inner();
         let state = self.state.clone();
+        let staging = self.staging.clone();
         let signature = meta.signature();
         let index = meta.last_log_id.map(|l| l.index);
         self.db
@@ -287,6 +393,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                     put_json(tx, SM_META, SNAPSHOT, &stored)
                 })?;
                 // Publish only after the install is durable.
+                *lock_staging(&staging, &state) = new_state.clone();
                 state.replace(new_state);
                 Ok(())
             })
@@ -308,5 +415,65 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             meta: s.meta,
             snapshot: Box::new(Cursor::new(s.data)),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+
+    use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId};
+    use state_machine::{Command, NodeRegisterRequest};
+
+    use super::*;
+
+    fn register(id: u64) -> Entry<TypeConfig> {
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), id),
+            payload: EntryPayload::Normal(Command::RegisterNode(NodeRegisterRequest {
+                node_id: id,
+                listen_pg_addr: "ps".into(),
+                listen_pg_port: 1,
+                listen_grpc_addr: None,
+                listen_grpc_port: None,
+                listen_http_addr: "ps".into(),
+                listen_http_port: id as u16,
+                listen_https_port: None,
+                availability_zone_id: "az".into(),
+                node_ip_addr: None,
+            })),
+        }
+    }
+
+    fn node_ids(state: &State) -> Vec<u64> {
+        state.nodes().map(|n| n.id).collect()
+    }
+
+    #[tokio::test]
+    async fn a_failed_batch_is_neither_published_nor_kept_in_staging() {
+        let dir = tempfile::TempDir::new().expect("tempdir");
+        let mut sm = StateMachineStore::open(Db::open(dir.path(), 1).expect("open")).expect("sm");
+        sm.apply((1..=2).map(register)).await.expect("apply");
+
+        sm.fail_next_apply.store(true, Ordering::SeqCst);
+        sm.apply((3..=4).map(register))
+            .await
+            .expect_err("injected failure");
+        assert_eq!(node_ids(&sm.shared_state().read()), vec![1, 2]);
+        assert_eq!(*sm.staging.lock().expect("staging"), *sm.state.read());
+        let (applied, _) = sm.applied_state().await.expect("applied");
+        assert_eq!(applied.map(|l| l.index), Some(2));
+
+        // openraft would re-apply the same entries; they must answer as the first time.
+        let responses = sm.apply((3..=4).map(register)).await.expect("apply");
+        assert!(
+            responses
+                .iter()
+                .all(|r| matches!(r, Response::NodeRegistered(_))),
+            "{responses:?}"
+        );
+        assert_eq!(node_ids(&sm.shared_state().read()), vec![1, 2, 3, 4]);
+        assert_eq!(*sm.staging.lock().expect("staging"), *sm.state.read());
+        assert!(sm.audit().memory_matches_disk().await.expect("audit"));
     }
 }

@@ -5,8 +5,21 @@
 //!   shards reconciled. If the check fails the node stays inactive and is tried next round.
 //! - ToOffline: everything on the node becomes uncertain, its tenants are rescheduled (the
 //!   scheduler fails attachments over unless no other node could take them) and reconciled.
+//!
+//! A round only polls (each poll has its own short timeout) and decides transitions; the
+//! activation check or offline handling of a node runs in a task of its own, so a slow or
+//! stalled node does not delay the next heartbeat of the others. At most one such task runs per
+//! node: while it does, the node's later transitions are not acted on. That loses nothing: a
+//! transition is derived every round from the node's availability and the poll's outcome, so a
+//! skipped one is derived again by a round after the task ended, if it still applies. A ToOffline
+//! decided while an activation still runs abandons the node's calls, so the activation ends soon
+//! and the offline handling follows a round later. The startup round (the observed-state scan)
+//! waits for its tasks, because startup scheduling depends on them. Tasks stop when the
+//! controller is cancelled.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use state_machine::ids::TenantId;
@@ -16,8 +29,58 @@ use state_machine::{NodeId, NodeRecord};
 use super::nodes::{Avail, NodeState, Transition, on_heartbeat};
 use super::{Controller, lock};
 
+/// What a node's task does.
+enum NodeWork {
+    Activate(NodeRecord),
+    Offline(NodeId),
+}
+
+/// A node's claim on its one task slot, released when dropped (on completion, cancellation or
+/// panic).
+struct NodeTask {
+    ctl: Arc<Controller>,
+    node: NodeId,
+}
+
+impl NodeTask {
+    /// The slot of `node`, unless a task of the node still holds it.
+    fn claim(ctl: &Arc<Controller>, node: NodeId) -> Option<NodeTask> {
+        lock(&ctl.node_tasks).insert(node).then(|| NodeTask {
+            ctl: ctl.clone(),
+            node,
+        })
+    }
+
+    async fn run(self, work: NodeWork) {
+        let ctl = &self.ctl;
+        let handle = async {
+            match work {
+                NodeWork::Activate(node) => {
+                    if let Err(e) = ctl.activate(&node).await {
+                        tracing::warn!(node = node.id, error = %e, "activation failed; node stays inactive");
+                    }
+                }
+                NodeWork::Offline(node) => ctl.node_offline(node).await,
+            }
+        };
+        tokio::select! {
+            biased;
+            _ = ctl.cancel.cancelled() => {}
+            _ = handle => {}
+        }
+    }
+}
+
+impl Drop for NodeTask {
+    fn drop(&mut self) {
+        lock(&self.ctl.node_tasks).remove(&self.node);
+    }
+}
+
 impl Controller {
-    pub(super) async fn heartbeat_round(&self) {
+    pub(super) async fn heartbeat_round(self: &Arc<Self>) {
+        // The first round of a leadership runs before the startup reconcile (see `run`).
+        let startup = !self.started.load(Ordering::SeqCst);
         let records: Vec<NodeRecord> = self.state.read().nodes().cloned().collect();
         let polls = records.iter().map(|n| async move {
             let r = self.ps.utilization(n).await;
@@ -25,8 +88,7 @@ impl Controller {
         });
         let results = futures::future::join_all(polls).await;
         let now = Instant::now();
-        let mut activate = Vec::new();
-        let mut offline = Vec::new();
+        let mut tasks = Vec::new();
         for (node, result) in results {
             let transition = {
                 let mut nodes = lock(&self.nodes);
@@ -44,25 +106,34 @@ impl Controller {
                 }
                 t
             };
-            match transition {
-                Transition::ToActive => activate.push(node),
-                Transition::ToOffline => offline.push(node.id),
-                Transition::Unchanged => {}
-            }
-        }
-        // Activation checks list each node's locations: in parallel, so the startup scan of a
-        // large fleet takes as long as its slowest node, not the sum.
-        let checks = activate.iter().map(|node| async move {
-            if let Err(e) = self.activate(node).await {
-                tracing::warn!(node = node.id, error = %e, "activation failed; node stays inactive");
-            }
-        });
-        futures::future::join_all(checks).await;
-        for node in offline {
+            let id = node.id;
+            let work = match transition {
+                Transition::ToActive => NodeWork::Activate(node),
+                Transition::ToOffline => NodeWork::Offline(id),
+                Transition::Unchanged => continue,
+            };
             if self.cancel.is_cancelled() {
                 return;
             }
-            self.node_offline(node).await;
+            match NodeTask::claim(self, id) {
+                // Activation checks list each node's locations: in parallel, so the startup
+                // scan of a large fleet takes as long as its slowest node, not the sum.
+                Some(task) => tasks.push(tokio::spawn(task.run(work))),
+                None => {
+                    if matches!(work, NodeWork::Offline(_)) {
+                        // Most likely an activation stuck on the node: abandon its calls.
+                        self.cancel_node_calls(id);
+                    }
+                    tracing::debug!(node = id, ?transition, "previous transition still running");
+                }
+            }
+        }
+        if startup {
+            for done in futures::future::join_all(tasks).await {
+                if let Err(e) = done {
+                    tracing::error!(error = %e, "node task failed");
+                }
+            }
         }
     }
 
@@ -77,7 +148,7 @@ impl Controller {
             let state = self.state.read();
             reported
                 .iter()
-                .filter(|(id, _)| state.shard(id).is_none())
+                .filter(|(id, _)| !state.knows_shard(id))
                 .map(|(id, _)| *id)
                 .collect()
         };

@@ -65,6 +65,8 @@ pub struct Controller {
     hook_retry_running: AtomicBool,
     audit: raft_store::StateAudit,
     failpoints: Arc<storcon_http::Failpoints>,
+    /// Nodes whose activation check or offline handling is running (one task per node).
+    node_tasks: Mutex<BTreeSet<NodeId>>,
     /// One split (or its abort) per tenant at a time; held for the whole operation.
     tenant_ops: Mutex<BTreeMap<TenantId, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -122,6 +124,7 @@ impl Controller {
             audit,
             failpoints,
             tenant_ops: Mutex::new(BTreeMap::new()),
+            node_tasks: Mutex::new(BTreeSet::new()),
             ps: PageserverClient::new(http, term, pageserver_token, cancel.clone()),
             raft,
             state,
