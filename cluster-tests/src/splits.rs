@@ -73,3 +73,43 @@ pub async fn wait_split_settled(
     tenants.extend(others.iter().cloned());
     wait_settled(api, sims, &tenants, timeout).await
 }
+
+/// [`wait_split_settled`], and every shard of `tenant` has exactly `secondaries` secondaries in
+/// its intent: a rolled-back split gives the parents back the secondaries `BeginSplit` dropped,
+/// a finished one gives the children theirs. Returns every shard's attachment.
+pub async fn wait_split_settled_with_secondaries(
+    api: &StorageApi,
+    sims: &Sims,
+    tenant: &str,
+    expected: &[String],
+    others: &[String],
+    secondaries: usize,
+    timeout: Duration,
+) -> anyhow::Result<BTreeMap<String, Attachment>> {
+    let check_secondaries = async || {
+        let described = api.describe_tenant(tenant).await?;
+        let wrong: Vec<_> = described
+            .shards
+            .iter()
+            .filter(|s| s.node_secondary.len() != secondaries)
+            .map(|s| (s.tenant_shard_id.clone(), s.node_secondary.clone()))
+            .collect();
+        ensure!(
+            wrong.is_empty(),
+            "{tenant}: shards without {secondaries} secondaries: {wrong:?}"
+        );
+        anyhow::Ok(())
+    };
+    wait_until(
+        "the split tenant at one shard count, with its secondaries",
+        timeout,
+        async || {
+            ensure_one_shard_count(api, sims, tenant, expected).await?;
+            check_secondaries().await
+        },
+    )
+    .await?;
+    let settled = wait_split_settled(api, sims, tenant, expected, others, timeout).await?;
+    check_secondaries().await?;
+    Ok(settled)
+}
