@@ -6,7 +6,8 @@
 //! child left anywhere (a restarted pageserver must not keep the children it made), and a
 //! retried split succeeds and settles. In (a) the parent comes back in a newer generation (the
 //! restarted node re-attached); in (b) the node goes Offline and the parent fails over to a live
-//! node in a newer generation before the retried split places the children on live nodes.
+//! node in a newer generation before the retried split places the children on live nodes;
+//! when it finally returns, what it held of the aborted split is dropped and all settles again.
 //! A bystander tenant settles each time; the histories of every simulator (also the dead one's
 //! file) are safe at the end, and consistency_check passes.
 
@@ -314,6 +315,32 @@ async fn split_pageserver_kill() {
         parent.generation,
         retry,
         settle
+    ));
+
+    // The dead pageserver returns after the retried split: what it held of the aborted split
+    // (the parent and the children it had made, in the old generation) is dropped on its
+    // re-attach and activation, and everything settles again.
+    let returned = Instant::now();
+    fx.sims.restart(k.node).await.expect("the sim restarts");
+    fx.sims
+        .wait_active(&api, &fx.sims.ids(), SETTLE_DEADLINE)
+        .await
+        .expect("every sim Active again");
+    wait_split_settled_with_secondaries(
+        &api,
+        &fx.sims,
+        &tenant,
+        &shard_ids(&tenant, NEW_COUNT),
+        &bystanders,
+        1,
+        SETTLE_DEADLINE,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("(b) settles with the dead node back: {e:#}"));
+    report.push(format!(
+        "(b) sim {} back after the retried split: settled with no strays in {:.1?}",
+        k.node,
+        returned.elapsed()
     ));
 
     history::ensure_safe(&fx.sims.all_history().expect("histories")).expect("history safe");
