@@ -11,6 +11,17 @@ use crate::sims::{SimLocation, Sims};
 use crate::storage_api::StorageApi;
 use crate::wait::wait_until;
 
+/// The `new_shards` of a split answer's body.
+pub fn new_shards(body: &str) -> Vec<String> {
+    let v: serde_json::Value = serde_json::from_str(body).expect("split answer is JSON");
+    v["new_shards"]
+        .as_array()
+        .expect("new_shards")
+        .iter()
+        .map(|s| s.as_str().expect("id").to_string())
+        .collect()
+}
+
 /// Shard ids of `tenant` that some running simulator holds, with the nodes holding each.
 pub fn held_shards(
     view: &BTreeMap<String, BTreeMap<u64, SimLocation>>,

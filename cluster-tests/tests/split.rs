@@ -12,21 +12,10 @@ use std::collections::BTreeSet;
 use cluster_tests::fixture::ControllerFixture;
 use cluster_tests::history;
 use cluster_tests::placement::{SETTLE_DEADLINE, wait_settled};
-use cluster_tests::splits::wait_split_settled;
+use cluster_tests::splits::{new_shards, wait_split_settled};
 use cluster_tests::storage_api::{shard_ids, tenant_create_body, tenant_id};
-use serde_json::Value;
 
 const TAG: u32 = 0x5b1;
-
-fn new_shards(body: &str) -> Vec<String> {
-    let v: Value = serde_json::from_str(body).expect("split answer is JSON");
-    v["new_shards"]
-        .as_array()
-        .expect("new_shards")
-        .iter()
-        .map(|s| s.as_str().expect("id").to_string())
-        .collect()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn split_with_bystanders() {

@@ -22,7 +22,7 @@ use cluster_tests::client::http_client;
 use cluster_tests::fixture::ControllerFixture;
 use cluster_tests::history;
 use cluster_tests::placement::{SETTLE_DEADLINE, wait_settled};
-use cluster_tests::splits::wait_split_settled_with_secondaries;
+use cluster_tests::splits::{new_shards, wait_split_settled_with_secondaries};
 use cluster_tests::storage_api::{shard_ids, tenant_create_body, tenant_id};
 use cluster_tests::{Client, Cluster, ControllerOptions, RawResponse, Sims, StorageApi};
 use reqwest::Method;
@@ -52,16 +52,6 @@ struct Row {
     outcome: &'static str,
     settled_after_failure: Duration,
     retry: Option<Duration>,
-}
-
-fn new_shards(body: &str) -> Vec<String> {
-    let v: Value = serde_json::from_str(body).expect("split answer is JSON");
-    v["new_shards"]
-        .as_array()
-        .expect("new_shards")
-        .iter()
-        .map(|s| s.as_str().expect("id").to_string())
-        .collect()
 }
 
 /// Configures failpoint `name` on every replica (failpoints are per replica).

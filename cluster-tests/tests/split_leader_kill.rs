@@ -27,11 +27,11 @@ use cluster_tests::client::RawResponse;
 use cluster_tests::fixture::ControllerFixture;
 use cluster_tests::history;
 use cluster_tests::placement::{Attachment, SETTLE_DEADLINE, wait_settled};
-use cluster_tests::splits::{ensure_one_shard_count, wait_split_settled};
+use cluster_tests::splits::{ensure_one_shard_count, new_shards, wait_split_settled};
 use cluster_tests::storage_api::{shard_ids, tenant_create_body, tenant_id};
 use cluster_tests::{ClientError, Cluster, Sims, StorageApi, deadline, wait_until};
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::json;
 
 const TAG: u32 = 0x5b1c;
 const TIMELINE: &str = "5b1c0000000000000000000000000001";
@@ -111,16 +111,6 @@ struct Row {
     outcome: Outcome,
     call: CallResult,
     kill_to_settled: Duration,
-}
-
-fn new_shards(body: &str) -> Vec<String> {
-    let v: Value = serde_json::from_str(body).expect("split answer is JSON");
-    v["new_shards"]
-        .as_array()
-        .expect("new_shards")
-        .iter()
-        .map(|s| s.as_str().expect("id").to_string())
-        .collect()
 }
 
 fn short(text: &str) -> String {

@@ -18,7 +18,7 @@ use cluster_tests::client::http_client;
 use cluster_tests::fixture::ControllerFixture;
 use cluster_tests::history;
 use cluster_tests::placement::{SETTLE_DEADLINE, wait_settled};
-use cluster_tests::splits::wait_split_settled_with_secondaries;
+use cluster_tests::splits::{new_shards, wait_split_settled_with_secondaries};
 use cluster_tests::storage_api::{shard_ids, tenant_create_body, tenant_id};
 use cluster_tests::{Client, Sims, StorageApi, wait_until};
 use reqwest::Method;
@@ -39,16 +39,6 @@ const STALL_MS: u64 = 120_000;
 /// How long a simulator may take to record a split after the request was sent (the controller
 /// first reconciles the parents and commits `BeginSplit`).
 const SPLIT_RECORDED_DEADLINE: Duration = Duration::from_secs(30);
-
-fn new_shards(body: &str) -> Vec<String> {
-    let v: Value = serde_json::from_str(body).expect("split answer is JSON");
-    v["new_shards"]
-        .as_array()
-        .expect("new_shards")
-        .iter()
-        .map(|s| s.as_str().expect("id").to_string())
-        .collect()
-}
 
 async fn set_split_behaviour(sims: &Sims, node: u64, behaviour: Value) {
     let (status, body) = sims

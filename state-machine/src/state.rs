@@ -166,6 +166,40 @@ impl State {
         Ok((Response::LeaderRecorded, vec![mutation]))
     }
 
+    /// Makes the records named by `keys` (row keys, as in [`Mutation::key`]) equal to those in
+    /// `from`: copied if `from` has them, removed if not. Brings a copy of the state level with
+    /// another that applied commands changing those rows, without applying them again.
+    pub fn copy_rows<'a>(
+        &mut self,
+        from: &State,
+        keys: impl IntoIterator<Item = &'a str>,
+    ) -> Result<(), DecodeError> {
+        fn sync<K: Ord + Copy, V: Clone>(to: &mut BTreeMap<K, V>, from: &BTreeMap<K, V>, key: K) {
+            match from.get(&key) {
+                Some(v) => to.insert(key, v.clone()),
+                None => to.remove(&key),
+            };
+        }
+        let bad = |key: &str| DecodeError::UnknownKey(key.to_string());
+        for key in keys {
+            if let Some(id) = key.strip_prefix(NODE_PREFIX) {
+                let id: NodeId = id.parse().map_err(|_| bad(key))?;
+                sync(&mut self.nodes, &from.nodes, id);
+            } else if let Some(id) = key.strip_prefix(SHARD_PREFIX) {
+                let id: TenantShardId = id.parse().map_err(|_| bad(key))?;
+                sync(&mut self.shards, &from.shards, id);
+            } else if let Some(id) = key.strip_prefix(SPLIT_PREFIX) {
+                let id: TenantId = id.parse().map_err(|_| bad(key))?;
+                sync(&mut self.splits, &from.splits, id);
+            } else if key == LEADER_KEY {
+                self.leader = from.leader.clone();
+            } else {
+                return Err(bad(key));
+            }
+        }
+        Ok(())
+    }
+
     /// Rebuilds the state from its rows, as written by the mutations `apply` returned.
     pub fn from_rows<'a>(
         rows: impl IntoIterator<Item = (&'a str, &'a [u8])>,

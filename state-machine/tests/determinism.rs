@@ -200,3 +200,18 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    /// A copy of the state brought level by copying the rows a command changed equals the state
+    /// that applied it (the store publishes batches this way).
+    #[test]
+    fn copying_changed_rows_equals_applying(cmds in prop::collection::vec(command(), 0..60)) {
+        let mut state = State::default();
+        let mut twin = State::default();
+        for c in &cmds {
+            let (_, muts) = state.apply(c);
+            twin.copy_rows(&state, muts.iter().map(|m| m.key.as_str())).expect("known keys");
+            prop_assert_eq!(&twin, &state, "after {:?}", c);
+        }
+    }
+}

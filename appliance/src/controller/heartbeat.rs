@@ -23,7 +23,7 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use state_machine::ids::TenantId;
-use state_machine::wire::{LocationConfig, LocationConfigMode};
+use state_machine::wire::LocationConfig;
 use state_machine::{NodeId, NodeRecord};
 
 use super::nodes::{Avail, NodeState, Transition, on_heartbeat};
@@ -153,17 +153,8 @@ impl Controller {
                 .collect()
         };
         for id in &unknown {
-            let conf = LocationConfig {
-                mode: LocationConfigMode::Detached,
-                generation: None,
-                secondary_conf: None,
-                shard_number: id.shard_number,
-                shard_count: id.shard_count.0,
-                shard_stripe_size: 0,
-                tenant_conf: serde_json::json!({}),
-            };
             self.ps_for(node.id)
-                .put_location(node, *id, &conf)
+                .put_location(node, *id, &LocationConfig::detached_unknown(*id))
                 .await
                 .map_err(|e| format!("detaching unknown shard {id}: {e}"))?;
             tracing::info!(node = node.id, shard = %id, "detached a location the controller does not know");
@@ -180,11 +171,7 @@ impl Controller {
             n.avail = Avail::Active;
         }
         tracing::info!(node = node.id, locations = known.len(), "node active");
-        for (id, _) in known {
-            if self.is_dirty(&id) {
-                self.reconciles.push(id);
-            }
-        }
+        self.reconcile_if_dirty(known.into_iter().map(|(id, _)| id));
         // Shards intended on this node but not there yet.
         let intended: Vec<_> = self
             .state
@@ -193,11 +180,7 @@ impl Controller {
             .filter(|s| s.intent.contains(node.id))
             .map(|s| s.id)
             .collect();
-        for id in intended {
-            if self.is_dirty(&id) {
-                self.reconciles.push(id);
-            }
-        }
+        self.reconcile_if_dirty(intended);
         Ok(())
     }
 

@@ -326,13 +326,6 @@ impl Controller {
     fn reconcile_all_dirty(&self) -> usize {
         let mut ids: BTreeSet<TenantShardId> = self.state.read().shards().map(|s| s.id).collect();
         ids.extend(lock(&self.observed).shard_ids());
-        let mut queued = 0;
-        for id in ids {
-            if self.is_dirty(&id) {
-                self.reconciles.push(id);
-                queued += 1;
-            }
-        }
-        queued
+        self.reconcile_if_dirty(ids)
     }
 }

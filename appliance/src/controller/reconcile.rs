@@ -198,6 +198,18 @@ impl Controller {
         self.state.read().node(id).cloned()
     }
 
+    /// Queues a reconcile of each shard that needs one; returns how many were queued.
+    pub(super) fn reconcile_if_dirty(&self, ids: impl IntoIterator<Item = TenantShardId>) -> usize {
+        let mut queued = 0;
+        for id in ids {
+            if self.is_dirty(&id) {
+                self.reconciles.push(id);
+                queued += 1;
+            }
+        }
+        queued
+    }
+
     /// Waits until the latest requested reconcile of each shard finished; false when one
     /// failed or the deadline passed.
     pub(super) async fn wait_reconciles(

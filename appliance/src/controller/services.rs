@@ -49,11 +49,7 @@ impl LeaderServices for Services {
                 .tenant_shards(tenant)
                 .map(|s| s.id)
                 .collect();
-            for id in ids {
-                if ctl.is_dirty(&id) {
-                    ctl.reconciles.push(id);
-                }
-            }
+            ctl.reconcile_if_dirty(ids);
             // Upstream answers 409 and keeps what it stored; the background pass retries.
             if let Some((shard, e)) = scheduled.unschedulable.first() {
                 return Err(ApiError::Conflict(format!(

@@ -188,11 +188,7 @@ impl Controller {
     /// Reconciles the parents and checks each is attached, in its current generation, on the
     /// node its intent names: the pageserver splits what it holds.
     async fn settle(&self, parents: &[TenantShardId]) -> Result<(), ApiError> {
-        for id in parents {
-            if self.is_dirty(id) {
-                self.reconciles.push(*id);
-            }
-        }
+        self.reconcile_if_dirty(parents.iter().copied());
         let deadline = Instant::now() + RECONCILE_WAIT;
         if !self
             .wait_reconciles(parents.iter().copied(), deadline)
@@ -326,11 +322,7 @@ impl Controller {
             .tenant_shards(tenant)
             .map(|s| s.id)
             .collect();
-        for id in &shards {
-            if self.is_dirty(id) {
-                self.reconciles.push(*id);
-            }
-        }
+        self.reconcile_if_dirty(shards.iter().copied());
         let deadline = Instant::now() + RECONCILE_WAIT;
         if !self.wait_reconciles(shards, deadline).await {
             tracing::warn!(%tenant, "shards not reconciled yet; the background pass retries");
