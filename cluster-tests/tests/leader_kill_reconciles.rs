@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use cluster_tests::fixture::ControllerFixture;
-use cluster_tests::history::{self, Event};
+use cluster_tests::history;
 use cluster_tests::placement::{Attachment, SETTLE_DEADLINE, wait_settled};
 use cluster_tests::storage_api::{tenant_create_body, tenant_id};
 use cluster_tests::{Cluster, Sims, StorageApi, deadline, wait_until};
@@ -42,21 +42,6 @@ async fn wait_for_calls_beyond(sims: &Sims, calls: usize) {
     )
     .await
     .expect("reconciles started");
-}
-
-/// Milliseconds from `since` until a simulator first accepted a `location_config` carrying `term`, if
-/// one did (wall clock of the same machine).
-fn first_call_in_term(
-    events: &[Event],
-    term: u64,
-    since: chrono::DateTime<chrono::Utc>,
-) -> Option<i64> {
-    events
-        .iter()
-        .filter(|e| e.kind == "location_config" && e.accepted && e.term == Some(term))
-        .filter_map(|e| chrono::DateTime::parse_from_rfc3339(&e.ts).ok())
-        .min()
-        .map(|first| (first.with_timezone(&chrono::Utc) - since).num_milliseconds())
 }
 
 /// Waits for a leader other than the killed `leader`; returns its term.
@@ -120,7 +105,7 @@ async fn leader_kill_reconciles() {
         .await
         .expect("the new leader finishes the creates");
     let events = sims.all_history().expect("histories");
-    let first_reconcile = first_call_in_term(&events, term, killed_at);
+    let first_reconcile = history::first_call_in_term(&events, term, killed_at);
     eprintln!(
         "leader_kill_reconciles round 1: killed after {finished_at_kill}/{TENANTS} creates \
          returned and {} location_config calls; settled {:?} after the kill; first accepted \
@@ -180,7 +165,7 @@ async fn leader_kill_reconciles() {
          and the kill; settled {:?} after the kill; first accepted call of term {term} {:?} ms after the kill",
         calls_at_kill - calls_before,
         killed.elapsed(),
-        first_call_in_term(&events, term, killed_at)
+        history::first_call_in_term(&events, term, killed_at)
     );
     // Whatever part of the failover committed before the kill, attachments only moved to
     // newer generations.

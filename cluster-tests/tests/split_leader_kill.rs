@@ -66,6 +66,11 @@ const PHASES: [(&str, bool); 5] = [
 /// - `split-after-complete` 200, `split-parent-detach` 350: after the commit, in the sleep.
 const KILL_DELAYS_MS: [u64; PHASES.len()] = [50, 450, 400, 200, 350];
 
+/// A soak: `SPLIT_LEADER_KILL_ROUNDS=N` (at most 20) runs every phase and variant N times, the
+/// sleep variant's kill `ROUND_SHIFT_MS` later each round. The default suite runs one round.
+const ROUNDS_ENV: &str = "SPLIT_LEADER_KILL_ROUNDS";
+const ROUND_SHIFT_MS: u64 = 35;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Variant {
     Pause,
@@ -406,8 +411,16 @@ async fn split_leader_kill() {
 
     let mut rows = Vec::new();
     let mut n = 0;
-    for (i, phase) in PHASES.into_iter().enumerate() {
-        let kill_delay_ms = KILL_DELAYS_MS[i];
+    let rounds: u64 = std::env::var(ROUNDS_ENV)
+        .ok()
+        .map(|r| r.parse().expect("SPLIT_LEADER_KILL_ROUNDS is a number"))
+        .unwrap_or(1)
+        .clamp(1, 20);
+    for (round, (i, phase)) in
+        (0..rounds).flat_map(|round| PHASES.into_iter().enumerate().map(move |p| (round, p)))
+    {
+        // Each further round moves the sleep variant's kill a little later.
+        let kill_delay_ms = KILL_DELAYS_MS[i] + ROUND_SHIFT_MS * round;
         for variant in [Variant::Pause, Variant::Sleep { kill_delay_ms }] {
             n += 1;
             let tenant = tenant_id(TAG, n);

@@ -9,6 +9,7 @@
 //! cargo run --release -p cluster-tests --bin storcon-bench -- throughput --clients 64 --seconds 10
 //! cargo run --release -p cluster-tests --bin storcon-bench -- scale --shards 5000
 //! cargo run --release -p cluster-tests --bin storcon-bench -- split --runs 10 --bystanders 20
+//! cargo run --release -p cluster-tests --bin storcon-bench -- reconcile-failover --kills 5
 //! ```
 //!
 //! Every run is bounded (`--max-seconds`) and kills its replicas on every exit path, Ctrl-C
@@ -93,6 +94,13 @@ enum Cmd {
         #[arg(long, default_value_t = 5)]
         reattaches: usize,
     },
+    /// Three simulators; kill the leader and create a tenant through a survivor (retrying while
+    /// there is no leader): time from the kill until a simulator accepts the new leader's first
+    /// `location_config`.
+    ReconcileFailover {
+        #[arg(long, default_value_t = 5)]
+        kills: u32,
+    },
     /// Three simulators (two AZs) with bystander tenants; split fresh 4-shard `Attached(1)`
     /// tenants to 8 shards: time to the API's answer and until every simulator agrees.
     Split {
@@ -153,6 +161,7 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
             }
             Cmd::Latency { writes } => latency(&cluster, writes).await,
             Cmd::Split { runs, bystanders } => split(&cluster, runs, bystanders).await,
+            Cmd::ReconcileFailover { kills } => reconcile_failover(&cluster, kills).await,
             Cmd::Scale {
                 shards,
                 shards_per_tenant,
@@ -441,19 +450,7 @@ async fn split(cluster: &Cluster, runs: u32, bystanders: u32) -> anyhow::Result<
     use cluster_tests::storage_api::{shard_ids, tenant_create_body, tenant_id};
     const TAG: u32 = 0x5b1b;
     let leader = cluster.wait_for_leader(deadline::ELECTION).await?;
-    let sim_bin = std::env::current_exe()?
-        .parent()
-        .context("bench has no directory")?
-        .join("pageserver-sim");
-    let sims = Sims::start(
-        sim_bin,
-        &cluster.url(leader),
-        &[(1, "az-a"), (2, "az-a"), (3, "az-b")],
-    )
-    .await?;
-    let api = StorageApi::new(cluster.client(leader));
-    sims.wait_active(&api, &sims.ids(), Duration::from_secs(60))
-        .await?;
+    let (sims, api) = three_sims(cluster, leader).await?;
     for n in 0..bystanders {
         api.create_tenant(&tenant_create_body(&tenant_id(TAG, 1_000 + n), 4, 1))
             .await?;
@@ -492,5 +489,55 @@ async fn split(cluster: &Cluster, runs: u32, bystanders: u32) -> anyhow::Result<
     let everywhere = Summary::of(&settled).context("no samples")?;
     println!("split 4 -> 8 with {bystanders} bystander tenants, answer: {answer}");
     println!("split 4 -> 8 with {bystanders} bystander tenants, settled everywhere: {everywhere}");
+    Ok(())
+}
+
+/// Starts three simulators (two in `az-a`, one in `az-b`) talking to replica `via`.
+async fn three_sims(cluster: &Cluster, via: u64) -> anyhow::Result<(Sims, StorageApi)> {
+    let sim_bin = std::env::current_exe()?
+        .parent()
+        .context("bench has no directory")?
+        .join("pageserver-sim");
+    let sims = Sims::start(
+        sim_bin,
+        &cluster.url(via),
+        &[(1, "az-a"), (2, "az-a"), (3, "az-b")],
+    )
+    .await?;
+    let api = StorageApi::new(cluster.client(via));
+    sims.wait_active(&api, &sims.ids(), Duration::from_secs(60))
+        .await?;
+    Ok((sims, api))
+}
+
+async fn reconcile_failover(cluster: &Cluster, kills: u32) -> anyhow::Result<()> {
+    use cluster_tests::storage_api::{tenant_create_body, tenant_id};
+    let leader = cluster.wait_for_leader(deadline::ELECTION).await?;
+    let (sims, _) = three_sims(cluster, cluster.live_other_than(leader)).await?;
+    let mut samples = Vec::new();
+    for round in 1..=kills {
+        // Bring back the previous victim first, so every kill leaves a quorum.
+        for id in cluster.ids() {
+            if !cluster.is_running(id) {
+                cluster.restart(id)?;
+            }
+        }
+        cluster.wait_converged(deadline::CONVERGE).await?;
+        let leader = cluster.wait_for_leader(deadline::ELECTION).await?;
+        let via = cluster.live_other_than(leader);
+        let api = StorageApi::new(cluster.client(via));
+        let killed_at = chrono::Utc::now();
+        cluster.kill(leader);
+        let body = tenant_create_body(&tenant_id(0xfa11, round), 2, 1);
+        api.create_tenant_with_retry(&body, Duration::from_secs(60))
+            .await?;
+        let term = cluster.status_of(via).await?.term;
+        let events = sims.all_history()?;
+        let ms = cluster_tests::history::first_call_in_term(&events, term, killed_at)
+            .with_context(|| format!("no location_config accepted in term {term}"))?;
+        samples.push(Duration::from_millis(u64::try_from(ms).unwrap_or(0)));
+    }
+    let summary = Summary::of(&samples).context("no samples")?;
+    println!("leader SIGKILL -> first location_config of the new leader accepted: {summary}");
     Ok(())
 }
