@@ -327,6 +327,21 @@ pub fn count_kind(events: &[Event], kind: &str) -> usize {
     events.iter().filter(|e| e.kind == kind).count()
 }
 
+/// Milliseconds from `since` until a simulator first accepted a `location_config` carrying
+/// `term`, if one did (wall clock of the same machine).
+pub fn first_call_in_term(
+    events: &[Event],
+    term: u64,
+    since: chrono::DateTime<chrono::Utc>,
+) -> Option<i64> {
+    events
+        .iter()
+        .filter(|e| e.kind == "location_config" && e.accepted && e.term == Some(term))
+        .filter_map(|e| chrono::DateTime::parse_from_rfc3339(&e.ts).ok())
+        .min()
+        .map(|first| (first.with_timezone(&chrono::Utc) - since).num_milliseconds())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -537,19 +552,4 @@ mod tests {
         assert!(parse("not json\n").is_err());
         assert_eq!(parse("").expect("empty").len(), 0);
     }
-}
-
-/// Milliseconds from `since` until a simulator first accepted a `location_config` carrying
-/// `term`, if one did (wall clock of the same machine).
-pub fn first_call_in_term(
-    events: &[Event],
-    term: u64,
-    since: chrono::DateTime<chrono::Utc>,
-) -> Option<i64> {
-    events
-        .iter()
-        .filter(|e| e.kind == "location_config" && e.accepted && e.term == Some(term))
-        .filter_map(|e| chrono::DateTime::parse_from_rfc3339(&e.ts).ok())
-        .min()
-        .map(|first| (first.with_timezone(&chrono::Utc) - since).num_milliseconds())
 }
