@@ -1,9 +1,9 @@
 //! SIGKILL of the leader in the middle of a shard split, at every step of the split driver.
 //!
-//! For each failpoint of `appliance/src/controller/split.rs` (after `BeginSplit`, after a
-//! pageserver split, before and after the `CompleteSplit` commit, before a parent detach) two
-//! variants run, each on a fresh 2-shard `Attached(1)` tenant split to 4 through a follower
-//! (which forwards to the leader):
+//! For each failpoint of `appliance/src/controller/split.rs` (after validation, after
+//! `BeginSplit`, after a pageserver split, before and after the `CompleteSplit` commit, before a
+//! parent detach) two variants run, each on a fresh 2-shard `Attached(1)` tenant split to 4
+//! through a follower (which forwards to the leader):
 //!
 //! 1. `pause` at the failpoint on every replica; the leader is killed once it reached it;
 //! 2. `sleep(400)` at the failpoint; the leader is killed a short, per-phase delay after the hit
@@ -49,7 +49,8 @@ const CALL_DEADLINE: Duration = Duration::from_secs(30);
 
 /// The failpoints in the order the split driver passes them, and whether `CompleteSplit` has
 /// committed when a failpoint is reached.
-const PHASES: [(&str, bool); 5] = [
+const PHASES: [(&str, bool); 6] = [
+    ("split-after-validation", false),
     ("split-after-begin", false),
     ("split-after-pageserver-split", false),
     ("split-before-complete", false),
@@ -59,12 +60,13 @@ const PHASES: [(&str, bool); 5] = [
 
 /// The `sleep` variant's kill delay after the hit was observed, per phase. They straddle the
 /// 400 ms sleep so that some kills land in it and some after it, when the leader went on:
+/// - `split-after-validation` 150: in the sleep, before `BeginSplit` (nothing to undo);
 /// - `split-after-begin` 50: in the sleep, before any pageserver split;
 /// - `split-after-pageserver-split` 450: after the first parent's sleep, in the second one's
 ///   (both parents split on their pageservers);
 /// - `split-before-complete` 400: races the `CompleteSplit` commit (either outcome);
 /// - `split-after-complete` 200, `split-parent-detach` 350: after the commit, in the sleep.
-const KILL_DELAYS_MS: [u64; PHASES.len()] = [50, 450, 400, 200, 350];
+const KILL_DELAYS_MS: [u64; PHASES.len()] = [150, 50, 450, 400, 200, 350];
 
 /// A soak: `SPLIT_LEADER_KILL_ROUNDS=N` (at most 20) runs every phase and variant N times, the
 /// sleep variant's kill `ROUND_SHIFT_MS` later each round. The default suite runs one round.
