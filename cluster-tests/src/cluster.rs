@@ -230,6 +230,31 @@ impl Cluster {
         self.replica(id).kill();
     }
 
+    /// Stops replica `id` with SIGSTOP (a leader frozen mid-operation, as a long GC pause or a
+    /// partition would): it keeps its sockets but answers nothing until [`Cluster::resume`].
+    /// Requests to it hang until the client's timeout, so poll the others meanwhile.
+    pub fn pause(&self, id: u64) -> anyhow::Result<()> {
+        self.signal(id, libc::SIGSTOP)
+    }
+
+    /// Continues a replica stopped by [`Cluster::pause`].
+    pub fn resume(&self, id: u64) -> anyhow::Result<()> {
+        self.signal(id, libc::SIGCONT)
+    }
+
+    fn signal(&self, id: u64, signal: libc::c_int) -> anyhow::Result<()> {
+        let pid = self
+            .pid(id)
+            .ok_or_else(|| anyhow::anyhow!("replica {id} is not running"))?;
+        let pid = libc::pid_t::try_from(pid).context("pid out of range")?;
+        // SAFETY: kill(2) with the pid of a child this process has not reaped yet.
+        if unsafe { libc::kill(pid, signal) } != 0 {
+            return Err(std::io::Error::last_os_error())
+                .with_context(|| format!("signal {signal} to replica {id}"));
+        }
+        Ok(())
+    }
+
     /// Starts replica `id` again with the same config and data dir.
     pub fn restart(&self, id: u64) -> anyhow::Result<()> {
         self.replica(id).spawn(&self.bin, &self.rust_log)
