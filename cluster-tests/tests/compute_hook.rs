@@ -14,6 +14,8 @@
 //!    accepts, the body arrives and the flag clears.
 //! 6. An unsharded tenant split into 4 with stripe size 1024 is notified with its four
 //!    children and the new stripe size.
+//! 7. A leader SIGKILLed right after a split committed (paused at `split-after-complete`)
+//!    never told compute; the new leader does.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -555,6 +557,53 @@ async fn compute_hook() {
     let body = wait_notified(&api, &sims, &hook, split, 4).await;
     assert_eq!(body["stripe_size"], json!(1024), "{body}");
     assert_eq!(body["shards"].as_array().map(Vec::len), Some(4), "{body}");
+
+    // 7. The leader dies right after a split committed, before it could tell compute: the new
+    // leader tells compute at its start.
+    let late = &tenants[2].0;
+    for id in cluster.ids() {
+        StorageApi::new(cluster.client(id))
+            .set_failpoint("split-after-complete", "pause")
+            .await
+            .expect("failpoint");
+    }
+    let survivor = cluster.live_other_than(leader);
+    let baseline = api
+        .failpoint_hits("split-after-complete")
+        .await
+        .expect("failpoints");
+    let call = {
+        let api = StorageApi::new(cluster.client(survivor));
+        let tenant = late.clone();
+        tokio::spawn(async move { api.split_tenant(&tenant, 2, None).await })
+    };
+    wait_until(
+        "the leader paused after the commit",
+        SETTLE_DEADLINE,
+        async || {
+            let hits = api.failpoint_hits("split-after-complete").await?;
+            anyhow::ensure!(hits > baseline, "{hits} hits");
+            Ok(())
+        },
+    )
+    .await
+    .expect("paused");
+    cluster.kill(leader);
+    for id in cluster.live_ids() {
+        StorageApi::new(cluster.client(id))
+            .set_failpoint("split-after-complete", "off")
+            .await
+            .expect("failpoint off");
+    }
+    let answer = call.await.expect("split task");
+    eprintln!("compute_hook: the split whose leader died answered {answer:?}");
+    cluster
+        .wait_for_new_leader(leader, cluster_tests::deadline::ELECTION)
+        .await
+        .expect("a new leader");
+    let api = StorageApi::new(cluster.client(survivor));
+    let body = wait_notified(&api, &sims, &hook, late, 2).await;
+    assert_eq!(body["shards"].as_array().map(Vec::len), Some(2), "{body}");
 
     // Every accepted body named nodes that held their shards attached at that moment.
     for r in lock(&hook.received).iter().filter(|r| r.status == 200) {

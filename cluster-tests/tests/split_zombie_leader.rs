@@ -57,6 +57,11 @@ async fn split_zombie_leader() {
             .await
             .expect("failpoint");
     }
+    let leader_api = StorageApi::new(fx.cluster.client(old_leader));
+    let baseline = leader_api
+        .failpoint_hits(FAILPOINT)
+        .await
+        .expect("failpoints");
     // The forwarded call waits on a frozen leader: give it a client that outlasts the freeze.
     let call = {
         let api = StorageApi::new(Client::new(
@@ -66,10 +71,9 @@ async fn split_zombie_leader() {
         let tenant = tenant.clone();
         tokio::spawn(async move { api.split_tenant(&tenant, 4, None).await })
     };
-    let leader_api = StorageApi::new(fx.cluster.client(old_leader));
     wait_until("the leader paused mid-split", SETTLE_DEADLINE, async || {
         let hits = leader_api.failpoint_hits(FAILPOINT).await?;
-        anyhow::ensure!(hits >= 1, "{hits} hits");
+        anyhow::ensure!(hits > baseline, "{hits} hits");
         Ok(())
     })
     .await

@@ -130,9 +130,7 @@ impl Failpoints {
             changed.as_mut().enable();
             let action = {
                 let mut entries = self.entries();
-                let Some(entry) = entries.get_mut(name) else {
-                    return Ok(());
-                };
+                let entry = entries.entry(name.to_string()).or_default();
                 if !counted {
                     entry.hits += 1;
                     counted = true;

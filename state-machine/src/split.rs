@@ -12,7 +12,9 @@
 //! - a tenant is at one shard count in the state at every moment: children exist only after the
 //!   commit, parents only before it, so no state holds both or neither;
 //! - only the term that began a split can complete it; any term can abort it, so a new leader
-//!   that finds a record aborts it and a deposed leader's late `CompleteSplit` is refused;
+//!   that finds a record aborts it and a deposed leader's late `CompleteSplit` is refused; a
+//!   `BeginSplit` of a term older than the recorded leader's is refused, so a past term's
+//!   controller cannot record a split after the current one cleared them at its start;
 //! - completion is refused if a parent's generation moved since `BeginSplit` (a pageserver
 //!   re-attached meanwhile and dropped the children it had made).
 
@@ -137,10 +139,16 @@ impl State {
         };
         let mut parents = Vec::with_capacity(shards.len());
         for s in &shards {
-            let attached = s.intent.attached.filter(|_| {
-                matches!(s.placement, PlacementPolicy::Attached(_))
-                    && s.scheduling != ShardSchedulingPolicy::Stop
-            });
+            if s.scheduling == ShardSchedulingPolicy::Stop {
+                return Err(Rejection::BadRequest(format!(
+                    "Cannot split a tenant whose shard {} has scheduling policy Stop",
+                    s.id
+                )));
+            }
+            let attached = s
+                .intent
+                .attached
+                .filter(|_| matches!(s.placement, PlacementPolicy::Attached(_)));
             let (Some(node), Some(generation)) = (attached, s.generation) else {
                 return Err(Rejection::BadRequest(
                     "Cannot split a tenant that is not attached".into(),
@@ -173,6 +181,16 @@ impl State {
         new_stripe_size: Option<u32>,
         term: u64,
     ) -> Applied {
+        // A controller of a past term whose replica leads again must not start a split: the
+        // current term's controller already aborted whatever was recorded when it started.
+        if let Some(leader) = self.leader()
+            && leader.term > term
+        {
+            return Err(Rejection::Conflict(format!(
+                "term {term} is not the current leader's term {}",
+                leader.term
+            )));
+        }
         let (new_shard_count, new_stripe_size, parents) =
             match self.plan_split(tenant_id, new_shard_count, new_stripe_size)? {
                 SplitPlan::NoOp(_) => {

@@ -355,3 +355,39 @@ fn a_splitting_tenant_keeps_its_intents_generations_and_policy() {
         Rejection::Conflict(_)
     ));
 }
+
+#[test]
+fn a_past_term_cannot_begin_a_split() {
+    let mut state = attached_tenant(2);
+    ok(
+        &mut state,
+        Command::RecordLeader {
+            node_id: 1,
+            term: 5,
+            address: "http://127.0.0.1:1/".into(),
+            started_at: "t5".into(),
+        },
+    );
+    assert!(matches!(
+        rejected(&mut state, begin(4, 4)),
+        Rejection::Conflict(m) if m.contains("term 4")
+    ));
+    ok(&mut state, begin(4, 5));
+}
+
+#[test]
+fn a_stopped_tenant_cannot_split() {
+    let mut state = attached_tenant(2);
+    ok(
+        &mut state,
+        Command::SetTenantPolicy {
+            tenant_id: tenant(),
+            placement: None,
+            scheduling: Some(state_machine::ShardSchedulingPolicy::Stop),
+        },
+    );
+    assert!(matches!(
+        rejected(&mut state, begin(4, 1)),
+        Rejection::BadRequest(m) if m.contains("Stop")
+    ));
+}

@@ -162,6 +162,15 @@ impl Controller {
             tracing::warn!(error = %e, "startup scheduling failed");
         }
         let queued = self.reconcile_all_dirty();
+        // The previous leader may have changed attachments (a split it committed, say) without
+        // telling compute: tell it where every tenant is, as upstream does at startup. Sends
+        // wait until a tenant's shards are observed attached; the background pass retries.
+        let tenants: BTreeSet<TenantId> =
+            self.state.read().shards().map(|s| s.id.tenant_id).collect();
+        for tenant in tenants {
+            self.hook.mark_pending(tenant);
+        }
+        self.spawn_compute_retry();
         self.started.store(true, Ordering::SeqCst);
         tracing::info!(
             queued,
@@ -184,19 +193,23 @@ impl Controller {
                         tracing::warn!(error = %e, "background scheduling failed");
                     }
                     self.reconcile_all_dirty();
-                    // In its own task: a control plane that keeps failing must not hold up
-                    // heartbeats (a retry sequence can take many seconds).
-                    if !self.hook_retry_running.swap(true, Ordering::SeqCst) {
-                        let ctl = self.clone();
-                        tokio::spawn(async move {
-                            ctl.retry_compute_notifications().await;
-                            ctl.hook_retry_running.store(false, Ordering::SeqCst);
-                        });
-                    }
+                    self.spawn_compute_retry();
                 }
             }
         }
         tracing::info!(term = self.term, "controller stopped");
+    }
+
+    /// Retries pending compute notifications in a task of its own (one at a time): a control
+    /// plane that keeps failing must not hold up heartbeats (a retry sequence takes seconds).
+    fn spawn_compute_retry(self: &Arc<Self>) {
+        if !self.hook_retry_running.swap(true, Ordering::SeqCst) {
+            let ctl = self.clone();
+            tokio::spawn(async move {
+                ctl.retry_compute_notifications().await;
+                ctl.hook_retry_running.store(false, Ordering::SeqCst);
+            });
+        }
     }
 
     /// The current life of `node`: cancelled when it goes Offline or re-attaches. A result
@@ -221,6 +234,12 @@ impl Controller {
     }
 
     async fn propose(&self, command: Command) -> Result<Response, ProposeError> {
+        // A controller of a past term must not write, even if its replica leads again later.
+        if self.cancel.is_cancelled() {
+            return Err(ProposeError::Raft(
+                "leadership of this term was lost".into(),
+            ));
+        }
         let written =
             tokio::time::timeout(Duration::from_secs(10), self.raft.client_write(command))
                 .await

@@ -210,6 +210,24 @@ impl Controller {
         queued
     }
 
+    /// Waits until the latest requested pass of each shard has finished, whatever its outcome;
+    /// false at the deadline.
+    pub(super) async fn wait_passes(
+        &self,
+        ids: impl IntoIterator<Item = TenantShardId>,
+        deadline: Instant,
+    ) -> bool {
+        for id in ids {
+            let Some(seq) = self.reconciles.requested(&id) else {
+                continue;
+            };
+            if self.reconciles.wait(id, seq, deadline).await.is_none() {
+                return false;
+            }
+        }
+        true
+    }
+
     /// Waits until the latest requested reconcile of each shard finished; false when one
     /// failed or the deadline passed.
     pub(super) async fn wait_reconciles(

@@ -214,6 +214,7 @@ impl LeaderServices for Services {
         lock(&self.0.last_errors).retain(|id, _| id.tenant_id != tenant);
         self.0.hook.forget(tenant);
         self.0.reconciles.forget_tenant(tenant);
+        self.0.forget_tenant_op(tenant);
     }
 }
 

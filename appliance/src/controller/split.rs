@@ -35,8 +35,10 @@ use super::{Controller, ProposeError, lock};
 
 /// Upstream waits this long for the reconciles around a split.
 const RECONCILE_WAIT: Duration = Duration::from_secs(30);
-/// Pause between attempts of an abort that could not commit.
+/// Pause between attempts of an abort that could not commit, or of a child's detach.
 const ABORT_RETRY: Duration = Duration::from_secs(1);
+/// Attempts to detach each child of an aborted split before leaving it to the background pass.
+const DETACH_ATTEMPTS: u32 = 10;
 
 /// How far a failed split got: before `BeginSplit` nothing needs undoing.
 enum Failure {
@@ -59,6 +61,14 @@ impl Controller {
     async fn tenant_op(&self, tenant: TenantId) -> OwnedMutexGuard<()> {
         let m = lock(&self.tenant_ops).entry(tenant).or_default().clone();
         m.lock_owned().await
+    }
+
+    /// Drops the lock of a deleted tenant unless someone holds or awaits it.
+    pub(super) fn forget_tenant_op(&self, tenant: TenantId) {
+        let mut ops = lock(&self.tenant_ops);
+        if ops.get(&tenant).is_some_and(|m| Arc::strong_count(m) == 1) {
+            ops.remove(&tenant);
+        }
     }
 
     async fn failpoint(&self, name: &str) -> Result<(), ApiError> {
@@ -155,6 +165,17 @@ impl Controller {
             Err(e) => return Err(Failure::Begun(proposal_error(e))),
         };
         tracing::info!(%tenant, parents = record.parents.len(), new_shard_count, "split begun");
+        // A reconcile of a parent that started before the split began still runs on its old
+        // view; no pageserver may split while it can still change the parent's location.
+        let parents: Vec<TenantShardId> = record.parents.iter().map(|p| p.id).collect();
+        if !self
+            .wait_passes(parents, Instant::now() + RECONCILE_WAIT)
+            .await
+        {
+            return Err(Failure::Begun(ApiError::Unavailable(
+                "a reconcile of the tenant is still running; retry the split".into(),
+            )));
+        }
         self.split_on_pageservers(&record)
             .await
             .map_err(Failure::Begun)?;
@@ -189,11 +210,9 @@ impl Controller {
     /// node its intent names: the pageserver splits what it holds.
     async fn settle(&self, parents: &[TenantShardId]) -> Result<(), ApiError> {
         self.reconcile_if_dirty(parents.iter().copied());
+        // An old failed pass does not matter: what counts is where the parents are now.
         let deadline = Instant::now() + RECONCILE_WAIT;
-        if !self
-            .wait_reconciles(parents.iter().copied(), deadline)
-            .await
-        {
+        if !self.wait_passes(parents.iter().copied(), deadline).await {
             return Err(ApiError::Unavailable(
                 "the tenant's shards are still being reconciled; retry the split".into(),
             ));
@@ -333,6 +352,7 @@ impl Controller {
     /// The background end of a split whose commit landed but whose finishing step failed:
     /// leftover parents are detached, the children scheduled and reconciled.
     async fn finish_split_quietly(&self, tenant: TenantId, afresh: bool) {
+        self.hook.mark_pending(tenant);
         let observed = lock(&self.observed).shard_ids();
         let leftovers: Vec<TenantShardId> = {
             let state = self.state.read();
@@ -386,16 +406,23 @@ impl Controller {
         self.schedule_and_reconcile(tenant, false).await;
     }
 
-    /// Detaches an aborted split's children on every reachable parent node, retrying until
-    /// each answers; a node that is not Active is skipped (its activation check detaches
-    /// whatever the controller does not know).
+    /// Detaches an aborted split's children on every reachable parent node, a few attempts
+    /// each (as upstream). A node that is not Active is skipped: its activation check detaches
+    /// whatever the controller does not know. A child left after the attempts stays in the
+    /// observed state as a location of an unknown shard, which the background pass detaches.
     async fn detach_children(&self, record: &SplitRecord) {
         for p in &record.parents {
             for child in &p.children {
-                while let Some(node) = self.node_if_active(p.node) {
+                for attempt in 1..=DETACH_ATTEMPTS {
+                    let Some(node) = self.node_if_active(p.node) else {
+                        break;
+                    };
                     let detached = LocationConfig::detached_unknown(*child);
                     match self.put(&node, *child, &detached).await {
                         Ok(()) => break,
+                        Err(e) if attempt == DETACH_ATTEMPTS => {
+                            tracing::warn!(%child, node = p.node, error = %e, "child not detached; the background pass retries");
+                        }
                         Err(e) => {
                             tracing::warn!(%child, node = p.node, error = %e, "child not detached; retrying");
                             tokio::select! {
