@@ -16,12 +16,13 @@
 //! Throughout, a bystander tenant keeps its attachments and generations; at the end the
 //! simulators' histories are safe, consistency_check passes and nothing crashed.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use cluster_tests::client::http_client;
 use cluster_tests::fixture::ControllerFixture;
 use cluster_tests::history;
-use cluster_tests::placement::{SETTLE_DEADLINE, wait_settled};
+use cluster_tests::placement::{Attachment, SETTLE_DEADLINE, wait_settled};
 use cluster_tests::splits::{new_shards, wait_split_settled_with_secondaries};
 use cluster_tests::storage_api::{shard_ids, tenant_create_body, tenant_id};
 use cluster_tests::{Client, Cluster, ControllerOptions, RawResponse, Sims, StorageApi};
@@ -127,6 +128,35 @@ async fn retry_split(api: &StorageApi, tenant: &str, count: u8) -> Duration {
     took
 }
 
+/// Waits until `tenant` is settled at exactly `expected` (one secondary each) beside the
+/// `bystanders`, and checks that no attachment in `unmoved` changed. Returns the time it took.
+async fn settle_unmoved(
+    fx: &ControllerFixture,
+    api: &StorageApi,
+    tenant: &str,
+    expected: &[String],
+    bystanders: &[String],
+    unmoved: &[&BTreeMap<String, Attachment>],
+    what: &str,
+) -> Duration {
+    let started = Instant::now();
+    let settled = wait_split_settled_with_secondaries(
+        api,
+        &fx.sims,
+        tenant,
+        expected,
+        bystanders,
+        1,
+        SETTLE_DEADLINE,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{what}: {e:#}"));
+    for (id, a) in unmoved.iter().flat_map(|m| m.iter()) {
+        assert_eq!(settled[id], *a, "{what}: {id} moved");
+    }
+    started.elapsed()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn split_failpoints() {
     let split_timeout = Duration::from_millis(
@@ -199,46 +229,33 @@ async fn split_failpoints() {
         );
 
         let expected = if *rolls_forward { &children } else { &parents };
-        let started = Instant::now();
-        let settled = wait_split_settled_with_secondaries(
+        let unmoved: Vec<&BTreeMap<String, Attachment>> = if *rolls_forward {
+            vec![&before]
+        } else {
+            vec![&before, &tenant_before]
+        };
+        let settled_after_failure = settle_unmoved(
+            &fx,
             &api,
-            &fx.sims,
             &tenant,
             expected,
             &bystanders,
-            1,
-            SETTLE_DEADLINE,
+            &unmoved,
+            &format!("{failpoint}: settles after the failed split"),
         )
-        .await
-        .unwrap_or_else(|e| panic!("{failpoint}: settles after the failed split: {e:#}"));
-        let settled_after_failure = started.elapsed();
-        for (id, a) in &before {
-            assert_eq!(settled[id], *a, "{failpoint}: bystander {id} moved");
-        }
-        if !rolls_forward {
-            for (id, a) in &tenant_before {
-                assert_eq!(
-                    settled[id], *a,
-                    "{failpoint}: rolled-back parent {id} moved"
-                );
-            }
-        }
+        .await;
 
         let retry = retry_split(&split_api, &tenant, 4).await;
-        let settled = wait_split_settled_with_secondaries(
+        settle_unmoved(
+            &fx,
             &api,
-            &fx.sims,
             &tenant,
             &children,
             &bystanders,
-            1,
-            SETTLE_DEADLINE,
+            &[&before],
+            &format!("{failpoint}: settles after the retried split"),
         )
-        .await
-        .unwrap_or_else(|e| panic!("{failpoint}: settles after the retried split: {e:#}"));
-        for (id, a) in &before {
-            assert_eq!(settled[id], *a, "{failpoint}: bystander {id} moved");
-        }
+        .await;
         api.consistency_check()
             .await
             .unwrap_or_else(|e| panic!("{failpoint}: consistency: {e}"));
@@ -286,25 +303,16 @@ async fn split_failpoints() {
     let msg = expect_failed(&r, "pageserver fails the split");
     assert_eq!(r.status, 409, "pageserver fails the split: {r:?}");
     assert!(msg.contains("Failed to split"), "{msg:?}");
-    let started = Instant::now();
-    let settled = wait_split_settled_with_secondaries(
+    let fail_settle = settle_unmoved(
+        &fx,
         &api,
-        &fx.sims,
         &tenant,
         &parents,
         &bystanders,
-        1,
-        SETTLE_DEADLINE,
+        &[&before, &tenant_before],
+        "sim fail: settles rolled back",
     )
-    .await
-    .unwrap_or_else(|e| panic!("sim fail: settles rolled back: {e:#}"));
-    let fail_settle = started.elapsed();
-    for (id, a) in &before {
-        assert_eq!(settled[id], *a, "sim fail: bystander {id} moved");
-    }
-    for (id, a) in &tenant_before {
-        assert_eq!(settled[id], *a, "sim fail: rolled-back parent {id} moved");
-    }
+    .await;
 
     assert_eq!(
         split_events(&fx.sims, &tenant),
@@ -334,44 +342,31 @@ async fn split_failpoints() {
         !created.is_empty() && created.iter().all(|c| children.contains(c)),
         "the stalled pageserver created children before answering: {created:?}"
     );
-    let started = Instant::now();
-    let settled = wait_split_settled_with_secondaries(
+    let stall_settle = settle_unmoved(
+        &fx,
         &api,
-        &fx.sims,
         &tenant,
         &parents,
         &bystanders,
-        1,
-        SETTLE_DEADLINE,
+        &[&before, &tenant_before],
+        "sim stall: settles rolled back, children detached",
     )
-    .await
-    .unwrap_or_else(|e| panic!("sim stall: settles rolled back, children detached: {e:#}"));
-    let stall_settle = started.elapsed();
-    for (id, a) in &before {
-        assert_eq!(settled[id], *a, "sim stall: bystander {id} moved");
-    }
-    for (id, a) in &tenant_before {
-        assert_eq!(settled[id], *a, "sim stall: rolled-back parent {id} moved");
-    }
+    .await;
 
     for node in &parent_nodes {
         set_split_behaviour(&fx.sims, *node, json!({"fail": false, "stall_ms": 0})).await;
     }
     let retry = retry_split(&split_api, &tenant, 4).await;
-    let settled = wait_split_settled_with_secondaries(
+    settle_unmoved(
+        &fx,
         &api,
-        &fx.sims,
         &tenant,
         &children,
         &bystanders,
-        1,
-        SETTLE_DEADLINE,
+        &[&before],
+        "sim faults: settles after the retried split",
     )
-    .await
-    .unwrap_or_else(|e| panic!("sim faults: settles after the retried split: {e:#}"));
-    for (id, a) in &before {
-        assert_eq!(settled[id], *a, "bystander {id} moved");
-    }
+    .await;
     rows.push(Row {
         case: format!("sim fail (nodes {parent_nodes:?})"),
         failed_with: 409,

@@ -210,40 +210,30 @@ impl Controller {
         queued
     }
 
-    /// Waits until the latest requested pass of each shard has finished, whatever its outcome;
-    /// false at the deadline.
+    /// Waits until the latest requested pass of each shard has finished: `Some(all succeeded)`,
+    /// or `None` at the deadline.
     pub(super) async fn wait_passes(
         &self,
         ids: impl IntoIterator<Item = TenantShardId>,
         deadline: Instant,
-    ) -> bool {
+    ) -> Option<bool> {
+        let mut all_ok = true;
         for id in ids {
             let Some(seq) = self.reconciles.requested(&id) else {
                 continue;
             };
-            if self.reconciles.wait(id, seq, deadline).await.is_none() {
-                return false;
-            }
+            all_ok &= self.reconciles.wait(id, seq, deadline).await?;
         }
-        true
+        Some(all_ok)
     }
 
-    /// Waits until the latest requested reconcile of each shard finished; false when one
-    /// failed or the deadline passed.
+    /// [`Controller::wait_passes`], true only when every pass succeeded in time.
     pub(super) async fn wait_reconciles(
         &self,
         ids: impl IntoIterator<Item = TenantShardId>,
         deadline: Instant,
     ) -> bool {
-        for id in ids {
-            let Some(seq) = self.reconciles.requested(&id) else {
-                continue;
-            };
-            if self.reconciles.wait(id, seq, deadline).await != Some(true) {
-                return false;
-            }
-        }
-        true
+        self.wait_passes(ids, deadline).await == Some(true)
     }
 
     /// Whether the shard's observed state differs from its intent on Active nodes.

@@ -168,9 +168,10 @@ impl Controller {
         // A reconcile of a parent that started before the split began still runs on its old
         // view; no pageserver may split while it can still change the parent's location.
         let parents: Vec<TenantShardId> = record.parents.iter().map(|p| p.id).collect();
-        if !self
+        if self
             .wait_passes(parents, Instant::now() + RECONCILE_WAIT)
             .await
+            .is_none()
         {
             return Err(Failure::Begun(ApiError::Unavailable(
                 "a reconcile of the tenant is still running; retry the split".into(),
@@ -212,7 +213,11 @@ impl Controller {
         self.reconcile_if_dirty(parents.iter().copied());
         // An old failed pass does not matter: what counts is where the parents are now.
         let deadline = Instant::now() + RECONCILE_WAIT;
-        if !self.wait_passes(parents.iter().copied(), deadline).await {
+        if self
+            .wait_passes(parents.iter().copied(), deadline)
+            .await
+            .is_none()
+        {
             return Err(ApiError::Unavailable(
                 "the tenant's shards are still being reconciled; retry the split".into(),
             ));
