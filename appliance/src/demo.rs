@@ -230,6 +230,10 @@ async fn demo(dir: Option<PathBuf>) -> anyhow::Result<()> {
     println!("  curl -s {api}/control/v1/cluster");
     println!("  curl -s {api}/control/v1/node");
     println!("  curl -s {api}/control/v1/tenant/{}", TENANTS[0].0);
+    println!(
+        "  curl -s -X PUT -H 'content-type: application/json' -d '{{\"new_shard_count\": 4}}' \\\n      {api}/control/v1/tenant/{}/shard_split",
+        TENANTS[1].0
+    );
     println!("  kill a pageserver and watch its attached shards move to their secondaries.");
     println!("\nPress Ctrl-C to stop.");
 
