@@ -87,6 +87,14 @@ impl Queue {
         r.in_flight.contains_key(id) || requested > completed
     }
 
+    /// The last finished pass failed and no other is requested: worth a retry even if the
+    /// shard now looks settled (its error would otherwise stay on show).
+    pub fn last_failed(&self, id: &TenantShardId) -> bool {
+        let r = lock(&self.running);
+        let failed = r.completed.get(id).is_some_and(|(_, ok)| !ok);
+        failed && !r.in_flight.contains_key(id) && !r.queued.contains(id)
+    }
+
     /// Waits until a pass covering `seq` finished: `Some(succeeded)`, or `None` at the deadline.
     pub async fn wait(&self, id: TenantShardId, seq: u64, deadline: Instant) -> Option<bool> {
         loop {
@@ -198,11 +206,12 @@ impl Controller {
         self.state.read().node(id).cloned()
     }
 
-    /// Queues a reconcile of each shard that needs one; returns how many were queued.
+    /// Queues a reconcile of each shard that needs one, or whose last pass failed (the
+    /// background pass retries those); returns how many were queued.
     pub(super) fn reconcile_if_dirty(&self, ids: impl IntoIterator<Item = TenantShardId>) -> usize {
         let mut queued = 0;
         for id in ids {
-            if self.is_dirty(&id) {
+            if self.is_dirty(&id) || self.reconciles.last_failed(&id) {
                 self.reconciles.push(id);
                 queued += 1;
             }
