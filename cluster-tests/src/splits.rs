@@ -124,3 +124,33 @@ pub async fn wait_split_settled_with_secondaries(
     check_secondaries().await?;
     Ok(settled)
 }
+
+/// [`wait_split_settled_with_secondaries`] with one secondary per shard and the usual deadline,
+/// panicking with `what` if it does not settle; then checks that no attachment in `unmoved`
+/// changed. Returns every shard's attachment and the time it took to settle.
+pub async fn expect_settled(
+    api: &StorageApi,
+    sims: &Sims,
+    tenant: &str,
+    expected: &[String],
+    others: &[String],
+    unmoved: &[&BTreeMap<String, Attachment>],
+    what: &str,
+) -> (BTreeMap<String, Attachment>, Duration) {
+    let started = std::time::Instant::now();
+    let settled = wait_split_settled_with_secondaries(
+        api,
+        sims,
+        tenant,
+        expected,
+        others,
+        1,
+        crate::placement::SETTLE_DEADLINE,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{what}: {e:#}"));
+    for (id, a) in unmoved.iter().flat_map(|m| m.iter()) {
+        assert_eq!(settled[id], *a, "{what}: {id} moved");
+    }
+    (settled, started.elapsed())
+}

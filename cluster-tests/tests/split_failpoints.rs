@@ -23,7 +23,7 @@ use cluster_tests::client::http_client;
 use cluster_tests::fixture::ControllerFixture;
 use cluster_tests::history;
 use cluster_tests::placement::{Attachment, SETTLE_DEADLINE, wait_settled};
-use cluster_tests::splits::{new_shards, wait_split_settled_with_secondaries};
+use cluster_tests::splits::{expect_settled, new_shards};
 use cluster_tests::storage_api::{shard_ids, tenant_create_body, tenant_id};
 use cluster_tests::{Client, Cluster, ControllerOptions, RawResponse, Sims, StorageApi};
 use reqwest::Method;
@@ -128,35 +128,6 @@ async fn retry_split(api: &StorageApi, tenant: &str, count: u8) -> Duration {
     took
 }
 
-/// Waits until `tenant` is settled at exactly `expected` (one secondary each) beside the
-/// `bystanders`, and checks that no attachment in `unmoved` changed. Returns the time it took.
-async fn settle_unmoved(
-    fx: &ControllerFixture,
-    api: &StorageApi,
-    tenant: &str,
-    expected: &[String],
-    bystanders: &[String],
-    unmoved: &[&BTreeMap<String, Attachment>],
-    what: &str,
-) -> Duration {
-    let started = Instant::now();
-    let settled = wait_split_settled_with_secondaries(
-        api,
-        &fx.sims,
-        tenant,
-        expected,
-        bystanders,
-        1,
-        SETTLE_DEADLINE,
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{what}: {e:#}"));
-    for (id, a) in unmoved.iter().flat_map(|m| m.iter()) {
-        assert_eq!(settled[id], *a, "{what}: {id} moved");
-    }
-    started.elapsed()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn split_failpoints() {
     let split_timeout = Duration::from_millis(
@@ -234,21 +205,22 @@ async fn split_failpoints() {
         } else {
             vec![&before, &tenant_before]
         };
-        let settled_after_failure = settle_unmoved(
-            &fx,
+        let settled_after_failure = expect_settled(
             &api,
+            &fx.sims,
             &tenant,
             expected,
             &bystanders,
             &unmoved,
             &format!("{failpoint}: settles after the failed split"),
         )
-        .await;
+        .await
+        .1;
 
         let retry = retry_split(&split_api, &tenant, 4).await;
-        settle_unmoved(
-            &fx,
+        expect_settled(
             &api,
+            &fx.sims,
             &tenant,
             &children,
             &bystanders,
@@ -303,16 +275,17 @@ async fn split_failpoints() {
     let msg = expect_failed(&r, "pageserver fails the split");
     assert_eq!(r.status, 409, "pageserver fails the split: {r:?}");
     assert!(msg.contains("Failed to split"), "{msg:?}");
-    let fail_settle = settle_unmoved(
-        &fx,
+    let fail_settle = expect_settled(
         &api,
+        &fx.sims,
         &tenant,
         &parents,
         &bystanders,
         &[&before, &tenant_before],
         "sim fail: settles rolled back",
     )
-    .await;
+    .await
+    .1;
 
     assert_eq!(
         split_events(&fx.sims, &tenant),
@@ -342,24 +315,25 @@ async fn split_failpoints() {
         !created.is_empty() && created.iter().all(|c| children.contains(c)),
         "the stalled pageserver created children before answering: {created:?}"
     );
-    let stall_settle = settle_unmoved(
-        &fx,
+    let stall_settle = expect_settled(
         &api,
+        &fx.sims,
         &tenant,
         &parents,
         &bystanders,
         &[&before, &tenant_before],
         "sim stall: settles rolled back, children detached",
     )
-    .await;
+    .await
+    .1;
 
     for node in &parent_nodes {
         set_split_behaviour(&fx.sims, *node, json!({"fail": false, "stall_ms": 0})).await;
     }
     let retry = retry_split(&split_api, &tenant, 4).await;
-    settle_unmoved(
-        &fx,
+    expect_settled(
         &api,
+        &fx.sims,
         &tenant,
         &children,
         &bystanders,

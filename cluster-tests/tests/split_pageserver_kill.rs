@@ -18,7 +18,7 @@ use cluster_tests::client::http_client;
 use cluster_tests::fixture::ControllerFixture;
 use cluster_tests::history;
 use cluster_tests::placement::{SETTLE_DEADLINE, wait_settled};
-use cluster_tests::splits::{new_shards, wait_split_settled_with_secondaries};
+use cluster_tests::splits::{expect_settled, new_shards};
 use cluster_tests::storage_api::{shard_ids, tenant_create_body, tenant_id};
 use cluster_tests::{Client, Sims, StorageApi, wait_until};
 use reqwest::Method;
@@ -160,23 +160,29 @@ async fn retry_and_settle(
     let took = started.elapsed();
     assert_eq!(r.status, 200, "retried split of {tenant}: {r:?}");
     assert_eq!(new_shards(&r.body), children);
-    let started = Instant::now();
-    let settled = wait_split_settled_with_secondaries(
+    let (settled, settle) = expect_settled(
         api,
         sims,
         tenant,
         &children,
         others,
-        1,
-        SETTLE_DEADLINE,
+        &[],
+        &format!("{tenant}: settles after the retried split"),
     )
-    .await
-    .unwrap_or_else(|e| panic!("{tenant}: settles after the retried split: {e:#}"));
+    .await;
     let live = sims.live_ids();
     for c in &children {
         assert!(live.contains(&settled[c].node), "{c}: {:?}", settled[c]);
     }
-    (took, started.elapsed())
+    (took, settle)
+}
+
+/// Restarts simulator `node` and waits until every simulator is Active.
+async fn restart_sim(sims: &Sims, api: &StorageApi, node: u64) {
+    sims.restart(node).await.expect("the sim restarts");
+    sims.wait_active(api, &sims.ids(), SETTLE_DEADLINE)
+        .await
+        .expect("every sim Active again");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -207,22 +213,18 @@ async fn split_pageserver_kill() {
         k.node, k.status, k.msg, k.answered_after_kill
     );
     let restarted = Instant::now();
-    fx.sims.restart(k.node).await.expect("the sim restarts");
-    fx.sims
-        .wait_active(&api, &fx.sims.ids(), SETTLE_DEADLINE)
-        .await
-        .expect("every sim Active again");
-    let settled = wait_split_settled_with_secondaries(
+    restart_sim(&fx.sims, &api, k.node).await;
+    let settled = expect_settled(
         &api,
         &fx.sims,
         &tenant,
         std::slice::from_ref(&tenant),
         &bystanders,
-        1,
-        SETTLE_DEADLINE,
+        &[],
+        "(a) settles rolled back with the sim back",
     )
     .await
-    .unwrap_or_else(|e| panic!("(a) settles rolled back with the sim back: {e:#}"));
+    .0;
     let rolled_back = restarted.elapsed();
     let parent = settled[&tenant];
     assert!(
@@ -273,17 +275,17 @@ async fn split_pageserver_kill() {
     )
     .await
     .expect("the dead node goes Offline");
-    let settled = wait_split_settled_with_secondaries(
+    let settled = expect_settled(
         &api,
         &fx.sims,
         &tenant,
         std::slice::from_ref(&tenant),
         &bystanders,
-        1,
-        SETTLE_DEADLINE,
+        &[],
+        "(b) settles rolled back on the live nodes",
     )
     .await
-    .unwrap_or_else(|e| panic!("(b) settles rolled back on the live nodes: {e:#}"));
+    .0;
     let rolled_back = killed.elapsed();
     let parent = settled[&tenant];
     assert_ne!(parent.node, k.node, "(b) the parent failed over");
@@ -311,22 +313,17 @@ async fn split_pageserver_kill() {
     // (the parent and the children it had made, in the old generation) is dropped on its
     // re-attach and activation, and everything settles again.
     let returned = Instant::now();
-    fx.sims.restart(k.node).await.expect("the sim restarts");
-    fx.sims
-        .wait_active(&api, &fx.sims.ids(), SETTLE_DEADLINE)
-        .await
-        .expect("every sim Active again");
-    wait_split_settled_with_secondaries(
+    restart_sim(&fx.sims, &api, k.node).await;
+    expect_settled(
         &api,
         &fx.sims,
         &tenant,
         &shard_ids(&tenant, NEW_COUNT),
         &bystanders,
-        1,
-        SETTLE_DEADLINE,
+        &[],
+        "(b) settles with the dead node back",
     )
-    .await
-    .unwrap_or_else(|e| panic!("(b) settles with the dead node back: {e:#}"));
+    .await;
     report.push(format!(
         "(b) sim {} back after the retried split: settled with no strays in {:.1?}",
         k.node,
