@@ -280,6 +280,9 @@ impl Config {
             install_snapshot_timeout: t.install_snapshot_timeout_ms,
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(t.snapshot_threshold),
             max_in_snapshot_log_to_keep: t.snapshot_keep_logs,
+            // Bounded so that a batch of the largest entries fits a follower's RPC body limit.
+            max_payload_entries: raft_store::codec::MAX_PAYLOAD_ENTRIES,
+            snapshot_max_chunk_size: raft_store::codec::SNAPSHOT_CHUNK_BYTES,
             ..Default::default()
         };
         config

@@ -71,7 +71,14 @@ fn main() -> anyhow::Result<()> {
                     std::process::exit(2);
                 }
             };
-            runtime.block_on(run::run(config))
+            // `{:#}` prints the whole cause chain on one line (a failed start once printed
+            // only "cannot start raft").
+            if let Err(e) = runtime.block_on(run::run(config)) {
+                tracing::error!("{e:#}");
+                eprintln!("storcon: {e:#}");
+                std::process::exit(1);
+            }
+            Ok(())
         }
         Cmd::CheckConfig { config } => match config::Config::load(&config) {
             Ok(c) => {

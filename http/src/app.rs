@@ -12,8 +12,8 @@ use raft_store::{FormationStatus, Raft, SharedState};
 use crate::auth::HttpAuth;
 use crate::failpoints::{self, Failpoints};
 use crate::{
-    auth, cluster, debug, forward, nodes, onboarding, probes, raft_rpc, split, tenant_config,
-    tenants, trace, upcalls,
+    auth, cluster, debug, forward, guard, nodes, onboarding, probes, raft_rpc, split,
+    tenant_config, tenants, trace, upcalls,
 };
 
 /// Answers formation questions from peers; implemented by the binary, which owns start-up.
@@ -109,25 +109,31 @@ impl AppState {
     }
 }
 
-/// Snapshot chunks are up to 3 MiB; leave room above that.
-const RAFT_BODY_LIMIT: usize = 64 << 20;
+/// The largest API request body. Bodies are bounded again by nesting (`ApiJson`) and the
+/// commands built from them by size (`Command::check_encodable`); this bound is for requests
+/// that are not commands, like a validate of tens of thousands of shards.
+pub const API_BODY_LIMIT: usize = 4 << 20;
 
 pub fn router(app: AppState) -> Router {
+    // Raft RPCs carry batches of entries and snapshot chunks: the store's codec sets their bound.
+    let raft = Router::new()
+        .route(raft_store::raft_paths::APPEND, post(raft_rpc::append))
+        .route(raft_store::raft_paths::VOTE, post(raft_rpc::vote))
+        .route(raft_store::raft_paths::SNAPSHOT, post(raft_rpc::snapshot))
+        .route(raft_rpc::FORMATION_PATH, get(raft_rpc::formation))
+        .layer(DefaultBodyLimit::max(raft_store::codec::RAFT_BODY_LIMIT));
+
     let local = Router::new()
         .route("/status", get(probes::status))
         .route("/live", get(probes::live))
         .route("/ready", get(probes::ready))
         .route("/control/v1/cluster", get(cluster::status))
         .route("/control/v1/leader", get(cluster::leader))
-        .route(raft_store::raft_paths::APPEND, post(raft_rpc::append))
-        .route(raft_store::raft_paths::VOTE, post(raft_rpc::vote))
-        .route(raft_store::raft_paths::SNAPSHOT, post(raft_rpc::snapshot))
-        .route(raft_rpc::FORMATION_PATH, get(raft_rpc::formation))
         .route(
             "/debug/v1/failpoints",
             get(failpoints::list).put(failpoints::put),
         )
-        .layer(DefaultBodyLimit::max(RAFT_BODY_LIMIT));
+        .layer(DefaultBodyLimit::max(API_BODY_LIMIT));
 
     let leader_served = Router::new()
         .route("/control/v1/node", post(nodes::register).get(nodes::list))
@@ -165,6 +171,7 @@ pub fn router(app: AppState) -> Router {
             post(debug::consistency_check),
         )
         .fallback(nodes::not_found)
+        .layer(DefaultBodyLimit::max(API_BODY_LIMIT))
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),
             forward::to_leader,
@@ -172,12 +179,16 @@ pub fn router(app: AppState) -> Router {
 
     // Auth wraps every route and the fallback, outside the forwarding layer: a follower checks the
     // token before it forwards, and the leader checks the forwarded header again.
-    local
+    // Outermost first: the span, panics caught, errors as JSON, dot segments refused, then auth.
+    raft.merge(local)
         .merge(leader_served)
         .layer(axum::middleware::from_fn_with_state(
             app.auth.clone(),
             auth::require_token,
         ))
+        .layer(axum::middleware::from_fn(guard::refuse_dot_segments))
+        .layer(axum::middleware::from_fn(guard::json_errors))
+        .layer(axum::middleware::from_fn(guard::catch_panic))
         .layer(axum::middleware::from_fn(trace::request_span))
         .with_state(app)
 }

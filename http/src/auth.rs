@@ -82,6 +82,9 @@ pub enum Access {
     AnyToken,
     /// A valid token of this scope, or `admin`.
     Scope(Scope),
+    /// A valid token of exactly this scope, not even `admin`: the Raft RPCs, which only peers
+    /// send, so a leaked operator token cannot forge a leader.
+    Only(Scope),
 }
 
 /// The auth table: what `method path` requires, with the sections of the reference it follows.
@@ -146,7 +149,7 @@ pub fn required_access(method: &Method, path: &str) -> Access {
         // storcon's own routes. Cluster status: operators read it with `admin`, and a follower
         // asks its leader with its peer token. Raft RPCs and the formation probe: peers only.
         ("GET", ["control", "v1", "cluster"]) => scope(ControllerPeer),
-        (_, ["raft", ..]) => scope(ControllerPeer),
+        (_, ["raft", ..]) => Access::Only(ControllerPeer),
 
         // Anything else, including unknown routes.
         _ => scope(Admin),
@@ -180,6 +183,8 @@ pub enum TokenError {
     Characters,
     #[error("the token has expired")]
     Expired,
+    #[error("the token is not valid yet (nbf lies in the future)")]
+    NotYetValid,
     #[error("{0}")]
     Invalid(jsonwebtoken::errors::Error),
 }
@@ -211,6 +216,8 @@ impl JwtVerifier {
         // Upstream tokens carry no `exp`; an `exp` that is present is still checked.
         validation.required_spec_claims.clear();
         validation.validate_exp = true;
+        // A token not valid yet is refused like an expired one.
+        validation.validate_nbf = true;
         validation.leeway = 0;
         Ok(JwtVerifier { key, validation })
     }
@@ -220,6 +227,9 @@ impl JwtVerifier {
         match jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation) {
             Ok(data) => Ok(data.claims),
             Err(e) if matches!(e.kind(), ErrorKind::ExpiredSignature) => Err(TokenError::Expired),
+            Err(e) if matches!(e.kind(), ErrorKind::ImmatureSignature) => {
+                Err(TokenError::NotYetValid)
+            }
             Err(e) => Err(TokenError::Invalid(e)),
         }
     }
@@ -354,24 +364,32 @@ pub fn authorize(
     path: &str,
     headers: &HeaderMap,
 ) -> Result<Option<Claims>, Rejection> {
+    // (scope, whether `admin` passes too)
     let required = match required_access(method, path) {
         Access::Public => return Ok(None),
         Access::AnyToken => None,
-        Access::Scope(scope) => Some(scope),
+        Access::Scope(scope) => Some((scope, true)),
+        Access::Only(scope) => Some((scope, false)),
     };
     let token = bearer(headers)?;
     let claims = verifier.verify(token).map_err(|e| {
         tracing::info!(%method, path, error = %e, "JWT refused");
         match e {
             TokenError::Expired => Rejection::Forbidden("JWT authentication error: expired".into()),
+            TokenError::NotYetValid => {
+                Rejection::Forbidden("JWT authentication error: not valid yet (nbf)".into())
+            }
             _ => Rejection::Forbidden("JWT authentication error".into()),
         }
     })?;
     match required {
-        Some(scope) if !claims.scope.grants(scope) => {
+        Some((scope, admin_passes))
+            if !(claims.scope == scope || (admin_passes && claims.scope.grants(scope))) =>
+        {
             tracing::info!(%method, path, have = %claims.scope, need = %scope, "JWT scope refused");
+            let alternatives = if admin_passes { " or 'admin'" } else { " only" };
             Err(Rejection::Forbidden(format!(
-                "JWT scope '{}' does not grant {method} {path} (requires '{scope}' or 'admin')",
+                "JWT scope '{}' does not grant {method} {path} (requires '{scope}'{alternatives})",
                 claims.scope
             )))
         }
@@ -483,7 +501,7 @@ mod tests {
 
     #[test]
     fn the_scope_table() {
-        use Access::{AnyToken, Public, Scope as S};
+        use Access::{AnyToken, Only, Public, Scope as S};
         use Scope::*;
         let cases = [
             // probes
@@ -565,10 +583,10 @@ mod tests {
             (Method::GET, "/debug/v1/tenant/abc/locate", S(Admin)),
             // storcon's own
             (Method::GET, "/control/v1/cluster", S(ControllerPeer)),
-            (Method::POST, "/raft/append", S(ControllerPeer)),
-            (Method::POST, "/raft/vote", S(ControllerPeer)),
-            (Method::POST, "/raft/snapshot", S(ControllerPeer)),
-            (Method::GET, "/raft/formation", S(ControllerPeer)),
+            (Method::POST, "/raft/append", Only(ControllerPeer)),
+            (Method::POST, "/raft/vote", Only(ControllerPeer)),
+            (Method::POST, "/raft/snapshot", Only(ControllerPeer)),
+            (Method::GET, "/raft/formation", Only(ControllerPeer)),
             // unknown routes and odd spellings fall to admin
             (Method::GET, "/", S(Admin)),
             (Method::GET, "/nope", S(Admin)),
@@ -612,6 +630,17 @@ mod tests {
             &serde_json::json!({"scope": "admin", "exp": now() - 10}),
         );
         assert!(matches!(v.verify(&expired), Err(TokenError::Expired)));
+        // Not valid yet: an `nbf` in the future is refused, one in the past accepted.
+        let early = sign(
+            TEST_PRIVATE_A,
+            &serde_json::json!({"scope": "admin", "nbf": now() + 600}),
+        );
+        assert!(matches!(v.verify(&early), Err(TokenError::NotYetValid)));
+        let started = sign(
+            TEST_PRIVATE_A,
+            &serde_json::json!({"scope": "admin", "nbf": now() - 10}),
+        );
+        assert!(v.verify(&started).is_ok());
         // Unknown scope, missing scope, garbage.
         assert!(v.verify(&token("superuser")).is_err());
         assert!(
@@ -716,6 +745,12 @@ mod tests {
         assert!(check(Method::GET, "/control/v1/node", bearer("admin")).is_ok());
         assert!(check(Method::POST, "/raft/vote", bearer("controller_peer")).is_ok());
         assert!(check(Method::POST, "/raft/vote", bearer("infra")).is_err());
+        // An operator's token cannot forge Raft RPCs (issue 8), though it passes elsewhere.
+        for path in ["/raft/append", "/raft/vote", "/raft/snapshot"] {
+            let refused = check(Method::POST, path, bearer("admin")).expect_err(path);
+            assert_eq!(refused.status(), StatusCode::FORBIDDEN, "{path}");
+            assert!(refused.to_string().contains("only"), "{refused}");
+        }
         assert!(check(Method::GET, "/control/v1/cluster", bearer("admin")).is_ok());
         assert!(check(Method::GET, "/control/v1/cluster", bearer("infra")).is_err());
         // Any valid token for the secondary download, but still a valid one.

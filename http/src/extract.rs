@@ -1,22 +1,71 @@
-//! Extractors whose rejections are API errors (400 with `msg`), not axum's plain-text bodies.
+//! Extractors whose rejections are API errors (4xx with `msg`), not axum's plain-text bodies.
+//!
+//! Request bodies are admitted in three steps: the body limit (413 past it), the nesting bound
+//! [`MAX_REQUEST_DEPTH`] (400), and strict decoding (400), which refuses the positional array
+//! form of structs. The nesting bound keeps every command built from a request far below what
+//! the log and RPC decoders accept (see `state_machine::limits`).
 
+use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
 use serde::de::DeserializeOwned;
+use state_machine::ids::shortened;
+use state_machine::limits::{MAX_REQUEST_DEPTH, json_depth};
 
 use crate::error::ApiError;
+use crate::strict_json;
 
-/// A JSON body; malformed JSON, wrong types and missing fields are a 400 naming the problem.
+/// A JSON body; malformed JSON, wrong types, missing fields, too deep or too large are a 4xx
+/// naming the problem.
 pub struct ApiJson<T>(pub T);
+
+fn is_json(headers: &HeaderMap) -> bool {
+    let Some(value) = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or("").trim();
+    essence.eq_ignore_ascii_case("application/json")
+        || (essence.len() > 5
+            && essence.starts_with("application/")
+            && essence.to_ascii_lowercase().ends_with("+json"))
+}
+
+/// The body bytes within the router's limit: past it, 413.
+pub(crate) async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
+    Bytes::from_request(req, state).await.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge(rejection.body_text())
+        } else {
+            ApiError::BadRequest(rejection.body_text())
+        }
+    })
+}
+
+/// Admits a request body: the nesting bound, then strict decoding into `T`.
+pub fn admit<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let depth = json_depth(bytes);
+    if depth > MAX_REQUEST_DEPTH {
+        return Err(ApiError::BadRequest(format!(
+            "request body nests {depth} levels deep; at most {MAX_REQUEST_DEPTH} are accepted"
+        )));
+    }
+    strict_json::from_slice(bytes)
+        .map_err(|e| ApiError::BadRequest(format!("Failed to deserialize the JSON body: {e}")))
+}
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(v)) => Ok(ApiJson(v)),
-            Err(rejection) => Err(ApiError::BadRequest(rejection.body_text())),
+        if !is_json(req.headers()) {
+            return Err(ApiError::BadRequest(
+                "Expected request with `Content-Type: application/json`".into(),
+            ));
         }
+        let bytes = body_bytes(req, state).await?;
+        admit(&bytes).map(ApiJson)
     }
 }
 
@@ -34,6 +83,21 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
     }
 }
 
+/// The one path parameter of a route, as a string; a parameter that is not valid UTF-8 after
+/// percent-decoding is a 400 with `msg`.
+pub struct ApiPath(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for ApiPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Path::<String>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(raw)| ApiPath(raw))
+            .map_err(|e| ApiError::BadRequest(e.body_text()))
+    }
+}
+
 /// A numeric id from the last path segment named `{node_id}` etc.
 pub struct IdPath(pub u64);
 
@@ -41,12 +105,12 @@ impl<S: Send + Sync> FromRequestParts<S> for IdPath {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let axum::extract::Path(raw) =
-            axum::extract::Path::<String>::from_request_parts(parts, state)
-                .await
-                .map_err(|e| ApiError::BadRequest(e.body_text()))?;
-        raw.parse::<u64>()
-            .map(IdPath)
-            .map_err(|_| ApiError::BadRequest(format!("invalid id {raw:?}: expected an integer")))
+        let ApiPath(raw) = ApiPath::from_request_parts(parts, state).await?;
+        raw.parse::<u64>().map(IdPath).map_err(|_| {
+            ApiError::BadRequest(format!(
+                "invalid id {:?}: expected an integer",
+                shortened(&raw)
+            ))
+        })
     }
 }

@@ -107,14 +107,32 @@ impl Failpoints {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn configure(&self, name: &str, actions: &str) -> Result<(), String> {
+    /// Checks one entry of a configuration without applying it.
+    fn check(name: &str, actions: &str) -> Result<Action, String> {
         if name.is_empty() {
             return Err("failpoint name must not be empty".into());
         }
-        let action = Action::parse(actions)?;
-        self.entries().entry(name.to_string()).or_default().action = Some(action);
+        Action::parse(actions)
+    }
+
+    /// Applies a configuration whose every entry was checked first: all of it, or none.
+    fn configure_all(&self, configs: &[(&str, &str)]) -> Result<(), String> {
+        let checked = configs
+            .iter()
+            .map(|(name, actions)| Ok((*name, Self::check(name, actions)?)))
+            .collect::<Result<Vec<_>, String>>()?;
+        let mut entries = self.entries();
+        for (name, action) in checked {
+            entries.entry(name.to_string()).or_default().action = Some(action);
+        }
+        drop(entries);
         self.changed.notify_waiters();
         Ok(())
+    }
+
+    #[cfg(test)]
+    fn configure(&self, name: &str, actions: &str) -> Result<(), String> {
+        self.configure_all(&[(name, actions)])
     }
 
     /// Passes the failpoint `name`: returns at once unless a test configured it.
@@ -196,14 +214,13 @@ pub async fn put(
     ApiJson(configs): ApiJson<Vec<FailpointConfig>>,
 ) -> Result<Json<()>, ApiError> {
     refuse_disabled(&app)?;
-    for c in &configs {
-        Action::parse(&c.actions).map_err(ApiError::BadRequest)?;
-    }
-    for c in &configs {
-        app.failpoints
-            .configure(&c.name, &c.actions)
-            .map_err(ApiError::BadRequest)?;
-    }
+    let configs: Vec<(&str, &str)> = configs
+        .iter()
+        .map(|c| (c.name.as_str(), c.actions.as_str()))
+        .collect();
+    app.failpoints
+        .configure_all(&configs)
+        .map_err(ApiError::BadRequest)?;
     Ok(Json(()))
 }
 
@@ -260,6 +277,22 @@ mod tests {
         fp.configure("p", "return(stop)").expect("configure");
         let result = waiter.await.expect("join");
         assert_eq!(result.expect_err("error").message, "stop");
+    }
+
+    #[test]
+    fn an_invalid_entry_applies_none_of_the_configuration() {
+        let fp = Failpoints::new(true);
+        let refused = fp.configure_all(&[("a", "return"), ("", "off"), ("c", "pause")]);
+        assert!(refused.is_err());
+        let refused = fp.configure_all(&[("a", "return"), ("b", "sleep(x)")]);
+        assert!(refused.is_err());
+        assert!(
+            fp.entries().is_empty(),
+            "a partial configuration was applied"
+        );
+        fp.configure_all(&[("a", "return"), ("b", "sleep(5)")])
+            .expect("valid");
+        assert_eq!(fp.entries().len(), 2);
     }
 
     #[tokio::test]

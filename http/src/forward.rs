@@ -22,7 +22,6 @@ pub const READ_LOCAL_HEADER: &str = "x-storcon-read-local";
 
 /// Upstream proxies with a 40 s timeout; a request that takes longer is answered 503.
 const PROXY_TIMEOUT: Duration = Duration::from_secs(40);
-const MAX_BODY: usize = 16 << 20;
 
 /// Headers that describe one hop, not the request, and must not be copied.
 fn hop_by_hop(name: &HeaderName) -> bool {
@@ -94,9 +93,15 @@ async fn proxy(
         .map(|p| p.as_str())
         .unwrap_or("/");
     let url = format!("http://{addr}{path}");
-    let body = axum::body::to_bytes(body, MAX_BODY)
+    // The leader would refuse a larger body; say so here rather than send it.
+    let body = axum::body::to_bytes(body, crate::app::API_BODY_LIMIT)
         .await
-        .map_err(|e| ApiError::BadRequest(format!("cannot read request body: {e}")))?;
+        .map_err(|e| {
+            ApiError::PayloadTooLarge(format!(
+                "request body over {} bytes: {e}",
+                crate::app::API_BODY_LIMIT
+            ))
+        })?;
     let mut out = app
         .forward_client
         .request(parts.method.clone(), &url)

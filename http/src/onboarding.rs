@@ -4,14 +4,17 @@
 //! - mode Detached -> policy Detached; Secondary -> Secondary; Attached* -> Attached(1), or
 //!   Attached(0) when only one pageserver is registered.
 //! - An unknown tenant is created; for an attached mode the request's generation becomes the
-//!   tenant's, so the controller continues the control plane's generation sequence.
+//!   tenant's, so the controller continues the control plane's generation sequence. A known
+//!   tenant's policy, config and generation change in one command (`OnboardTenant`).
+//! - `tenant_conf` must be an object (absent means the default config); anything else is a 400
+//!   and changes nothing.
 //! - Answer: `{"shards":[{"shard_id","node_id"}],"stripe_size"}` for attached shards, after
 //!   waiting up to 5 s for the reconcile (a slow reconcile is not an error).
 
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use serde::Serialize;
 use state_machine::ids::TenantShardId;
 use state_machine::wire::{LocationConfig, LocationConfigMode};
@@ -19,7 +22,7 @@ use state_machine::{Command, CreateTenant, DEFAULT_STRIPE_SIZE, NodeId, Placemen
 
 use crate::app::AppState;
 use crate::error::ApiError;
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, ApiPath};
 use crate::propose::propose;
 
 const ONBOARD_RECONCILE_WAIT: Duration = Duration::from_secs(5);
@@ -38,7 +41,7 @@ pub struct LocationConfigResponse {
 
 pub async fn put(
     State(app): State<AppState>,
-    Path(raw): Path<String>,
+    ApiPath(raw): ApiPath,
     ApiJson(conf): ApiJson<LocationConfig>,
 ) -> Result<Json<LocationConfigResponse>, ApiError> {
     let id: TenantShardId = raw
@@ -62,53 +65,33 @@ pub async fn put(
         _ if app.state.read().nodes().count() > 1 => PlacementPolicy::Attached(1),
         _ => PlacementPolicy::Attached(0),
     };
+    // An absent `tenant_conf` is the default config, as on a pageserver.
+    let config = match conf.tenant_conf {
+        serde_json::Value::Null => serde_json::json!({}),
+        c => c,
+    };
+    let generation = conf.generation.filter(|_| conf.mode.is_attached());
     let known = app.state.read().tenant_shards(tenant_id).next().is_some();
-    if known {
-        propose(
-            &app,
-            Command::SetTenantPolicy {
-                tenant_id,
-                placement: Some(placement),
-                scheduling: None,
-            },
-        )
-        .await?;
-        propose(
-            &app,
-            Command::SetTenantConfig {
-                tenant_id,
-                config: conf.tenant_conf.clone(),
-            },
-        )
-        .await?;
-        // A tenant first onboarded as Secondary has no generation yet: continue the control
-        // plane's, so generations never go back.
-        if let Some(generation) = conf.generation.filter(|_| conf.mode.is_attached()) {
-            propose(
-                &app,
-                Command::AdoptGeneration {
-                    tenant_id,
-                    generation,
-                },
-            )
-            .await?;
+    let command = if known {
+        // One command: a refused config must not leave the new policy behind.
+        Command::OnboardTenant {
+            tenant_id,
+            placement,
+            config,
+            generation,
         }
     } else {
-        let preferred_az = services.choose_az();
-        propose(
-            &app,
-            Command::CreateTenant(CreateTenant {
-                tenant_id,
-                shard_count: id.shard_count.0,
-                stripe_size: DEFAULT_STRIPE_SIZE,
-                placement,
-                config: conf.tenant_conf.clone(),
-                preferred_az,
-                generation: conf.mode.is_attached().then_some(conf.generation).flatten(),
-            }),
-        )
-        .await?;
-    }
+        Command::CreateTenant(CreateTenant {
+            tenant_id,
+            shard_count: id.shard_count.0,
+            stripe_size: DEFAULT_STRIPE_SIZE,
+            placement,
+            config,
+            preferred_az: services.choose_az(),
+            generation,
+        })
+    };
+    propose(&app, command).await?;
     services.schedule_tenant(tenant_id).await?;
     if !services
         .wait_reconciled(tenant_id, ONBOARD_RECONCILE_WAIT)

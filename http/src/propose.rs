@@ -17,6 +17,8 @@ const QUORUM_RETRY: Duration = Duration::from_millis(50);
 /// machine becomes the matching 4xx. On timeout the outcome is unknown: the write may still
 /// commit, so every command is safe to retry.
 pub async fn propose(app: &AppState, command: Command) -> Result<Response, ApiError> {
+    // Every replica must be able to decode the entry, forever: refuse what it could not.
+    command.check_encodable()?;
     let written = tokio::time::timeout(QUORUM_WAIT, app.raft.client_write(command))
         .await
         .map_err(|_| {

@@ -1,21 +1,104 @@
 //! Raft RPC endpoints and the formation probe, on the same listener as the API.
 //!
 //! Each RPC must name this replica in `x-storcon-target-node` (421 otherwise), and RPCs are
-//! refused with 503 until start-up has admitted this replica to Raft.
+//! refused with 503 until start-up has admitted this replica to Raft. An RPC is also refused
+//! (403) unless it comes from a member and its term is plausible ([`check_sender`]): a forged
+//! AppendEntries from a phantom leader at term 2^63 once made every replica follow it, and the
+//! next election overflowed the term (issue 8). Bodies are decoded by `raft_store::codec`, with
+//! its body limit, so a replica reads every RPC its leader can send.
+
+use std::collections::BTreeSet;
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{FromRequest, Request, State};
 use axum::http::HeaderMap;
 use openraft::error::{InstallSnapshotError, RaftError};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
-use raft_store::{FormationStatus, TARGET_NODE_HEADER, TypeConfig};
+use openraft::{LogId, Vote};
+use raft_store::{FormationStatus, TARGET_NODE_HEADER, TypeConfig, codec};
+use serde::de::DeserializeOwned;
 
 use crate::app::AppState;
 use crate::error::ApiError;
-use crate::extract::ApiJson;
+use crate::extract::body_bytes;
+
+/// How far above this replica's term an RPC's term may be. Honest terms grow by one per
+/// election, so a gap this large is a forgery; refusing it means no sequence of fewer than 2^31
+/// RPCs can carry a term to overflow.
+pub const MAX_TERM_JUMP: u64 = 1 << 32;
+/// No term above this is ever accepted, so `term + 1` can never overflow.
+pub const MAX_TERM: u64 = u64::MAX - MAX_TERM_JUMP;
+
+/// A Raft RPC body, decoded by the store's codec (not the API's bounded extractor: an entry
+/// nests a command a few levels deeper than the request it came from).
+pub struct RaftJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for RaftJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = body_bytes(req, state).await?;
+        codec::decode_rpc(&bytes)
+            .map(RaftJson)
+            .map_err(|e| ApiError::BadRequest(format!("cannot decode raft rpc: {e}")))
+    }
+}
+
+/// Whether an RPC carrying `vote` (and log ids `log_ids`) may reach Raft: its sender is one of
+/// `members`, its term is at most [`MAX_TERM_JUMP`] above `current_term` and below
+/// [`MAX_TERM`], and no log id claims a later term than the sender's.
+pub fn check_sender<'a>(
+    vote: &Vote<u64>,
+    log_ids: impl IntoIterator<Item = &'a LogId<u64>>,
+    members: &BTreeSet<u64>,
+    current_term: u64,
+) -> Result<(), String> {
+    let (term, sender) = (vote.leader_id.term, vote.leader_id.node_id);
+    if !members.contains(&sender) {
+        return Err(format!(
+            "raft rpc from node {sender}, which is not a member ({members:?})"
+        ));
+    }
+    if term > MAX_TERM || term > current_term.saturating_add(MAX_TERM_JUMP) {
+        return Err(format!(
+            "raft rpc from node {sender} at term {term}, implausibly far above term {current_term}"
+        ));
+    }
+    if let Some(id) = log_ids.into_iter().find(|id| id.leader_id.term > term) {
+        return Err(format!(
+            "raft rpc from node {sender} at term {term} carries log id {id} of a later term"
+        ));
+    }
+    Ok(())
+}
+
+/// The members an RPC may come from: Raft's membership (voters and learners) and, until that
+/// is known, the configured members.
+fn members(app: &AppState) -> BTreeSet<u64> {
+    let metrics = app.metrics();
+    metrics
+        .membership_config
+        .membership()
+        .nodes()
+        .map(|(id, _)| *id)
+        .chain(app.configured_members.keys().copied())
+        .collect()
+}
+
+fn check_rpc<'a>(
+    app: &AppState,
+    vote: &Vote<u64>,
+    log_ids: impl IntoIterator<Item = &'a LogId<u64>>,
+) -> Result<(), ApiError> {
+    let current_term = app.metrics().current_term;
+    check_sender(vote, log_ids, &members(app), current_term).map_err(|msg| {
+        tracing::warn!(%msg, "refused raft rpc");
+        ApiError::Forbidden(msg)
+    })
+}
 
 pub const FORMATION_PATH: &str = "/raft/formation";
 /// The node id of the peer asking `/raft/formation`.
@@ -46,27 +129,34 @@ fn check(app: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
 pub async fn append(
     State(app): State<AppState>,
     headers: HeaderMap,
-    ApiJson(rpc): ApiJson<AppendEntriesRequest<TypeConfig>>,
+    RaftJson(rpc): RaftJson<AppendEntriesRequest<TypeConfig>>,
 ) -> RpcResult<AppendEntriesResponse<u64>> {
     check(&app, &headers)?;
+    let log_ids = rpc
+        .prev_log_id
+        .iter()
+        .chain(rpc.entries.iter().map(|e| &e.log_id));
+    check_rpc(&app, &rpc.vote, log_ids.chain(rpc.leader_commit.iter()))?;
     Ok(Json(app.raft.append_entries(rpc).await))
 }
 
 pub async fn vote(
     State(app): State<AppState>,
     headers: HeaderMap,
-    ApiJson(rpc): ApiJson<VoteRequest<u64>>,
+    RaftJson(rpc): RaftJson<VoteRequest<u64>>,
 ) -> RpcResult<VoteResponse<u64>> {
     check(&app, &headers)?;
+    check_rpc(&app, &rpc.vote, rpc.last_log_id.iter())?;
     Ok(Json(app.raft.vote(rpc).await))
 }
 
 pub async fn snapshot(
     State(app): State<AppState>,
     headers: HeaderMap,
-    ApiJson(rpc): ApiJson<InstallSnapshotRequest<TypeConfig>>,
+    RaftJson(rpc): RaftJson<InstallSnapshotRequest<TypeConfig>>,
 ) -> RpcResult<InstallSnapshotResponse<u64>, RaftError<u64, InstallSnapshotError>> {
     check(&app, &headers)?;
+    check_rpc(&app, &rpc.vote, rpc.meta.last_log_id.iter())?;
     Ok(Json(app.raft.install_snapshot(rpc).await))
 }
 
@@ -83,5 +173,64 @@ pub async fn formation(
     match tokio::task::spawn_blocking(move || formation.status(asker)).await {
         Ok(status) => Ok(Json(status)),
         Err(e) => Err(ApiError::Internal(format!("formation probe failed: {e}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::CommittedLeaderId;
+
+    use super::*;
+
+    fn members() -> BTreeSet<u64> {
+        [1, 2, 3].into()
+    }
+
+    fn log_id(term: u64, index: u64) -> LogId<u64> {
+        LogId::new(CommittedLeaderId::new(term, 1), index)
+    }
+
+    #[test]
+    fn a_member_at_a_plausible_term_passes() {
+        assert!(check_sender(&Vote::new(5, 2), [&log_id(4, 9)], &members(), 4).is_ok());
+        // A replica far behind (isolated for a long time) still accepts its leader.
+        assert!(check_sender(&Vote::new(90_000, 1), [], &members(), 3).is_ok());
+        assert!(check_sender(&Vote::new_committed(3, 3), [], &members(), 3).is_ok());
+    }
+
+    #[test]
+    fn a_phantom_leader_is_refused() {
+        // The forged request of the report: node 9, term 2^63.
+        let e = check_sender(&Vote::new_committed(1 << 63, 9), [], &members(), 3)
+            .expect_err("not a member");
+        assert!(e.contains("not a member"), "{e}");
+        let e =
+            check_sender(&Vote::new_committed(4, 9), [], &members(), 3).expect_err("not a member");
+        assert!(e.contains("node 9"), "{e}");
+    }
+
+    #[test]
+    fn absurd_terms_are_refused() {
+        for term in [1 << 63, u64::MAX, 3 + MAX_TERM_JUMP + 1, MAX_TERM + 1] {
+            assert!(
+                check_sender(&Vote::new(term, 2), [], &members(), 3).is_err(),
+                "{term}"
+            );
+        }
+        assert!(check_sender(&Vote::new(3 + MAX_TERM_JUMP, 2), [], &members(), 3).is_ok());
+        // Even at the jump bound from a high term, the term stays far below overflow.
+        assert!(check_sender(&Vote::new(MAX_TERM + 1, 2), [], &members(), MAX_TERM).is_err());
+    }
+
+    #[test]
+    fn log_ids_of_a_later_term_than_the_sender_are_refused() {
+        let e = check_sender(
+            &Vote::new(5, 2),
+            [&log_id(4, 1), &log_id(6, 2)],
+            &members(),
+            5,
+        )
+        .expect_err("later term");
+        assert!(e.contains("later term"), "{e}");
     }
 }

@@ -12,7 +12,7 @@
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use state_machine::Command;
@@ -20,7 +20,7 @@ use state_machine::ids::TenantId;
 
 use crate::app::AppState;
 use crate::error::ApiError;
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, ApiPath};
 use crate::propose::{propose, read_linearizable};
 use crate::tenants::parse_tenant;
 
@@ -74,7 +74,7 @@ pub async fn patch(
 
 pub async fn get(
     State(app): State<AppState>,
-    Path(raw): Path<String>,
+    ApiPath(raw): ApiPath,
 ) -> Result<Json<Value>, ApiError> {
     let tenant_id = parse_tenant(&raw)?;
     let config = read_linearizable(&app, |s| {

@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
 use state_machine::ids::TenantId;
@@ -27,7 +27,7 @@ use state_machine::{
 
 use crate::app::AppState;
 use crate::error::ApiError;
-use crate::extract::{ApiJson, ApiQuery};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::leader::LeaderServices;
 use crate::propose::{propose, read_linearizable};
 
@@ -103,7 +103,7 @@ pub async fn create(
 
 pub async fn delete(
     State(app): State<AppState>,
-    Path(raw): Path<String>,
+    ApiPath(raw): ApiPath,
 ) -> Result<Json<()>, ApiError> {
     let tenant_id = parse_tenant(&raw)?;
     let services = app.leader.get()?;
@@ -162,7 +162,7 @@ fn describe_one(
 
 pub async fn describe(
     State(app): State<AppState>,
-    Path(raw): Path<String>,
+    ApiPath(raw): ApiPath,
 ) -> Result<Json<TenantDescribeResponse>, ApiError> {
     let tenant_id = parse_tenant(&raw)?;
     let services = app.leader.get()?;
@@ -211,7 +211,7 @@ pub struct PolicyRequest {
 
 pub async fn set_policy(
     State(app): State<AppState>,
-    Path(raw): Path<String>,
+    ApiPath(raw): ApiPath,
     ApiJson(req): ApiJson<PolicyRequest>,
 ) -> Result<Json<()>, ApiError> {
     let tenant_id = parse_tenant(&raw)?;

@@ -14,6 +14,7 @@
 //!   so `purged <= snapshot <= applied` holds on disk;
 //! - redb is only called from blocking threads (`Db::run`), never on a tokio worker.
 
+pub mod codec;
 mod db;
 mod error;
 mod formation;
@@ -28,5 +29,6 @@ pub use error::StoreError;
 pub use formation::{FormationMarker, FormationStatus};
 pub use log_store::LogStore;
 pub use network::{HttpNetworkFactory, TARGET_NODE_HEADER, raft_paths};
+pub use snapshot::SnapshotBlob;
 pub use state_machine::{SharedState, StateAudit, StateMachineStore};
 pub use types::{NodeId, Raft, TypeConfig};

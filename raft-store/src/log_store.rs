@@ -13,6 +13,7 @@ use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{Entry, LogId, OptionalSend, RaftLogId, StorageError, StorageIOError, Vote};
 use redb::ReadableTable;
 
+use crate::codec;
 use crate::db::{Db, LOG, RAFT_META, get_json, put_json};
 use crate::error::StoreError;
 use crate::types::{NodeId, TypeConfig};
@@ -61,7 +62,7 @@ fn read_entries(
     let mut out = Vec::new();
     for item in iter {
         let (_, v) = item?;
-        out.push(serde_json::from_slice(v.value())?);
+        out.push(codec::decode_entry(v.value())?);
     }
     Ok(out)
 }
@@ -90,7 +91,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                     get_json(&tx.open_table(RAFT_META)?, LAST_PURGED)?;
                 let last = match tx.open_table(LOG)?.last()? {
                     Some((_, v)) => {
-                        let e: Entry<TypeConfig> = serde_json::from_slice(v.value())?;
+                        let e = codec::decode_entry(v.value())?;
                         Some(*e.get_log_id())
                     }
                     None => last_purged,
@@ -163,7 +164,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 db.write_blocking(true, |tx| {
                     let mut table = tx.open_table(LOG)?;
                     for e in &entries {
-                        let bytes = serde_json::to_vec(e)?;
+                        let bytes = codec::encode_entry(e)?;
                         table.insert(e.get_log_id().index, bytes.as_slice())?;
                     }
                     Ok(())

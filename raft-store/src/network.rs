@@ -23,6 +23,7 @@ use reqwest::header::{AUTHORIZATION, HeaderValue};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::codec;
 use crate::types::{NodeId, TypeConfig};
 
 pub const TARGET_NODE_HEADER: &str = "x-storcon-target-node";
@@ -93,12 +94,14 @@ impl HttpNetwork {
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
+        let body = codec::encode_rpc(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let mut request = self
             .client
             .post(format!("{}{}", self.base, path))
             .header(TARGET_NODE_HEADER, self.target.to_string())
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
             .timeout(ttl)
-            .json(req);
+            .body(body);
         if let Some(authorization) = &self.authorization {
             request = request.header(AUTHORIZATION, authorization.clone());
         }
@@ -120,10 +123,12 @@ impl HttpNetwork {
             let e = std::io::Error::other(format!("{} answered {status}: {body}", self.target));
             return Err(RPCError::Network(NetworkError::new(&e)));
         }
-        let result: Result<Resp, E> = resp
-            .json()
+        let bytes = resp
+            .bytes()
             .await
             .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let result: Result<Resp, E> =
+            codec::decode_rpc(&bytes).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
 }

@@ -8,10 +8,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::types::NodeId;
 
-pub(crate) const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 1;
 
 #[derive(Debug, Serialize, Deserialize)]
-pub(crate) struct SnapshotBlob {
+pub struct SnapshotBlob {
     pub version: u32,
     pub last_applied: Option<LogId<NodeId>>,
     pub membership: StoredMembership<NodeId, openraft::BasicNode>,

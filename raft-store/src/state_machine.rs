@@ -26,6 +26,7 @@ use openraft::{
 use redb::ReadableTable;
 use state_machine::{Mutation, Response, State};
 
+use crate::codec;
 use crate::db::{Db, SM_META, SM_ROWS, get_json, put_json};
 use crate::error::StoreError;
 use crate::snapshot::{FORMAT_VERSION, SnapshotBlob, StoredSnapshot};
@@ -242,7 +243,7 @@ fn build_snapshot_blocking(db: &Db) -> Result<Snapshot<TypeConfig>, StoreError> 
             rows,
         }
     };
-    let data = serde_json::to_vec(&blob)?;
+    let data = codec::encode_snapshot(&blob)?;
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
@@ -358,7 +359,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let index = meta.last_log_id.map(|l| l.index);
         self.db
             .run(move |db| {
-                let blob: SnapshotBlob = serde_json::from_slice(&data)?;
+                let blob = codec::decode_snapshot(&data)?;
                 let new_state =
                     State::from_rows(blob.rows.iter().map(|(k, v)| (k.as_str(), v.as_slice())))?;
                 db.write_blocking(true, |tx| {

@@ -30,12 +30,8 @@ impl State {
         {
             return Err(Rejection::NotFound(format!("Node {n} not registered")));
         }
-        if let Some(c) = config
-            && !c.is_object()
-        {
-            return Err(Rejection::BadRequest(
-                "tenant config must be a JSON object".into(),
-            ));
+        if let Some(c) = config {
+            crate::limits::check_tenant_config(c)?;
         }
         let sibling = self.tenant_shards(id.tenant_id).next().cloned();
         if let Some(s) = &sibling

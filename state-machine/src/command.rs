@@ -44,7 +44,16 @@ pub enum Command {
         tenant_id: TenantId,
         patch: serde_json::Map<String, serde_json::Value>,
     },
-    /// Onboarding: shards without a generation take the control plane's.
+    /// Onboarding of a known tenant (`location_config`), as one change: the placement, the
+    /// config, and for an attached mode the control plane's generation for shards without one.
+    OnboardTenant {
+        tenant_id: TenantId,
+        placement: PlacementPolicy,
+        config: serde_json::Value,
+        generation: Option<Generation>,
+    },
+    /// Onboarding: shards without a generation take the control plane's. Superseded by
+    /// `OnboardTenant`; kept so that logs written before it still decode.
     AdoptGeneration {
         tenant_id: TenantId,
         generation: Generation,

@@ -18,6 +18,25 @@ pub struct IdError {
     pub reason: &'static str,
 }
 
+impl IdError {
+    pub fn new(kind: &'static str, input: &str, reason: &'static str) -> IdError {
+        IdError {
+            kind,
+            input: shortened(input),
+            reason,
+        }
+    }
+}
+
+/// At most the first 64 characters of client input, for quoting it in an error: a message
+/// must not echo a hostile megabyte back.
+pub fn shortened(input: &str) -> String {
+    match input.char_indices().nth(64) {
+        Some((end, _)) => format!("{}...", &input[..end]),
+        None => input.to_string(),
+    }
+}
+
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TenantId(pub [u8; 16]);
 
@@ -52,11 +71,7 @@ fn hex_byte(pair: &[u8]) -> Option<u8> {
 impl FromStr for TenantId {
     type Err = IdError;
     fn from_str(s: &str) -> Result<Self, IdError> {
-        let err = |reason| IdError {
-            kind: "tenant id",
-            input: s.to_string(),
-            reason,
-        };
+        let err = |reason| IdError::new("tenant id", s, reason);
         let bytes = s.as_bytes();
         if bytes.len() != 32 {
             return Err(err("expected 32 hex characters"));
@@ -134,24 +149,25 @@ impl fmt::Debug for TenantShardId {
 impl FromStr for TenantShardId {
     type Err = IdError;
     fn from_str(s: &str) -> Result<Self, IdError> {
-        let err = |reason| IdError {
-            kind: "tenant shard id",
-            input: s.to_string(),
-            reason,
-        };
-        match s.len() {
+        let err = |reason| IdError::new("tenant shard id", s, reason);
+        // Work on bytes: an id is ASCII, and slicing the `str` at a fixed offset would panic
+        // when a multi-byte character straddles it.
+        let bytes = s.as_bytes();
+        match bytes.len() {
             32 => Ok(TenantShardId::unsharded(s.parse()?)),
             37 => {
-                let (tenant, rest) = s.split_at(32);
-                let slug = rest.strip_prefix('-').ok_or_else(|| err("expected '-'"))?;
-                let b = slug.as_bytes();
-                let number = hex_byte(&b[0..2]).ok_or_else(|| err("bad shard number"))?;
-                let count = hex_byte(&b[2..4]).ok_or_else(|| err("bad shard count"))?;
+                let (tenant, rest) = bytes.split_at(32);
+                let tenant = std::str::from_utf8(tenant)
+                    .map_err(|_| err("not hexadecimal"))?
+                    .parse()?;
+                let slug = rest.strip_prefix(b"-").ok_or_else(|| err("expected '-'"))?;
+                let number = hex_byte(&slug[0..2]).ok_or_else(|| err("bad shard number"))?;
+                let count = hex_byte(&slug[2..4]).ok_or_else(|| err("bad shard count"))?;
                 if count == 0 || number >= count {
                     return Err(err("shard number must be below a non-zero shard count"));
                 }
                 Ok(TenantShardId {
-                    tenant_id: tenant.parse()?,
+                    tenant_id: tenant,
                     shard_number: number,
                     shard_count: ShardCount(count),
                 })

@@ -15,6 +15,7 @@
 mod attach_hook;
 mod command;
 pub mod ids;
+pub mod limits;
 mod node;
 mod rows;
 pub mod scheduler;

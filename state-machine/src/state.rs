@@ -82,6 +82,12 @@ impl State {
             Command::PatchTenantConfig { tenant_id, patch } => {
                 self.patch_tenant_config(*tenant_id, patch)
             }
+            Command::OnboardTenant {
+                tenant_id,
+                placement,
+                config,
+                generation,
+            } => self.onboard_tenant(*tenant_id, *placement, config, *generation),
             Command::AdoptGeneration {
                 tenant_id,
                 generation,

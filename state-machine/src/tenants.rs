@@ -2,6 +2,7 @@
 
 use crate::command::{Rejection, Response};
 use crate::ids::{ShardCount, TenantId, TenantShardId};
+use crate::limits;
 use crate::node::{NodeId, NodeSchedulingPolicy};
 use crate::rows::{self, Mutation};
 use crate::state::State;
@@ -18,6 +19,25 @@ fn next_generation(shard: &TenantShard) -> Result<crate::tenant::Generation, Rej
             Rejection::Conflict(format!("{}: generation {g} cannot be increased", shard.id))
         }),
     }
+}
+
+/// `config` with `patch` applied: a `null` removes a field, a value sets it.
+fn patched(
+    config: serde_json::Value,
+    patch: &serde_json::Map<String, serde_json::Value>,
+) -> serde_json::Value {
+    let mut config = match config {
+        serde_json::Value::Object(m) => m,
+        _ => serde_json::Map::new(),
+    };
+    for (key, value) in patch {
+        if value.is_null() {
+            config.remove(key);
+        } else {
+            config.insert(key.clone(), value.clone());
+        }
+    }
+    serde_json::Value::Object(config)
 }
 
 fn not_found(tenant_id: TenantId) -> Rejection {
@@ -75,6 +95,7 @@ impl State {
         if c.shard_count > 0 && c.stripe_size == 0 {
             return Err(Rejection::BadRequest("stripe_size must be positive".into()));
         }
+        limits::check_tenant_config(&c.config)?;
         let existing: Vec<ShardCount> = self
             .tenant_shards(c.tenant_id)
             .map(|s| s.id.shard_count)
@@ -162,11 +183,7 @@ impl State {
         tenant_id: TenantId,
         config: &serde_json::Value,
     ) -> Applied {
-        if !config.is_object() {
-            return Err(Rejection::BadRequest(
-                "tenant config must be a JSON object".into(),
-            ));
-        }
+        limits::check_tenant_config(config)?;
         let muts = self.update_tenant(tenant_id, |s| s.config = config.clone())?;
         Ok((Response::Done, muts))
     }
@@ -176,20 +193,35 @@ impl State {
         tenant_id: TenantId,
         patch: &serde_json::Map<String, serde_json::Value>,
     ) -> Applied {
-        let muts = self.update_tenant(tenant_id, |s| {
-            let mut config = match s.config.take() {
-                serde_json::Value::Object(m) => m,
-                _ => serde_json::Map::new(),
-            };
-            for (key, value) in patch {
-                if value.is_null() {
-                    config.remove(key);
-                } else {
-                    config.insert(key.clone(), value.clone());
-                }
+        // Every shard holds the same config, so the first one's patched is every shard's.
+        let current = self
+            .tenant_shards(tenant_id)
+            .next()
+            .map(|s| s.config.clone())
+            .ok_or_else(|| not_found(tenant_id))?;
+        let config = patched(current, patch);
+        limits::check_tenant_config(&config)?;
+        let muts = self.update_tenant(tenant_id, |s| s.config = config.clone())?;
+        Ok((Response::Done, muts))
+    }
+
+    /// Onboarding of a known tenant: policy, config and generation change together or not at
+    /// all. Checked in full before any shard is touched.
+    pub(crate) fn onboard_tenant(
+        &mut self,
+        tenant_id: TenantId,
+        placement: PlacementPolicy,
+        config: &serde_json::Value,
+        generation: Option<crate::tenant::Generation>,
+    ) -> Applied {
+        limits::check_tenant_config(config)?;
+        let (_, mut muts) = self.set_tenant_policy(tenant_id, Some(placement), None)?;
+        muts.extend(self.update_tenant(tenant_id, |s| {
+            s.config = config.clone();
+            if s.generation.is_none() {
+                s.generation = generation;
             }
-            s.config = serde_json::Value::Object(config);
-        })?;
+        })?);
         Ok((Response::Done, muts))
     }
 

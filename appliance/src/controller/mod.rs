@@ -240,6 +240,7 @@ impl Controller {
                 "leadership of this term was lost".into(),
             ));
         }
+        command.check_encodable().map_err(ProposeError::Rejected)?;
         let written =
             tokio::time::timeout(Duration::from_secs(10), self.raft.client_write(command))
                 .await
@@ -286,8 +287,10 @@ impl Controller {
             (intents, unschedulable)
         };
         let changed = intents.iter().map(|(id, _)| *id).collect();
-        if !intents.is_empty() {
-            self.propose(Command::SetIntents(intents)).await?;
+        // In bounded commands, so a pass over many shards never makes an entry too large to
+        // replicate. Each intent stands alone: a pass cut short is completed by the next one.
+        for chunk in intents.chunks(state_machine::limits::MAX_INTENTS_PER_COMMAND) {
+            self.propose(Command::SetIntents(chunk.to_vec())).await?;
         }
         Ok(Scheduled {
             changed,
