@@ -14,6 +14,8 @@
 //!   like the replicas; [`storage_api::StorageApi`]: typed tenant, node-shard, upcall and debug
 //!   calls; [`placement`]: the controller's intent checked against what the simulators hold;
 //!   [`history`]: the simulators' history files and the generation-safety checker.
+//! - [`raw_http`]: one HTTP/1.1 request with its target sent verbatim (dot segments and other
+//!   paths an HTTP client library would normalize).
 //!
 //! The binary is `$STORCON_BIN`, else `storcon` in the same cargo profile directory as the running
 //! test or benchmark. `cargo test -p cluster-tests` does not build it: run `cargo build -p storcon`
@@ -29,6 +31,7 @@ pub mod fixture;
 pub mod history;
 pub mod placement;
 mod process;
+pub mod raw_http;
 pub mod sims;
 pub mod splits;
 pub mod stats;

@@ -28,7 +28,7 @@ mod propose;
 pub mod raft_rpc;
 mod split;
 pub mod strict_json;
-mod tenant_config;
+pub mod tenant_config;
 mod tenants;
 mod trace;
 mod upcalls;

@@ -26,11 +26,12 @@ use crate::tenants::parse_tenant;
 
 const CONFIG_RECONCILE_WAIT: Duration = Duration::from_secs(5);
 
+/// The body of `PUT`/`PATCH /v1/tenant/config`.
 #[derive(Debug, Deserialize)]
 pub struct ConfigRequest {
-    tenant_id: TenantId,
+    pub tenant_id: TenantId,
     #[serde(flatten)]
-    fields: Map<String, Value>,
+    pub fields: Map<String, Value>,
 }
 
 async fn apply(

@@ -29,6 +29,6 @@ pub use error::StoreError;
 pub use formation::{FormationMarker, FormationStatus};
 pub use log_store::LogStore;
 pub use network::{HttpNetworkFactory, TARGET_NODE_HEADER, raft_paths};
-pub use snapshot::SnapshotBlob;
+pub use snapshot::{FORMAT_VERSION, SnapshotBlob};
 pub use state_machine::{SharedState, StateAudit, StateMachineStore};
 pub use types::{NodeId, Raft, TypeConfig};

@@ -1,0 +1,286 @@
+//! Any request the API admits becomes a command that survives every encoding on the
+//! replication path: the log entry, the AppendEntries body and the snapshot (issue 8: a tenant
+//! config nested 123 deep was admitted, appended, and then could not be read back, killing
+//! every leader it reached).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use openraft::raft::AppendEntriesRequest;
+use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, StoredMembership, Vote};
+use proptest::prelude::*;
+use raft_store::{SnapshotBlob, TypeConfig, codec};
+use serde_json::{Map, Value, json};
+use state_machine::ids::TenantId;
+use state_machine::limits::{MAX_COMMAND_BYTES, MAX_REQUEST_DEPTH, json_depth};
+use state_machine::wire::{LocationConfig, TenantCreateRequest};
+use state_machine::{Command, CreateTenant, PlacementPolicy, Response, State};
+use storcon_http::extract::admit;
+use storcon_http::tenant_config::ConfigRequest;
+
+const TENANT: &str = "1f359dd625e519a1a4e8d7509690f6fc";
+
+/// A value nested exactly `depth` levels (0 is a scalar); `shape` picks array or object per
+/// level and how wide each level is, `leaf` is the innermost scalar.
+fn nested(depth: usize, shape: u64, leaf: Value) -> Value {
+    let mut v = leaf;
+    for level in 0..depth {
+        let bits = shape.rotate_right(level as u32);
+        let siblings = (bits >> 1) as usize % 3;
+        v = if bits & 1 == 0 {
+            let mut items = vec![v];
+            items.extend((0..siblings).map(|i| json!(i)));
+            Value::Array(items)
+        } else {
+            let mut m = Map::new();
+            m.insert(format!("k{level}"), v);
+            for i in 0..siblings {
+                m.insert(format!("s{i}"), json!("x"));
+            }
+            Value::Object(m)
+        };
+    }
+    v
+}
+
+fn leaf() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(Value::from),
+        ".{0,16}".prop_map(Value::from),
+        // Large strings, around the config size bound.
+        (0usize..48).prop_map(|k| Value::from("y".repeat(k << 10))),
+    ]
+}
+
+/// Free-form fields: values nested from 0 to past the request bound.
+fn fields() -> impl Strategy<Value = Map<String, Value>> {
+    proptest::collection::vec(
+        (
+            "[a-z_]{1,12}",
+            0usize..(MAX_REQUEST_DEPTH + 6),
+            any::<u64>(),
+            leaf(),
+        ),
+        0..4,
+    )
+    .prop_map(|items| {
+        items
+            .into_iter()
+            .map(|(k, depth, shape, leaf)| (k, nested(depth, shape, leaf)))
+            .collect()
+    })
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Route {
+    PatchConfig,
+    PutConfig,
+    CreateTenant,
+    LocationConfig,
+}
+
+fn route() -> impl Strategy<Value = Route> {
+    prop_oneof![
+        Just(Route::PatchConfig),
+        Just(Route::PutConfig),
+        Just(Route::CreateTenant),
+        Just(Route::LocationConfig),
+    ]
+}
+
+fn body(route: Route, fields: Map<String, Value>) -> Vec<u8> {
+    let mut body = fields;
+    match route {
+        Route::PatchConfig | Route::PutConfig => {
+            body.insert("tenant_id".into(), json!(TENANT));
+        }
+        Route::CreateTenant => {
+            body.insert("new_tenant_id".into(), json!(TENANT));
+            body.insert("shard_parameters".into(), json!({"count": 2}));
+        }
+        Route::LocationConfig => {
+            let conf = Value::Object(std::mem::take(&mut body));
+            body.insert("mode".into(), json!("AttachedSingle"));
+            body.insert("generation".into(), json!(3));
+            body.insert("tenant_conf".into(), conf);
+        }
+    }
+    serde_json::to_vec(&Value::Object(body)).expect("encodes")
+}
+
+/// The command the route's handler proposes for an admitted body, built as the handler does.
+fn command(route: Route, bytes: &[u8]) -> Option<Command> {
+    let tenant_id: TenantId = TENANT.parse().expect("tenant id");
+    Some(match route {
+        Route::PatchConfig => {
+            let req: ConfigRequest = admit(bytes).ok()?;
+            Command::PatchTenantConfig {
+                tenant_id: req.tenant_id,
+                patch: req.fields,
+            }
+        }
+        Route::PutConfig => {
+            let req: ConfigRequest = admit(bytes).ok()?;
+            Command::SetTenantConfig {
+                tenant_id: req.tenant_id,
+                config: Value::Object(req.fields),
+            }
+        }
+        Route::CreateTenant => {
+            let req: TenantCreateRequest = admit(bytes).ok()?;
+            Command::CreateTenant(CreateTenant {
+                tenant_id: req.new_tenant_id.tenant_id,
+                shard_count: req.shard_parameters.count,
+                stripe_size: 2048,
+                placement: PlacementPolicy::Attached(0),
+                config: Value::Object(req.config),
+                preferred_az: None,
+                generation: req.generation,
+            })
+        }
+        Route::LocationConfig => {
+            let req: LocationConfig = admit(bytes).ok()?;
+            Command::OnboardTenant {
+                tenant_id,
+                placement: PlacementPolicy::Attached(0),
+                config: req.tenant_conf,
+                generation: req.generation,
+            }
+        }
+    })
+}
+
+fn entry(index: u64, command: Command) -> Entry<TypeConfig> {
+    Entry {
+        log_id: LogId::new(CommittedLeaderId::new(7, 1), index),
+        payload: EntryPayload::Normal(command),
+    }
+}
+
+fn apply(state: &mut State, rows: &mut BTreeMap<String, Vec<u8>>, command: &Command) -> bool {
+    let (response, mutations) = state.apply(command);
+    for m in mutations {
+        match m.value {
+            Some(v) => rows.insert(m.key, v),
+            None => rows.remove(&m.key),
+        };
+    }
+    !matches!(response, Response::Rejected(_))
+}
+
+/// A state holding the tenant (unless the command creates it), and the rows a store would
+/// hold for it: exactly the mutations `apply` returned, as the store writes them.
+fn base(route: Route) -> (State, BTreeMap<String, Vec<u8>>) {
+    let mut state = State::default();
+    let mut rows = BTreeMap::new();
+    if !matches!(route, Route::CreateTenant) {
+        let create = Command::CreateTenant(CreateTenant {
+            tenant_id: TENANT.parse().expect("tenant id"),
+            shard_count: 2,
+            stripe_size: 2048,
+            placement: PlacementPolicy::Attached(0),
+            config: json!({}),
+            preferred_az: None,
+            generation: None,
+        });
+        assert!(apply(&mut state, &mut rows, &create));
+    }
+    (state, rows)
+}
+
+static ADMITTED: AtomicUsize = AtomicUsize::new(0);
+static ADMITTED_NEAR_BOUND: AtomicUsize = AtomicUsize::new(0);
+static REFUSED_TOO_DEEP: AtomicUsize = AtomicUsize::new(0);
+static APPLIED: AtomicUsize = AtomicUsize::new(0);
+static REJECTED_AT_APPLY: AtomicUsize = AtomicUsize::new(0);
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn admitted_requests_round_trip_through_log_rpc_and_snapshot(
+        route in route(),
+        fields in fields(),
+    ) {
+        let bytes = body(route, fields);
+        let depth = json_depth(&bytes);
+        let Some(command) = command(route, &bytes) else {
+            if depth > MAX_REQUEST_DEPTH {
+                REFUSED_TOO_DEEP.fetch_add(1, Ordering::Relaxed);
+            }
+            return Ok(());
+        };
+        prop_assert!(depth <= MAX_REQUEST_DEPTH, "admitted a body {} deep", depth);
+        ADMITTED.fetch_add(1, Ordering::Relaxed);
+        if depth + 2 >= MAX_REQUEST_DEPTH {
+            ADMITTED_NEAR_BOUND.fetch_add(1, Ordering::Relaxed);
+        }
+        // Every proposer checks this; an admitted request of this size must pass it.
+        prop_assert!(command.check_encodable().is_ok(), "{:?}", command.check_encodable());
+
+        // The log entry.
+        let e = entry(42, command.clone());
+        let encoded = codec::encode_entry(&e).expect("entry encodes");
+        let decoded = codec::decode_entry(&encoded).expect("entry decodes");
+        prop_assert_eq!(&codec::encode_entry(&decoded).expect("re-encodes"), &encoded);
+        prop_assert!(
+            encoded.len() <= MAX_COMMAND_BYTES + 1024,
+            "entry of {} bytes", encoded.len()
+        );
+
+        // The AppendEntries body, with the entry at the end of a batch.
+        let rpc = AppendEntriesRequest::<TypeConfig> {
+            vote: Vote::new_committed(7, 1),
+            prev_log_id: Some(LogId::new(CommittedLeaderId::new(7, 1), 40)),
+            entries: vec![entry(41, Command::ReAttach { node_id: 1 }), decoded],
+            leader_commit: Some(LogId::new(CommittedLeaderId::new(7, 1), 40)),
+        };
+        let body = codec::encode_rpc(&rpc).expect("rpc encodes");
+        let back: AppendEntriesRequest<TypeConfig> =
+            codec::decode_rpc(&body).expect("rpc decodes");
+        prop_assert_eq!(codec::encode_rpc(&back).expect("re-encodes"), body);
+
+        // The snapshot, after the command applied (or was refused) on a state with the tenant.
+        let (mut state, mut rows) = base(route);
+        if apply(&mut state, &mut rows, &command) {
+            APPLIED.fetch_add(1, Ordering::Relaxed);
+        } else {
+            REJECTED_AT_APPLY.fetch_add(1, Ordering::Relaxed);
+        }
+        let blob = SnapshotBlob {
+            version: raft_store::FORMAT_VERSION,
+            last_applied: Some(LogId::new(CommittedLeaderId::new(7, 1), 42)),
+            membership: StoredMembership::default(),
+            rows: rows.into_iter().collect(),
+        };
+        let snapshot = codec::encode_snapshot(&blob).expect("snapshot encodes");
+        let back = codec::decode_snapshot(&snapshot).expect("snapshot decodes");
+        let rebuilt =
+            State::from_rows(back.rows.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
+                .expect("rows decode");
+        prop_assert_eq!(rebuilt, state);
+    }
+}
+
+#[test]
+fn the_property_reaches_its_cases() {
+    admitted_requests_round_trip_through_log_rpc_and_snapshot();
+    let count = |c: &AtomicUsize| c.load(Ordering::Relaxed);
+    let (admitted, near, too_deep, applied, rejected) = (
+        count(&ADMITTED),
+        count(&ADMITTED_NEAR_BOUND),
+        count(&REFUSED_TOO_DEEP),
+        count(&APPLIED),
+        count(&REJECTED_AT_APPLY),
+    );
+    assert!(admitted >= 100, "admitted {admitted}");
+    assert!(near >= 5, "admitted near the depth bound {near}");
+    assert!(too_deep >= 20, "refused as too deep {too_deep}");
+    assert!(applied >= 50, "applied {applied}");
+    assert!(rejected >= 20, "rejected at apply {rejected}");
+}
