@@ -1,9 +1,10 @@
 //! A three-replica cluster with `[auth]`: every route prefix answers 401 without a token, 403 with
 //! a token of the wrong scope (or a bad signature, or expired), and lets the right scope and
-//! `admin` through, on the leader and on a follower (which checks before it forwards). The
-//! replicas still form, elect and forward using their own `controller_peer` tokens, followers
-//! are `/ready` (their question to the leader carries the peer token), and the leader's calls to
-//! a pageserver carry the configured pageserver token.
+//! `admin` through (but not on `/raft`, which takes `controller_peer` only), on the leader and on
+//! a follower (which checks before it forwards). The replicas still form, elect and forward
+//! using their own `controller_peer` tokens, followers are `/ready` (their question to the
+//! leader carries the peer token), and the leader's calls to a pageserver carry the configured
+//! pageserver token.
 //!
 //! Tokens are signed with the TEST-ONLY keys in `cluster-tests/fixtures/auth/`.
 
@@ -279,10 +280,17 @@ async fn auth_matrix() {
                     bearer(scope),
                 )
                 .await;
-                assert!(
-                    status != 401 && status != 403,
-                    "{what} with scope {scope}: {status} {body}"
-                );
+                // Raft RPCs and the formation probe take the peer scope only: an operator's
+                // token must not be able to forge a leader.
+                if scope == "admin" && c.path.starts_with("/raft/") {
+                    assert_eq!(status, 403, "{what} with scope admin: {body}");
+                    assert!(msg(&body).contains("only"), "{what}: {body}");
+                } else {
+                    assert!(
+                        status != 401 && status != 403,
+                        "{what} with scope {scope}: {status} {body}"
+                    );
+                }
             }
         }
     }

@@ -47,7 +47,13 @@ fn judge(status: u16, body: &str, want: u16) -> Option<String> {
 }
 
 /// One request with a raw JSON body via replica `via`: status and body.
-async fn send(cluster: &Cluster, via: u64, method: Method, path: &str, body: String) -> (u16, String) {
+async fn send(
+    cluster: &Cluster,
+    via: u64,
+    method: Method,
+    path: &str,
+    body: String,
+) -> (u16, String) {
     let resp = cluster
         .client(via)
         .raw(method.clone(), path, Some((JSON, body)), &[])
@@ -123,8 +129,14 @@ async fn deep_tenant_config() {
         for &depth in DEPTHS {
             let body = format!(r#"{{"tenant_id":"{tenant}","deep":{}}}"#, nested(depth));
             for method in [Method::PATCH, Method::PUT] {
-                let (status, text) =
-                    send(&cluster, via, method.clone(), "/v1/tenant/config", body.clone()).await;
+                let (status, text) = send(
+                    &cluster,
+                    via,
+                    method.clone(),
+                    "/v1/tenant/config",
+                    body.clone(),
+                )
+                .await;
                 if let Some(problem) = judge(status, &text, 400) {
                     failures.push(format!(
                         "{method} /v1/tenant/config, deep {depth}, via {via}: {problem}; body {text:?}"
@@ -133,7 +145,10 @@ async fn deep_tenant_config() {
             }
         }
         let new_tenant = tenant_id(TAG, 100 + u32::try_from(via).expect("small id"));
-        let body = format!(r#"{{"new_tenant_id":"{new_tenant}","deep":{}}}"#, nested(123));
+        let body = format!(
+            r#"{{"new_tenant_id":"{new_tenant}","deep":{}}}"#,
+            nested(123)
+        );
         let (status, text) = send(&cluster, via, Method::POST, "/v1/tenant", body).await;
         if let Some(problem) = judge(status, &text, 400) {
             failures.push(format!(
@@ -194,7 +209,10 @@ async fn deep_tenant_config() {
     let big = "x".repeat(10 << 10);
     let accepted = [
         (leader, format!(r#"{{"tenant_id":"{tenant}","ok":{edge}}}"#)),
-        (follower, json!({"tenant_id": tenant, "big": big}).to_string()),
+        (
+            follower,
+            json!({"tenant_id": tenant, "big": big}).to_string(),
+        ),
     ];
     for (via, body) in accepted {
         let (status, text) = send(&cluster, via, Method::PATCH, "/v1/tenant/config", body).await;
@@ -222,9 +240,12 @@ async fn deep_tenant_config() {
                 json!({"tenant_id": tenant, "huge": huge}).to_string(),
             ),
         ] {
-            let (status, text) = send(&cluster, via, Method::PATCH, "/v1/tenant/config", body).await;
+            let (status, text) =
+                send(&cluster, via, Method::PATCH, "/v1/tenant/config", body).await;
             if let Some(problem) = judge(status, &text, 400) {
-                failures.push(format!("PATCH with {what} via {via}: {problem}; body {text:?}"));
+                failures.push(format!(
+                    "PATCH with {what} via {via}: {problem}; body {text:?}"
+                ));
             }
         }
     }

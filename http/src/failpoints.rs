@@ -295,6 +295,16 @@ mod tests {
         assert_eq!(fp.entries().len(), 2);
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_action_string_parses_or_is_refused(raw in "\\PC{0,24}|(return|sleep)\\(.{0,12}\\)?") {
+            // No panic; what parses describes itself back to the same action.
+            if let Ok(action) = Action::parse(&raw) {
+                proptest::prop_assert_eq!(Action::parse(&action.describe()), Ok(action));
+            }
+        }
+    }
+
     #[tokio::test]
     async fn disabled_failpoints_never_fire() {
         let fp = Failpoints::new(false);

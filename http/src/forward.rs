@@ -93,6 +93,21 @@ async fn proxy(
         .map(|p| p.as_str())
         .unwrap_or("/");
     let url = format!("http://{addr}{path}");
+    // The leader must see the path the client sent: refuse one that URL parsing would rewrite
+    // (dot segments, backslashes, ...), rather than forward it to another route.
+    let parsed = reqwest::Url::parse(&url)
+        .map_err(|e| ApiError::BadRequest(format!("cannot forward this path: {e}")))?;
+    let reparsed = match parsed.query() {
+        Some(q) => format!("{}?{q}", parsed.path()),
+        None => parsed.path().to_string(),
+    };
+    if reparsed != path {
+        return Err(ApiError::BadRequest(format!(
+            "path {:?} is not in normal form (it would be forwarded as {:?})",
+            state_machine::ids::shortened(path),
+            state_machine::ids::shortened(&reparsed)
+        )));
+    }
     // The leader would refuse a larger body; say so here rather than send it.
     let body = axum::body::to_bytes(body, crate::app::API_BODY_LIMIT)
         .await
@@ -104,7 +119,7 @@ async fn proxy(
         })?;
     let mut out = app
         .forward_client
-        .request(parts.method.clone(), &url)
+        .request(parts.method.clone(), parsed)
         .timeout(PROXY_TIMEOUT)
         .header(FORWARDED_HEADER, app.node_id.to_string())
         .body(body);

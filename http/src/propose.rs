@@ -18,7 +18,7 @@ const QUORUM_RETRY: Duration = Duration::from_millis(50);
 /// commit, so every command is safe to retry.
 pub async fn propose(app: &AppState, command: Command) -> Result<Response, ApiError> {
     // Every replica must be able to decode the entry, forever: refuse what it could not.
-    command.check_encodable()?;
+    command.check_admissible()?;
     let written = tokio::time::timeout(QUORUM_WAIT, app.raft.client_write(command))
         .await
         .map_err(|_| {

@@ -2,7 +2,7 @@
 //! snapshots, with the bounds that keep every entry the API admits decodable (issue 8).
 //!
 //! Guarantees:
-//! - a command that passed [`state_machine::Command::check_encodable`] encodes to a log entry
+//! - a command that passed [`state_machine::Command::check_admissible`] encodes to a log entry
 //!   that [`decode_entry`] reads back, and any [`MAX_PAYLOAD_ENTRIES`] such entries fit one
 //!   AppendEntries body of at most [`RAFT_BODY_LIMIT`] bytes, which [`decode_rpc`] reads back;
 //! - the envelopes (entry, payload, RPC body) add far fewer levels of nesting than

@@ -10,8 +10,8 @@
 //! | bound | value | where |
 //! |---|---|---|
 //! | nesting of a request body | [`MAX_REQUEST_DEPTH`] | the HTTP extractor |
-//! | nesting of a free-form value (tenant config) | [`MAX_VALUE_DEPTH`] | apply |
-//! | encoded size of a tenant config | [`MAX_CONFIG_BYTES`] | apply |
+//! | nesting of a free-form value (tenant config) | [`MAX_VALUE_DEPTH`] | before proposing, and apply |
+//! | encoded size of a tenant config | [`MAX_CONFIG_BYTES`] | before proposing, and apply |
 //! | nesting of an encoded command | [`MAX_COMMAND_DEPTH`] | before proposing |
 //! | encoded size of a command | [`MAX_COMMAND_BYTES`] | before proposing |
 //!
@@ -115,9 +115,32 @@ pub fn check_tenant_config(config: &serde_json::Value) -> Result<(), Rejection> 
 }
 
 impl Command {
-    /// Whether this command may be proposed: its encoding fits the log's bounds, so every
-    /// replica can decode the entry that carries it. Checked by every proposer.
-    pub fn check_encodable(&self) -> Result<(), Rejection> {
+    /// Whether this command may be proposed. The values it carries are checked on their own
+    /// (a whole tenant config, a config patch), so a request that apply would refuse for them
+    /// never reaches the log; and its encoding fits the log's bounds, so every replica can
+    /// decode the entry that carries it. Every proposer calls this; apply checks again what
+    /// depends on the state (a patched config as a whole).
+    pub fn check_admissible(&self) -> Result<(), Rejection> {
+        match self {
+            Command::CreateTenant(c) => check_tenant_config(&c.config)?,
+            Command::SetTenantConfig { config, .. } | Command::OnboardTenant { config, .. } => {
+                check_tenant_config(config)?
+            }
+            Command::PatchTenantConfig { patch, .. } => {
+                // Removals (nulls) shrink the result; what is set must fit a config by itself.
+                let set: serde_json::Map<String, serde_json::Value> = patch
+                    .iter()
+                    .filter(|(_, v)| !v.is_null())
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                check_tenant_config(&serde_json::Value::Object(set))?
+            }
+            Command::AttachHook {
+                config: Some(config),
+                ..
+            } => check_tenant_config(config)?,
+            _ => {}
+        }
         let bytes = serde_json::to_vec(self)
             .map_err(|e| Rejection::BadRequest(format!("command cannot be encoded: {e}")))?;
         if bytes.len() > MAX_COMMAND_BYTES {
@@ -164,6 +187,42 @@ mod tests {
         assert_eq!(json_depth(at_limit.as_bytes()), DECODER_MAX_DEPTH);
         assert!(serde_json::from_str::<serde_json::Value>(&at_limit).is_ok());
         assert!(serde_json::from_str::<serde_json::Value>(&nested(DECODER_MAX_DEPTH + 1)).is_err());
+    }
+
+    #[test]
+    fn commands_with_configs_outside_the_bounds_are_not_proposed() {
+        let tenant_id = "1f359dd625e519a1a4e8d7509690f6fc".parse().expect("id");
+        let deep: serde_json::Value =
+            serde_json::from_str(&format!("{{\"deep\":{}}}", nested(MAX_VALUE_DEPTH)))
+                .expect("json");
+        let mut patch = serde_json::Map::new();
+        patch.insert("deep".into(), deep["deep"].clone());
+        for command in [
+            Command::SetTenantConfig {
+                tenant_id,
+                config: deep.clone(),
+            },
+            Command::SetTenantConfig {
+                tenant_id,
+                config: serde_json::json!(5),
+            },
+            Command::PatchTenantConfig { tenant_id, patch },
+            Command::OnboardTenant {
+                tenant_id,
+                placement: crate::PlacementPolicy::Detached,
+                config: serde_json::json!([]),
+                generation: None,
+            },
+        ] {
+            assert!(command.check_admissible().is_err(), "{command:?}");
+        }
+        let mut removal = serde_json::Map::new();
+        removal.insert("gone".into(), serde_json::Value::Null);
+        let fine = Command::PatchTenantConfig {
+            tenant_id,
+            patch: removal,
+        };
+        assert!(fine.check_admissible().is_ok());
     }
 
     #[test]

@@ -240,7 +240,7 @@ impl Controller {
                 "leadership of this term was lost".into(),
             ));
         }
-        command.check_encodable().map_err(ProposeError::Rejected)?;
+        command.check_admissible().map_err(ProposeError::Rejected)?;
         let written =
             tokio::time::timeout(Duration::from_secs(10), self.raft.client_write(command))
                 .await
