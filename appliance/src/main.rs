@@ -56,6 +56,23 @@ fn init_tracing() {
         .init();
 }
 
+/// `e` and its causes joined by ": ", leaving out a cause whose text is already there (openraft's
+/// storage errors repeat their source in their own message).
+fn cause_chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_tracing();
@@ -71,11 +88,12 @@ fn main() -> anyhow::Result<()> {
                     std::process::exit(2);
                 }
             };
-            // `{:#}` prints the whole cause chain on one line (a failed start once printed
-            // only "cannot start raft").
+            // The whole cause chain, on one line (a failed start once printed only
+            // "cannot start raft").
             if let Err(e) = runtime.block_on(run::run(config)) {
-                tracing::error!("{e:#}");
-                eprintln!("storcon: {e:#}");
+                let cause = cause_chain(&e);
+                tracing::error!("{cause}");
+                eprintln!("storcon: {cause}");
                 std::process::exit(1);
             }
             Ok(())
