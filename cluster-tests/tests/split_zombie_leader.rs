@@ -167,6 +167,11 @@ async fn split_zombie_leader() {
         .iter()
         .filter(|e| !e.accepted && e.term == Some(old_term))
         .count();
+    // The thawed leader did try its old term (its frozen call went on), and was refused.
+    assert!(
+        refused > 0,
+        "no simulator refused a request of the old term"
+    );
     ensure_one_shard_count(&api, &fx.sims, &tenant, &old_ids)
         .await
         .expect("still rolled back after the thaw");

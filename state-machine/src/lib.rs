@@ -23,6 +23,7 @@ mod split;
 mod state;
 mod tenant;
 mod tenants;
+mod validate;
 pub mod wire;
 
 pub use command::{Command, Rejection, Response};
@@ -37,3 +38,4 @@ pub use tenant::{
     CreateTenant, DEFAULT_STRIPE_SIZE, Generation, Intent, PlacementPolicy, ShardSchedulingPolicy,
     TenantShard,
 };
+pub use validate::InvariantViolation;

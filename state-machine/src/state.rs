@@ -112,10 +112,16 @@ impl State {
                 config,
             } => self.attach_hook(*shard, *node_id, *generation_override, config.as_ref()),
         };
-        match result {
+        let applied = match result {
             Ok(done) => done,
             Err(rejection) => (Response::Rejected(rejection), Vec::new()),
+        };
+        // Executable invariants: a command that breaks one is a bug, caught where it happens.
+        #[cfg(debug_assertions)]
+        if let Err(e) = self.validate() {
+            panic!("{e} after applying {command:?}");
         }
+        applied
     }
 
     fn register_node(

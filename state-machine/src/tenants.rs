@@ -243,6 +243,11 @@ impl State {
     pub(crate) fn set_intents(&mut self, intents: &[(TenantShardId, Intent)]) -> Applied {
         let mut muts = Vec::new();
         for (id, intent) in intents {
+            // An intent naming a node that is not registered (removed meanwhile) is skipped
+            // like one for a deleted shard; the next scheduling pass replaces it.
+            if intent.nodes().any(|n| !self.nodes.contains_key(&n)) {
+                continue;
+            }
             // A splitting shard's intent belongs to the split; a pass planned before it began
             // must not restore the secondaries it dropped.
             if let Some(mut shard) = self.shards.get(id).cloned().filter(|s| !s.splitting) {
@@ -259,6 +264,11 @@ impl State {
         };
         if shard.splitting {
             return Err(Rejection::Conflict(format!("{id} is splitting")));
+        }
+        if !self.nodes.contains_key(&node_id) {
+            return Err(Rejection::NotFound(format!(
+                "Node {node_id} not registered"
+            )));
         }
         let next = next_generation(&shard)?;
         shard.generation = Some(next);
