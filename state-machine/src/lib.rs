@@ -17,6 +17,7 @@ mod command;
 pub mod ids;
 pub mod limits;
 mod node;
+pub mod reconcile_plan;
 mod rows;
 pub mod scheduler;
 mod split;

@@ -10,7 +10,7 @@ use state_machine::NodeId;
 use state_machine::ids::TenantShardId;
 use state_machine::wire::LocationConfig;
 
-pub type Locations = BTreeMap<NodeId, Option<LocationConfig>>;
+pub use state_machine::reconcile_plan::Locations;
 
 #[derive(Default)]
 pub struct Observed {
@@ -68,22 +68,5 @@ impl Observed {
 
     pub fn shard_ids(&self) -> Vec<TenantShardId> {
         self.shards.keys().copied().collect()
-    }
-}
-
-/// Whether an observed location already is what the controller wants there. Fields the
-/// pageserver fills in on its own are ignored.
-pub fn matches(observed: &Option<LocationConfig>, wanted: &LocationConfig) -> bool {
-    match observed {
-        Some(o) => {
-            o.mode == wanted.mode
-                && o.generation == wanted.generation
-                && o.shard_number == wanted.shard_number
-                && o.shard_count == wanted.shard_count
-                && o.shard_stripe_size == wanted.shard_stripe_size
-                && o.secondary_conf == wanted.secondary_conf
-                && o.tenant_conf == wanted.tenant_conf
-        }
-        None => false,
     }
 }

@@ -1,11 +1,12 @@
-//! Reconciling one shard: make the pageservers hold what the intent says, in upstream's order.
+//! Reconciling one shard: the executor of `state_machine::reconcile_plan`, which decides the
+//! steps (read back, attach in a new or the current generation, make secondary, detach) in
+//! upstream's order. Here they are carried out:
 //!
-//! 1. Refresh an uncertain observed location on the attached node.
-//! 2. Attached node: if it does not already hold the current generation, commit
-//!    `IncrementGeneration` through Raft first (a deposed leader cannot), then
-//!    `PUT location_config` AttachedSingle in that generation.
-//! 3. Each secondary: `PUT` Secondary where it differs.
-//! 4. Detach every observed location that is not in the intent.
+//! 1. A read-back first, then the shard is planned again from what was read.
+//! 2. An attach in a new generation commits `IncrementGeneration` through Raft first (a deposed
+//!    leader cannot), then `PUT location_config` AttachedSingle in it; compute is notified of a
+//!    new attachment before anything is detached.
+//! 3. Secondaries and detaches: one `PUT` each; a failure is reported and the rest carry on.
 //!
 //! Only Active nodes are called; others are skipped and handled when they come back. Before a
 //! call the observed entry becomes uncertain, and only a success makes it certain again.
@@ -17,14 +18,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 use state_machine::ids::TenantShardId;
+use state_machine::reconcile_plan::{self, Step};
 use state_machine::wire::LocationConfig;
-use state_machine::{Command, NodeId, NodeRecord, Response, ShardSchedulingPolicy, TenantShard};
+use state_machine::{Command, Generation, NodeId, NodeRecord, Response};
 use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio::time::Instant;
 use tracing::Instrument;
 
 use super::nodes::Avail;
-use super::observed::matches;
 use super::{Controller, lock};
 
 /// Per-shard bookkeeping of reconcile passes. Every request gets a sequence number; a pass
@@ -245,49 +246,19 @@ impl Controller {
         self.wait_passes(ids, deadline).await == Some(true)
     }
 
-    /// Whether the shard's observed state differs from its intent on Active nodes.
-    pub(super) fn is_dirty(&self, id: &TenantShardId) -> bool {
-        let shard = self.state.read().shard(id).cloned();
+    /// The planner's steps for one shard, from the applied state and what this leader observed.
+    pub(super) fn plan_for(&self, id: &TenantShardId) -> Vec<Step> {
+        let state = self.state.read();
         let observed = lock(&self.observed).locations(id);
-        let active = |n: NodeId| {
-            lock(&self.nodes)
-                .get(&n)
-                .is_some_and(|s| s.avail == Avail::Active)
-        };
-        let Some(shard) = shard else {
-            // A split's child before its commit belongs to the split driver.
-            if self.state.read().knows_shard(id) {
-                return false;
-            }
-            // Deleted shard: dirty while an active node still holds it.
-            return observed.keys().any(|n| active(*n));
-        };
-        if shard.splitting || shard.scheduling == ShardSchedulingPolicy::Stop {
-            return false;
-        }
-        if let Some(a) = shard.intent.attached
-            && active(a)
-        {
-            let want_attached = shard.generation_pageserver == Some(a)
-                && shard.generation.is_some_and(|g| {
-                    matches(
-                        observed.get(&a).unwrap_or(&None),
-                        &LocationConfig::attached(&shard, g),
-                    )
-                });
-            if !want_attached {
-                return true;
-            }
-        }
-        let secondary = LocationConfig::secondary(&shard);
-        for s in &shard.intent.secondaries {
-            if active(*s) && !matches(observed.get(s).unwrap_or(&None), &secondary) {
-                return true;
-            }
-        }
-        observed
-            .keys()
-            .any(|n| !shard.intent.contains(*n) && active(*n))
+        let nodes = lock(&self.nodes);
+        let active = |n: NodeId| nodes.get(&n).is_some_and(|s| s.avail == Avail::Active);
+        reconcile_plan::plan(state.shard(id), state.knows_shard(id), &observed, active)
+    }
+
+    /// Whether the shard's observed state differs from its intent on Active nodes: its plan is
+    /// not empty.
+    pub(super) fn is_dirty(&self, id: &TenantShardId) -> bool {
+        !self.plan_for(id).is_empty()
     }
 
     pub(super) async fn put(
@@ -322,102 +293,104 @@ impl Controller {
         }
     }
 
+    /// Runs the planner's steps for one shard (see the module docs for their order).
     pub(super) async fn reconcile_shard(&self, id: TenantShardId) -> Result<(), String> {
-        let shard = self.state.read().shard(&id).cloned();
-        let Some(shard) = shard else {
-            if self.state.read().knows_shard(&id) {
-                return Ok(());
-            }
-            return self.detach_everywhere(id).await;
-        };
-        if shard.splitting || shard.scheduling == ShardSchedulingPolicy::Stop {
-            return Ok(());
-        }
         let mut first_error = None;
+        let mut steps = self.plan_for(&id);
+        // A read-back changes what the plan is: do it, then plan again from what was read.
+        if let Some(Step::ReadBack { node }) = steps.first().copied() {
+            match self.read_back(id, node).await {
+                Ok(()) => steps = self.plan_for(&id),
+                Err(e) => {
+                    first_error = Some(e);
+                    steps.remove(0);
+                }
+            }
+        }
+        let shard = self.state.read().shard(&id).cloned();
         let mut attached_now = false;
-        if let Some(node) = shard.intent.attached.and_then(|a| self.node_if_active(a)) {
-            match self.reconcile_attached(&shard, &node).await {
-                Ok(changed) => attached_now = changed,
+        let mut notified = shard.is_none();
+        for step in steps {
+            let node = match step {
+                Step::ReadBack { node }
+                | Step::AttachNewGeneration { node }
+                | Step::AttachCurrentGeneration { node, .. }
+                | Step::MakeSecondary { node }
+                | Step::Detach { node } => node,
+            };
+            let is_attach = matches!(
+                step,
+                Step::AttachNewGeneration { .. } | Step::AttachCurrentGeneration { .. }
+            );
+            // Compute must learn of a new attachment before anything is detached (upstream).
+            if !is_attach && !notified {
+                notified = true;
+                if attached_now || self.hook.is_pending(id.tenant_id) {
+                    self.notify_compute(id.tenant_id).await;
+                }
+            }
+            let Some(record) = self.node_if_active(node) else {
+                continue;
+            };
+            let done = match (step, &shard) {
+                (Step::ReadBack { .. }, _) => Ok(()),
+                (Step::AttachNewGeneration { .. }, Some(_)) => self.attach(id, &record, None).await,
+                (Step::AttachCurrentGeneration { generation, .. }, Some(_)) => {
+                    self.attach(id, &record, Some(generation)).await
+                }
+                (Step::MakeSecondary { .. }, Some(s)) => {
+                    // Secondaries are never required for correctness; report, carry on.
+                    self.put(&record, id, &LocationConfig::secondary(s)).await
+                }
+                (Step::Detach { .. }, Some(s)) => {
+                    self.put(&record, id, &LocationConfig::detached(s)).await
+                }
+                (Step::Detach { .. }, None) => {
+                    self.put(&record, id, &LocationConfig::detached_unknown(id))
+                        .await
+                }
+                (_, None) => Ok(()),
+            };
+            match done {
+                Ok(()) if is_attach => attached_now = true,
+                Ok(()) => {}
                 Err(e) => {
                     first_error.get_or_insert(e);
                 }
             }
         }
-        // Compute must learn of a new attachment (upstream notifies before detaching the old).
-        if attached_now || self.hook.is_pending(id.tenant_id) {
+        if !notified && (attached_now || self.hook.is_pending(id.tenant_id)) {
             self.notify_compute(id.tenant_id).await;
-        }
-        let secondary = LocationConfig::secondary(&shard);
-        for s in &shard.intent.secondaries {
-            let Some(node) = self.node_if_active(*s) else {
-                continue;
-            };
-            let current = lock(&self.observed)
-                .locations(&id)
-                .get(s)
-                .cloned()
-                .flatten();
-            if !matches(&current, &secondary)
-                && let Err(e) = self.put(&node, id, &secondary).await
-            {
-                // Secondaries are never required for correctness; report, carry on.
-                first_error.get_or_insert(e);
-            }
-        }
-        let stale: Vec<NodeId> = lock(&self.observed)
-            .locations(&id)
-            .keys()
-            .copied()
-            .filter(|n| !shard.intent.contains(*n))
-            .collect();
-        let detached = LocationConfig::detached(&shard);
-        for n in stale {
-            let Some(node) = self.node_if_active(n) else {
-                continue;
-            };
-            if let Err(e) = self.put(&node, id, &detached).await {
-                first_error.get_or_insert(e);
-            }
         }
         first_error.map_or(Ok(()), Err)
     }
 
-    /// Returns whether a location_config call attached the shard.
-    async fn reconcile_attached(
+    /// Reads an uncertain location back from the pageserver and records what it holds.
+    async fn read_back(&self, id: TenantShardId, node: NodeId) -> Result<(), String> {
+        let Some(record) = self.node_if_active(node) else {
+            return Ok(());
+        };
+        let read = self
+            .ps_for(node)
+            .get_location(&record, id)
+            .await
+            .map_err(|e| format!("reading location on node {node}: {e}"))?;
+        let mut observed = lock(&self.observed);
+        match read {
+            Some(conf) => observed.set(id, node, Some(conf)),
+            None => observed.remove(&id, node),
+        }
+        Ok(())
+    }
+
+    /// Attaches the shard on `node`: in `reuse` (the generation it already holds, a config-only
+    /// change), or in a new generation committed through Raft first (a deposed leader cannot).
+    async fn attach(
         &self,
-        shard: &TenantShard,
+        id: TenantShardId,
         node: &NodeRecord,
-    ) -> Result<bool, String> {
-        let id = shard.id;
-        let mut current = lock(&self.observed).locations(&id).get(&node.id).cloned();
-        if matches!(current, Some(None)) {
-            // Uncertain: ask the pageserver before deciding anything.
-            let read = self
-                .ps_for(node.id)
-                .get_location(node, id)
-                .await
-                .map_err(|e| format!("reading location on node {}: {e}", node.id))?;
-            match &read {
-                Some(conf) => lock(&self.observed).set(id, node.id, Some(conf.clone())),
-                None => lock(&self.observed).remove(&id, node.id),
-            }
-            current = read.map(Some);
-        }
-        let current = current.flatten();
-        let issued_here = shard.generation_pageserver == Some(node.id);
-        if let Some(g) = shard.generation
-            && issued_here
-            && matches(&current, &LocationConfig::attached(shard, g))
-        {
-            return Ok(false);
-        }
-        // Same generation and already attached there: only the config differs, no new generation.
-        let reuse = shard.generation.filter(|g| {
-            issued_here
-                && current
-                    .as_ref()
-                    .is_some_and(|c| c.mode.is_attached() && c.generation == Some(*g))
-        });
+        reuse: Option<Generation>,
+    ) -> Result<(), String> {
         let generation = match reuse {
             Some(g) => g,
             None => match self
@@ -446,28 +419,5 @@ impl Controller {
         tracing::info!(node = node.id, generation, "attaching");
         self.put(node, id, &LocationConfig::attached(&shard, generation))
             .await
-            .map(|()| true)
-    }
-
-    /// A deleted shard: detach it wherever an active node still holds it.
-    async fn detach_everywhere(&self, id: TenantShardId) -> Result<(), String> {
-        let nodes: Vec<NodeId> = lock(&self.observed)
-            .locations(&id)
-            .keys()
-            .copied()
-            .collect();
-        let mut first_error = None;
-        for n in nodes {
-            let Some(node) = self.node_if_active(n) else {
-                continue;
-            };
-            if let Err(e) = self
-                .put(&node, id, &LocationConfig::detached_unknown(id))
-                .await
-            {
-                first_error.get_or_insert(e);
-            }
-        }
-        first_error.map_or(Ok(()), Err)
     }
 }

@@ -30,8 +30,8 @@ use tokio::sync::OwnedMutexGuard;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use super::observed::matches;
 use super::{Controller, ProposeError, lock};
+use state_machine::reconcile_plan;
 
 /// Upstream waits this long for the reconciles around a split.
 const RECONCILE_WAIT: Duration = Duration::from_secs(30);
@@ -225,15 +225,12 @@ impl Controller {
         let state = self.state.read();
         let observed = lock(&self.observed);
         for id in parents {
+            // The planner has nothing to do on the intended node: attached there, in the
+            // generation issued to it.
             let settled = state.shard(id).is_some_and(|s| {
-                let (Some(node), Some(g)) = (s.intent.attached, s.generation) else {
-                    return false;
-                };
-                s.generation_pageserver == Some(node)
-                    && matches(
-                        observed.locations(id).get(&node).unwrap_or(&None),
-                        &LocationConfig::attached(s, g),
-                    )
+                s.intent.attached.is_some_and(|node| {
+                    reconcile_plan::attach_step(s, node, &observed.locations(id)).is_none()
+                })
             });
             if !settled {
                 return Err(ApiError::Unavailable(format!(

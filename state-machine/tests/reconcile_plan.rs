@@ -1,0 +1,391 @@
+//! The reconcile planner, case by case: each situation and the exact steps it must produce.
+
+use state_machine::ids::{ShardCount, TenantShardId};
+use state_machine::reconcile_plan::{Locations, Step, attach_step, plan};
+use state_machine::wire::{LocationConfig, LocationConfigMode};
+use state_machine::{Intent, NodeId, PlacementPolicy, ShardSchedulingPolicy, TenantShard};
+
+fn shard_id() -> TenantShardId {
+    TenantShardId {
+        tenant_id: "1f359dd625e519a1a4e8d7509690f6fc".parse().expect("id"),
+        shard_number: 0,
+        shard_count: ShardCount(2),
+    }
+}
+
+/// A shard intended on `attached` (with `secondaries`), generation `gen` issued to `holder`.
+fn shard(
+    attached: Option<NodeId>,
+    secondaries: &[NodeId],
+    g: Option<u32>,
+    holder: Option<NodeId>,
+) -> TenantShard {
+    TenantShard {
+        id: shard_id(),
+        stripe_size: 2048,
+        generation: g,
+        generation_pageserver: holder,
+        placement: PlacementPolicy::Attached(secondaries.len()),
+        config: serde_json::json!({"gc_period": "1h"}),
+        scheduling: ShardSchedulingPolicy::Active,
+        preferred_az: None,
+        intent: Intent {
+            attached,
+            secondaries: secondaries.to_vec(),
+        },
+        splitting: false,
+    }
+}
+
+/// What a pageserver holding `s` as wanted would report.
+fn attached(s: &TenantShard, g: u32) -> Option<LocationConfig> {
+    Some(LocationConfig::attached(s, g))
+}
+
+fn secondary(s: &TenantShard) -> Option<LocationConfig> {
+    Some(LocationConfig::secondary(s))
+}
+
+fn with_conf(mut c: Option<LocationConfig>, conf: serde_json::Value) -> Option<LocationConfig> {
+    if let Some(c) = c.as_mut() {
+        c.tenant_conf = conf;
+    }
+    c
+}
+
+fn with_mode(mut c: Option<LocationConfig>, mode: LocationConfigMode) -> Option<LocationConfig> {
+    if let Some(c) = c.as_mut() {
+        c.mode = mode;
+    }
+    c
+}
+
+fn obs(entries: Vec<(NodeId, Option<LocationConfig>)>) -> Locations {
+    entries.into_iter().collect()
+}
+
+struct Case {
+    name: &'static str,
+    shard: Option<TenantShard>,
+    owned_by_split: bool,
+    observed: Locations,
+    inactive: &'static [NodeId],
+    expect: Vec<Step>,
+}
+
+fn case(name: &'static str, shard: TenantShard, observed: Locations, expect: Vec<Step>) -> Case {
+    Case {
+        name,
+        shard: Some(shard),
+        owned_by_split: false,
+        observed,
+        inactive: &[],
+        expect,
+    }
+}
+
+use Step::{AttachCurrentGeneration, AttachNewGeneration, Detach, MakeSecondary, ReadBack};
+
+fn cases() -> Vec<Case> {
+    let on1 = shard(Some(1), &[], Some(5), Some(1));
+    let on1_sec2 = shard(Some(1), &[2], Some(5), Some(1));
+    let on1_sec23 = shard(Some(1), &[2, 3], Some(5), Some(1));
+    let fresh = shard(Some(1), &[], Some(0), None);
+    let moved_to_2 = shard(Some(2), &[], Some(5), Some(1));
+    let mut splitting = on1.clone();
+    splitting.splitting = true;
+    let mut stopped = on1.clone();
+    stopped.scheduling = ShardSchedulingPolicy::Stop;
+    let mut detached_policy = shard(None, &[], Some(5), None);
+    detached_policy.placement = PlacementPolicy::Detached;
+    let mut secondary_policy = shard(None, &[1], Some(5), None);
+    secondary_policy.placement = PlacementPolicy::Secondary;
+    let reattached = shard(Some(1), &[], Some(6), Some(1));
+    let old_conf = serde_json::json!({"gc_period": "2h"});
+
+    let mut all = vec![
+        case(
+            "fresh attach",
+            fresh.clone(),
+            obs(vec![]),
+            vec![AttachNewGeneration { node: 1 }],
+        ),
+        case(
+            "attached as wanted",
+            on1.clone(),
+            obs(vec![(1, attached(&on1, 5))]),
+            vec![],
+        ),
+        case(
+            "nothing observed yet on the holder",
+            on1.clone(),
+            obs(vec![]),
+            vec![AttachNewGeneration { node: 1 }],
+        ),
+        case(
+            "migration: new node attached, old one detached",
+            moved_to_2.clone(),
+            obs(vec![(1, attached(&moved_to_2, 5))]),
+            vec![AttachNewGeneration { node: 2 }, Detach { node: 1 }],
+        ),
+        case(
+            "migration, destination already warm as a secondary",
+            moved_to_2.clone(),
+            obs(vec![
+                (1, attached(&moved_to_2, 5)),
+                (2, secondary(&moved_to_2)),
+            ]),
+            vec![AttachNewGeneration { node: 2 }, Detach { node: 1 }],
+        ),
+        case(
+            "secondary creation",
+            on1_sec2.clone(),
+            obs(vec![(1, attached(&on1_sec2, 5))]),
+            vec![MakeSecondary { node: 2 }],
+        ),
+        case(
+            "secondary as wanted",
+            on1_sec2.clone(),
+            obs(vec![(1, attached(&on1_sec2, 5)), (2, secondary(&on1_sec2))]),
+            vec![],
+        ),
+        case(
+            "stale secondary outside the intent",
+            on1.clone(),
+            obs(vec![(1, attached(&on1, 5)), (3, secondary(&on1))]),
+            vec![Detach { node: 3 }],
+        ),
+        case(
+            "secondary with an old config",
+            on1_sec2.clone(),
+            obs(vec![
+                (1, attached(&on1_sec2, 5)),
+                (2, with_conf(secondary(&on1_sec2), old_conf.clone())),
+            ]),
+            vec![MakeSecondary { node: 2 }],
+        ),
+        case(
+            "a secondary node still attached (demotion)",
+            on1_sec2.clone(),
+            obs(vec![
+                (1, attached(&on1_sec2, 5)),
+                (2, attached(&on1_sec2, 4)),
+            ]),
+            vec![MakeSecondary { node: 2 }],
+        ),
+        case(
+            "one secondary fine, one missing",
+            on1_sec23.clone(),
+            obs(vec![
+                (1, attached(&on1_sec23, 5)),
+                (2, secondary(&on1_sec23)),
+            ]),
+            vec![MakeSecondary { node: 3 }],
+        ),
+        case(
+            "unknown observation on the attached node is read back first",
+            on1_sec2.clone(),
+            obs(vec![(1, None), (2, secondary(&on1_sec2))]),
+            vec![ReadBack { node: 1 }],
+        ),
+        case(
+            "unknown observation on a secondary is rewritten",
+            on1_sec2.clone(),
+            obs(vec![(1, attached(&on1_sec2, 5)), (2, None)]),
+            vec![MakeSecondary { node: 2 }],
+        ),
+        case(
+            "unknown observation on a node outside the intent is detached",
+            on1.clone(),
+            obs(vec![(1, attached(&on1, 5)), (4, None)]),
+            vec![Detach { node: 4 }],
+        ),
+        case(
+            "config-only change: same generation, no bump",
+            on1.clone(),
+            obs(vec![(1, with_conf(attached(&on1, 5), old_conf.clone()))]),
+            vec![AttachCurrentGeneration {
+                node: 1,
+                generation: 5,
+            }],
+        ),
+        case(
+            "mode-only change (AttachedMulti to Single) keeps the generation",
+            on1.clone(),
+            obs(vec![(
+                1,
+                with_mode(attached(&on1, 5), LocationConfigMode::AttachedMulti),
+            )]),
+            vec![AttachCurrentGeneration {
+                node: 1,
+                generation: 5,
+            }],
+        ),
+        case(
+            "attached in an older generation",
+            on1.clone(),
+            obs(vec![(1, attached(&on1, 4))]),
+            vec![AttachNewGeneration { node: 1 }],
+        ),
+        case(
+            "generation issued to another node: a new one for this node",
+            shard(Some(1), &[], Some(5), Some(2)),
+            obs(vec![(1, attached(&on1, 5))]),
+            vec![AttachNewGeneration { node: 1 }],
+        ),
+        case(
+            "a secondary to promote gets a new generation",
+            on1.clone(),
+            obs(vec![(1, secondary(&on1))]),
+            vec![AttachNewGeneration { node: 1 }],
+        ),
+        case(
+            "node re-attached mid-plan: the generation moved past what was observed",
+            reattached.clone(),
+            obs(vec![(1, attached(&reattached, 5))]),
+            vec![AttachNewGeneration { node: 1 }],
+        ),
+        case(
+            "node re-attached mid-plan: its location became unknown",
+            reattached.clone(),
+            obs(vec![(1, None)]),
+            vec![ReadBack { node: 1 }],
+        ),
+        case(
+            "detached policy: every location detached",
+            detached_policy.clone(),
+            obs(vec![
+                (1, attached(&detached_policy, 5)),
+                (2, secondary(&detached_policy)),
+            ]),
+            vec![Detach { node: 1 }, Detach { node: 2 }],
+        ),
+        case(
+            "secondary policy: the attached node becomes a secondary",
+            secondary_policy.clone(),
+            obs(vec![(1, attached(&secondary_policy, 5))]),
+            vec![MakeSecondary { node: 1 }],
+        ),
+        case(
+            "a splitting shard belongs to the split driver",
+            splitting.clone(),
+            obs(vec![(1, None), (3, secondary(&splitting))]),
+            vec![],
+        ),
+        case(
+            "policy Stop: no reconcile at all",
+            stopped.clone(),
+            obs(vec![(2, attached(&stopped, 4))]),
+            vec![],
+        ),
+        case(
+            "every step in order: attach, secondary, detach",
+            moved_to_2_with_secondary(),
+            obs(vec![(1, attached(&moved_to_2, 5)), (4, None)]),
+            vec![
+                AttachNewGeneration { node: 2 },
+                MakeSecondary { node: 3 },
+                Detach { node: 1 },
+                Detach { node: 4 },
+            ],
+        ),
+        case(
+            "nothing intended, nothing observed",
+            detached_policy.clone(),
+            obs(vec![]),
+            vec![],
+        ),
+    ];
+    all.push(Case {
+        name: "offline attached node: no steps for it",
+        shard: Some(on1_sec2.clone()),
+        owned_by_split: false,
+        observed: obs(vec![(1, None)]),
+        inactive: &[1],
+        expect: vec![MakeSecondary { node: 2 }],
+    });
+    all.push(Case {
+        name: "offline secondary: no steps for it",
+        shard: Some(on1_sec2.clone()),
+        owned_by_split: false,
+        observed: obs(vec![(1, attached(&on1_sec2, 5))]),
+        inactive: &[2],
+        expect: vec![],
+    });
+    all.push(Case {
+        name: "all dirty locations on offline nodes: no reconcile",
+        shard: Some(moved_to_2.clone()),
+        owned_by_split: false,
+        observed: obs(vec![
+            (1, attached(&moved_to_2, 5)),
+            (3, secondary(&moved_to_2)),
+        ]),
+        inactive: &[1, 2, 3],
+        expect: vec![],
+    });
+    all.push(Case {
+        name: "split child before the commit: owned by the split",
+        shard: None,
+        owned_by_split: true,
+        observed: obs(vec![(1, None)]),
+        inactive: &[],
+        expect: vec![],
+    });
+    all.push(Case {
+        name: "deleted shard: detached wherever an active node holds it",
+        shard: None,
+        owned_by_split: false,
+        observed: obs(vec![
+            (1, attached(&on1, 5)),
+            (2, None),
+            (3, secondary(&on1)),
+        ]),
+        inactive: &[2],
+        expect: vec![Detach { node: 1 }, Detach { node: 3 }],
+    });
+    all.push(Case {
+        name: "deleted shard held nowhere",
+        shard: None,
+        owned_by_split: false,
+        observed: obs(vec![]),
+        inactive: &[],
+        expect: vec![],
+    });
+    all
+}
+
+fn moved_to_2_with_secondary() -> TenantShard {
+    shard(Some(2), &[3], Some(5), Some(1))
+}
+
+#[test]
+fn each_situation_plans_exactly_its_steps() {
+    let cases = cases();
+    assert!(cases.len() >= 25, "{} cases", cases.len());
+    let mut failures = Vec::new();
+    for c in &cases {
+        let active = |n: NodeId| !c.inactive.contains(&n);
+        let steps = plan(c.shard.as_ref(), c.owned_by_split, &c.observed, active);
+        if steps != c.expect {
+            failures.push(format!(
+                "{}: got {steps:?}, expected {:?}",
+                c.name, c.expect
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}
+
+#[test]
+fn settled_means_no_attach_step_on_the_intended_node() {
+    let s = shard(Some(1), &[], Some(5), Some(1));
+    assert_eq!(attach_step(&s, 1, &obs(vec![(1, attached(&s, 5))])), None);
+    assert_eq!(
+        attach_step(&s, 1, &obs(vec![(1, None)])),
+        Some(ReadBack { node: 1 })
+    );
+    assert_eq!(
+        attach_step(&s, 1, &obs(vec![])),
+        Some(AttachNewGeneration { node: 1 })
+    );
+}
