@@ -4,10 +4,12 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow, ensure};
 use futures::stream::{self, StreamExt, TryStreamExt};
+use serde_json::Value;
 
 use crate::api::{NodeDescription, NodeRegisterRequest};
-use crate::client::ReadMode;
+use crate::client::{RawResponse, ReadMode};
 use crate::cluster::Cluster;
+use crate::storage_api::{expect_keys, fields};
 use crate::wait::wait_until;
 
 /// The descriptions `GET /control/v1/node` should list for `registered`, sorted by id.
@@ -114,4 +116,39 @@ pub async fn wait_nodes_local(
         },
     )
     .await
+}
+
+/// Why `resp` is not `want` with a JSON `{"msg"}` body (a non-empty string), if it is not.
+pub fn judge_error(resp: &RawResponse, want: u16) -> Option<String> {
+    if resp.status != want {
+        return Some(format!("HTTP {}, expected {want}", resp.status));
+    }
+    judge_error_body(resp.status, &resp.body)
+}
+
+/// Why `body`, answered with `status`, is not a JSON `{"msg"}` body (a non-empty string), if it
+/// is not.
+pub fn judge_error_body(status: u16, body: &str) -> Option<String> {
+    let Ok(value) = serde_json::from_str::<Value>(body) else {
+        return Some(format!("HTTP {status} with a non-JSON body"));
+    };
+    if let Err(e) = expect_keys(&value, fields::ERROR) {
+        return Some(format!("HTTP {status}, error body: {e}"));
+    }
+    match value["msg"].as_str() {
+        Some(msg) if !msg.trim().is_empty() => None,
+        _ => Some(format!("HTTP {status} with an empty or non-string msg")),
+    }
+}
+
+/// Panics with every collected failure, one a line, after `<count> <what>:`, unless there are
+/// none.
+#[track_caller]
+pub fn assert_no_failures(failures: &[String], what: &str) {
+    assert!(
+        failures.is_empty(),
+        "{} {what}:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

@@ -18,7 +18,7 @@ use futures::future::join_all;
 
 use crate::api::{ClusterStatus, NodeRegisterRequest};
 use crate::binary::storcon_binary;
-use crate::client::{Client, ClientError, http_client};
+use crate::client::{Client, ClientError, RawResponse, http_client};
 use crate::config::{
     AuthOptions, ClusterOptions, ControllerOptions, free_ports, render_config_with_auth,
 };
@@ -305,6 +305,41 @@ impl Cluster {
         let ids = self.live_ids();
         let statuses = join_all(ids.iter().map(|id| self.status_of(*id))).await;
         ids.into_iter().zip(statuses).collect()
+    }
+
+    /// Cluster status of every replica, running or not, in [`Cluster::ids`] order; fails unless
+    /// every one answers.
+    pub async fn all_statuses(&self) -> anyhow::Result<Vec<ClusterStatus>> {
+        let mut all = Vec::new();
+        for id in self.ids() {
+            all.push(
+                self.status_of(id)
+                    .await
+                    .with_context(|| format!("status of replica {id}"))?,
+            );
+        }
+        Ok(all)
+    }
+
+    /// One request to replica `via`, with `body` sent as `application/json` and the extra
+    /// `headers`. Panics only when there is no answer; any status is returned.
+    pub async fn request(
+        &self,
+        via: u64,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<String>,
+        headers: &[(&str, &str)],
+    ) -> RawResponse {
+        self.client(via)
+            .raw(
+                method.clone(),
+                path,
+                body.map(|b| ("application/json", b)),
+                headers,
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{method} {path} via {via}: no answer: {e}"))
     }
 
     /// The live replica that reports itself as leader (the highest term wins if, briefly, two do).

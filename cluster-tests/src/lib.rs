@@ -14,6 +14,7 @@
 //!   like the replicas; [`storage_api::StorageApi`]: typed tenant, node-shard, upcall and debug
 //!   calls; [`placement`]: the controller's intent checked against what the simulators hold;
 //!   [`history`]: the simulators' history files and the generation-safety checker.
+//! - [`auth`]: test-only JWTs and an `[auth]` section that trusts their key.
 //! - [`raw_http`]: one HTTP/1.1 request with its target sent verbatim (dot segments and other
 //!   paths an HTTP client library would normalize).
 //!
@@ -22,6 +23,7 @@
 //! first (`cargo test --workspace` builds it).
 
 pub mod api;
+pub mod auth;
 pub mod binary;
 pub mod checks;
 pub mod client;

@@ -8,44 +8,14 @@
 //!
 //! Tokens are signed with the TEST-ONLY keys in `cluster-tests/fixtures/auth/`.
 
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use cluster_tests::auth::{now, sign_with, test_auth, token};
 use cluster_tests::config::{AuthOptions, ControllerOptions};
 use cluster_tests::{Cluster, ClusterOptions, NodeRegisterRequest, deadline, wait_until};
 use reqwest::Method;
 use serde_json::{Value, json};
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures/auth")
-        .join(name)
-}
-
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_secs()
-}
-
-/// A token with `claims`, signed with the test-only key `key` ("a" is trusted, "b" is not).
-fn sign_with(key: &str, claims: Value) -> String {
-    let pem = std::fs::read(fixture(&format!("test-only-ed25519-{key}.private.pem")))
-        .expect("test private key");
-    let key = jsonwebtoken::EncodingKey::from_ed_pem(&pem).expect("ed25519 pem");
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA),
-        &claims,
-        &key,
-    )
-    .expect("sign")
-}
-
-fn token(scope: &str) -> String {
-    sign_with("a", json!({ "scope": scope }))
-}
 
 /// One request, with `Authorization: Bearer <token>` when given, or `authorization` verbatim.
 async fn send(
@@ -150,10 +120,8 @@ async fn auth_matrix() {
     };
     let pageserver_token = token("pageserverapi");
     let auth = AuthOptions {
-        public_key_file: fixture("test-only-ed25519-a.public.pem"),
-        peer_token_file: Some(write("peer.jwt", &token("controller_peer"))),
         pageserver_token_file: Some(write("pageserver.jwt", &pageserver_token)),
-        client_token: token("admin"),
+        ..test_auth(files.path())
     };
     // Forming, electing and the harness's convergence checks (admin token) all run with auth on.
     let (cluster, leader) = Cluster::start_formed_with_auth(

@@ -12,15 +12,15 @@
 //! whole log back: a leader is elected, the replicas converge, and the tenant's config is what
 //! the accepted PATCHes left.
 
+use cluster_tests::checks::{assert_no_failures, judge_error};
 use cluster_tests::fixture::ControllerFixture;
 use cluster_tests::placement::{SETTLE_DEADLINE, wait_settled};
-use cluster_tests::storage_api::{expect_keys, fields, tenant_create_body, tenant_id};
+use cluster_tests::storage_api::{expect_keys, tenant_create_body, tenant_id};
 use cluster_tests::{Cluster, ClusterStatus, StorageApi, deadline};
 use reqwest::Method;
 use serde_json::{Value, json};
 
 const TAG: u32 = 0xdee9;
-const JSON: &str = "application/json";
 /// Array depths of the refused `deep` field; the body nests one level more.
 const DEPTHS: &[usize] = &[33, 60, 110, 121, 122, 123, 126, 127];
 
@@ -29,65 +29,14 @@ fn nested(depth: usize) -> String {
     format!("{}1{}", "[".repeat(depth), "]".repeat(depth))
 }
 
-/// Why `status`/`body` is not `want` with a `{"msg"}` body, if it is not.
-fn judge(status: u16, body: &str, want: u16) -> Option<String> {
-    if status != want {
-        return Some(format!("HTTP {status}, expected {want}"));
-    }
-    let Ok(value) = serde_json::from_str::<Value>(body) else {
-        return Some(format!("HTTP {status} with a non-JSON body"));
-    };
-    if let Err(e) = expect_keys(&value, fields::ERROR) {
-        return Some(format!("HTTP {status}, error body: {e}"));
-    }
-    match value["msg"].as_str() {
-        Some(msg) if !msg.trim().is_empty() => None,
-        _ => Some(format!("HTTP {status} with an empty or non-string msg")),
-    }
-}
-
-/// One request with a raw JSON body via replica `via`: status and body.
-async fn send(
-    cluster: &Cluster,
-    via: u64,
-    method: Method,
-    path: &str,
-    body: String,
-) -> (u16, String) {
-    let resp = cluster
-        .client(via)
-        .raw(method.clone(), path, Some((JSON, body)), &[])
-        .await
-        .unwrap_or_else(|e| panic!("{method} {path} via {via}: no answer: {e}"));
-    (resp.status, resp.body)
-}
-
 /// `GET /v1/tenant/{tenant}/config` via replica `via`, which must answer 200.
 async fn config_via(cluster: &Cluster, via: u64, tenant: &str) -> Value {
     let path = format!("/v1/tenant/{tenant}/config");
-    let resp = cluster
-        .client(via)
-        .raw(Method::GET, &path, None, &[])
-        .await
-        .unwrap_or_else(|e| panic!("GET {path} via {via}: {e}"));
+    let resp = cluster.request(via, Method::GET, &path, None, &[]).await;
     assert_eq!(resp.status, 200, "GET {path} via {via}: {}", resp.body);
     let body: Value = serde_json::from_str(&resp.body).expect("JSON config");
     expect_keys(&body, &["tenant_specific_overrides", "effective_config"]).expect("config shape");
     body
-}
-
-/// Cluster status of every replica, which must all answer.
-async fn statuses(cluster: &Cluster) -> Vec<ClusterStatus> {
-    let mut all = Vec::new();
-    for id in cluster.ids() {
-        all.push(
-            cluster
-                .status_of(id)
-                .await
-                .unwrap_or_else(|e| panic!("status of replica {id}: {e}")),
-        );
-    }
-    all
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -121,7 +70,7 @@ async fn deep_tenant_config() {
         .wait_converged(deadline::CONVERGE)
         .await
         .expect("replicas converge");
-    let before = statuses(&cluster).await;
+    let before = cluster.all_statuses().await.expect("every replica answers");
 
     // Deep bodies: refused at the edge, on the leader and through a follower.
     let mut failures = Vec::new();
@@ -129,17 +78,19 @@ async fn deep_tenant_config() {
         for &depth in DEPTHS {
             let body = format!(r#"{{"tenant_id":"{tenant}","deep":{}}}"#, nested(depth));
             for method in [Method::PATCH, Method::PUT] {
-                let (status, text) = send(
-                    &cluster,
-                    via,
-                    method.clone(),
-                    "/v1/tenant/config",
-                    body.clone(),
-                )
-                .await;
-                if let Some(problem) = judge(status, &text, 400) {
+                let resp = cluster
+                    .request(
+                        via,
+                        method.clone(),
+                        "/v1/tenant/config",
+                        Some(body.clone()),
+                        &[],
+                    )
+                    .await;
+                if let Some(problem) = judge_error(&resp, 400) {
                     failures.push(format!(
-                        "{method} /v1/tenant/config, deep {depth}, via {via}: {problem}; body {text:?}"
+                        "{method} /v1/tenant/config, deep {depth}, via {via}: {problem}; body {:?}",
+                        resp.body
                     ));
                 }
             }
@@ -149,18 +100,17 @@ async fn deep_tenant_config() {
             r#"{{"new_tenant_id":"{new_tenant}","deep":{}}}"#,
             nested(123)
         );
-        let (status, text) = send(&cluster, via, Method::POST, "/v1/tenant", body).await;
-        if let Some(problem) = judge(status, &text, 400) {
+        let resp = cluster
+            .request(via, Method::POST, "/v1/tenant", Some(body), &[])
+            .await;
+        if let Some(problem) = judge_error(&resp, 400) {
             failures.push(format!(
-                "POST /v1/tenant with a flattened deep 123 field via {via}: {problem}; body {text:?}"
+                "POST /v1/tenant with a flattened deep 123 field via {via}: {problem}; body {:?}",
+                resp.body
             ));
         }
         let path = format!("/control/v1/tenant/{new_tenant}");
-        let resp = cluster
-            .client(via)
-            .raw(Method::GET, &path, None, &[])
-            .await
-            .unwrap_or_else(|e| panic!("GET {path} via {via}: {e}"));
+        let resp = cluster.request(via, Method::GET, &path, None, &[]).await;
         if resp.status != 404 {
             failures.push(format!(
                 "the refused create of {new_tenant} via {via} left a tenant: GET {path}: HTTP {}: {}",
@@ -168,12 +118,7 @@ async fn deep_tenant_config() {
             ));
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} deep requests answered wrongly:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert_no_failures(&failures, "deep requests answered wrongly");
 
     // Nobody exited, nothing was proposed, the leadership did not move.
     cluster.check_no_crashes().expect("no replica exited");
@@ -181,7 +126,7 @@ async fn deep_tenant_config() {
         .wait_converged(deadline::CONVERGE)
         .await
         .expect("replicas converge after the deep requests");
-    let after = statuses(&cluster).await;
+    let after = cluster.all_statuses().await.expect("every replica answers");
     let term = |s: &[ClusterStatus]| s.iter().map(|s| s.term).max().expect("replicas");
     if term(&after) == term(&before) {
         for (b, a) in before.iter().zip(&after) {
@@ -215,10 +160,16 @@ async fn deep_tenant_config() {
         ),
     ];
     for (via, body) in accepted {
-        let (status, text) = send(&cluster, via, Method::PATCH, "/v1/tenant/config", body).await;
-        assert_eq!(status, 200, "PATCH at the accepted edge via {via}: {text}");
+        let resp = cluster
+            .request(via, Method::PATCH, "/v1/tenant/config", Some(body), &[])
+            .await;
         assert_eq!(
-            serde_json::from_str::<Value>(&text).expect("JSON answer"),
+            resp.status, 200,
+            "PATCH at the accepted edge via {via}: {}",
+            resp.body
+        );
+        assert_eq!(
+            serde_json::from_str::<Value>(&resp.body).expect("JSON answer"),
             Value::Null,
             "PATCH answers null"
         );
@@ -240,21 +191,18 @@ async fn deep_tenant_config() {
                 json!({"tenant_id": tenant, "huge": huge}).to_string(),
             ),
         ] {
-            let (status, text) =
-                send(&cluster, via, Method::PATCH, "/v1/tenant/config", body).await;
-            if let Some(problem) = judge(status, &text, 400) {
+            let resp = cluster
+                .request(via, Method::PATCH, "/v1/tenant/config", Some(body), &[])
+                .await;
+            if let Some(problem) = judge_error(&resp, 400) {
                 failures.push(format!(
-                    "PATCH with {what} via {via}: {problem}; body {text:?}"
+                    "PATCH with {what} via {via}: {problem}; body {:?}",
+                    resp.body
                 ));
             }
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} requests past the edge answered wrongly:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert_no_failures(&failures, "requests past the edge answered wrongly");
     for via in [leader, follower] {
         assert_eq!(
             config_via(&cluster, via, &tenant).await,

@@ -14,10 +14,8 @@
 //! at the scope check (a leaked operator token cannot forge a leader either), while a
 //! `controller_peer` token gets as far as the sender check, which refuses the phantom.
 
-use std::path::{Path, PathBuf};
-
-use cluster_tests::checks::check_nodes_everywhere;
-use cluster_tests::config::AuthOptions;
+use cluster_tests::auth::{test_auth, token};
+use cluster_tests::checks::{assert_no_failures, check_nodes_everywhere};
 use cluster_tests::{
     Cluster, ClusterOptions, ClusterStatus, NodeRegisterRequest, RawResponse, deadline,
 };
@@ -25,7 +23,6 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 const TARGET_NODE_HEADER: &str = "x-storcon-target-node";
-const JSON: &str = "application/json";
 /// The forged sender: not a member of the three-replica cluster.
 const PHANTOM: u64 = 9;
 /// The forged term: 2^63.
@@ -68,10 +65,8 @@ async fn rpc(
         headers.push(("authorization", a));
     }
     cluster
-        .client(target)
-        .raw(Method::POST, path, Some((JSON, body)), &headers)
+        .request(target, Method::POST, path, Some(body), &headers)
         .await
-        .unwrap_or_else(|e| panic!("POST {path} to replica {target}: no answer: {e}"))
 }
 
 /// Why `resp` is not a 403 whose `msg` contains `want`, if it is not.
@@ -88,20 +83,6 @@ fn judge_refused(resp: &RawResponse, want: &str) -> Option<String> {
     }
 }
 
-/// Cluster status of every replica, which must all answer.
-async fn statuses(cluster: &Cluster) -> Vec<ClusterStatus> {
-    let mut all = Vec::new();
-    for id in cluster.ids() {
-        all.push(
-            cluster
-                .status_of(id)
-                .await
-                .unwrap_or_else(|e| panic!("status of replica {id}: {e}")),
-        );
-    }
-    all
-}
-
 /// Checks that the replicas agree on a leader, and that it is the leader of `before` in the
 /// same term, or a leader elected legitimately since (a term at most a few above).
 async fn expect_leadership_kept(cluster: &Cluster, leader: u64, before: &[ClusterStatus]) {
@@ -110,7 +91,7 @@ async fn expect_leadership_kept(cluster: &Cluster, leader: u64, before: &[Cluste
         .await
         .expect("replicas converge on one leader");
     let term_before = before.iter().map(|s| s.term).max().expect("replicas");
-    let after = statuses(cluster).await;
+    let after = cluster.all_statuses().await.expect("every replica answers");
     for s in &after {
         assert!(
             s.term >= term_before && s.term - term_before < MAX_HONEST_TERM_RISE,
@@ -149,7 +130,7 @@ async fn forged_raft_rpc() {
         .await
         .expect("a formed cluster");
     let follower = cluster.live_other_than(leader);
-    let before = statuses(&cluster).await;
+    let before = cluster.all_statuses().await.expect("every replica answers");
     let term = before.iter().map(|s| s.term).max().expect("replicas");
 
     // Followers first (the replicas a phantom leader would capture), then the leader.
@@ -197,12 +178,7 @@ async fn forged_raft_rpc() {
             }
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} forged RPCs answered wrongly:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert_no_failures(&failures, "forged RPCs answered wrongly");
     cluster.check_no_crashes().expect("no replica exited");
     expect_leadership_kept(&cluster, leader, &before).await;
 
@@ -223,41 +199,15 @@ async fn forged_raft_rpc() {
     cluster.check_no_crashes().expect("no replica exited");
 }
 
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures/auth")
-        .join(name)
-}
-
-/// A token with `scope`, signed with the trusted test-only key.
-fn token(scope: &str) -> String {
-    let pem = std::fs::read(fixture("test-only-ed25519-a.private.pem")).expect("test private key");
-    let key = jsonwebtoken::EncodingKey::from_ed_pem(&pem).expect("ed25519 pem");
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA),
-        &json!({ "scope": scope }),
-        &key,
-    )
-    .expect("sign")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn raft_rpc_scope() {
     let files = tempfile::tempdir().expect("tempdir");
-    let peer_token_file = files.path().join("peer.jwt");
-    std::fs::write(&peer_token_file, format!("{}\n", token("controller_peer")))
-        .expect("write the peer token");
-    let auth = AuthOptions {
-        public_key_file: fixture("test-only-ed25519-a.public.pem"),
-        peer_token_file: Some(peer_token_file),
-        pageserver_token_file: None,
-        client_token: token("admin"),
-    };
+    let auth = test_auth(files.path());
     let (cluster, leader) =
         Cluster::start_formed_with_auth(ClusterOptions::default(), None, Some(auth))
             .await
             .expect("a formed cluster with auth");
-    let before = statuses(&cluster).await;
+    let before = cluster.all_statuses().await.expect("every replica answers");
 
     let admin = format!("Bearer {}", token("admin"));
     let peer = format!("Bearer {}", token("controller_peer"));
@@ -291,12 +241,7 @@ async fn raft_rpc_scope() {
             }
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} RPCs answered wrongly:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert_no_failures(&failures, "RPCs answered wrongly");
     cluster.check_no_crashes().expect("no replica exited");
     expect_leadership_kept(&cluster, leader, &before).await;
 }

@@ -20,15 +20,13 @@
 //! [`jwt_nbf`]: a token whose `nbf` lies 10 minutes ahead is 403 and its write commits nothing;
 //! with `nbf` in the past it is accepted.
 
-use std::path::{Path, PathBuf};
-
-use cluster_tests::checks::check_nodes_everywhere;
+use cluster_tests::auth::{now, sign, test_auth};
+use cluster_tests::checks::{assert_no_failures, check_nodes_everywhere, judge_error};
 use cluster_tests::cluster::REQUEST_TIMEOUT;
-use cluster_tests::config::AuthOptions;
 use cluster_tests::fixture::ControllerFixture;
 use cluster_tests::placement::{SETTLE_DEADLINE, wait_settled};
 use cluster_tests::raw_http;
-use cluster_tests::storage_api::{expect_keys, fields, shard_ids, tenant_create_body, tenant_id};
+use cluster_tests::storage_api::{shard_ids, tenant_create_body, tenant_id};
 use cluster_tests::{
     Client, Cluster, ClusterOptions, ClusterStatus, NodeRegisterRequest, RawResponse, ReadMode,
     StorageApi, deadline, wait_until,
@@ -37,33 +35,12 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 const TAG: u32 = 0x4057;
-const JSON: &str = "application/json";
 /// 37 bytes, as a sharded id, with `é` (two bytes) across byte 32.
 const MULTIBYTE_ID: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\u{e9}0101";
 /// [`MULTIBYTE_ID`] percent-encoded for a path.
 const MULTIBYTE_ID_IN_PATH: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa%C3%A90101";
 /// Over the API's 4 MiB body limit.
 const OVERSIZED_BODY: usize = 5 << 20;
-
-/// Why `resp` is not `want` with a JSON `{"msg"}` body, if it is not.
-fn judge(resp: &RawResponse, want: u16) -> Option<String> {
-    if resp.status != want {
-        return Some(format!("HTTP {}, expected {want}", resp.status));
-    }
-    let Ok(value) = serde_json::from_str::<Value>(&resp.body) else {
-        return Some(format!("HTTP {} with a non-JSON body", resp.status));
-    };
-    if let Err(e) = expect_keys(&value, fields::ERROR) {
-        return Some(format!("HTTP {}, error body: {e}", resp.status));
-    }
-    match value["msg"].as_str() {
-        Some(msg) if !msg.trim().is_empty() => None,
-        _ => Some(format!(
-            "HTTP {} with an empty or non-string msg",
-            resp.status
-        )),
-    }
-}
 
 /// The body, shortened for a failure message.
 fn short(body: &str) -> String {
@@ -73,21 +50,6 @@ fn short(body: &str) -> String {
         let head: String = body.chars().take(300).collect();
         format!("{head}... ({} bytes)", body.len())
     }
-}
-
-/// One request via reqwest; panics only without an answer.
-async fn send(
-    cluster: &Cluster,
-    via: u64,
-    method: Method,
-    path: &str,
-    body: Option<String>,
-) -> RawResponse {
-    cluster
-        .client(via)
-        .raw(method.clone(), path, body.map(|b| (JSON, b)), &[])
-        .await
-        .unwrap_or_else(|e| panic!("{method} {path} via {via}: no answer: {e}"))
 }
 
 /// A client for replica `via` that opens a new connection for every request.
@@ -101,30 +63,11 @@ fn unpooled(cluster: &Cluster, via: u64) -> Client {
     Client::new(http, cluster.url(via))
 }
 
-/// `GET /control/v1/tenant/{tenant}` status via `via` (404: no such tenant).
-async fn describe_status(cluster: &Cluster, via: u64, tenant: &str) -> RawResponse {
-    send(
-        cluster,
-        via,
-        Method::GET,
-        &format!("/control/v1/tenant/{tenant}"),
-        None,
-    )
-    .await
-}
-
-/// Cluster status of every replica, which must all answer.
-async fn statuses(cluster: &Cluster) -> Vec<ClusterStatus> {
-    let mut all = Vec::new();
-    for id in cluster.ids() {
-        all.push(
-            cluster
-                .status_of(id)
-                .await
-                .unwrap_or_else(|e| panic!("status of replica {id}: {e}")),
-        );
-    }
-    all
+/// `GET /control/v1/tenant/{tenant}` via `via`: the answer, unless it is 404 (no such tenant).
+async fn tenant_found(cluster: &Cluster, via: u64, tenant: &str) -> Option<String> {
+    let path = format!("/control/v1/tenant/{tenant}");
+    let resp = cluster.request(via, Method::GET, &path, None, &[]).await;
+    (resp.status != 404).then(|| format!("HTTP {}: {}", resp.status, short(&resp.body)))
 }
 
 /// Converges, then checks that no entry was appended since `before` unless a term changed.
@@ -133,7 +76,7 @@ async fn expect_nothing_committed(cluster: &Cluster, before: &[ClusterStatus], w
         .wait_converged(deadline::CONVERGE)
         .await
         .unwrap_or_else(|e| panic!("replicas converge after {what}: {e:#}"));
-    let after = statuses(cluster).await;
+    let after = cluster.all_statuses().await.expect("every replica answers");
     for (b, a) in before.iter().zip(&after) {
         if a.term == b.term {
             assert_eq!(
@@ -148,7 +91,7 @@ async fn expect_nothing_committed(cluster: &Cluster, before: &[ClusterStatus], w
 }
 
 fn record(failures: &mut Vec<String>, what: &str, via: u64, resp: &RawResponse, want: u16) {
-    if let Some(problem) = judge(resp, want) {
+    if let Some(problem) = judge_error(resp, want) {
         failures.push(format!(
             "{what} via {via}: {problem}; body {:?}",
             short(&resp.body)
@@ -189,74 +132,68 @@ async fn hostile_requests() {
         .wait_converged(deadline::CONVERGE)
         .await
         .expect("replicas converge");
-    let before = statuses(&cluster).await;
+    let before = cluster.all_statuses().await.expect("every replica answers");
 
     let mut failures = Vec::new();
     for via in [leader, follower] {
         let n = u32::try_from(via).expect("small id");
-        // A multi-byte character across byte 32 of a shard id.
+        // A multi-byte character across byte 32 of a shard id (400), then a 405, and a path
+        // parameter that is not UTF-8 (400).
+        let multibyte = |what: &str, method: Method, path: String, body: String| {
+            let label = format!("multi-byte shard id in {what} ({method} {path})");
+            (label, method, path, Some(body), 400)
+        };
         let detached = json!({"mode": "Detached", "tenant_conf": {}}).to_string();
-        let multibyte: Vec<(&str, Method, String, Option<String>)> = vec![
-            (
+        let refused: Vec<(String, Method, String, Option<String>, u16)> = vec![
+            multibyte(
                 "validate",
                 Method::POST,
                 "/upcall/v1/validate".into(),
-                Some(json!({"tenants": [{"id": MULTIBYTE_ID, "gen": 1}]}).to_string()),
+                json!({"tenants": [{"id": MULTIBYTE_ID, "gen": 1}]}).to_string(),
             ),
-            (
+            multibyte(
                 "create",
                 Method::POST,
                 "/v1/tenant".into(),
-                Some(json!({"new_tenant_id": MULTIBYTE_ID}).to_string()),
+                json!({"new_tenant_id": MULTIBYTE_ID}).to_string(),
             ),
-            (
+            multibyte(
                 "inspect",
                 Method::POST,
                 "/debug/v1/inspect".into(),
-                Some(json!({"tenant_shard_id": MULTIBYTE_ID}).to_string()),
+                json!({"tenant_shard_id": MULTIBYTE_ID}).to_string(),
             ),
-            (
+            multibyte(
                 "attach-hook",
                 Method::POST,
                 "/debug/v1/attach-hook".into(),
-                Some(json!({"tenant_shard_id": MULTIBYTE_ID, "node_id": null}).to_string()),
+                json!({"tenant_shard_id": MULTIBYTE_ID, "node_id": null}).to_string(),
             ),
-            (
+            multibyte(
                 "location_config",
                 Method::PUT,
                 format!("/v1/tenant/{MULTIBYTE_ID_IN_PATH}/location_config"),
-                Some(detached),
+                detached,
+            ),
+            (
+                "PATCH /control/v1/node".into(),
+                Method::PATCH,
+                "/control/v1/node".into(),
+                None,
+                405,
+            ),
+            (
+                "GET /control/v1/tenant/%FF%FE".into(),
+                Method::GET,
+                "/control/v1/tenant/%FF%FE".into(),
+                None,
+                400,
             ),
         ];
-        for (what, method, path, body) in multibyte {
-            let resp = send(&cluster, via, method.clone(), &path, body).await;
-            record(
-                &mut failures,
-                &format!("multi-byte shard id in {what} ({method} {path})"),
-                via,
-                &resp,
-                400,
-            );
+        for (what, method, path, body, want) in refused {
+            let resp = cluster.request(via, method, &path, body, &[]).await;
+            record(&mut failures, &what, via, &resp, want);
         }
-
-        // A 405, and a path parameter that is not UTF-8.
-        let resp = send(&cluster, via, Method::PATCH, "/control/v1/node", None).await;
-        record(&mut failures, "PATCH /control/v1/node", via, &resp, 405);
-        let resp = send(
-            &cluster,
-            via,
-            Method::GET,
-            "/control/v1/tenant/%FF%FE",
-            None,
-        )
-        .await;
-        record(
-            &mut failures,
-            "GET /control/v1/tenant/%FF%FE",
-            via,
-            &resp,
-            400,
-        );
 
         // Dot segments, sent verbatim.
         for target in ["/control/v1/../v1/tenant", "/control/v1/%2e%2e/v1/tenant"] {
@@ -274,49 +211,53 @@ async fn hostile_requests() {
         let pad = "x".repeat(OVERSIZED_BODY);
         let body = json!({"new_tenant_id": big_tenant, "pad": pad}).to_string();
         let resp = unpooled(&cluster, via)
-            .raw(Method::POST, "/v1/tenant", Some((JSON, body)), &[])
+            .raw(
+                Method::POST,
+                "/v1/tenant",
+                Some(("application/json", body)),
+                &[],
+            )
             .await
             .unwrap_or_else(|e| panic!("POST /v1/tenant of 5 MiB via {via}: no answer: {e}"));
         record(&mut failures, "POST /v1/tenant of 5 MiB", via, &resp, 413);
-        let resp = describe_status(&cluster, via, &big_tenant).await;
-        if resp.status != 404 {
+        if let Some(found) = tenant_found(&cluster, via, &big_tenant).await {
             failures.push(format!(
-                "the 5 MiB create via {via} left tenant {big_tenant}: HTTP {}: {}",
-                resp.status,
-                short(&resp.body)
+                "the 5 MiB create via {via} left tenant {big_tenant}: {found}"
             ));
         }
 
         // Positional struct form.
         let array_tenant = tenant_id(TAG, 30 + n);
         let body = json!({"new_tenant_id": array_tenant, "shard_parameters": [2]}).to_string();
-        let resp = send(&cluster, via, Method::POST, "/v1/tenant", Some(body)).await;
+        let resp = cluster
+            .request(via, Method::POST, "/v1/tenant", Some(body), &[])
+            .await;
         record(&mut failures, "shard_parameters [2]", via, &resp, 400);
-        let resp = describe_status(&cluster, via, &array_tenant).await;
-        if resp.status != 404 {
+        if let Some(found) = tenant_found(&cluster, via, &array_tenant).await {
             failures.push(format!(
-                "the refused shard_parameters [2] via {via} left tenant {array_tenant}: HTTP {}: {}",
-                resp.status,
-                short(&resp.body)
+                "the refused shard_parameters [2] via {via} left tenant {array_tenant}: {found}"
             ));
         }
 
         // Failpoints: one bad entry applies none of the list (on the replica asked).
-        let list = send(&cluster, via, Method::GET, "/debug/v1/failpoints", None).await;
+        let list = cluster
+            .request(via, Method::GET, "/debug/v1/failpoints", None, &[])
+            .await;
         assert_eq!(
             list.status, 200,
             "failpoints enabled on {via}: {}",
             list.body
         );
         let body = json!([{"name": "a", "actions": "return"}, {"name": "", "actions": "off"}]);
-        let resp = send(
-            &cluster,
-            via,
-            Method::PUT,
-            "/debug/v1/failpoints",
-            Some(body.to_string()),
-        )
-        .await;
+        let resp = cluster
+            .request(
+                via,
+                Method::PUT,
+                "/debug/v1/failpoints",
+                Some(body.to_string()),
+                &[],
+            )
+            .await;
         record(
             &mut failures,
             "failpoints with an empty name",
@@ -324,7 +265,9 @@ async fn hostile_requests() {
             &resp,
             400,
         );
-        let list = send(&cluster, via, Method::GET, "/debug/v1/failpoints", None).await;
+        let list = cluster
+            .request(via, Method::GET, "/debug/v1/failpoints", None, &[])
+            .await;
         assert_eq!(list.status, 200, "GET failpoints on {via}: {}", list.body);
         let list: Vec<Value> = serde_json::from_str(&list.body).expect("failpoint list");
         if let Some(a) = list.iter().find(|f| f["name"] == "a") {
@@ -333,12 +276,7 @@ async fn hostile_requests() {
             ));
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} hostile requests answered wrongly:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert_no_failures(&failures, "hostile requests answered wrongly");
     cluster.check_no_crashes().expect("no replica exited");
     expect_nothing_committed(&cluster, &before, "requests refused before proposing").await;
 
@@ -352,7 +290,9 @@ async fn hostile_requests() {
             ("the existing tenant", &existing),
         ] {
             let path = format!("/v1/tenant/{tenant}/location_config");
-            let resp = send(&cluster, via, Method::PUT, &path, Some(conf_five.clone())).await;
+            let resp = cluster
+                .request(via, Method::PUT, &path, Some(conf_five.clone()), &[])
+                .await;
             record(
                 &mut failures,
                 &format!("location_config tenant_conf 5 on {what} ({path})"),
@@ -361,12 +301,9 @@ async fn hostile_requests() {
                 400,
             );
         }
-        let resp = describe_status(&cluster, via, &new_tenant).await;
-        if resp.status != 404 {
+        if let Some(found) = tenant_found(&cluster, via, &new_tenant).await {
             failures.push(format!(
-                "the refused location_config via {via} created {new_tenant}: HTTP {}: {}",
-                resp.status,
-                short(&resp.body)
+                "the refused location_config via {via} created {new_tenant}: {found}"
             ));
         }
         let described = StorageApi::new(cluster.client(via))
@@ -386,11 +323,9 @@ async fn hostile_requests() {
             ));
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} refused location_configs answered or applied wrongly:\n{}",
-        failures.len(),
-        failures.join("\n")
+    assert_no_failures(
+        &failures,
+        "refused location_configs answered or applied wrongly",
     );
 
     // The object form of shard_parameters works.
@@ -398,7 +333,9 @@ async fn hostile_requests() {
     for via in [leader, follower] {
         let tenant = tenant_id(TAG, 50 + u32::try_from(via).expect("small id"));
         let body = json!({"new_tenant_id": tenant, "shard_parameters": {"count": 2}}).to_string();
-        let resp = send(&cluster, via, Method::POST, "/v1/tenant", Some(body)).await;
+        let resp = cluster
+            .request(via, Method::POST, "/v1/tenant", Some(body), &[])
+            .await;
         assert_eq!(
             resp.status, 201,
             "create with {{\"count\":2}} via {via}: {}",
@@ -428,47 +365,36 @@ async fn hostile_requests() {
     cluster.check_no_crashes().expect("no replica exited");
 }
 
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures/auth")
-        .join(name)
-}
-
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_secs()
-}
-
-/// A token with `claims`, signed with the trusted test-only key.
-fn sign(claims: Value) -> String {
-    let pem = std::fs::read(fixture("test-only-ed25519-a.private.pem")).expect("test private key");
-    let key = jsonwebtoken::EncodingKey::from_ed_pem(&pem).expect("ed25519 pem");
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA),
-        &claims,
-        &key,
-    )
-    .expect("sign")
+/// Sends each of `requests` via each of `vias`, in that order, with `Authorization:
+/// {authorization}`, and hands every answer to `check` as it comes.
+async fn send_each(
+    cluster: &Cluster,
+    vias: [u64; 2],
+    requests: &[(Method, &str, Option<String>)],
+    authorization: &str,
+    mut check: impl FnMut(u64, &Method, &str, RawResponse),
+) {
+    for via in vias {
+        for (method, path, body) in requests {
+            let resp = cluster
+                .request(
+                    via,
+                    method.clone(),
+                    path,
+                    body.clone(),
+                    &[("authorization", authorization)],
+                )
+                .await;
+            check(via, method, path, resp);
+        }
+    }
 }
 
 /// A token with `nbf` set is refused until then, and accepted after.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jwt_nbf() {
     let files = tempfile::tempdir().expect("tempdir");
-    let peer_token_file = files.path().join("peer.jwt");
-    std::fs::write(
-        &peer_token_file,
-        format!("{}\n", sign(json!({"scope": "controller_peer"}))),
-    )
-    .expect("write the peer token");
-    let auth = AuthOptions {
-        public_key_file: fixture("test-only-ed25519-a.public.pem"),
-        peer_token_file: Some(peer_token_file),
-        pageserver_token_file: None,
-        client_token: sign(json!({"scope": "admin"})),
-    };
+    let auth = test_auth(files.path());
     let (cluster, leader) =
         Cluster::start_formed_with_auth(ClusterOptions::default(), None, Some(auth))
             .await
@@ -493,7 +419,7 @@ async fn jwt_nbf() {
         .wait_converged(deadline::CONVERGE)
         .await
         .expect("replicas converge");
-    let before = statuses(&cluster).await;
+    let before = cluster.all_statuses().await.expect("every replica answers");
 
     let early = format!(
         "Bearer {}",
@@ -501,22 +427,15 @@ async fn jwt_nbf() {
     );
     let node = NodeRegisterRequest::fake(3);
     let register = serde_json::to_string(&node).expect("json");
+    let list_nodes = (Method::GET, "/control/v1/node", None);
+    let register_node = (Method::POST, "/control/v1/node", Some(register));
     let mut failures = Vec::new();
-    for via in [leader, follower] {
-        for (method, path, body) in [
-            (Method::GET, "/control/v1/node", None),
-            (Method::POST, "/control/v1/node", Some(register.clone())),
-        ] {
-            let resp = cluster
-                .client(via)
-                .raw(
-                    method.clone(),
-                    path,
-                    body.map(|b| (JSON, b)),
-                    &[("authorization", &early)],
-                )
-                .await
-                .unwrap_or_else(|e| panic!("{method} {path} via {via}: no answer: {e}"));
+    send_each(
+        &cluster,
+        [leader, follower],
+        &[list_nodes.clone(), register_node.clone()],
+        &early,
+        |via, method, path, resp| {
             record(
                 &mut failures,
                 &format!("{method} {path} with nbf ahead"),
@@ -533,13 +452,12 @@ async fn jwt_nbf() {
                     resp.body
                 ));
             }
-        }
-    }
-    assert!(
-        failures.is_empty(),
-        "{} requests with a not-yet-valid token answered wrongly:\n{}",
-        failures.len(),
-        failures.join("\n")
+        },
+    )
+    .await;
+    assert_no_failures(
+        &failures,
+        "requests with a not-yet-valid token answered wrongly",
     );
     cluster.check_no_crashes().expect("no replica exited");
     expect_nothing_committed(&cluster, &before, "requests with a not-yet-valid token").await;
@@ -549,28 +467,20 @@ async fn jwt_nbf() {
         "Bearer {}",
         sign(json!({"scope": "infra", "nbf": now() - 60}))
     );
-    for via in [follower, leader] {
-        for (method, path, body) in [
-            (Method::POST, "/control/v1/node", Some(register.clone())),
-            (Method::GET, "/control/v1/node", None),
-        ] {
-            let resp = cluster
-                .client(via)
-                .raw(
-                    method.clone(),
-                    path,
-                    body.map(|b| (JSON, b)),
-                    &[("authorization", &valid)],
-                )
-                .await
-                .unwrap_or_else(|e| panic!("{method} {path} via {via}: no answer: {e}"));
+    send_each(
+        &cluster,
+        [follower, leader],
+        &[register_node, list_nodes],
+        &valid,
+        |via, method, path, resp| {
             assert_eq!(
                 resp.status, 200,
                 "{method} {path} with nbf in the past via {via}: {}",
                 resp.body
             );
-        }
-    }
+        },
+    )
+    .await;
     cluster
         .wait_converged(deadline::CONVERGE)
         .await

@@ -484,14 +484,17 @@ async fn split_leader_kill() {
     let events = sims.all_history().expect("histories");
     history::ensure_safe(&events).expect("history safe");
     let validates = history::count_kind(&events, "validate");
+    // A validate the controller answered (`reason` is the transport failure otherwise). Parents
+    // are detached after the split commits, so the answer omits them (`valid` is `None`) and the
+    // simulator keeps their data.
     let answered = events
         .iter()
-        .filter(|e| e.kind == "validate" && e.valid.is_some())
+        .filter(|e| e.kind == "validate" && e.reason.is_none())
         .count();
     // The safety check above judged real traffic: every split detaches parents that hold data,
     // and each detach asks the controller to validate.
     assert!(validates > 0, "no validate reached the history checker");
-    assert!(answered > 0, "no validate was answered for a known shard");
+    assert!(answered > 0, "the controller answered no validate");
     // Killed replicas were restarted; a SIGKILL by the harness is not a crash.
     cluster.check_no_crashes().expect("no replica crashed");
     sims.check_no_crashes().expect("no simulator crashed");
@@ -525,7 +528,7 @@ async fn split_leader_kill() {
     }
     eprintln!(
         "split_leader_kill: {} runs in {:.1?}; {validates} validates by \
-         detaching simulators, {answered} for shards the controller knew",
+         detaching simulators, {answered} answered by the controller",
         rows.len(),
         test_started.elapsed()
     );

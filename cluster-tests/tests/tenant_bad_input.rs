@@ -5,10 +5,11 @@
 //! and changes nothing: afterwards consistency_check passes, the tenant and node lists are
 //! unchanged, generations still validate, and no pageserver received a call.
 
+use cluster_tests::checks::judge_error_body;
 use cluster_tests::fixture::ControllerFixture;
 use cluster_tests::history;
 use cluster_tests::placement::{SETTLE_DEADLINE, wait_settled};
-use cluster_tests::storage_api::{expect_keys, fields, tenant_create_body, tenant_id};
+use cluster_tests::storage_api::{tenant_create_body, tenant_id};
 use cluster_tests::{Cluster, ClusterOptions, ControllerOptions, StorageApi};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -76,16 +77,7 @@ fn judge(status: u16, body: &str, expect: Expect) -> Option<String> {
     if !status_ok {
         return Some(format!("HTTP {status}, expected {expect:?}"));
     }
-    let Ok(value) = serde_json::from_str::<Value>(body) else {
-        return Some(format!("HTTP {status} with a non-JSON body"));
-    };
-    if let Err(e) = expect_keys(&value, fields::ERROR) {
-        return Some(format!("HTTP {status}, error body: {e}"));
-    }
-    match value["msg"].as_str() {
-        Some(msg) if !msg.trim().is_empty() => None,
-        _ => Some(format!("HTTP {status} with an empty or non-string msg")),
-    }
+    judge_error_body(status, body)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -198,6 +198,21 @@ mod tests {
     fn body_waits_for_every_shard_and_nulls_stripe_for_one_shard() {
         let tenant: TenantId = "1f359dd625e519a1a4e8d7509690f6fc".parse().expect("id");
         let mut state = State::default();
+        // SetIntents only keeps intents naming registered nodes.
+        for node_id in 10..12u64 {
+            state.apply(&Command::RegisterNode(state_machine::NodeRegisterRequest {
+                node_id,
+                listen_pg_addr: "ps".into(),
+                listen_pg_port: 1,
+                listen_grpc_addr: None,
+                listen_grpc_port: None,
+                listen_http_addr: "ps".into(),
+                listen_http_port: 1,
+                listen_https_port: None,
+                availability_zone_id: "az-a".into(),
+                node_ip_addr: None,
+            }));
+        }
         for (count, expect_stripe) in [(2u8, Some(2048)), (0u8, None)] {
             state.apply(&Command::DeleteTenant { tenant_id: tenant });
             state.apply(&Command::CreateTenant(CreateTenant {
