@@ -14,7 +14,7 @@ use storcon_http::AppState;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::controller::services::Services;
+use crate::controller::operations::Operations;
 use crate::controller::{Controller, Replica};
 
 pub struct Leadership {
@@ -112,7 +112,7 @@ impl Leadership {
         let controller = Controller::new(self.replica.clone(), term, cancel.clone());
         self.app
             .leader
-            .set(Some(Arc::new(Services(controller.clone()))));
+            .set(Some(Arc::new(Operations(controller.clone()))));
         tokio::spawn(
             controller
                 .run()
@@ -130,19 +130,11 @@ impl Leadership {
             started_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         };
         // Bounded: a leader without a quorum would otherwise wait here forever.
-        match tokio::time::timeout(
-            Duration::from_secs(5),
-            self.replica.raft.client_write(command),
-        )
-        .await
+        match raft_store::client::propose(&self.replica.raft, command, Duration::from_secs(5)).await
         {
-            Ok(Ok(_)) => true,
-            Ok(Err(e)) => {
+            Ok(_) => true,
+            Err(e) => {
                 tracing::debug!(error = %e, "could not record leadership");
-                false
-            }
-            Err(_) => {
-                tracing::debug!("leader record not committed within 5 s");
                 false
             }
         }

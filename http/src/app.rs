@@ -12,8 +12,8 @@ use raft_store::{FormationStatus, Raft, SharedState};
 use crate::auth::HttpAuth;
 use crate::failpoints::{self, Failpoints};
 use crate::{
-    auth, cluster, debug, forward, guard, nodes, onboarding, probes, raft_rpc, split,
-    tenant_config, tenants, trace, upcalls,
+    auth, cluster, debug, forward, guard, nodes, onboarding, probes, raft_rpc, tenant_config,
+    tenants, trace, upcalls,
 };
 
 /// Answers formation questions from peers; implemented by the binary, which owns start-up.
@@ -36,7 +36,7 @@ pub struct AppInner {
     raft_admitted: AtomicBool,
     pub formation: Arc<dyn FormationProbe>,
     /// Leader-only services while this replica leads.
-    pub leader: crate::leader::LeaderSlot,
+    pub leader: crate::operations::LeaderSlot,
     /// Token checks on incoming requests and the token this replica presents to its peers.
     pub auth: HttpAuth,
     /// Test-only fault injection, configured per replica.
@@ -161,7 +161,7 @@ pub fn router(app: AppState) -> Router {
         )
         .route(
             "/control/v1/tenant/{tenant_id}/shard_split",
-            put(split::split),
+            put(tenants::split),
         )
         .route("/debug/v1/inspect", post(debug::inspect))
         .route("/debug/v1/attach-hook", post(debug::attach_hook))

@@ -1,8 +1,10 @@
 //! The HTTP surface of a storcon replica: controller API, Raft RPC endpoints, probes, cluster
 //! status, and forwarding of leader-only requests.
 //!
-//! What this crate owns: routing and wire shapes. It holds no scheduling or reconcile logic;
-//! handlers turn requests into `Command`s proposed through Raft, or read the applied state.
+//! What this crate owns: routing, request parsing and admission, auth, forwarding, and the
+//! mapping of errors to statuses. It declares the leader's [`Operations`] and holds no workflow:
+//! a handler parses its request, makes one call, and maps the typed error; the only state it
+//! touches itself is a read of the applied state (node listings, cluster status).
 //!
 //! Invariants:
 //! - probes, cluster status, the leader record and Raft RPCs are always answered by the replica
@@ -20,13 +22,12 @@ pub mod extract;
 pub mod failpoints;
 mod forward;
 mod guard;
-mod leader;
 mod nodes;
 mod onboarding;
+mod operations;
 mod probes;
-mod propose;
 pub mod raft_rpc;
-mod split;
+mod read;
 pub mod strict_json;
 pub mod tenant_config;
 mod tenants;
@@ -38,5 +39,6 @@ pub use auth::{BearerToken, HttpAuth, JwtVerifier, Scope};
 pub use error::ApiError;
 pub use failpoints::{FailpointError, Failpoints};
 pub use forward::{FORWARDED_HEADER, READ_LOCAL_HEADER};
-pub use leader::{LeaderServices, LeaderSlot, ShardStatus};
+pub use operations::{LeaderSlot, Op, OperationError, Operations, TenantPage};
 pub use raft_rpc::FROM_NODE_HEADER;
+pub use read::QUORUM_WAIT;

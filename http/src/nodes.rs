@@ -5,29 +5,27 @@
 //! | POST | /control/v1/node | 200 `null`; 409 different address/AZ; 400 bad body |
 //! | GET | /control/v1/node | `[NodeDescribeResponse]` sorted by id |
 //! | GET | /control/v1/node/{node_id} | `NodeDescribeResponse`; 404 unknown |
+//! | PUT | /control/v1/node/{node_id}/config | `{"node_id","availability","scheduling"}`; 200 `null`; 404 |
+//! | GET | /control/v1/node/{node_id}/shards | `NodeShardResponse`; 404 |
 
 use axum::Json;
 use axum::http::HeaderMap;
-use std::collections::{BTreeMap, BTreeSet};
 
-use state_machine::ids::TenantShardId;
-use state_machine::wire::{NodeConfigureRequest, NodeShard, NodeShardResponse};
-use state_machine::{Command, NodeAvailability, NodeDescribeResponse, NodeRegisterRequest, State};
+use state_machine::wire::{NodeConfigureRequest, NodeShardResponse};
+use state_machine::{NodeAvailability, NodeDescribeResponse, NodeRegisterRequest, State};
 
 use crate::app::AppState;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, IdPath};
 use crate::forward::wants_local_read;
-use crate::propose::{propose, read_linearizable, read_local};
+use crate::read::{read_linearizable, read_local};
 
+/// Needs only the replicated state, so it is answered while the leader starts up too.
 pub async fn register(
     axum::extract::State(app): axum::extract::State<AppState>,
     ApiJson(req): ApiJson<NodeRegisterRequest>,
 ) -> Result<Json<()>, ApiError> {
-    req.validate()?;
-    let response = propose(&app, Command::RegisterNode(req)).await?;
-    tracing::info!(?response, "node register");
-    Ok(Json(()))
+    Ok(Json(app.leader.get_starting()?.node_register(req).await?))
 }
 
 /// Availability is the leader's soft state from heartbeats. A replica without running leader
@@ -81,30 +79,7 @@ pub async fn configure(
     IdPath(id): IdPath,
     ApiJson(req): ApiJson<NodeConfigureRequest>,
 ) -> Result<Json<()>, ApiError> {
-    if req.node_id != id {
-        return Err(ApiError::BadRequest(format!(
-            "path node id {id} differs from body node_id {}",
-            req.node_id
-        )));
-    }
-    let services = app.leader.get()?;
-    if app.state.read().node(id).is_none() {
-        return Err(ApiError::NotFound(format!("Node {id} not registered")));
-    }
-    if let Some(policy) = req.scheduling {
-        propose(
-            &app,
-            Command::SetNodeScheduling {
-                node_id: id,
-                policy,
-            },
-        )
-        .await?;
-    }
-    if let Some(availability) = req.availability {
-        services.set_availability(id, availability).await?;
-    }
-    Ok(Json(()))
+    Ok(Json(app.leader.get()?.node_configure(id, req).await?))
 }
 
 /// `GET /control/v1/node/{node_id}/shards`: every shard intended or observed on the node.
@@ -112,33 +87,7 @@ pub async fn shards(
     axum::extract::State(app): axum::extract::State<AppState>,
     IdPath(id): IdPath,
 ) -> Result<Json<NodeShardResponse>, ApiError> {
-    let services = app.leader.get()?;
-    let observed: BTreeMap<_, _> = services.observed_on(id).into_iter().collect();
-    let state = app.state.read();
-    if state.node(id).is_none() {
-        return Err(ApiError::NotFound(format!("Node {id} not registered")));
-    }
-    let mut ids: BTreeSet<TenantShardId> = observed.keys().copied().collect();
-    ids.extend(
-        state
-            .shards()
-            .filter(|s| s.intent.contains(id))
-            .map(|s| s.id),
-    );
-    let shards = ids
-        .into_iter()
-        .map(|sid| NodeShard {
-            tenant_shard_id: sid,
-            is_intended_secondary: state
-                .shard(&sid)
-                .map(|s| s.intent.secondaries.contains(&id)),
-            is_observed_secondary: observed.get(&sid).copied().flatten(),
-        })
-        .collect();
-    Ok(Json(NodeShardResponse {
-        node_id: id,
-        shards,
-    }))
+    Ok(Json(app.leader.get()?.node_shards(id).await?))
 }
 
 pub async fn not_found(uri: axum::http::Uri) -> ApiError {

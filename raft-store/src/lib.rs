@@ -14,6 +14,7 @@
 //!   so `purged <= snapshot <= applied` holds on disk;
 //! - redb is only called from blocking threads (`Db::run`), never on a tokio worker.
 
+pub mod client;
 pub mod codec;
 mod db;
 mod error;
@@ -24,6 +25,7 @@ mod snapshot;
 mod state_machine;
 mod types;
 
+pub use client::{ProposeError, ReadError};
 pub use db::{Db, OpenError};
 pub use error::StoreError;
 pub use formation::{FormationMarker, FormationStatus};

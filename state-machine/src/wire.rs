@@ -259,3 +259,73 @@ pub struct NodeConfigureRequest {
     #[serde(default)]
     pub scheduling: Option<crate::node::NodeSchedulingPolicy>,
 }
+
+/// `PUT /control/v1/tenant/:tenant_id/policy`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct TenantPolicyRequest {
+    #[serde(default)]
+    pub placement: Option<PlacementPolicy>,
+    #[serde(default)]
+    pub scheduling: Option<ShardSchedulingPolicy>,
+}
+
+/// The body of `PUT`/`PATCH /v1/tenant/config`: config fields at the top level, as upstream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TenantConfigRequest {
+    pub tenant_id: TenantId,
+    #[serde(flatten)]
+    pub fields: serde_json::Map<String, serde_json::Value>,
+}
+
+/// `GET /v1/tenant/:tenant_id/config`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TenantConfigResponse {
+    pub tenant_specific_overrides: serde_json::Value,
+    pub effective_config: serde_json::Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LocationConfigResponseShard {
+    pub shard_id: TenantShardId,
+    pub node_id: NodeId,
+}
+
+/// The controller's answer to `PUT /v1/tenant/:tenant_shard_id/location_config`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LocationConfigResponse {
+    pub shards: Vec<LocationConfigResponseShard>,
+    pub stripe_size: Option<u32>,
+}
+
+/// `POST /debug/v1/inspect`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InspectRequest {
+    pub tenant_shard_id: TenantShardId,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InspectResponse {
+    /// `[generation, node_id]` of the latest generation issued, or `null`.
+    pub attachment: Option<(Generation, NodeId)>,
+}
+
+/// `POST /debug/v1/attach-hook`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttachHookRequest {
+    pub tenant_shard_id: TenantShardId,
+    #[serde(default)]
+    pub node_id: Option<NodeId>,
+    #[serde(default)]
+    pub generation_override: Option<i32>,
+    #[serde(default)]
+    pub config: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachHookResponse {
+    #[serde(rename = "gen")]
+    pub generation: Option<Generation>,
+}

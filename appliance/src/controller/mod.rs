@@ -4,15 +4,16 @@
 //!
 //! Modules: `nodes` (availability rules), `observed` (what pageservers hold), `heartbeat`
 //! (utilization polls and transitions), `reconcile` (one shard's steps and the worker pool),
-//! `pageserver` (the outbound client), `services` (what HTTP handlers may ask of it).
+//! `pageserver` (the outbound client), `split` (the split driver), `compute_hook`, and
+//! `operations` (the operations API the HTTP layer calls, one workflow per file).
 
 mod compute_hook;
 mod heartbeat;
 mod nodes;
 mod observed;
+pub mod operations;
 mod pageserver;
 mod reconcile;
-pub mod services;
 mod split;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -20,7 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use raft_store::{Raft, SharedState};
+use raft_store::{ProposeError, Raft, SharedState};
 use state_machine::ids::{TenantId, TenantShardId};
 use state_machine::scheduler::Scheduler;
 use state_machine::{Command, NodeId, Response};
@@ -32,13 +33,8 @@ use nodes::NodeState;
 use observed::Observed;
 use pageserver::PageserverClient;
 
-#[derive(Debug, thiserror::Error)]
-pub enum ProposeError {
-    #[error("not leader or no quorum: {0}")]
-    Raft(String),
-    #[error("rejected: {0}")]
-    Rejected(state_machine::Rejection),
-}
+/// How long the controller's own proposals (intents, generations, splits) may take to commit.
+const PROPOSE_WAIT: Duration = Duration::from_secs(10);
 
 pub struct Controller {
     raft: Raft,
@@ -234,22 +230,21 @@ impl Controller {
     }
 
     async fn propose(&self, command: Command) -> Result<Response, ProposeError> {
+        self.propose_within(command, PROPOSE_WAIT).await
+    }
+
+    /// Every proposal of this controller: fenced by its term, checked and bounded by
+    /// [`raft_store::client::propose`].
+    async fn propose_within(
+        &self,
+        command: Command,
+        within: Duration,
+    ) -> Result<Response, ProposeError> {
         // A controller of a past term must not write, even if its replica leads again later.
         if self.cancel.is_cancelled() {
-            return Err(ProposeError::Raft(
-                "leadership of this term was lost".into(),
-            ));
+            return Err(ProposeError::TermEnded);
         }
-        command.check_admissible().map_err(ProposeError::Rejected)?;
-        let written =
-            tokio::time::timeout(Duration::from_secs(10), self.raft.client_write(command))
-                .await
-                .map_err(|_| ProposeError::Raft("timed out".into()))?
-                .map_err(|e| ProposeError::Raft(e.to_string()))?;
-        match written.data {
-            Response::Rejected(r) => Err(ProposeError::Rejected(r)),
-            other => Ok(other),
-        }
+        raft_store::client::propose(&self.raft, command, within).await
     }
 
     /// Schedules the given tenants in one pass and commits the changed intents in one command.

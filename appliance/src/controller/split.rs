@@ -25,12 +25,15 @@ use std::time::Duration;
 use state_machine::ids::{TenantId, TenantShardId};
 use state_machine::wire::{LocationConfig, TenantShardSplitRequest};
 use state_machine::{Command, Response, SplitPlan, SplitRecord};
-use storcon_http::ApiError;
+use storcon_http::{FailpointError, OperationError};
 use tokio::sync::OwnedMutexGuard;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use super::{Controller, ProposeError, lock};
+use super::pageserver::PsError;
+use super::{Controller, lock};
+use raft_store::ProposeError;
+use state_machine::NodeId;
 use state_machine::reconcile_plan;
 
 /// Upstream waits this long for the reconciles around a split.
@@ -40,20 +43,61 @@ const ABORT_RETRY: Duration = Duration::from_secs(1);
 /// Attempts to detach each child of an aborted split before leaving it to the background pass.
 const DETACH_ATTEMPTS: u32 = 10;
 
-/// How far a failed split got: before `BeginSplit` nothing needs undoing.
-enum Failure {
-    BeforeBegin(ApiError),
-    /// Begun (or possibly begun: its proposal failed without an answer); must be aborted.
-    Begun(ApiError),
-    /// Committed; the rest is finished in the background.
-    Committed(ApiError),
+/// Why a split failed, in the words the API answers with.
+#[derive(Debug, thiserror::Error)]
+pub enum SplitError {
+    /// Refused by the state machine (a 4xx), or not known to have committed.
+    #[error("{0}")]
+    Proposal(#[from] ProposeError),
+    /// The tenant's shards are not where the controller wants them yet; retry.
+    #[error("{0}")]
+    NotSettled(String),
+    #[error("Failed to split {shard}: node {node} is not available")]
+    NodeUnavailable { shard: TenantShardId, node: NodeId },
+    #[error("Failed to split {shard}: {error}")]
+    Pageserver {
+        shard: TenantShardId,
+        error: PsError,
+    },
+    #[error("pageserver {node} split {shard} into {created:?}, expected {expected:?}")]
+    UnexpectedChildren {
+        shard: TenantShardId,
+        node: NodeId,
+        created: BTreeSet<TenantShardId>,
+        expected: BTreeSet<TenantShardId>,
+    },
+    #[error("unexpected answer to BeginSplit: {0}")]
+    UnexpectedAnswer(String),
+    #[error("leadership lost")]
+    LeadershipLost,
+    #[error(transparent)]
+    Failpoint(#[from] FailpointError),
 }
 
-fn proposal_error(e: ProposeError) -> ApiError {
-    match e {
-        ProposeError::Rejected(r) => ApiError::from(r),
-        ProposeError::Raft(m) => ApiError::Unavailable(format!("cannot commit: {m}")),
+impl From<SplitError> for OperationError {
+    fn from(e: SplitError) -> Self {
+        match e {
+            SplitError::Proposal(p) => OperationError::Proposal(p),
+            SplitError::NotSettled(_) | SplitError::LeadershipLost => {
+                OperationError::NotYet(e.to_string())
+            }
+            SplitError::NodeUnavailable { .. } | SplitError::Pageserver { .. } => {
+                OperationError::Conflict(e.to_string())
+            }
+            SplitError::UnexpectedChildren { .. }
+            | SplitError::UnexpectedAnswer(_)
+            | SplitError::Failpoint(_) => OperationError::Internal(e.to_string()),
+        }
     }
+}
+
+/// How far a failed split got: before `BeginSplit` nothing needs undoing.
+enum Failure {
+    BeforeBegin(SplitError),
+    /// Begun (or possibly begun: its proposal failed without an answer); must be aborted.
+    Begun(SplitError),
+    /// Committed; the rest is finished in the background.
+    Committed(SplitError),
 }
 
 impl Controller {
@@ -71,10 +115,10 @@ impl Controller {
         }
     }
 
-    async fn failpoint(&self, name: &str) -> Result<(), ApiError> {
+    async fn failpoint(&self, name: &str) -> Result<(), SplitError> {
         tokio::select! {
-            _ = self.cancel.cancelled() => Err(ApiError::Unavailable("leadership lost".into())),
-            r = self.failpoints.hit(name) => r.map_err(|e| ApiError::Internal(e.to_string())),
+            _ = self.cancel.cancelled() => Err(SplitError::LeadershipLost),
+            r = self.failpoints.hit(name) => Ok(r?),
         }
     }
 
@@ -84,7 +128,7 @@ impl Controller {
         tenant: TenantId,
         new_shard_count: u8,
         new_stripe_size: Option<u32>,
-    ) -> Result<Vec<TenantShardId>, ApiError> {
+    ) -> Result<Vec<TenantShardId>, SplitError> {
         let guard = self.tenant_op(tenant).await;
         let started = Instant::now();
         match self
@@ -135,7 +179,7 @@ impl Controller {
             .state
             .read()
             .plan_split(tenant, new_shard_count, new_stripe_size)
-            .map_err(|r| Failure::BeforeBegin(r.into()))?;
+            .map_err(|r| Failure::BeforeBegin(ProposeError::Rejected(r).into()))?;
         let parents: Vec<TenantShardId> = match plan {
             SplitPlan::NoOp(shards) => return Ok(shards),
             SplitPlan::Split { parents, .. } => parents.iter().map(|p| p.id).collect(),
@@ -156,13 +200,13 @@ impl Controller {
         {
             Ok(Response::SplitBegun(record)) => record,
             Ok(other) => {
-                return Err(Failure::Begun(ApiError::Internal(format!(
-                    "unexpected answer to BeginSplit: {other:?}"
+                return Err(Failure::Begun(SplitError::UnexpectedAnswer(format!(
+                    "{other:?}"
                 ))));
             }
-            Err(ProposeError::Rejected(r)) => return Err(Failure::BeforeBegin(r.into())),
+            Err(e @ ProposeError::Rejected(_)) => return Err(Failure::BeforeBegin(e.into())),
             // It may still commit: abort to be sure.
-            Err(e) => return Err(Failure::Begun(proposal_error(e))),
+            Err(e) => return Err(Failure::Begun(e.into())),
         };
         tracing::info!(%tenant, parents = record.parents.len(), new_shard_count, "split begun");
         // A reconcile of a parent that started before the split began still runs on its old
@@ -173,7 +217,7 @@ impl Controller {
             .await
             .is_none()
         {
-            return Err(Failure::Begun(ApiError::Unavailable(
+            return Err(Failure::Begun(SplitError::NotSettled(
                 "a reconcile of the tenant is still running; retry the split".into(),
             )));
         }
@@ -192,7 +236,7 @@ impl Controller {
             .await
         {
             Ok(_) => {}
-            Err(e) => return Err(Failure::Begun(proposal_error(e))),
+            Err(e) => return Err(Failure::Begun(e.into())),
         }
         tracing::info!(%tenant, "split committed");
         self.hook.mark_pending(tenant);
@@ -209,7 +253,7 @@ impl Controller {
 
     /// Reconciles the parents and checks each is attached, in its current generation, on the
     /// node its intent names: the pageserver splits what it holds.
-    async fn settle(&self, parents: &[TenantShardId]) -> Result<(), ApiError> {
+    async fn settle(&self, parents: &[TenantShardId]) -> Result<(), SplitError> {
         self.reconcile_if_dirty(parents.iter().copied());
         // An old failed pass does not matter: what counts is where the parents are now.
         let deadline = Instant::now() + RECONCILE_WAIT;
@@ -218,7 +262,7 @@ impl Controller {
             .await
             .is_none()
         {
-            return Err(ApiError::Unavailable(
+            return Err(SplitError::NotSettled(
                 "the tenant's shards are still being reconciled; retry the split".into(),
             ));
         }
@@ -233,7 +277,7 @@ impl Controller {
                 })
             });
             if !settled {
-                return Err(ApiError::Unavailable(format!(
+                return Err(SplitError::NotSettled(format!(
                     "{id} is not attached where the controller wants it yet; retry the split"
                 )));
             }
@@ -244,7 +288,7 @@ impl Controller {
     /// Steps 4 and 5: detach the parents' secondaries, then ask each parent's pageserver to
     /// split it. Children are recorded as uncertain on the node before each call, so whatever
     /// the outcome, an abort detaches them.
-    async fn split_on_pageservers(&self, record: &SplitRecord) -> Result<(), ApiError> {
+    async fn split_on_pageservers(&self, record: &SplitRecord) -> Result<(), SplitError> {
         self.failpoint("split-after-begin").await?;
         for p in &record.parents {
             let secondaries: Vec<_> = lock(&self.observed)
@@ -274,12 +318,12 @@ impl Controller {
             new_stripe_size: Some(record.new_stripe_size),
         };
         for p in &record.parents {
-            let node = self.node_if_active(p.node).ok_or_else(|| {
-                ApiError::Conflict(format!(
-                    "Failed to split {}: node {} is not available",
-                    p.id, p.node
-                ))
-            })?;
+            let node = self
+                .node_if_active(p.node)
+                .ok_or(SplitError::NodeUnavailable {
+                    shard: p.id,
+                    node: p.node,
+                })?;
             {
                 let mut obs = lock(&self.observed);
                 obs.set(p.id, p.node, None);
@@ -291,14 +335,16 @@ impl Controller {
                 .ps_for(p.node)
                 .split(&node, p.id, &request, self.cfg.split_request_timeout())
                 .await
-                .map_err(|e| ApiError::Conflict(format!("Failed to split {}: {e}", p.id)))?;
+                .map_err(|error| SplitError::Pageserver { shard: p.id, error })?;
             let expected: BTreeSet<_> = p.children.iter().copied().collect();
             let created: BTreeSet<_> = created.into_iter().collect();
             if created != expected {
-                return Err(ApiError::Internal(format!(
-                    "pageserver {} split {} into {created:?}, expected {expected:?}",
-                    p.node, p.id
-                )));
+                return Err(SplitError::UnexpectedChildren {
+                    shard: p.id,
+                    node: p.node,
+                    created,
+                    expected,
+                });
             }
             tracing::info!(parent = %p.id, node = p.node, children = created.len(), "pageserver split");
             self.failpoint("split-after-pageserver-split").await?;
@@ -308,7 +354,7 @@ impl Controller {
 
     /// Step 7, after the commit: detach the parents, give the children secondaries, reconcile
     /// them and tell compute. Errors here do not undo anything.
-    async fn finish_split(&self, record: &SplitRecord) -> Result<(), ApiError> {
+    async fn finish_split(&self, record: &SplitRecord) -> Result<(), SplitError> {
         for p in &record.parents {
             self.failpoint("split-parent-detach").await?;
             if let Some(node) = self.node_if_active(p.node) {

@@ -1,0 +1,263 @@
+//! The leader's operations API (`storcon_http::Operations`): one method per operation, each a
+//! whole workflow in a file of its own here (split's lives in `controller/split.rs`).
+//!
+//! - `tenant_create`, `tenant_delete`, `tenant_change` (policy, config), `tenant_read`
+//!   (describe, list, config), `onboarding` (`location_config`);
+//! - `upcalls` (re-attach, validate), `nodes` (register, configure, shards);
+//! - `debug` (attach-hook, inspect, reconcile_all, consistency_check).
+//!
+//! Every write goes through [`Controller::propose_and_reconcile`] (or, for a change that places
+//! nothing, [`Controller::propose_request`]), so each operation proposes, schedules and waits
+//! the same way, fenced by this controller's term.
+
+mod debug;
+mod nodes;
+mod onboarding;
+mod tenant_change;
+mod tenant_create;
+mod tenant_delete;
+mod tenant_read;
+mod upcalls;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use futures::FutureExt;
+use raft_store::ProposeError;
+use state_machine::ids::{TenantId, TenantShardId};
+use state_machine::wire::{
+    AttachHookRequest, AttachHookResponse, InspectRequest, InspectResponse, LocationConfig,
+    LocationConfigResponse, NodeConfigureRequest, NodeShardResponse, ReAttachRequest,
+    ReAttachResponse, TenantConfigRequest, TenantConfigResponse, TenantCreateRequest,
+    TenantCreateResponse, TenantDescribeResponse, TenantPolicyRequest, TenantShardSplitRequest,
+    TenantShardSplitResponse, ValidateRequest, ValidateResponse,
+};
+use state_machine::{Command, NodeAvailability, NodeId, NodeRegisterRequest, Response};
+use storcon_http::{Op, OperationError, TenantPage};
+use tracing::Instrument;
+
+use super::{Controller, lock};
+
+/// How long a request's proposal may take to commit (a leader cut off from its quorum would
+/// otherwise hold the request), and a read to be confirmed.
+const REQUEST_QUORUM_WAIT: Duration = storcon_http::QUORUM_WAIT;
+
+/// How long an operation waits for the reconciles its change started.
+#[derive(Debug, Clone)]
+pub(super) enum Wait {
+    /// Answer once the intents are committed and the reconciles queued.
+    Queued,
+    /// Wait up to this long; a reconcile still running is not an error (upstream answers).
+    AtMost(Duration),
+    /// Wait up to this long; one still running fails the operation with `unfinished`, and the
+    /// same request may be retried.
+    Required {
+        within: Duration,
+        unfinished: String,
+    },
+}
+
+impl Controller {
+    /// Proposes a command on behalf of a request, with the request's bound on the wait.
+    pub(super) async fn propose_request(&self, command: Command) -> Result<Response, ProposeError> {
+        self.propose_within(command, REQUEST_QUORUM_WAIT).await
+    }
+
+    /// The one way an operation changes a tenant: propose `command`, schedule the tenant and
+    /// commit its intents, queue reconciles for its shards, then wait as `wait` says.
+    /// A tenant whose shards cannot all be placed keeps what was stored and answers
+    /// [`OperationError::Unschedulable`] (upstream's 409); the background pass retries.
+    pub(super) async fn propose_and_reconcile(
+        &self,
+        tenant: TenantId,
+        command: Command,
+        wait: Wait,
+    ) -> Result<Response, OperationError> {
+        let response = self.propose_request(command).await?;
+        self.schedule_and_queue(tenant).await?;
+        match wait {
+            Wait::Queued => {}
+            Wait::AtMost(within) => {
+                if !self.wait_tenant_reconciled(tenant, within).await {
+                    tracing::info!(%tenant, "change stored; reconciles still running");
+                }
+            }
+            Wait::Required { within, unfinished } => {
+                if !self.wait_tenant_reconciled(tenant, within).await {
+                    return Err(OperationError::NotYet(unfinished));
+                }
+            }
+        }
+        Ok(response)
+    }
+
+    async fn schedule_and_queue(&self, tenant: TenantId) -> Result<(), OperationError> {
+        let scheduled = self.schedule(&BTreeSet::from([tenant])).await?;
+        let ids: Vec<TenantShardId> = self
+            .state
+            .read()
+            .tenant_shards(tenant)
+            .map(|s| s.id)
+            .collect();
+        self.reconcile_if_dirty(ids);
+        match scheduled.unschedulable.first() {
+            Some((shard, e)) => Err(OperationError::Unschedulable {
+                shard: *shard,
+                reason: e.to_string(),
+                count: scheduled.unschedulable.len(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Waits until every shard of the tenant, and every observed location of a deleted one,
+    /// matches its intent; false on timeout.
+    async fn wait_tenant_reconciled(&self, tenant: TenantId, within: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + within;
+        let mut ids: Vec<TenantShardId> = self
+            .state
+            .read()
+            .tenant_shards(tenant)
+            .map(|s| s.id)
+            .collect();
+        ids.extend(
+            lock(&self.observed)
+                .shard_ids()
+                .into_iter()
+                .filter(|s| s.tenant_id == tenant),
+        );
+        self.wait_reconciles(ids, deadline).await
+    }
+
+    /// Reads the applied state once a quorum confirms this replica still leads.
+    pub(super) async fn read_confirmed<T>(
+        &self,
+        read: impl FnOnce(&state_machine::State) -> T,
+    ) -> Result<T, OperationError> {
+        Ok(raft_store::client::read_linearizable(
+            &self.raft,
+            &self.state,
+            REQUEST_QUORUM_WAIT,
+            read,
+        )
+        .await?)
+    }
+}
+
+/// The handle the HTTP layer holds while this controller leads.
+pub struct Operations(pub Arc<Controller>);
+
+impl storcon_http::Operations for Operations {
+    fn ready(&self) -> bool {
+        self.0.started.load(Ordering::SeqCst)
+    }
+
+    fn availability(&self, node: NodeId) -> NodeAvailability {
+        lock(&self.0.nodes)
+            .get(&node)
+            .map_or(NodeAvailability::Offline, |n| n.wire())
+    }
+
+    fn tenant_create(&self, req: TenantCreateRequest) -> Op<'_, TenantCreateResponse> {
+        self.0.tenant_create(req).boxed()
+    }
+
+    fn tenant_delete(&self, tenant: TenantId) -> Op<'_, ()> {
+        self.0.tenant_delete(tenant).boxed()
+    }
+
+    fn tenant_describe(&self, tenant: TenantId) -> Op<'_, TenantDescribeResponse> {
+        self.0.tenant_describe(tenant).boxed()
+    }
+
+    fn tenant_list(&self, page: TenantPage) -> Op<'_, Vec<TenantDescribeResponse>> {
+        self.0.tenant_list(page).boxed()
+    }
+
+    fn tenant_policy(&self, tenant: TenantId, req: TenantPolicyRequest) -> Op<'_, ()> {
+        self.0.tenant_policy(tenant, req).boxed()
+    }
+
+    fn tenant_config_set(&self, req: TenantConfigRequest) -> Op<'_, ()> {
+        self.0.tenant_config_set(req).boxed()
+    }
+
+    fn tenant_config_patch(&self, req: TenantConfigRequest) -> Op<'_, ()> {
+        self.0.tenant_config_patch(req).boxed()
+    }
+
+    fn tenant_config_get(&self, tenant: TenantId) -> Op<'_, TenantConfigResponse> {
+        self.0.tenant_config_get(tenant).boxed()
+    }
+
+    fn location_config(
+        &self,
+        shard: TenantShardId,
+        conf: LocationConfig,
+    ) -> Op<'_, LocationConfigResponse> {
+        self.0.location_config(shard, conf).boxed()
+    }
+
+    fn tenant_split(
+        &self,
+        tenant: TenantId,
+        req: TenantShardSplitRequest,
+    ) -> Op<'_, TenantShardSplitResponse> {
+        // In its own task: a client that hangs up must not cancel a split half-way, which
+        // would leave it recorded with nobody to finish or abort it.
+        let ctl = self.0.clone();
+        async move {
+            let span = tracing::info_span!("split", %tenant, req.new_shard_count);
+            let new_shards = tokio::spawn(
+                async move {
+                    ctl.split_tenant(tenant, req.new_shard_count, req.new_stripe_size)
+                        .await
+                }
+                .instrument(span),
+            )
+            .await
+            .map_err(|e| OperationError::Internal(format!("split task failed: {e}")))??;
+            Ok(TenantShardSplitResponse { new_shards })
+        }
+        .boxed()
+    }
+
+    fn re_attach(&self, req: ReAttachRequest) -> Op<'_, ReAttachResponse> {
+        self.0.re_attach(req).boxed()
+    }
+
+    fn validate(&self, req: ValidateRequest) -> Op<'_, ValidateResponse> {
+        self.0.validate(req).boxed()
+    }
+
+    fn node_register(&self, req: NodeRegisterRequest) -> Op<'_, ()> {
+        self.0.node_register(req).boxed()
+    }
+
+    fn node_configure(&self, node: NodeId, req: NodeConfigureRequest) -> Op<'_, ()> {
+        self.0.node_configure(node, req).boxed()
+    }
+
+    fn node_shards(&self, node: NodeId) -> Op<'_, NodeShardResponse> {
+        self.0.node_shards(node).boxed()
+    }
+
+    fn attach_hook(&self, req: AttachHookRequest) -> Op<'_, AttachHookResponse> {
+        self.0.attach_hook(req).boxed()
+    }
+
+    fn inspect(&self, req: InspectRequest) -> Op<'_, InspectResponse> {
+        self.0.inspect(req).boxed()
+    }
+
+    fn reconcile_all(&self) -> Op<'_, usize> {
+        let queued = self.0.reconcile_all_dirty();
+        async move { Ok(queued) }.boxed()
+    }
+
+    fn consistency_check(&self) -> Op<'_, ()> {
+        self.0.consistency_check().boxed()
+    }
+}

@@ -1,0 +1,78 @@
+//! `POST /v1/tenant`: create a tenant, or answer an identical earlier create again.
+//!
+//! 1. Check the request: a tenant id (not a shard id), a positive stripe size.
+//! 2. Choose the preferred AZ: an existing tenant keeps its own, so a retry is idempotent.
+//! 3. Commit `CreateTenant` (the state machine answers 409 for another shard count), schedule
+//!    it and wait up to 30 s for the reconciles, as upstream.
+//! 4. Answer the attached shards with their nodes and generations.
+
+use std::time::Duration;
+
+use state_machine::scheduler::Scheduler;
+use state_machine::wire::{TenantCreateRequest, TenantCreateResponse, TenantCreateResponseShard};
+use state_machine::{Command, CreateTenant, DEFAULT_STRIPE_SIZE};
+use storcon_http::OperationError;
+
+use super::Wait;
+use crate::controller::{Controller, lock, nodes};
+
+/// Upstream waits this long for the reconciles a tenant change started.
+const RECONCILE_WAIT: Duration = Duration::from_secs(30);
+
+impl Controller {
+    pub(super) async fn tenant_create(
+        &self,
+        req: TenantCreateRequest,
+    ) -> Result<TenantCreateResponse, OperationError> {
+        if req.new_tenant_id.shard_count.0 != 0 {
+            return Err(OperationError::Invalid(format!(
+                "new_tenant_id must be a tenant id, not the shard id {}",
+                req.new_tenant_id
+            )));
+        }
+        let tenant_id = req.new_tenant_id.tenant_id;
+        let stripe_size = req
+            .shard_parameters
+            .stripe_size
+            .unwrap_or(DEFAULT_STRIPE_SIZE);
+        if stripe_size == 0 {
+            return Err(OperationError::Invalid(
+                "stripe_size must be positive".into(),
+            ));
+        }
+        let command = Command::CreateTenant(CreateTenant {
+            tenant_id,
+            shard_count: req.shard_parameters.count,
+            stripe_size,
+            placement: req.placement_policy.unwrap_or_default(),
+            config: serde_json::Value::Object(req.config),
+            preferred_az: self.preferred_az(tenant_id),
+            generation: req.generation,
+        });
+        self.propose_and_reconcile(tenant_id, command, Wait::AtMost(RECONCILE_WAIT))
+            .await?;
+        let shards = self
+            .state
+            .read()
+            .tenant_shards(tenant_id)
+            .filter_map(|s| {
+                s.intent.attached.map(|node_id| TenantCreateResponseShard {
+                    shard_id: s.id,
+                    node_id,
+                    generation: s.generation.unwrap_or(0),
+                })
+            })
+            .collect();
+        Ok(TenantCreateResponse { shards })
+    }
+
+    /// The AZ of an existing tenant, or the scheduler's choice for a new one.
+    pub(super) fn preferred_az(&self, tenant: state_machine::ids::TenantId) -> Option<String> {
+        let state = self.state.read();
+        if let Some(shard) = state.tenant_shards(tenant).next() {
+            return shard.preferred_az.clone();
+        }
+        let views = nodes::views(&state, &lock(&self.nodes));
+        Scheduler::new(&state, views).choose_az()
+    }
+}

@@ -1,0 +1,174 @@
+//! The leader-side operations API: one method per operation the API offers. `http` declares it
+//! and the binary's controller implements it, so http never imports the controller, and a
+//! handler is three lines: parse, call, map the error.
+//!
+//! A new route adds a method here (request and response types in `state_machine::wire`), its
+//! workflow in one file under the controller's `operations/`, and a handler that calls it.
+
+use std::sync::{Arc, RwLock};
+
+use futures::future::BoxFuture;
+use raft_store::{ProposeError, ReadError};
+use state_machine::ids::{TenantId, TenantShardId};
+use state_machine::wire::{
+    AttachHookRequest, AttachHookResponse, InspectRequest, InspectResponse, LocationConfig,
+    LocationConfigResponse, NodeConfigureRequest, NodeShardResponse, ReAttachRequest,
+    ReAttachResponse, TenantConfigRequest, TenantConfigResponse, TenantCreateRequest,
+    TenantCreateResponse, TenantDescribeResponse, TenantPolicyRequest, TenantShardSplitRequest,
+    TenantShardSplitResponse, ValidateRequest, ValidateResponse,
+};
+use state_machine::{NodeAvailability, NodeId, NodeRegisterRequest, Rejection};
+
+use crate::error::ApiError;
+
+/// What an operation answers, some time later.
+pub type Op<'a, T> = BoxFuture<'a, Result<T, OperationError>>;
+
+/// Why an operation failed. Each variant maps to one status in [`ApiError`]; the messages are
+/// upstream's where upstream has one.
+#[derive(Debug, thiserror::Error)]
+pub enum OperationError {
+    /// The request is well-formed JSON but not a valid request for this operation.
+    #[error("{0}")]
+    Invalid(String),
+    #[error("Tenant {0} not found")]
+    TenantNotFound(TenantId),
+    #[error("Node {0} not registered")]
+    NodeNotFound(NodeId),
+    /// A proposal failed: refused by the state machine (4xx), or not known to have committed.
+    #[error("{0}")]
+    Proposal(#[from] ProposeError),
+    #[error("{0}")]
+    Read(#[from] ReadError),
+    /// What was stored stands, but some shards have no placement yet (upstream's 409).
+    #[error("Scheduling error: {shard}: {reason} ({count} shard(s) not placed)")]
+    Unschedulable {
+        shard: TenantShardId,
+        reason: String,
+        count: usize,
+    },
+    /// The operation conflicts with the state of the tenant or a pageserver.
+    #[error("{0}")]
+    Conflict(String),
+    /// A node cannot be made Active: its activation check failed.
+    #[error("cannot activate node {node}: {reason}")]
+    Activation { node: NodeId, reason: String },
+    /// Not done yet; what was done stands and the same request may be retried.
+    #[error("{0}")]
+    NotYet(String),
+    /// Leader services are not running on this replica (starting, or leadership lost).
+    #[error("{0}")]
+    NotLeading(String),
+    #[error("consistency check failed: {}", .0.join("; "))]
+    Inconsistent(Vec<String>),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<Rejection> for OperationError {
+    fn from(r: Rejection) -> Self {
+        OperationError::Proposal(ProposeError::Rejected(r))
+    }
+}
+
+impl From<OperationError> for ApiError {
+    fn from(e: OperationError) -> Self {
+        let msg = e.to_string();
+        match e {
+            OperationError::Invalid(_) => ApiError::BadRequest(msg),
+            OperationError::TenantNotFound(_) | OperationError::NodeNotFound(_) => {
+                ApiError::NotFound(msg)
+            }
+            OperationError::Proposal(ProposeError::Rejected(r)) => r.into(),
+            OperationError::Proposal(ProposeError::Membership(_)) => ApiError::Conflict(msg),
+            OperationError::Proposal(_) | OperationError::Read(_) => ApiError::Unavailable(msg),
+            OperationError::Unschedulable { .. } | OperationError::Conflict(_) => {
+                ApiError::Conflict(msg)
+            }
+            OperationError::Activation { .. } => ApiError::PreconditionFailed(msg),
+            OperationError::NotYet(_) | OperationError::NotLeading(_) => ApiError::Unavailable(msg),
+            OperationError::Inconsistent(_) | OperationError::Internal(_) => {
+                ApiError::Internal(msg)
+            }
+        }
+    }
+}
+
+/// One page of `GET /control/v1/tenant`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TenantPage {
+    pub start_after: Option<TenantId>,
+    pub limit: Option<usize>,
+}
+
+/// The operations only the leader performs. Each one is a whole workflow: a handler never
+/// proposes, schedules or waits itself.
+pub trait Operations: Send + Sync {
+    /// The startup reconcile has run (nodes heard from, observed state scanned).
+    fn ready(&self) -> bool;
+    /// A node's availability from heartbeats (soft state; not replicated).
+    fn availability(&self, node: NodeId) -> NodeAvailability;
+
+    fn tenant_create(&self, req: TenantCreateRequest) -> Op<'_, TenantCreateResponse>;
+    /// Detaches every location, then forgets the tenant.
+    fn tenant_delete(&self, tenant: TenantId) -> Op<'_, ()>;
+    fn tenant_describe(&self, tenant: TenantId) -> Op<'_, TenantDescribeResponse>;
+    fn tenant_list(&self, page: TenantPage) -> Op<'_, Vec<TenantDescribeResponse>>;
+    fn tenant_policy(&self, tenant: TenantId, req: TenantPolicyRequest) -> Op<'_, ()>;
+    fn tenant_config_set(&self, req: TenantConfigRequest) -> Op<'_, ()>;
+    fn tenant_config_patch(&self, req: TenantConfigRequest) -> Op<'_, ()>;
+    fn tenant_config_get(&self, tenant: TenantId) -> Op<'_, TenantConfigResponse>;
+    /// Onboarding and placement changes through the pageserver's own API.
+    fn location_config(
+        &self,
+        shard: TenantShardId,
+        conf: LocationConfig,
+    ) -> Op<'_, LocationConfigResponse>;
+    fn tenant_split(
+        &self,
+        tenant: TenantId,
+        req: TenantShardSplitRequest,
+    ) -> Op<'_, TenantShardSplitResponse>;
+
+    fn re_attach(&self, req: ReAttachRequest) -> Op<'_, ReAttachResponse>;
+    fn validate(&self, req: ValidateRequest) -> Op<'_, ValidateResponse>;
+
+    fn node_register(&self, req: NodeRegisterRequest) -> Op<'_, ()>;
+    fn node_configure(&self, node: NodeId, req: NodeConfigureRequest) -> Op<'_, ()>;
+    fn node_shards(&self, node: NodeId) -> Op<'_, NodeShardResponse>;
+
+    fn attach_hook(&self, req: AttachHookRequest) -> Op<'_, AttachHookResponse>;
+    fn inspect(&self, req: InspectRequest) -> Op<'_, InspectResponse>;
+    /// Queues a reconcile for every shard that needs one; answers how many.
+    fn reconcile_all(&self) -> Op<'_, usize>;
+    /// Cross-checks replicated state, the leader's views and the rows on disk.
+    fn consistency_check(&self) -> Op<'_, ()>;
+}
+
+/// The running operations, present only while this replica leads.
+#[derive(Default)]
+pub struct LeaderSlot(RwLock<Option<Arc<dyn Operations>>>);
+
+impl LeaderSlot {
+    pub fn set(&self, operations: Option<Arc<dyn Operations>>) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = operations;
+    }
+
+    /// The operations once the startup reconcile has run.
+    pub fn get(&self) -> Result<Arc<dyn Operations>, ApiError> {
+        self.get_elected()
+            .filter(|s| s.ready())
+            .ok_or_else(|| ApiError::Unavailable("leader services are starting; retry".into()))
+    }
+
+    /// The operations while the startup reconcile may still run: for what needs only the
+    /// replicated state (registering a node, validating generations).
+    pub fn get_starting(&self) -> Result<Arc<dyn Operations>, ApiError> {
+        self.get_elected()
+            .ok_or_else(|| ApiError::Unavailable("leader services are starting; retry".into()))
+    }
+
+    fn get_elected(&self) -> Option<Arc<dyn Operations>> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
