@@ -8,17 +8,164 @@
 //!   shows it took part in that formation. Otherwise its disk was wiped or replaced after the
 //!   cluster formed, and joining with an empty log under the same id could lose committed
 //!   entries and double-vote: it refuses and explains.
+//!
+//! The rules above are [`decide`], a pure function of what this replica knows ([`Local`]) and
+//! what its peers answered ([`PeerAnswer`]). [`enter_raft`] is only the I/O around it: it asks
+//! the peers, calls `decide` each round, and carries out the [`Decision`].
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use raft_store::{FormationMarker, FormationStatus, Raft};
+use raft_store::{FORMATION_PATH, FormationMarker, FormationStatus, Raft};
 use storcon_http::{BearerToken, FROM_NODE_HEADER, FormationProbe};
+
+/// What this replica knows about itself when it decides.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Local {
+    pub node_id: u64,
+    /// Every configured member, this replica included.
+    pub members: BTreeSet<u64>,
+    /// Holds Raft state on disk (or has already been admitted).
+    pub has_raft_state: bool,
+    /// The durable formation marker exists: this replica reported pristine to the forming node.
+    pub marker: bool,
+}
+
+impl Local {
+    /// The member that initializes a pristine cluster.
+    pub fn forming_node(&self) -> u64 {
+        self.members.first().copied().unwrap_or(self.node_id)
+    }
+}
+
+/// One peer's answer to the formation probe in this round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerAnswer {
+    /// No usable answer: unreachable, an error, a bad body, or an answer for another node id.
+    /// A peer missing from the answers counts the same.
+    Silent,
+    /// Answered 401/403: its key or our peer token is wrong.
+    AuthRefused,
+    /// Its [`FormationStatus`].
+    Status { pristine: bool, initialized: bool },
+}
+
+impl From<&FormationStatus> for PeerAnswer {
+    fn from(s: &FormationStatus) -> Self {
+        PeerAnswer::Status {
+            pristine: s.pristine,
+            initialized: s.initialized,
+        }
+    }
+}
+
+/// What a starting replica does next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// It holds Raft state: take part in Raft now, initialize nothing.
+    Admit,
+    /// Every member is pristine and this is the forming node: take part and initialize the
+    /// cluster with these members.
+    Initialize { members: BTreeSet<u64> },
+    /// Peers belong to a formed cluster and the marker shows this replica took part in forming
+    /// it: take part.
+    Join { formed_peers: BTreeSet<u64> },
+    /// Not yet: ask again. `answered` gave a status, `auth_refused` answered 401/403.
+    Wait {
+        answered: BTreeSet<u64>,
+        auth_refused: BTreeSet<u64>,
+    },
+    /// Must not take part; the replica exits.
+    Refuse { reason: RefuseReason },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefuseReason {
+    /// Pristine, no formation marker, and these peers already belong to a formed cluster: the
+    /// data dir was wiped or replaced after the cluster formed.
+    WipedAfterFormation { formed_peers: BTreeSet<u64> },
+}
+
+impl RefuseReason {
+    /// The operator's explanation.
+    pub fn explain(&self, node_id: u64, data_dir: &Path) -> String {
+        match self {
+            RefuseReason::WipedAfterFormation { formed_peers } => format!(
+                "refusing to bootstrap: node {} has no Raft state in {}, but peer(s) {:?} already \
+                 belong to a formed cluster that includes this node. Its data dir was probably \
+                 wiped or replaced after the cluster formed; rejoining with an empty log under \
+                 the same node id could lose committed entries or vote twice in one term. \
+                 Restore the data dir from a backup, or replace this replica with a new node id.",
+                node_id,
+                data_dir.display(),
+                formed_peers
+            ),
+        }
+    }
+}
+
+/// The formation rules (see the module docs). Pure: no I/O, no clock, no randomness. `peers`
+/// holds this round's answers by node id; configured peers without an entry count as
+/// [`PeerAnswer::Silent`], and entries for this node or for non-members are ignored.
+pub fn decide(own: &Local, peers: &BTreeMap<u64, PeerAnswer>) -> Decision {
+    if own.has_raft_state {
+        return Decision::Admit;
+    }
+    let answers: Vec<(u64, PeerAnswer)> = own
+        .members
+        .iter()
+        .filter(|id| **id != own.node_id)
+        .map(|id| (*id, peers.get(id).copied().unwrap_or(PeerAnswer::Silent)))
+        .collect();
+    let formed_peers: BTreeSet<u64> = answers
+        .iter()
+        .filter(|(_, a)| {
+            matches!(
+                a,
+                PeerAnswer::Status {
+                    initialized: true,
+                    ..
+                }
+            )
+        })
+        .map(|(id, _)| *id)
+        .collect();
+    if !formed_peers.is_empty() {
+        return if own.marker {
+            Decision::Join { formed_peers }
+        } else {
+            Decision::Refuse {
+                reason: RefuseReason::WipedAfterFormation { formed_peers },
+            }
+        };
+    }
+    let all_pristine = answers
+        .iter()
+        .all(|(_, a)| matches!(a, PeerAnswer::Status { pristine: true, .. }));
+    if own.node_id == own.forming_node() && all_pristine {
+        return Decision::Initialize {
+            members: own.members.clone(),
+        };
+    }
+    let with = |want: fn(&PeerAnswer) -> bool| -> BTreeSet<u64> {
+        answers
+            .iter()
+            .filter(|(_, a)| want(a))
+            .map(|(id, _)| *id)
+            .collect()
+    };
+    Decision::Wait {
+        answered: with(|a| matches!(a, PeerAnswer::Status { .. })),
+        auth_refused: with(|a| matches!(a, PeerAnswer::AuthRefused)),
+    }
+}
 
 /// This replica's side of formation: what it answers peers.
 pub struct Formation {
     node_id: u64,
+    members: BTreeSet<u64>,
     lowest_id: u64,
     /// Pristine at start and not yet admitted to Raft.
     pristine: AtomicBool,
@@ -34,6 +181,7 @@ impl Formation {
     ) -> Self {
         Formation {
             node_id,
+            members: members.keys().copied().collect(),
             lowest_id: members.keys().next().copied().unwrap_or(node_id),
             pristine: AtomicBool::new(pristine),
             marker,
@@ -42,6 +190,17 @@ impl Formation {
 
     fn admitted(&self) {
         self.pristine.store(false, Ordering::SeqCst);
+    }
+
+    /// What `decide` needs to know about this replica now. Reads the marker afresh: answering
+    /// the forming node's probe may have written it since the last round.
+    fn local(&self) -> Local {
+        Local {
+            node_id: self.node_id,
+            members: self.members.clone(),
+            has_raft_state: !self.pristine.load(Ordering::SeqCst),
+            marker: self.marker.exists(),
+        }
     }
 }
 
@@ -76,131 +235,277 @@ impl std::error::Error for Refused {}
 
 const POLL_INTERVAL: Duration = Duration::from_millis(300);
 const ASK_TIMEOUT: Duration = Duration::from_secs(2);
+const WAIT_LOG_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Decides how this replica enters Raft; returns once it is admitted (and, for the forming
 /// node, once the cluster is initialized). `admit` opens the Raft RPC endpoints. `peer_token`
 /// (the `controller_peer` token, with auth) goes with every question to a peer.
+///
+/// Each round calls [`decide`]; the first round decides before asking anyone, so a replica
+/// with Raft state (or a single-member cluster) never waits on the network.
 pub async fn enter_raft(
     formation: &Formation,
     raft: &Raft,
     members: &BTreeMap<u64, String>,
     client: &reqwest::Client,
     peer_token: Option<&BearerToken>,
-    data_dir: &std::path::Path,
+    data_dir: &Path,
     admit: impl Fn(),
 ) -> Result<(), Refused> {
-    if !formation.pristine.load(Ordering::SeqCst) {
-        formation.admitted();
-        admit();
-        return Ok(());
-    }
     let peers: BTreeMap<u64, String> = members
         .iter()
         .filter(|(id, _)| **id != formation.node_id)
         .map(|(id, a)| (*id, a.clone()))
         .collect();
     let mut last_log = Instant::now() - Duration::from_secs(60);
+    // Nothing asked yet: every peer is silent.
+    let mut answers: Option<BTreeMap<u64, PeerAnswer>> = None;
     loop {
-        let Answers {
-            statuses: answers,
-            auth_refused,
-        } = ask_peers(formation.node_id, &peers, client, peer_token).await;
-        let initialized: BTreeSet<u64> = answers
-            .iter()
-            .filter(|(_, s)| s.initialized)
-            .map(|(id, _)| *id)
-            .collect();
-        if !initialized.is_empty() {
-            if formation.marker.exists() {
-                tracing::info!(?initialized, "cluster formed by peers; joining it");
+        let local = formation.local();
+        match decide(&local, answers.as_ref().unwrap_or(&BTreeMap::new())) {
+            Decision::Admit => {
                 formation.admitted();
                 admit();
                 return Ok(());
             }
-            return Err(Refused(format!(
-                "refusing to bootstrap: node {} has no Raft state in {}, but peer(s) {:?} already \
-                 belong to a formed cluster that includes this node. Its data dir was probably \
-                 wiped or replaced after the cluster formed; rejoining with an empty log under \
-                 the same node id could lose committed entries or vote twice in one term. \
-                 Restore the data dir from a backup, or replace this replica with a new node id.",
-                formation.node_id,
-                data_dir.display(),
-                initialized
-            )));
-        }
-        let all_pristine = answers.len() == peers.len() && answers.values().all(|s| s.pristine);
-        if formation.node_id == formation.lowest_id && all_pristine {
-            formation.admitted();
-            admit();
-            let nodes: BTreeMap<u64, openraft::BasicNode> = members
-                .iter()
-                .map(|(id, a)| (*id, openraft::BasicNode::new(a)))
-                .collect();
-            match raft.initialize(nodes).await {
-                Ok(()) => tracing::info!(members = ?members.keys(), "formed a new cluster"),
-                Err(e) => tracing::warn!(error = %e, "initialize refused; joining as is"),
+            Decision::Join { formed_peers } => {
+                tracing::info!(initialized = ?formed_peers, "cluster formed by peers; joining it");
+                formation.admitted();
+                admit();
+                return Ok(());
             }
-            return Ok(());
-        }
-        if last_log.elapsed() > Duration::from_secs(5) {
-            last_log = Instant::now();
-            if !auth_refused.is_empty() {
-                tracing::warn!(
-                    peers = ?auth_refused,
-                    "peers refused our formation probe (401/403): check [auth] peer_token_file \
-                     here and public_key_file there"
-                );
+            Decision::Initialize { members: ids } => {
+                formation.admitted();
+                admit();
+                let nodes: BTreeMap<u64, openraft::BasicNode> = members
+                    .iter()
+                    .filter(|(id, _)| ids.contains(id))
+                    .map(|(id, a)| (*id, openraft::BasicNode::new(a)))
+                    .collect();
+                match raft.initialize(nodes).await {
+                    Ok(()) => {
+                        tracing::info!(members = ?ids.iter().collect::<Vec<_>>(), "formed a new cluster")
+                    }
+                    Err(e) => tracing::warn!(error = %e, "initialize refused; joining as is"),
+                }
+                return Ok(());
             }
-            tracing::info!(
-                answered = ?answers.keys().collect::<Vec<_>>(),
-                forming_node = formation.lowest_id,
-                "pristine; waiting for all members to answer before the cluster forms"
-            );
+            Decision::Refuse { reason } => {
+                return Err(Refused(reason.explain(formation.node_id, data_dir)));
+            }
+            Decision::Wait {
+                answered,
+                auth_refused,
+            } => {
+                // Before the first question there is nothing to report or wait for.
+                if answers.is_some() {
+                    if last_log.elapsed() > WAIT_LOG_INTERVAL {
+                        last_log = Instant::now();
+                        if !auth_refused.is_empty() {
+                            tracing::warn!(
+                                peers = ?auth_refused,
+                                "peers refused our formation probe (401/403): check [auth] \
+                                 peer_token_file here and public_key_file there"
+                            );
+                        }
+                        tracing::info!(
+                            answered = ?answered.iter().collect::<Vec<_>>(),
+                            forming_node = local.forming_node(),
+                            "pristine; waiting for all members to answer before the cluster forms"
+                        );
+                    }
+                    tokio::time::sleep(POLL_INTERVAL).await;
+                }
+            }
         }
-        tokio::time::sleep(POLL_INTERVAL).await;
+        answers = Some(ask_peers(formation.node_id, &peers, client, peer_token).await);
     }
 }
 
-#[derive(Default)]
-struct Answers {
-    statuses: BTreeMap<u64, FormationStatus>,
-    /// Peers that answered 401/403: their key or our peer token is wrong.
-    auth_refused: BTreeSet<u64>,
-}
-
+/// Asks every peer once, concurrently; one answer per peer.
 async fn ask_peers(
     node_id: u64,
     peers: &BTreeMap<u64, String>,
     client: &reqwest::Client,
     peer_token: Option<&BearerToken>,
-) -> Answers {
+) -> BTreeMap<u64, PeerAnswer> {
     let asks = peers.iter().map(|(id, addr)| async move {
         let mut ask = client
-            .get(format!("http://{addr}/raft/formation"))
+            .get(format!("http://{addr}{FORMATION_PATH}"))
             .header(FROM_NODE_HEADER, node_id.to_string())
             .timeout(ASK_TIMEOUT);
         if let Some(token) = peer_token {
             ask = ask.header(reqwest::header::AUTHORIZATION, token.header_value());
         }
-        let resp = ask.send().await.ok()?;
-        if matches!(resp.status().as_u16(), 401 | 403) {
-            return Some(Err(*id));
-        }
-        let resp = resp.error_for_status().ok()?;
-        let status: FormationStatus = resp.json().await.ok()?;
-        // A peer answering for another id is mis-wired; ignore it rather than trust it.
-        (status.node_id == *id).then_some(Ok((*id, status)))
+        let answer = async {
+            let resp = ask.send().await.ok()?;
+            if matches!(resp.status().as_u16(), 401 | 403) {
+                return Some(PeerAnswer::AuthRefused);
+            }
+            let resp = resp.error_for_status().ok()?;
+            let status: FormationStatus = resp.json().await.ok()?;
+            // A peer answering for another id is mis-wired; ignore it rather than trust it.
+            (status.node_id == *id).then(|| PeerAnswer::from(&status))
+        };
+        (*id, answer.await.unwrap_or(PeerAnswer::Silent))
     });
-    let mut answers = Answers::default();
-    for answer in futures::future::join_all(asks).await.into_iter().flatten() {
-        match answer {
-            Ok((id, status)) => {
-                answers.statuses.insert(id, status);
-            }
-            Err(id) => {
-                answers.auth_refused.insert(id);
-            }
+    futures::future::join_all(asks).await.into_iter().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use PeerAnswer::{AuthRefused, Silent};
+
+    const PRISTINE: PeerAnswer = PeerAnswer::Status {
+        pristine: true,
+        initialized: false,
+    };
+    const FORMED: PeerAnswer = PeerAnswer::Status {
+        pristine: false,
+        initialized: true,
+    };
+    /// Pristine, but could not write its marker for the forming node, so it does not say so.
+    const UNMARKED: PeerAnswer = PeerAnswer::Status {
+        pristine: false,
+        initialized: false,
+    };
+
+    fn ids(v: &[u64]) -> BTreeSet<u64> {
+        v.iter().copied().collect()
+    }
+
+    fn local(node_id: u64, members: &[u64], has_raft_state: bool, marker: bool) -> Local {
+        Local {
+            node_id,
+            members: ids(members),
+            has_raft_state,
+            marker,
         }
     }
-    answers
+
+    fn wait(answered: &[u64], auth_refused: &[u64]) -> Decision {
+        Decision::Wait {
+            answered: ids(answered),
+            auth_refused: ids(auth_refused),
+        }
+    }
+
+    fn wiped(formed: &[u64]) -> Decision {
+        Decision::Refuse {
+            reason: RefuseReason::WipedAfterFormation {
+                formed_peers: ids(formed),
+            },
+        }
+    }
+
+    /// (what the case is, this replica, the peers' answers, the decision).
+    type Case = (&'static str, Local, Vec<(u64, PeerAnswer)>, Decision);
+
+    #[test]
+    fn formation_decide_table() {
+        let m3 = [1, 2, 3];
+        #[rustfmt::skip]
+        let cases: Vec<Case> = vec![
+            ("raft state on disk: admitted before anyone is asked",
+             local(2, &m3, true, false), vec![], Decision::Admit),
+            ("raft state on disk wins over any answers, even formed peers and no marker",
+             local(1, &m3, true, false), vec![(2, FORMED), (3, PRISTINE)], Decision::Admit),
+            ("raft state on disk and a stale marker: still just admitted",
+             local(3, &m3, true, true), vec![(1, PRISTINE), (2, PRISTINE)], Decision::Admit),
+            ("all pristine and we are lowest: initialize with every member",
+             local(1, &m3, false, false), vec![(2, PRISTINE), (3, PRISTINE)],
+             Decision::Initialize { members: ids(&m3) }),
+            ("all pristine and we are not lowest: wait for the lowest to form",
+             local(2, &m3, false, true), vec![(1, PRISTINE), (3, PRISTINE)], wait(&[1, 3], &[])),
+            ("lowest, nothing asked yet: wait",
+             local(1, &m3, false, false), vec![], wait(&[], &[])),
+            ("lowest, one peer unreachable: wait, never form without everyone",
+             local(1, &m3, false, false), vec![(2, PRISTINE), (3, Silent)], wait(&[2], &[])),
+            ("lowest, a peer missing from the answers counts as silent",
+             local(1, &m3, false, false), vec![(2, PRISTINE)], wait(&[2], &[])),
+            ("lowest, one peer refuses our token: wait and name it",
+             local(1, &m3, false, false), vec![(2, AuthRefused), (3, PRISTINE)], wait(&[3], &[2])),
+            ("lowest, a peer could not write its marker: it is not counted as pristine",
+             local(1, &m3, false, false), vec![(2, PRISTINE), (3, UNMARKED)], wait(&[2, 3], &[])),
+            ("formed peer and our marker: join",
+             local(2, &m3, false, true), vec![(1, FORMED), (3, PRISTINE)],
+             Decision::Join { formed_peers: ids(&[1]) }),
+            ("formed peers and our marker, others silent: join",
+             local(3, &m3, false, true), vec![(1, FORMED), (2, FORMED)],
+             Decision::Join { formed_peers: ids(&[1, 2]) }),
+            ("formed peer and no marker (wiped disk): refuse",
+             local(2, &m3, false, false), vec![(1, FORMED), (3, FORMED)], wiped(&[1, 3])),
+            ("wiped lowest node: refuse, never re-initialize",
+             local(1, &m3, false, false), vec![(2, FORMED), (3, FORMED)], wiped(&[2, 3])),
+            ("wiped node with one formed peer and the rest silent: refuse at once",
+             local(3, &m3, false, false), vec![(1, Silent), (2, FORMED)], wiped(&[2])),
+            ("mixed answers, one formed, no marker: the formed peer decides, refuse",
+             local(1, &m3, false, false), vec![(2, FORMED), (3, PRISTINE)], wiped(&[2])),
+            ("mixed answers without a formed peer: wait",
+             local(3, &m3, false, false), vec![(1, AuthRefused), (2, Silent)], wait(&[], &[1])),
+            ("single-member cluster, pristine: initialize alone",
+             local(7, &[7], false, false), vec![], Decision::Initialize { members: ids(&[7]) }),
+            ("single-member cluster with state: admit",
+             local(7, &[7], true, false), vec![], Decision::Admit),
+            ("answers for ourselves or non-members are ignored",
+             local(1, &m3, false, false),
+             vec![(1, FORMED), (9, FORMED), (2, PRISTINE), (3, PRISTINE)],
+             Decision::Initialize { members: ids(&m3) }),
+            ("five members, lowest hears all four pristine: initialize",
+             local(10, &[10, 20, 30, 40, 50], false, false),
+             vec![(20, PRISTINE), (30, PRISTINE), (40, PRISTINE), (50, PRISTINE)],
+             Decision::Initialize { members: ids(&[10, 20, 30, 40, 50]) }),
+            ("lowest by id, not by order of configuration or answers",
+             local(5, &[9, 5, 7], false, false), vec![(9, PRISTINE), (7, PRISTINE)],
+             Decision::Initialize { members: ids(&[5, 7, 9]) }),
+        ];
+        for (name, own, answers, want) in cases {
+            let answers: BTreeMap<u64, PeerAnswer> = answers.into_iter().collect();
+            assert_eq!(decide(&own, &answers), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn formation_decide_is_repeatable_round_by_round() {
+        // The node that is not lowest, through a formation: wait, then (marker written when the
+        // lowest asked) join once the lowest has formed.
+        let mut own = local(2, &[1, 2, 3], false, false);
+        let mut answers: BTreeMap<u64, PeerAnswer> = [(1, PRISTINE), (3, PRISTINE)].into();
+        assert_eq!(decide(&own, &answers), wait(&[1, 3], &[]));
+        assert_eq!(
+            decide(&own, &answers),
+            wait(&[1, 3], &[]),
+            "same inputs, same answer"
+        );
+        own.marker = true;
+        answers.insert(1, FORMED);
+        assert_eq!(
+            decide(&own, &answers),
+            Decision::Join {
+                formed_peers: ids(&[1])
+            }
+        );
+    }
+
+    #[test]
+    fn formation_refusal_explains_itself() {
+        let reason = RefuseReason::WipedAfterFormation {
+            formed_peers: ids(&[1, 3]),
+        };
+        let msg = reason.explain(2, Path::new("/var/lib/storcon"));
+        assert!(msg.starts_with("refusing to bootstrap: node 2 has no Raft state in /var/lib/storcon, but peer(s) {1, 3} already belong to a formed cluster"), "{msg}");
+        assert!(msg.contains("wiped or replaced"), "{msg}");
+        assert!(msg.contains("new node id"), "{msg}");
+    }
+
+    #[test]
+    fn formation_peer_answer_from_status() {
+        let s = FormationStatus {
+            node_id: 3,
+            pristine: true,
+            initialized: false,
+        };
+        assert_eq!(PeerAnswer::from(&s), PRISTINE);
+    }
 }

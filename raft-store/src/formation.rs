@@ -1,6 +1,9 @@
 //! The formation marker: a file a pristine replica writes (and fsyncs) before it tells the
 //! forming node that it is pristine. Its presence later proves that this empty replica took part
 //! in forming the cluster it now sees, rather than being a member whose disk was wiped.
+//!
+//! Also the wire side of the formation probe: its path and its answer, shared by the replica
+//! that asks (the binary's start-up) and the router that answers.
 
 use std::fs;
 use std::io::Write;
@@ -42,6 +45,9 @@ impl FormationMarker {
     }
 }
 
+/// The formation probe, `GET` on every replica: the one spelling for the client and the router.
+pub const FORMATION_PATH: &str = "/raft/formation";
+
 /// What a replica answers on `GET /raft/formation` while a cluster forms or a replica starts.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FormationStatus {
@@ -50,4 +56,29 @@ pub struct FormationStatus {
     pub pristine: bool,
     /// Holds Raft state or serves Raft: it belongs to a formed cluster.
     pub initialized: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formation_path_is_a_raft_route() {
+        // Auth gives every `/raft/...` route to peers only; the probe must stay under it.
+        assert!(FORMATION_PATH.starts_with("/raft/"));
+        assert_eq!(FORMATION_PATH, "/raft/formation");
+    }
+
+    #[test]
+    fn formation_marker_write_exists_remove() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = FormationMarker::new(dir.path());
+        assert!(!marker.exists());
+        marker.remove().expect("removing an absent marker is fine");
+        marker.write(1).unwrap();
+        assert!(marker.exists());
+        marker.write(1).expect("writing twice overwrites");
+        marker.remove().unwrap();
+        assert!(!marker.exists());
+    }
 }

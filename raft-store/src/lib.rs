@@ -28,7 +28,7 @@ mod types;
 pub use client::{ProposeError, ReadError};
 pub use db::{Db, OpenError};
 pub use error::StoreError;
-pub use formation::{FormationMarker, FormationStatus};
+pub use formation::{FORMATION_PATH, FormationMarker, FormationStatus};
 pub use log_store::LogStore;
 pub use network::{HttpNetworkFactory, TARGET_NODE_HEADER, raft_paths};
 pub use snapshot::{FORMAT_VERSION, SnapshotBlob};
