@@ -120,7 +120,7 @@ pub fn router(app: AppState) -> Router {
         .route(raft_store::raft_paths::APPEND, post(raft_rpc::append))
         .route(raft_store::raft_paths::VOTE, post(raft_rpc::vote))
         .route(raft_store::raft_paths::SNAPSHOT, post(raft_rpc::snapshot))
-        .route(raft_rpc::FORMATION_PATH, get(raft_rpc::formation))
+        .route(raft_store::FORMATION_PATH, get(raft_rpc::formation))
         .layer(DefaultBodyLimit::max(raft_store::codec::RAFT_BODY_LIMIT));
 
     let local = Router::new()

@@ -586,7 +586,11 @@ mod tests {
             (Method::POST, "/raft/append", Only(ControllerPeer)),
             (Method::POST, "/raft/vote", Only(ControllerPeer)),
             (Method::POST, "/raft/snapshot", Only(ControllerPeer)),
-            (Method::GET, "/raft/formation", Only(ControllerPeer)),
+            (
+                Method::GET,
+                raft_store::FORMATION_PATH,
+                Only(ControllerPeer),
+            ),
             // unknown routes and odd spellings fall to admin
             (Method::GET, "/", S(Admin)),
             (Method::GET, "/nope", S(Admin)),

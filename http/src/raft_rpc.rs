@@ -100,7 +100,6 @@ fn check_rpc<'a>(
     })
 }
 
-pub const FORMATION_PATH: &str = "/raft/formation";
 /// The node id of the peer asking `/raft/formation`.
 pub const FROM_NODE_HEADER: &str = "x-storcon-from-node";
 

@@ -19,9 +19,86 @@ use crate::node::NodeId;
 use crate::tenant::{Generation, ShardSchedulingPolicy, TenantShard};
 use crate::wire::LocationConfig;
 
-/// What the controller last knew of each node's location of one shard: no entry means
-/// certainly nothing there, `None` means uncertain (a call in flight or failed, a node lost).
-pub type Locations = BTreeMap<NodeId, Option<LocationConfig>>;
+/// What the controller knows of one node's location of a shard.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum ObservedLocation {
+    /// Certainly nothing there.
+    #[default]
+    Absent,
+    /// Uncertain: a call in flight or failed, a node lost. Read it back before relying on it.
+    Unknown,
+    /// The pageserver holds this location.
+    Known(LocationConfig),
+}
+
+impl ObservedLocation {
+    /// A pageserver's listing entry: `None` is a location it has but could not describe.
+    pub fn listed(conf: Option<LocationConfig>) -> Self {
+        conf.map_or(ObservedLocation::Unknown, ObservedLocation::Known)
+    }
+
+    pub fn known(&self) -> Option<&LocationConfig> {
+        match self {
+            ObservedLocation::Known(c) => Some(c),
+            _ => None,
+        }
+    }
+}
+
+static ABSENT: ObservedLocation = ObservedLocation::Absent;
+
+/// What the controller last knew of each node's location of one shard. Only `Unknown` and
+/// `Known` are stored; a node without an entry is `Absent`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Locations(BTreeMap<NodeId, ObservedLocation>);
+
+impl Locations {
+    pub fn get(&self, node: NodeId) -> &ObservedLocation {
+        self.0.get(&node).unwrap_or(&ABSENT)
+    }
+
+    /// Records what `node` holds; `Absent` forgets the node.
+    pub fn set(&mut self, node: NodeId, location: ObservedLocation) {
+        match location {
+            ObservedLocation::Absent => {
+                self.0.remove(&node);
+            }
+            other => {
+                self.0.insert(node, other);
+            }
+        }
+    }
+
+    /// Nodes where something is, or may be.
+    pub fn nodes(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.0.keys().copied()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (NodeId, &ObservedLocation)> {
+        self.0.iter().map(|(n, l)| (*n, l))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Everything on `node` becomes uncertain (it was lost or restarted).
+    pub fn mark_unknown(&mut self, node: NodeId) {
+        if let Some(l) = self.0.get_mut(&node) {
+            *l = ObservedLocation::Unknown;
+        }
+    }
+}
+
+impl FromIterator<(NodeId, ObservedLocation)> for Locations {
+    fn from_iter<I: IntoIterator<Item = (NodeId, ObservedLocation)>>(iter: I) -> Self {
+        let mut l = Locations::default();
+        for (node, location) in iter {
+            l.set(node, location);
+        }
+        l
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
@@ -48,9 +125,9 @@ pub enum Step {
 
 /// Whether an observed location already is what the controller wants there. Fields the
 /// pageserver fills in on its own are ignored.
-pub fn matches(observed: &Option<LocationConfig>, wanted: &LocationConfig) -> bool {
+pub fn matches(observed: &ObservedLocation, wanted: &LocationConfig) -> bool {
     match observed {
-        Some(o) => {
+        ObservedLocation::Known(o) => {
             o.mode == wanted.mode
                 && o.generation == wanted.generation
                 && o.shard_number == wanted.shard_number
@@ -59,7 +136,7 @@ pub fn matches(observed: &Option<LocationConfig>, wanted: &LocationConfig) -> bo
                 && o.secondary_conf == wanted.secondary_conf
                 && o.tenant_conf == wanted.tenant_conf
         }
-        None => false,
+        ObservedLocation::Absent | ObservedLocation::Unknown => false,
     }
 }
 
@@ -67,18 +144,15 @@ pub fn matches(observed: &Option<LocationConfig>, wanted: &LocationConfig) -> bo
 /// does (attached there in the current generation, issued to that node, with this config).
 /// The split driver's "settled" check is this being `None` for the intended node.
 pub fn attach_step(shard: &TenantShard, node: NodeId, observed: &Locations) -> Option<Step> {
-    let current = match observed.get(&node) {
-        Some(None) => return Some(Step::ReadBack { node }),
-        Some(Some(c)) => Some(c),
-        None => None,
+    let location = observed.get(node);
+    let current = match location {
+        ObservedLocation::Unknown => return Some(Step::ReadBack { node }),
+        ObservedLocation::Known(c) => Some(c),
+        ObservedLocation::Absent => None,
     };
     let issued_here = shard.generation_pageserver == Some(node);
     match shard.generation {
-        Some(g)
-            if issued_here && matches(&current.cloned(), &LocationConfig::attached(shard, g)) =>
-        {
-            None
-        }
+        Some(g) if issued_here && matches(location, &LocationConfig::attached(shard, g)) => None,
         Some(g)
             if issued_here
                 && current.is_some_and(|c| c.mode.is_attached() && c.generation == Some(g)) =>
@@ -106,8 +180,7 @@ pub fn plan(
             return Vec::new();
         }
         return observed
-            .keys()
-            .copied()
+            .nodes()
             .filter(|n| active(*n))
             .map(|node| Step::Detach { node })
             .collect();
@@ -129,14 +202,13 @@ pub fn plan(
         .copied()
         .filter(|s| active(*s))
     {
-        if !matches(observed.get(&s).unwrap_or(&None), &secondary) {
+        if !matches(observed.get(s), &secondary) {
             steps.push(Step::MakeSecondary { node: s });
         }
     }
     steps.extend(
         observed
-            .keys()
-            .copied()
+            .nodes()
             .filter(|n| !shard.intent.contains(*n) && active(*n))
             .map(|node| Step::Detach { node }),
     );

@@ -1,7 +1,7 @@
 //! The reconcile planner, case by case: each situation and the exact steps it must produce.
 
 use state_machine::ids::{ShardCount, TenantShardId};
-use state_machine::reconcile_plan::{Locations, Step, attach_step, plan};
+use state_machine::reconcile_plan::{Locations, ObservedLocation, Step, attach_step, plan};
 use state_machine::wire::{LocationConfig, LocationConfigMode};
 use state_machine::{Intent, NodeId, PlacementPolicy, ShardSchedulingPolicy, TenantShard};
 
@@ -60,8 +60,12 @@ fn with_mode(mut c: Option<LocationConfig>, mode: LocationConfigMode) -> Option<
     c
 }
 
+/// Observed locations; `None` is a location that is there but uncertain (`Unknown`).
 fn obs(entries: Vec<(NodeId, Option<LocationConfig>)>) -> Locations {
-    entries.into_iter().collect()
+    entries
+        .into_iter()
+        .map(|(n, c)| (n, ObservedLocation::listed(c)))
+        .collect()
 }
 
 struct Case {

@@ -22,11 +22,12 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use state_machine::ids::TenantId;
+use state_machine::ids::{TenantId, TenantShardId};
 use state_machine::wire::LocationConfig;
 use state_machine::{NodeId, NodeRecord};
 
 use super::nodes::{Avail, NodeState, Transition, on_heartbeat};
+use super::pageserver::PsError;
 use super::{Controller, lock};
 
 /// What a node's task does.
@@ -75,6 +76,20 @@ impl Drop for NodeTask {
     fn drop(&mut self) {
         lock(&self.ctl.node_tasks).remove(&self.node);
     }
+}
+
+/// Why a node could not be made Active; it stays inactive and the next heartbeat tries again.
+#[derive(Debug, thiserror::Error)]
+pub enum ActivationError {
+    #[error("listing locations: {0}")]
+    List(PsError),
+    #[error("detaching unknown shard {shard}: {error}")]
+    DetachUnknown {
+        shard: TenantShardId,
+        error: PsError,
+    },
+    #[error("the node re-attached or went offline during activation")]
+    NodeChanged,
 }
 
 impl Controller {
@@ -137,13 +152,13 @@ impl Controller {
         }
     }
 
-    pub(super) async fn activate(&self, node: &NodeRecord) -> Result<(), String> {
+    pub(super) async fn activate(&self, node: &NodeRecord) -> Result<(), ActivationError> {
         let life = self.node_token(node.id);
         let reported = self
             .ps_for(node.id)
             .list_locations(node)
             .await
-            .map_err(|e| format!("listing locations: {e}"))?;
+            .map_err(ActivationError::List)?;
         let unknown: Vec<_> = {
             let state = self.state.read();
             reported
@@ -156,7 +171,7 @@ impl Controller {
             self.ps_for(node.id)
                 .put_location(node, *id, &LocationConfig::detached_unknown(*id))
                 .await
-                .map_err(|e| format!("detaching unknown shard {id}: {e}"))?;
+                .map_err(|error| ActivationError::DetachUnknown { shard: *id, error })?;
             tracing::info!(node = node.id, shard = %id, "detached a location the controller does not know");
         }
         let known: Vec<_> = reported
@@ -164,7 +179,7 @@ impl Controller {
             .filter(|(id, _)| !unknown.contains(id))
             .collect();
         if life.is_cancelled() {
-            return Err("the node re-attached or went offline during activation".into());
+            return Err(ActivationError::NodeChanged);
         }
         lock(&self.observed).replace_node(node.id, &known);
         if let Some(n) = lock(&self.nodes).get_mut(&node.id) {

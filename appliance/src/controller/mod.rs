@@ -311,10 +311,11 @@ impl Controller {
             let observed = lock(&self.observed);
             let all_attached = state.tenant_shards(tenant).all(|s| {
                 s.intent.attached.is_some_and(|a| {
-                    observed.locations(&s.id).get(&a).is_some_and(|c| {
-                        c.as_ref()
-                            .is_some_and(|c| c.mode.is_attached() && c.generation == s.generation)
-                    })
+                    observed
+                        .locations(&s.id)
+                        .get(a)
+                        .known()
+                        .is_some_and(|c| c.mode.is_attached() && c.generation == s.generation)
                 })
             });
             if all_attached {

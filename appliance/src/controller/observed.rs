@@ -1,7 +1,7 @@
 //! What the leader last knew to be configured on each pageserver, per shard.
 //!
-//! Conservative by construction: an entry `None` means "uncertain" (a call in flight or failed,
-//! a node lost) and forces a re-read or re-apply; no entry means "certainly nothing there".
+//! Conservative by construction: `Unknown` means "uncertain" (a call in flight or failed, a node
+//! lost) and forces a re-read or re-apply; `Absent` means "certainly nothing there".
 //! Rebuilt from the pageservers on every leadership start; never replicated.
 
 use std::collections::BTreeMap;
@@ -10,7 +10,7 @@ use state_machine::NodeId;
 use state_machine::ids::TenantShardId;
 use state_machine::wire::LocationConfig;
 
-pub use state_machine::reconcile_plan::Locations;
+pub use state_machine::reconcile_plan::{Locations, ObservedLocation};
 
 #[derive(Default)]
 pub struct Observed {
@@ -22,16 +22,12 @@ impl Observed {
         self.shards.get(shard).cloned().unwrap_or_default()
     }
 
-    pub fn set(&mut self, shard: TenantShardId, node: NodeId, conf: Option<LocationConfig>) {
-        self.shards.entry(shard).or_default().insert(node, conf);
-    }
-
-    pub fn remove(&mut self, shard: &TenantShardId, node: NodeId) {
-        if let Some(l) = self.shards.get_mut(shard) {
-            l.remove(&node);
-            if l.is_empty() {
-                self.shards.remove(shard);
-            }
+    /// Records what `node` holds of `shard`; `Absent` forgets it.
+    pub fn set(&mut self, shard: TenantShardId, node: NodeId, location: ObservedLocation) {
+        let l = self.shards.entry(shard).or_default();
+        l.set(node, location);
+        if l.is_empty() {
+            self.shards.remove(&shard);
         }
     }
 
@@ -42,27 +38,27 @@ impl Observed {
         reported: &[(TenantShardId, Option<LocationConfig>)],
     ) {
         for l in self.shards.values_mut() {
-            l.remove(&node);
+            l.set(node, ObservedLocation::Absent);
         }
         self.shards.retain(|_, l| !l.is_empty());
         for (shard, conf) in reported {
-            self.set(*shard, node, conf.clone());
+            self.set(*shard, node, ObservedLocation::listed(conf.clone()));
         }
     }
 
     /// A node was lost: everything on it becomes uncertain.
     pub fn mark_node_unknown(&mut self, node: NodeId) {
         for l in self.shards.values_mut() {
-            if let Some(c) = l.get_mut(&node) {
-                *c = None;
-            }
+            l.mark_unknown(node);
         }
     }
 
-    pub fn on_node(&self, node: NodeId) -> Vec<(TenantShardId, Option<LocationConfig>)> {
+    /// Every shard with something (or possibly something) on `node`.
+    pub fn on_node(&self, node: NodeId) -> Vec<(TenantShardId, ObservedLocation)> {
         self.shards
             .iter()
-            .filter_map(|(s, l)| l.get(&node).map(|c| (*s, c.clone())))
+            .map(|(s, l)| (*s, l.get(node).clone()))
+            .filter(|(_, l)| *l != ObservedLocation::Absent)
             .collect()
     }
 

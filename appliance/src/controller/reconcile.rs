@@ -26,7 +26,31 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use super::nodes::Avail;
+use super::observed::ObservedLocation;
+use super::pageserver::PsError;
 use super::{Controller, lock};
+use raft_store::ProposeError;
+
+/// Why one reconcile pass of a shard failed (the first failure; later steps still ran).
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error("{call} on node {node}: {error}")]
+    Pageserver {
+        call: &'static str,
+        node: NodeId,
+        error: PsError,
+    },
+    /// The node re-attached or went Offline while a call to it was in flight: what it holds
+    /// now is unknown.
+    #[error("node {node} changed while location_config was in flight")]
+    NodeChanged { node: NodeId },
+    #[error("cannot issue a generation: {0}")]
+    Generation(ProposeError),
+    #[error("unexpected answer to IncrementGeneration: {0}")]
+    UnexpectedAnswer(String),
+    #[error("shard deleted")]
+    ShardGone,
+}
 
 /// Per-shard bookkeeping of reconcile passes. Every request gets a sequence number; a pass
 /// covers every request made before it started, and waiters wait for the pass covering theirs.
@@ -183,7 +207,7 @@ pub async fn dispatch(ctl: Arc<Controller>, mut rx: mpsc::UnboundedReceiver<Tena
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "reconcile failed");
-                        lock(&ctl.last_errors).insert(id, e.clone());
+                        lock(&ctl.last_errors).insert(id, e.to_string());
                     }
                 }
                 drop(permit);
@@ -266,8 +290,8 @@ impl Controller {
         node: &NodeRecord,
         id: TenantShardId,
         conf: &LocationConfig,
-    ) -> Result<(), String> {
-        lock(&self.observed).set(id, node.id, None);
+    ) -> Result<(), ReconcileError> {
+        lock(&self.observed).set(id, node.id, ObservedLocation::Unknown);
         let life = self.node_token(node.id);
         match self
             .ps
@@ -276,25 +300,27 @@ impl Controller {
             .await
         {
             // The node re-attached or went Offline meanwhile: what it holds now is unknown.
-            Ok(()) if life.is_cancelled() => Err(format!(
-                "node {} changed while location_config was in flight",
-                node.id
-            )),
+            Ok(()) if life.is_cancelled() => Err(ReconcileError::NodeChanged { node: node.id }),
             Ok(()) => {
                 let mut obs = lock(&self.observed);
-                if conf.mode == state_machine::wire::LocationConfigMode::Detached {
-                    obs.remove(&id, node.id);
+                let now = if conf.mode == state_machine::wire::LocationConfigMode::Detached {
+                    ObservedLocation::Absent
                 } else {
-                    obs.set(id, node.id, Some(conf.clone()));
-                }
+                    ObservedLocation::Known(conf.clone())
+                };
+                obs.set(id, node.id, now);
                 Ok(())
             }
-            Err(e) => Err(format!("location_config on node {}: {e}", node.id)),
+            Err(error) => Err(ReconcileError::Pageserver {
+                call: "location_config",
+                node: node.id,
+                error,
+            }),
         }
     }
 
     /// Runs the planner's steps for one shard (see the module docs for their order).
-    pub(super) async fn reconcile_shard(&self, id: TenantShardId) -> Result<(), String> {
+    pub(super) async fn reconcile_shard(&self, id: TenantShardId) -> Result<(), ReconcileError> {
         let mut first_error = None;
         let mut steps = self.plan_for(&id);
         // A read-back changes what the plan is: do it, then plan again from what was read.
@@ -366,7 +392,7 @@ impl Controller {
     }
 
     /// Reads an uncertain location back from the pageserver and records what it holds.
-    async fn read_back(&self, id: TenantShardId, node: NodeId) -> Result<(), String> {
+    async fn read_back(&self, id: TenantShardId, node: NodeId) -> Result<(), ReconcileError> {
         let Some(record) = self.node_if_active(node) else {
             return Ok(());
         };
@@ -374,12 +400,14 @@ impl Controller {
             .ps_for(node)
             .get_location(&record, id)
             .await
-            .map_err(|e| format!("reading location on node {node}: {e}"))?;
+            .map_err(|error| ReconcileError::Pageserver {
+                call: "reading location",
+                node,
+                error,
+            })?;
         let mut observed = lock(&self.observed);
-        match read {
-            Some(conf) => observed.set(id, node, Some(conf)),
-            None => observed.remove(&id, node),
-        }
+        let now = read.map_or(ObservedLocation::Absent, ObservedLocation::Known);
+        observed.set(id, node, now);
         Ok(())
     }
 
@@ -390,7 +418,7 @@ impl Controller {
         id: TenantShardId,
         node: &NodeRecord,
         reuse: Option<Generation>,
-    ) -> Result<(), String> {
+    ) -> Result<(), ReconcileError> {
         let generation = match reuse {
             Some(g) => g,
             None => match self
@@ -402,11 +430,9 @@ impl Controller {
             {
                 Ok(Response::Generation(g)) => g,
                 Ok(other) => {
-                    return Err(format!(
-                        "unexpected answer to IncrementGeneration: {other:?}"
-                    ));
+                    return Err(ReconcileError::UnexpectedAnswer(format!("{other:?}")));
                 }
-                Err(e) => return Err(format!("cannot issue a generation: {e}")),
+                Err(e) => return Err(ReconcileError::Generation(e)),
             },
         };
         // Re-read: the config may have changed while the generation was committed.
@@ -415,7 +441,7 @@ impl Controller {
             .read()
             .shard(&id)
             .cloned()
-            .ok_or("shard deleted")?;
+            .ok_or(ReconcileError::ShardGone)?;
         tracing::info!(node = node.id, generation, "attaching");
         self.put(node, id, &LocationConfig::attached(&shard, generation))
             .await

@@ -30,6 +30,7 @@ use tokio::sync::OwnedMutexGuard;
 use tokio::time::Instant;
 use tracing::Instrument;
 
+use super::observed::ObservedLocation;
 use super::pageserver::PsError;
 use super::{Controller, lock};
 use raft_store::ProposeError;
@@ -293,8 +294,7 @@ impl Controller {
         for p in &record.parents {
             let secondaries: Vec<_> = lock(&self.observed)
                 .locations(&p.id)
-                .keys()
-                .copied()
+                .nodes()
                 .filter(|n| *n != p.node)
                 .collect();
             let Some(shard) = self.state.read().shard(&p.id).cloned() else {
@@ -326,9 +326,9 @@ impl Controller {
                 })?;
             {
                 let mut obs = lock(&self.observed);
-                obs.set(p.id, p.node, None);
+                obs.set(p.id, p.node, ObservedLocation::Unknown);
                 for child in &p.children {
-                    obs.set(*child, p.node, None);
+                    obs.set(*child, p.node, ObservedLocation::Unknown);
                 }
             }
             let created = self

@@ -97,7 +97,12 @@ impl Controller {
         let observed: BTreeMap<TenantShardId, Option<bool>> = lock(&self.observed)
             .on_node(id)
             .into_iter()
-            .map(|(sid, conf)| (sid, conf.map(|c| c.mode == LocationConfigMode::Secondary)))
+            .map(|(sid, l)| {
+                (
+                    sid,
+                    l.known().map(|c| c.mode == LocationConfigMode::Secondary),
+                )
+            })
             .collect();
         let state = self.state.read();
         if state.node(id).is_none() {

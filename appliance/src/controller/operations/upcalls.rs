@@ -23,6 +23,7 @@ use state_machine::{Command, Generation, NodeId, Response};
 use storcon_http::OperationError;
 
 use crate::controller::nodes::{Avail, NodeState};
+use crate::controller::observed::ObservedLocation;
 use crate::controller::{Controller, lock};
 
 impl Controller {
@@ -105,7 +106,7 @@ impl Controller {
         let mut obs = lock(&self.observed);
         obs.mark_node_unknown(node);
         for (id, _) in issued {
-            obs.set(*id, node, None);
+            obs.set(*id, node, ObservedLocation::Unknown);
         }
     }
 
