@@ -9,7 +9,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use state_machine::wire::{AttachHookRequest, AttachHookResponse, InspectRequest, InspectResponse};
+use storcon_api::wire::{AttachHookRequest, AttachHookResponse, InspectRequest, InspectResponse};
 
 use crate::app::AppState;
 use crate::error::ApiError;

@@ -11,8 +11,8 @@
 use axum::Json;
 use axum::http::HeaderMap;
 
-use state_machine::wire::{NodeConfigureRequest, NodeShardResponse};
 use state_machine::{NodeAvailability, NodeDescribeResponse, NodeRegisterRequest, State};
+use storcon_api::wire::{NodeConfigureRequest, NodeShardResponse};
 
 use crate::app::AppState;
 use crate::error::ApiError;

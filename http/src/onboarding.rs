@@ -5,7 +5,7 @@
 use axum::Json;
 use axum::extract::State;
 use state_machine::ids::TenantShardId;
-use state_machine::wire::{LocationConfig, LocationConfigResponse};
+use storcon_api::wire::{LocationConfig, LocationConfigResponse};
 
 use crate::app::AppState;
 use crate::error::ApiError;

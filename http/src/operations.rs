@@ -2,7 +2,7 @@
 //! and the binary's controller implements it, so http never imports the controller, and a
 //! handler is three lines: parse, call, map the error.
 //!
-//! A new route adds a method here (request and response types in `state_machine::wire`), its
+//! A new route adds a method here (request and response types in `storcon_api::wire`), its
 //! workflow in one file under the controller's `operations/`, and a handler that calls it.
 
 use std::sync::{Arc, RwLock};
@@ -10,14 +10,14 @@ use std::sync::{Arc, RwLock};
 use futures::future::BoxFuture;
 use raft_store::{ProposeError, ReadError};
 use state_machine::ids::{TenantId, TenantShardId};
-use state_machine::wire::{
+use state_machine::{NodeAvailability, NodeId, NodeRegisterRequest, Rejection};
+use storcon_api::wire::{
     AttachHookRequest, AttachHookResponse, InspectRequest, InspectResponse, LocationConfig,
     LocationConfigResponse, NodeConfigureRequest, NodeShardResponse, ReAttachRequest,
     ReAttachResponse, TenantConfigRequest, TenantConfigResponse, TenantCreateRequest,
     TenantCreateResponse, TenantDescribeResponse, TenantPolicyRequest, TenantShardSplitRequest,
     TenantShardSplitResponse, ValidateRequest, ValidateResponse,
 };
-use state_machine::{NodeAvailability, NodeId, NodeRegisterRequest, Rejection};
 
 use crate::error::ApiError;
 
@@ -63,6 +63,12 @@ pub enum OperationError {
     Inconsistent(Vec<String>),
     #[error("{0}")]
     Internal(String),
+}
+
+impl From<storcon_api::InvalidRequest> for OperationError {
+    fn from(e: storcon_api::InvalidRequest) -> Self {
+        OperationError::Invalid(e.0)
+    }
 }
 
 impl From<Rejection> for OperationError {

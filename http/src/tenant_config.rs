@@ -11,7 +11,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use state_machine::wire::{TenantConfigRequest, TenantConfigResponse};
+use storcon_api::wire::{TenantConfigRequest, TenantConfigResponse};
 
 use crate::app::AppState;
 use crate::error::ApiError;

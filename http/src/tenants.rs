@@ -14,7 +14,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
 use state_machine::ids::TenantId;
-use state_machine::wire::{
+use storcon_api::wire::{
     TenantCreateRequest, TenantCreateResponse, TenantDescribeResponse, TenantPolicyRequest,
     TenantShardSplitRequest, TenantShardSplitResponse,
 };

@@ -7,7 +7,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use state_machine::wire::{ReAttachRequest, ReAttachResponse, ValidateRequest, ValidateResponse};
+use storcon_api::wire::{ReAttachRequest, ReAttachResponse, ValidateRequest, ValidateResponse};
 
 use crate::app::AppState;
 use crate::error::ApiError;

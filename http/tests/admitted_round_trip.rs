@@ -13,8 +13,8 @@ use raft_store::{SnapshotBlob, TypeConfig, codec};
 use serde_json::{Map, Value, json};
 use state_machine::ids::TenantId;
 use state_machine::limits::{MAX_COMMAND_BYTES, MAX_REQUEST_DEPTH, json_depth};
-use state_machine::wire::{LocationConfig, TenantCreateRequest};
 use state_machine::{Command, CreateTenant, PlacementPolicy, Response, State};
+use storcon_api::wire::{LocationConfig, TenantCreateRequest};
 use storcon_http::extract::admit;
 use storcon_http::tenant_config::ConfigRequest;
 

@@ -107,6 +107,12 @@ pub enum Rejection {
     NotFound(String),
 }
 
+impl From<storcon_api::InvalidRequest> for Rejection {
+    fn from(e: storcon_api::InvalidRequest) -> Self {
+        Rejection::BadRequest(e.0)
+    }
+}
+
 /// The result of applying one log entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Response {

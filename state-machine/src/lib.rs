@@ -2,7 +2,8 @@
 //!
 //! What this crate owns: the controller state that every replica holds identically (pageserver
 //! nodes, tenant shards with their generations and intents, the record of which replica leads),
-//! the [`Command`]s that change it, the pure [`scheduler`], and the wire types that describe it.
+//! the [`Command`]s that change it, the pure [`scheduler`] and reconcile planner. Wire formats
+//! live in `storcon_api`; the ids and policies it defines are re-exported here.
 //!
 //! Invariants:
 //! - `apply` is a pure function of (state, command): no I/O, no clock, no randomness, no
@@ -14,7 +15,6 @@
 
 mod attach_hook;
 mod command;
-pub mod ids;
 pub mod limits;
 mod node;
 pub mod reconcile_plan;
@@ -25,7 +25,6 @@ mod state;
 mod tenant;
 mod tenants;
 mod validate;
-pub mod wire;
 
 pub use command::{Command, Rejection, Response};
 pub use node::{
@@ -35,6 +34,8 @@ pub use node::{
 pub use rows::{DecodeError, Mutation};
 pub use split::{SplitParent, SplitPlan, SplitRecord};
 pub use state::{LeaderRecord, State};
+/// Identifiers are wire formats; the model is keyed by them.
+pub use storcon_api::ids;
 pub use tenant::{
     CreateTenant, DEFAULT_STRIPE_SIZE, Generation, Intent, PlacementPolicy, ShardSchedulingPolicy,
     TenantShard,

@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 
 use crate::node::NodeId;
 use crate::tenant::{Generation, ShardSchedulingPolicy, TenantShard};
-use crate::wire::LocationConfig;
+use storcon_api::wire::LocationConfig;
 
 /// What the controller knows of one node's location of a shard.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -152,7 +152,7 @@ pub fn attach_step(shard: &TenantShard, node: NodeId, observed: &Locations) -> O
     };
     let issued_here = shard.generation_pageserver == Some(node);
     match shard.generation {
-        Some(g) if issued_here && matches(location, &LocationConfig::attached(shard, g)) => None,
+        Some(g) if issued_here && matches(location, &shard.attached_location(g)) => None,
         Some(g)
             if issued_here
                 && current.is_some_and(|c| c.mode.is_attached() && c.generation == Some(g)) =>
@@ -194,7 +194,7 @@ pub fn plan(
     {
         steps.push(step);
     }
-    let secondary = LocationConfig::secondary(shard);
+    let secondary = shard.secondary_location();
     for s in shard
         .intent
         .secondaries

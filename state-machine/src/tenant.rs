@@ -10,50 +10,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::{TenantId, TenantShardId};
 use crate::node::NodeId;
-
-pub type Generation = u32;
+pub use storcon_api::types::{Generation, PlacementPolicy, ShardSchedulingPolicy};
+use storcon_api::wire::{LocationConfig, LocationConfigMode, SecondaryConfig};
 
 /// Stripe size in 8 KiB pages; upstream default 2048 (16 MiB).
 pub const DEFAULT_STRIPE_SIZE: u32 = 2048;
-
-/// Where a tenant's shards should live. JSON is externally tagged as upstream:
-/// `{"Attached": 1}`, `"Secondary"`, `"Detached"`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum PlacementPolicy {
-    /// One attached location plus this many secondaries.
-    Attached(usize),
-    Secondary,
-    Detached,
-}
-
-impl Default for PlacementPolicy {
-    fn default() -> Self {
-        PlacementPolicy::Attached(0)
-    }
-}
-
-impl PlacementPolicy {
-    pub fn want_secondaries(self) -> usize {
-        match self {
-            PlacementPolicy::Attached(n) => n,
-            PlacementPolicy::Secondary => 1,
-            PlacementPolicy::Detached => 0,
-        }
-    }
-}
-
-/// How much the controller may change a shard (upstream `ShardSchedulingPolicy`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub enum ShardSchedulingPolicy {
-    #[default]
-    Active,
-    /// No optimisation; still fails over.
-    Essential,
-    /// No scheduling changes; reconciles still run towards the current intent.
-    Pause,
-    /// No reconciles at all.
-    Stop,
-}
 
 /// Where the controller wants a shard's locations. Replicated, so a new leader starts from the
 /// old leader's decisions.
@@ -121,4 +82,38 @@ pub struct CreateTenant {
     pub config: serde_json::Value,
     pub preferred_az: Option<String>,
     pub generation: Option<Generation>,
+}
+
+/// The locations the controller sends to pageservers for this shard.
+impl TenantShard {
+    fn location(&self, mode: LocationConfigMode) -> LocationConfig {
+        LocationConfig {
+            mode,
+            generation: None,
+            secondary_conf: None,
+            shard_number: self.id.shard_number,
+            shard_count: self.id.shard_count.0,
+            shard_stripe_size: self.stripe_size,
+            tenant_conf: self.config.clone(),
+        }
+    }
+
+    /// What the controller wants on the attached node.
+    pub fn attached_location(&self, generation: Generation) -> LocationConfig {
+        LocationConfig {
+            generation: Some(generation),
+            ..self.location(LocationConfigMode::AttachedSingle)
+        }
+    }
+
+    pub fn secondary_location(&self) -> LocationConfig {
+        LocationConfig {
+            secondary_conf: Some(SecondaryConfig { warm: true }),
+            ..self.location(LocationConfigMode::Secondary)
+        }
+    }
+
+    pub fn detached_location(&self) -> LocationConfig {
+        self.location(LocationConfigMode::Detached)
+    }
 }

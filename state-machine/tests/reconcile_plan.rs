@@ -2,8 +2,8 @@
 
 use state_machine::ids::{ShardCount, TenantShardId};
 use state_machine::reconcile_plan::{Locations, ObservedLocation, Step, attach_step, plan};
-use state_machine::wire::{LocationConfig, LocationConfigMode};
 use state_machine::{Intent, NodeId, PlacementPolicy, ShardSchedulingPolicy, TenantShard};
+use storcon_api::wire::{LocationConfig, LocationConfigMode};
 
 fn shard_id() -> TenantShardId {
     TenantShardId {
@@ -39,11 +39,11 @@ fn shard(
 
 /// What a pageserver holding `s` as wanted would report.
 fn attached(s: &TenantShard, g: u32) -> Option<LocationConfig> {
-    Some(LocationConfig::attached(s, g))
+    Some(s.attached_location(g))
 }
 
 fn secondary(s: &TenantShard) -> Option<LocationConfig> {
-    Some(LocationConfig::secondary(s))
+    Some(s.secondary_location())
 }
 
 fn with_conf(mut c: Option<LocationConfig>, conf: serde_json::Value) -> Option<LocationConfig> {

@@ -23,8 +23,8 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use state_machine::ids::{TenantId, TenantShardId};
-use state_machine::wire::LocationConfig;
 use state_machine::{NodeId, NodeRecord};
+use storcon_api::wire::LocationConfig;
 
 use super::nodes::{Avail, NodeState, Transition, on_heartbeat};
 use super::pageserver::PsError;

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use state_machine::NodeId;
 use state_machine::ids::TenantShardId;
-use state_machine::wire::LocationConfig;
+use storcon_api::wire::LocationConfig;
 
 pub use state_machine::reconcile_plan::{Locations, ObservedLocation};
 

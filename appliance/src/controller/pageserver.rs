@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use state_machine::NodeRecord;
 use state_machine::ids::TenantShardId;
-use state_machine::wire::{
+use storcon_api::wire::{
     LocationConfig, LocationConfigListResponse, PageserverUtilization, TenantShardSplitRequest,
     TenantShardSplitResponse,
 };

@@ -19,8 +19,8 @@ use std::sync::{Arc, Mutex};
 
 use state_machine::ids::TenantShardId;
 use state_machine::reconcile_plan::{self, Step};
-use state_machine::wire::LocationConfig;
 use state_machine::{Command, Generation, NodeId, NodeRecord, Response};
+use storcon_api::wire::LocationConfig;
 use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio::time::Instant;
 use tracing::Instrument;
@@ -303,7 +303,7 @@ impl Controller {
             Ok(()) if life.is_cancelled() => Err(ReconcileError::NodeChanged { node: node.id }),
             Ok(()) => {
                 let mut obs = lock(&self.observed);
-                let now = if conf.mode == state_machine::wire::LocationConfigMode::Detached {
+                let now = if conf.mode == storcon_api::wire::LocationConfigMode::Detached {
                     ObservedLocation::Absent
                 } else {
                     ObservedLocation::Known(conf.clone())
@@ -366,10 +366,10 @@ impl Controller {
                 }
                 (Step::MakeSecondary { .. }, Some(s)) => {
                     // Secondaries are never required for correctness; report, carry on.
-                    self.put(&record, id, &LocationConfig::secondary(s)).await
+                    self.put(&record, id, &s.secondary_location()).await
                 }
                 (Step::Detach { .. }, Some(s)) => {
-                    self.put(&record, id, &LocationConfig::detached(s)).await
+                    self.put(&record, id, &s.detached_location()).await
                 }
                 (Step::Detach { .. }, None) => {
                     self.put(&record, id, &LocationConfig::detached_unknown(id))
@@ -443,7 +443,7 @@ impl Controller {
             .cloned()
             .ok_or(ReconcileError::ShardGone)?;
         tracing::info!(node = node.id, generation, "attaching");
-        self.put(node, id, &LocationConfig::attached(&shard, generation))
+        self.put(node, id, &shard.attached_location(generation))
             .await
     }
 }

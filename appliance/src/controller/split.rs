@@ -23,8 +23,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use state_machine::ids::{TenantId, TenantShardId};
-use state_machine::wire::{LocationConfig, TenantShardSplitRequest};
 use state_machine::{Command, Response, SplitPlan, SplitRecord};
+use storcon_api::wire::{LocationConfig, TenantShardSplitRequest};
 use storcon_http::{FailpointError, OperationError};
 use tokio::sync::OwnedMutexGuard;
 use tokio::time::Instant;
@@ -304,10 +304,7 @@ impl Controller {
                 let Some(node) = self.node_if_active(n) else {
                     continue;
                 };
-                if let Err(e) = self
-                    .put(&node, p.id, &LocationConfig::detached(&shard))
-                    .await
-                {
+                if let Err(e) = self.put(&node, p.id, &shard.detached_location()).await {
                     // Secondaries are not needed for correctness; a leftover is detached later.
                     tracing::warn!(parent = %p.id, node = n, error = %e, "could not detach a secondary");
                 }

@@ -8,8 +8,8 @@
 //!   against the rows on disk.
 
 use state_machine::ids::TenantShardId;
-use state_machine::wire::{AttachHookRequest, AttachHookResponse, InspectRequest, InspectResponse};
 use state_machine::{Command, Generation, Response};
+use storcon_api::wire::{AttachHookRequest, AttachHookResponse, InspectRequest, InspectResponse};
 use storcon_http::OperationError;
 
 use super::Wait;

@@ -27,14 +27,14 @@ use std::time::Duration;
 use futures::FutureExt;
 use raft_store::ProposeError;
 use state_machine::ids::{TenantId, TenantShardId};
-use state_machine::wire::{
+use state_machine::{Command, NodeAvailability, NodeId, NodeRegisterRequest, Response};
+use storcon_api::wire::{
     AttachHookRequest, AttachHookResponse, InspectRequest, InspectResponse, LocationConfig,
     LocationConfigResponse, NodeConfigureRequest, NodeShardResponse, ReAttachRequest,
     ReAttachResponse, TenantConfigRequest, TenantConfigResponse, TenantCreateRequest,
     TenantCreateResponse, TenantDescribeResponse, TenantPolicyRequest, TenantShardSplitRequest,
     TenantShardSplitResponse, ValidateRequest, ValidateResponse,
 };
-use state_machine::{Command, NodeAvailability, NodeId, NodeRegisterRequest, Response};
 use storcon_http::{Op, OperationError, TenantPage};
 use tracing::Instrument;
 

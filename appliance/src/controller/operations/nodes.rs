@@ -12,8 +12,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 use state_machine::ids::TenantShardId;
-use state_machine::wire::{LocationConfigMode, NodeConfigureRequest, NodeShard, NodeShardResponse};
 use state_machine::{Command, NodeAvailability, NodeId, NodeRegisterRequest};
+use storcon_api::wire::{LocationConfigMode, NodeConfigureRequest, NodeShard, NodeShardResponse};
 use storcon_http::OperationError;
 
 use crate::controller::nodes::Avail;

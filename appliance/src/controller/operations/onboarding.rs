@@ -16,10 +16,10 @@
 use std::time::Duration;
 
 use state_machine::ids::TenantShardId;
-use state_machine::wire::{
+use state_machine::{Command, CreateTenant, DEFAULT_STRIPE_SIZE, PlacementPolicy};
+use storcon_api::wire::{
     LocationConfig, LocationConfigMode, LocationConfigResponse, LocationConfigResponseShard,
 };
-use state_machine::{Command, CreateTenant, DEFAULT_STRIPE_SIZE, PlacementPolicy};
 use storcon_http::OperationError;
 
 use super::Wait;

@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde_json::Value;
 use state_machine::Command;
 use state_machine::ids::TenantId;
-use state_machine::wire::{TenantConfigRequest, TenantPolicyRequest};
+use storcon_api::wire::{TenantConfigRequest, TenantPolicyRequest};
 use storcon_http::OperationError;
 
 use super::Wait;

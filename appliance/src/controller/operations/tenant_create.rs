@@ -9,8 +9,8 @@
 use std::time::Duration;
 
 use state_machine::scheduler::Scheduler;
-use state_machine::wire::{TenantCreateRequest, TenantCreateResponse, TenantCreateResponseShard};
 use state_machine::{Command, CreateTenant, DEFAULT_STRIPE_SIZE};
+use storcon_api::wire::{TenantCreateRequest, TenantCreateResponse, TenantCreateResponseShard};
 use storcon_http::OperationError;
 
 use super::Wait;

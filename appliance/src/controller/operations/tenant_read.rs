@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 
 use state_machine::State;
 use state_machine::ids::TenantId;
-use state_machine::wire::{
+use storcon_api::wire::{
     TenantConfigResponse, TenantDescribeResponse, TenantDescribeResponseShard,
 };
 use storcon_http::{OperationError, TenantPage};

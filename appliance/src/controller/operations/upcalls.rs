@@ -15,11 +15,11 @@
 use std::time::Instant;
 
 use state_machine::ids::TenantShardId;
-use state_machine::wire::{
+use state_machine::{Command, Generation, NodeId, Response};
+use storcon_api::wire::{
     LocationConfigMode, ReAttachRequest, ReAttachResponse, ReAttachResponseTenant, ValidateRequest,
     ValidateResponse, ValidateResponseTenant,
 };
-use state_machine::{Command, Generation, NodeId, Response};
 use storcon_http::OperationError;
 
 use crate::controller::nodes::{Avail, NodeState};

@@ -3,8 +3,11 @@
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{TenantId, TenantShardId};
-use crate::node::{NodeId, NodeRegisterRequest};
-use crate::tenant::{Generation, PlacementPolicy, ShardSchedulingPolicy, TenantShard};
+use crate::node::NodeRegisterRequest;
+use crate::types::{
+    Generation, NodeAvailability, NodeId, NodeSchedulingPolicy, PlacementPolicy,
+    ShardSchedulingPolicy,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum LocationConfigMode {
@@ -50,37 +53,6 @@ pub struct LocationConfig {
 }
 
 impl LocationConfig {
-    fn base(shard: &TenantShard, mode: LocationConfigMode) -> LocationConfig {
-        LocationConfig {
-            mode,
-            generation: None,
-            secondary_conf: None,
-            shard_number: shard.id.shard_number,
-            shard_count: shard.id.shard_count.0,
-            shard_stripe_size: shard.stripe_size,
-            tenant_conf: shard.config.clone(),
-        }
-    }
-
-    /// What the controller wants on the attached node.
-    pub fn attached(shard: &TenantShard, generation: Generation) -> LocationConfig {
-        LocationConfig {
-            generation: Some(generation),
-            ..Self::base(shard, LocationConfigMode::AttachedSingle)
-        }
-    }
-
-    pub fn secondary(shard: &TenantShard) -> LocationConfig {
-        LocationConfig {
-            secondary_conf: Some(SecondaryConfig { warm: true }),
-            ..Self::base(shard, LocationConfigMode::Secondary)
-        }
-    }
-
-    pub fn detached(shard: &TenantShard) -> LocationConfig {
-        Self::base(shard, LocationConfigMode::Detached)
-    }
-
     /// Detaching a location the controller holds no record of (a deleted shard, an aborted
     /// split's child, a leftover found on a pageserver).
     pub fn detached_unknown(id: TenantShardId) -> LocationConfig {
@@ -255,9 +227,9 @@ pub struct NodeShardResponse {
 pub struct NodeConfigureRequest {
     pub node_id: NodeId,
     #[serde(default)]
-    pub availability: Option<crate::node::NodeAvailability>,
+    pub availability: Option<NodeAvailability>,
     #[serde(default)]
-    pub scheduling: Option<crate::node::NodeSchedulingPolicy>,
+    pub scheduling: Option<NodeSchedulingPolicy>,
 }
 
 /// `PUT /control/v1/tenant/:tenant_id/policy`.
