@@ -93,7 +93,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         formation.clone(),
     )
     .with_auth(http_auth)
-    .with_failpoints(Arc::new(storcon_http::Failpoints::new(
+    .with_failpoints(Arc::new(storcon_failpoints::Failpoints::new(
         config.testing.failpoints,
     )));
     let listener = tokio::net::TcpListener::bind(&config.listen_addr)

@@ -10,11 +10,12 @@ use axum::routing::{delete, get, post, put};
 use raft_store::{FormationStatus, Raft, SharedState};
 
 use crate::auth::HttpAuth;
-use crate::failpoints::{self, Failpoints};
+use crate::failpoints;
 use crate::{
     auth, cluster, debug, forward, guard, nodes, onboarding, probes, raft_rpc, tenant_config,
     tenants, trace, upcalls,
 };
+use storcon_failpoints::Failpoints;
 
 /// Answers formation questions from peers; implemented by the binary, which owns start-up.
 pub trait FormationProbe: Send + Sync {

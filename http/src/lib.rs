@@ -37,7 +37,6 @@ mod upcalls;
 pub use app::{API_BODY_LIMIT, AppState, FormationProbe, router};
 pub use auth::{BearerToken, HttpAuth, JwtVerifier, Scope};
 pub use error::ApiError;
-pub use failpoints::{FailpointError, Failpoints};
 pub use forward::{FORWARDED_HEADER, READ_LOCAL_HEADER};
 pub use operations::{LeaderSlot, Op, OperationError, Operations, TenantPage};
 pub use raft_rpc::FROM_NODE_HEADER;

@@ -60,7 +60,7 @@ pub struct Controller {
     /// A background retry of pending compute notifications is running.
     hook_retry_running: AtomicBool,
     audit: raft_store::StateAudit,
-    failpoints: Arc<storcon_http::Failpoints>,
+    failpoints: Arc<storcon_failpoints::Failpoints>,
     /// Nodes whose activation check or offline handling is running (one task per node).
     node_tasks: Mutex<BTreeSet<NodeId>>,
     /// One split (or its abort) per tenant at a time; held for the whole operation.
@@ -90,7 +90,7 @@ pub struct Replica {
     /// Bearer token on every call to a pageserver (`[auth] pageserver_token_file`).
     pub pageserver_token: Option<String>,
     /// Test-only fault injection, shared with the HTTP layer that configures it.
-    pub failpoints: Arc<storcon_http::Failpoints>,
+    pub failpoints: Arc<storcon_failpoints::Failpoints>,
 }
 
 impl Controller {
