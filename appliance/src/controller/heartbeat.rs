@@ -46,7 +46,7 @@ struct NodeTask {
 impl NodeTask {
     /// The slot of `node`, unless a task of the node still holds it.
     fn claim(ctl: &Arc<Controller>, node: NodeId) -> Option<NodeTask> {
-        lock(&ctl.node_tasks).insert(node).then(|| NodeTask {
+        ctl.nodes.start_task(node).then(|| NodeTask {
             ctl: ctl.clone(),
             node,
         })
@@ -74,7 +74,7 @@ impl NodeTask {
 
 impl Drop for NodeTask {
     fn drop(&mut self) {
-        lock(&self.ctl.node_tasks).remove(&self.node);
+        self.ctl.nodes.end_task(self.node);
     }
 }
 
@@ -106,7 +106,7 @@ impl Controller {
         let mut tasks = Vec::new();
         for (node, result) in results {
             let transition = {
-                let mut nodes = lock(&self.nodes);
+                let mut nodes = self.nodes.states();
                 let entry = nodes.entry(node.id).or_insert_with(|| NodeState::new(now));
                 let t = on_heartbeat(
                     entry,
@@ -182,7 +182,7 @@ impl Controller {
             return Err(ActivationError::NodeChanged);
         }
         lock(&self.observed).replace_node(node.id, &known);
-        if let Some(n) = lock(&self.nodes).get_mut(&node.id) {
+        if let Some(n) = self.nodes.states().get_mut(&node.id) {
             n.avail = Avail::Active;
         }
         tracing::info!(node = node.id, locations = known.len(), "node active");
@@ -200,7 +200,7 @@ impl Controller {
     }
 
     pub(super) async fn node_offline(&self, node: NodeId) {
-        if let Some(n) = lock(&self.nodes).get_mut(&node) {
+        if let Some(n) = self.nodes.states().get_mut(&node) {
             n.avail = Avail::Offline;
         }
         self.cancel_node_calls(node);

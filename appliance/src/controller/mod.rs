@@ -9,6 +9,7 @@
 
 mod compute_hook;
 mod heartbeat;
+mod locks;
 mod nodes;
 mod observed;
 pub mod operations;
@@ -16,7 +17,7 @@ mod pageserver;
 mod reconcile;
 mod split;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -25,17 +26,19 @@ use raft_store::{ProposeError, Raft, SharedState};
 use state_machine::ids::{TenantId, TenantShardId};
 use state_machine::scheduler::Scheduler;
 use state_machine::{Command, NodeId, Response};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ControllerConfig;
-use nodes::NodeState;
+use nodes::{NodeState, NodeTable};
 use observed::Observed;
 use pageserver::PageserverClient;
 
 /// How long the controller's own proposals (intents, generations, splits) may take to commit.
 const PROPOSE_WAIT: Duration = Duration::from_secs(10);
 
+/// One term's controller, made of owned parts, each with its invariant stated where it is
+/// defined: the node table (`nodes::NodeTable`), the observed locations (`observed::Observed`),
+/// the reconcile queue (`reconcile::Queue`) and the tenant locks (`locks::TenantLocks`).
 pub struct Controller {
     raft: Raft,
     state: SharedState,
@@ -44,27 +47,16 @@ pub struct Controller {
     cancel: CancellationToken,
     ps: PageserverClient,
     observed: Mutex<Observed>,
-    nodes: Mutex<BTreeMap<NodeId, NodeState>>,
+    nodes: NodeTable,
     reconciles: reconcile::Queue,
-    queue_rx: Mutex<Option<mpsc::UnboundedReceiver<TenantShardId>>>,
-    last_errors: Mutex<BTreeMap<TenantShardId, String>>,
     hook: compute_hook::ComputeHook,
-    /// Per-node cancellation, children of `cancel`: fired when the node goes Offline or
-    /// re-attaches, so calls still in flight to it are abandoned.
-    node_cancel: Mutex<BTreeMap<NodeId, CancellationToken>>,
-    /// Serializes scheduling passes: intents are computed from the applied state and committed
-    /// later, so two passes at once could commit a decision made on stale state.
-    schedule_lock: tokio::sync::Mutex<()>,
+    locks: locks::TenantLocks,
     /// Set once the startup reconcile has run; handlers get 503 until then.
     started: AtomicBool,
     /// A background retry of pending compute notifications is running.
     hook_retry_running: AtomicBool,
     audit: raft_store::StateAudit,
     failpoints: Arc<storcon_failpoints::Failpoints>,
-    /// Nodes whose activation check or offline handling is running (one task per node).
-    node_tasks: Mutex<BTreeSet<NodeId>>,
-    /// One split (or its abort) per tenant at a time; held for the whole operation.
-    tenant_ops: Mutex<BTreeMap<TenantId, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -104,7 +96,6 @@ impl Controller {
             pageserver_token,
             failpoints,
         } = replica;
-        let (tx, rx) = mpsc::unbounded_channel();
         let hook = compute_hook::ComputeHook::new(
             cfg.compute_hook_url.clone(),
             None,
@@ -114,13 +105,10 @@ impl Controller {
         Arc::new(Controller {
             hook,
             hook_retry_running: AtomicBool::new(false),
-            schedule_lock: tokio::sync::Mutex::new(()),
             started: AtomicBool::new(false),
-            node_cancel: Mutex::new(BTreeMap::new()),
             audit,
             failpoints,
-            tenant_ops: Mutex::new(BTreeMap::new()),
-            node_tasks: Mutex::new(BTreeSet::new()),
+            locks: locks::TenantLocks::default(),
             ps: PageserverClient::new(http, term, pageserver_token, cancel.clone()),
             raft,
             state,
@@ -128,10 +116,8 @@ impl Controller {
             cfg,
             cancel,
             observed: Mutex::new(Observed::default()),
-            nodes: Mutex::new(BTreeMap::new()),
-            reconciles: reconcile::Queue::new(tx),
-            queue_rx: Mutex::new(Some(rx)),
-            last_errors: Mutex::new(BTreeMap::new()),
+            nodes: NodeTable::default(),
+            reconciles: reconcile::Queue::new(),
         })
     }
 
@@ -141,12 +127,12 @@ impl Controller {
         {
             let now = Instant::now();
             let ids: Vec<NodeId> = self.state.read().nodes().map(|n| n.id).collect();
-            let mut nodes = lock(&self.nodes);
+            let mut nodes = self.nodes.states();
             for id in ids {
                 nodes.insert(id, NodeState::new(now));
             }
         }
-        if let Some(rx) = lock(&self.queue_rx).take() {
+        if let Some(rx) = self.reconciles.take_receiver() {
             tokio::spawn(reconcile::dispatch(self.clone(), rx));
         }
         // Splits the previous leader left unfinished are rolled back before anything is listed.
@@ -211,10 +197,7 @@ impl Controller {
     /// The current life of `node`: cancelled when it goes Offline or re-attaches. A result
     /// obtained under a token that has since been cancelled describes a previous life.
     fn node_token(&self, node: NodeId) -> CancellationToken {
-        lock(&self.node_cancel)
-            .entry(node)
-            .or_insert_with(|| self.cancel.child_token())
-            .clone()
+        self.nodes.life(node, &self.cancel)
     }
 
     /// The pageserver client for calls to `node`, cancelled when the node is lost.
@@ -224,9 +207,7 @@ impl Controller {
 
     /// Abandons every call in flight to `node`.
     fn cancel_node_calls(&self, node: NodeId) {
-        if let Some(token) = lock(&self.node_cancel).remove(&node) {
-            token.cancel();
-        }
+        self.nodes.end_life(node);
     }
 
     async fn propose(&self, command: Command) -> Result<Response, ProposeError> {
@@ -259,10 +240,10 @@ impl Controller {
         tenants: &BTreeSet<TenantId>,
         afresh: bool,
     ) -> Result<Scheduled, ProposeError> {
-        let _one_at_a_time = self.schedule_lock.lock().await;
+        let _one_at_a_time = self.locks.schedule().await;
         let (intents, unschedulable) = {
             let state = self.state.read();
-            let views = nodes::views(&state, &lock(&self.nodes));
+            let views = nodes::views(&state, &self.nodes.states());
             let mut scheduler = Scheduler::new(&state, views);
             let mut intents = Vec::new();
             let mut unschedulable = Vec::new();
@@ -274,7 +255,8 @@ impl Controller {
                 };
                 for (shard, e) in errors {
                     tracing::warn!(%shard, error = %e, "cannot schedule shard");
-                    lock(&self.last_errors).insert(shard, format!("Scheduling error: {e}"));
+                    self.reconciles
+                        .record_error(shard, format!("Scheduling error: {e}"));
                     unschedulable.push((shard, e));
                 }
                 intents.extend(c);

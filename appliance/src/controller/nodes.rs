@@ -4,11 +4,62 @@
 //! and not given new work, but its attachments do not fail over until `max_offline` passes
 //! without a heartbeat, so a slow start of the leader does not reshuffle shards.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
 
 use state_machine::scheduler::NodeView;
 use state_machine::{NodeAvailability, NodeId, NodeSchedulingPolicy, State};
+
+/// The leader's table of pageservers: availability, the token of each node's current life, and
+/// the node task (activation or offline handling) running for it.
+///
+/// Invariants:
+/// - a node's life token is cancelled whenever it goes Offline or re-attaches, and a new one is
+///   made on next use, so a call made under a cancelled token answers for a previous life;
+/// - at most one node task runs per node.
+#[derive(Default)]
+pub struct NodeTable {
+    states: Mutex<BTreeMap<NodeId, NodeState>>,
+    lives: Mutex<BTreeMap<NodeId, CancellationToken>>,
+    tasks: Mutex<BTreeSet<NodeId>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl NodeTable {
+    pub fn states(&self) -> MutexGuard<'_, BTreeMap<NodeId, NodeState>> {
+        lock(&self.states)
+    }
+
+    /// The current life of `node`, a child of `parent` (the controller's term).
+    pub fn life(&self, node: NodeId, parent: &CancellationToken) -> CancellationToken {
+        lock(&self.lives)
+            .entry(node)
+            .or_insert_with(|| parent.child_token())
+            .clone()
+    }
+
+    /// Ends the current life of `node`: every call made under it is abandoned.
+    pub fn end_life(&self, node: NodeId) {
+        if let Some(token) = lock(&self.lives).remove(&node) {
+            token.cancel();
+        }
+    }
+
+    /// Claims the node task slot of `node`; false when a task already runs.
+    pub fn start_task(&self, node: NodeId) -> bool {
+        lock(&self.tasks).insert(node)
+    }
+
+    pub fn end_task(&self, node: NodeId) {
+        lock(&self.tasks).remove(&node);
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Avail {

@@ -69,19 +69,46 @@ struct Running {
     queued: BTreeSet<TenantShardId>,
 }
 
+/// The reconcile queue: requests, the passes running, and each shard's last error.
+///
+/// Invariants: at most one pass per shard runs at a time; a pass covers every request made
+/// before it started; a shard's last error is cleared by its next successful pass.
 pub struct Queue {
     tx: mpsc::UnboundedSender<TenantShardId>,
+    /// Taken once by the dispatcher when the controller starts.
+    rx: Mutex<Option<mpsc::UnboundedReceiver<TenantShardId>>>,
     running: Mutex<Running>,
     finished: Notify,
+    /// Why the last pass (or the last scheduling of the shard) failed, for describe.
+    errors: Mutex<BTreeMap<TenantShardId, String>>,
 }
 
 impl Queue {
-    pub fn new(tx: mpsc::UnboundedSender<TenantShardId>) -> Self {
+    pub fn new() -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
         Queue {
             tx,
+            rx: Mutex::new(Some(rx)),
             running: Mutex::new(Running::default()),
             finished: Notify::new(),
+            errors: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    pub fn take_receiver(&self) -> Option<mpsc::UnboundedReceiver<TenantShardId>> {
+        lock(&self.rx).take()
+    }
+
+    pub fn record_error(&self, id: TenantShardId, error: String) {
+        lock(&self.errors).insert(id, error);
+    }
+
+    pub fn clear_error(&self, id: &TenantShardId) {
+        lock(&self.errors).remove(id);
+    }
+
+    pub fn last_error(&self, id: &TenantShardId) -> String {
+        lock(&self.errors).get(id).cloned().unwrap_or_default()
     }
 
     /// Requests a reconcile of `id`; returns the sequence a waiter for it should wait for.
@@ -153,6 +180,7 @@ impl Queue {
 
     /// Drops the bookkeeping of a deleted tenant's shards that are not running.
     pub fn forget_tenant(&self, tenant: state_machine::ids::TenantId) {
+        lock(&self.errors).retain(|id, _| id.tenant_id != tenant);
         let mut r = lock(&self.running);
         let keep_entry = |id: &TenantShardId, r: &Running| {
             id.tenant_id != tenant || r.in_flight.contains_key(id) || r.queued.contains(id)
@@ -203,11 +231,11 @@ pub async fn dispatch(ctl: Arc<Controller>, mut rx: mpsc::UnboundedReceiver<Tena
                 let result = ctl.reconcile_shard(id).await;
                 match &result {
                     Ok(()) => {
-                        lock(&ctl.last_errors).remove(&id);
+                        ctl.reconciles.clear_error(&id);
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "reconcile failed");
-                        lock(&ctl.last_errors).insert(id, e.to_string());
+                        ctl.reconciles.record_error(id, e.to_string());
                     }
                 }
                 drop(permit);
@@ -222,7 +250,9 @@ pub async fn dispatch(ctl: Arc<Controller>, mut rx: mpsc::UnboundedReceiver<Tena
 
 impl Controller {
     pub(super) fn node_if_active(&self, id: NodeId) -> Option<NodeRecord> {
-        let active = lock(&self.nodes)
+        let active = self
+            .nodes
+            .states()
             .get(&id)
             .is_some_and(|n| n.avail == Avail::Active);
         if !active {
@@ -274,7 +304,7 @@ impl Controller {
     pub(super) fn plan_for(&self, id: &TenantShardId) -> Vec<Step> {
         let state = self.state.read();
         let observed = lock(&self.observed).locations(id);
-        let nodes = lock(&self.nodes);
+        let nodes = self.nodes.states();
         let active = |n: NodeId| nodes.get(&n).is_some_and(|s| s.avail == Avail::Active);
         reconcile_plan::plan(state.shard(id), state.knows_shard(id), &observed, active)
     }

@@ -105,16 +105,7 @@ enum Failure {
 impl Controller {
     /// The lock serializing splits and aborts of one tenant.
     async fn tenant_op(&self, tenant: TenantId) -> OwnedMutexGuard<()> {
-        let m = lock(&self.tenant_ops).entry(tenant).or_default().clone();
-        m.lock_owned().await
-    }
-
-    /// Drops the lock of a deleted tenant unless someone holds or awaits it.
-    pub(super) fn forget_tenant_op(&self, tenant: TenantId) {
-        let mut ops = lock(&self.tenant_ops);
-        if ops.get(&tenant).is_some_and(|m| Arc::strong_count(m) == 1) {
-            ops.remove(&tenant);
-        }
+        self.locks.tenant(tenant).await
     }
 
     async fn failpoint(&self, name: &str) -> Result<(), SplitError> {

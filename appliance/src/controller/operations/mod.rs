@@ -155,7 +155,9 @@ impl storcon_http::Operations for Operations {
     }
 
     fn availability(&self, node: NodeId) -> NodeAvailability {
-        lock(&self.0.nodes)
+        self.0
+            .nodes
+            .states()
             .get(&node)
             .map_or(NodeAvailability::Offline, |n| n.wire())
     }

@@ -79,7 +79,7 @@ impl Controller {
                     })?
             }
             NodeAvailability::WarmingUp => {
-                if let Some(n) = lock(&self.nodes).get_mut(&node) {
+                if let Some(n) = self.nodes.states().get_mut(&node) {
                     n.avail = Avail::WarmingUp {
                         since: Instant::now(),
                     };

@@ -14,7 +14,7 @@ use storcon_api::wire::{TenantCreateRequest, TenantCreateResponse, TenantCreateR
 use storcon_http::OperationError;
 
 use super::Wait;
-use crate::controller::{Controller, lock, nodes};
+use crate::controller::{Controller, nodes};
 
 /// Upstream waits this long for the reconciles a tenant change started.
 const RECONCILE_WAIT: Duration = Duration::from_secs(30);
@@ -72,7 +72,7 @@ impl Controller {
         if let Some(shard) = state.tenant_shards(tenant).next() {
             return shard.preferred_az.clone();
         }
-        let views = nodes::views(&state, &lock(&self.nodes));
+        let views = nodes::views(&state, &self.nodes.states());
         Scheduler::new(&state, views).choose_az()
     }
 }

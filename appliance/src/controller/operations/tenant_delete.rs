@@ -14,7 +14,7 @@ use state_machine::{Command, PlacementPolicy};
 use storcon_http::OperationError;
 
 use super::Wait;
-use crate::controller::{Controller, lock};
+use crate::controller::Controller;
 
 const DETACH_WAIT: Duration = Duration::from_secs(30);
 
@@ -39,9 +39,8 @@ impl Controller {
     }
 
     fn forget_tenant(&self, tenant: TenantId) {
-        lock(&self.last_errors).retain(|id, _| id.tenant_id != tenant);
         self.hook.forget(tenant);
         self.reconciles.forget_tenant(tenant);
-        self.forget_tenant_op(tenant);
+        self.locks.forget(tenant);
     }
 }

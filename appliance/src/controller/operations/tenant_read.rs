@@ -13,7 +13,7 @@ use storcon_api::wire::{
 };
 use storcon_http::{OperationError, TenantPage};
 
-use crate::controller::{Controller, lock};
+use crate::controller::Controller;
 
 impl Controller {
     pub(super) async fn tenant_describe(
@@ -60,7 +60,6 @@ impl Controller {
     fn describe_one(&self, state: &State, tenant_id: TenantId) -> Option<TenantDescribeResponse> {
         let shards: Vec<_> = state.tenant_shards(tenant_id).collect();
         let first = shards.first()?;
-        let errors = lock(&self.last_errors);
         Some(TenantDescribeResponse {
             tenant_id,
             stripe_size: first.stripe_size,
@@ -72,7 +71,7 @@ impl Controller {
                     tenant_shard_id: s.id,
                     node_attached: s.intent.attached,
                     node_secondary: s.intent.secondaries.clone(),
-                    last_error: errors.get(&s.id).cloned().unwrap_or_default(),
+                    last_error: self.reconciles.last_error(&s.id),
                     is_reconciling: self.reconciles.is_running(&s.id),
                     is_pending_compute_notification: self.hook.is_pending(s.id.tenant_id),
                     is_splitting: s.splitting,

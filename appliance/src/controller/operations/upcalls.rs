@@ -92,7 +92,8 @@ impl Controller {
         let warming = Avail::WarmingUp {
             since: Instant::now(),
         };
-        lock(&self.nodes)
+        self.nodes
+            .states()
             .entry(node)
             .and_modify(|n| n.avail = warming)
             .or_insert(NodeState {
