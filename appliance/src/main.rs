@@ -2,6 +2,10 @@
 //!
 //! Subcommands: `run --config FILE` starts one replica; `demo` starts a three-replica cluster on
 //! loopback for a first look.
+//!
+//! What this crate owns: start-up (config, opening the store, formation, serving HTTP), following
+//! leadership (`leadership`), and the leader-only controller (`controller`), which implements
+//! the operations API that `storcon_http` declares. Everything durable goes through Raft.
 
 mod config;
 mod controller;

@@ -1,8 +1,9 @@
 //! Raft storage and transport for storcon: openraft 0.9 on one redb file per replica.
 //!
 //! What this crate owns: the openraft type configuration, the log store and state machine on
-//! redb ([`LogStore`], [`StateMachineStore`]), snapshots, the Raft network client over HTTP, and
-//! the on-disk marker used while a pristine cluster forms.
+//! redb ([`LogStore`], [`StateMachineStore`]), snapshots, the Raft network client over HTTP, the
+//! on-disk marker used while a pristine cluster forms, and [`client`]: the one way to propose a
+//! command and to read the applied state linearizably, for the controller and HTTP alike.
 //!
 //! Durability contract (see `db.rs` for the table layout):
 //! - vote, log appends, truncation and purge commit with `Durability::Immediate` before openraft
