@@ -8,12 +8,13 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use serde::Deserialize;
+use state_machine::ReplicaId;
 use storcon_http::auth::{BearerToken, JwtVerifier, Scope};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    pub node_id: u64,
+    pub node_id: ReplicaId,
     /// host:port for the HTTP API and Raft RPCs.
     pub listen_addr: String,
     pub data_dir: PathBuf,
@@ -178,7 +179,7 @@ pub struct ClusterConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Member {
-    pub id: u64,
+    pub id: ReplicaId,
     pub addr: String,
 }
 
@@ -255,7 +256,7 @@ impl Config {
         Ok(())
     }
 
-    pub fn members(&self) -> BTreeMap<u64, String> {
+    pub fn members(&self) -> BTreeMap<ReplicaId, String> {
         self.cluster
             .members
             .iter()

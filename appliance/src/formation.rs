@@ -19,14 +19,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use raft_store::{FORMATION_PATH, FormationMarker, FormationStatus, Raft};
+use state_machine::ReplicaId;
 use storcon_http::{BearerToken, FROM_NODE_HEADER, FormationProbe};
 
 /// What this replica knows about itself when it decides.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Local {
-    pub node_id: u64,
+    pub node_id: ReplicaId,
     /// Every configured member, this replica included.
-    pub members: BTreeSet<u64>,
+    pub members: BTreeSet<ReplicaId>,
     /// Holds Raft state on disk (or has already been admitted).
     pub has_raft_state: bool,
     /// The durable formation marker exists: this replica reported pristine to the forming node.
@@ -35,7 +36,7 @@ pub struct Local {
 
 impl Local {
     /// The member that initializes a pristine cluster.
-    pub fn forming_node(&self) -> u64 {
+    pub fn forming_node(&self) -> ReplicaId {
         self.members.first().copied().unwrap_or(self.node_id)
     }
 }
@@ -68,14 +69,14 @@ pub enum Decision {
     Admit,
     /// Every member is pristine and this is the forming node: take part and initialize the
     /// cluster with these members.
-    Initialize { members: BTreeSet<u64> },
+    Initialize { members: BTreeSet<ReplicaId> },
     /// Peers belong to a formed cluster and the marker shows this replica took part in forming
     /// it: take part.
-    Join { formed_peers: BTreeSet<u64> },
+    Join { formed_peers: BTreeSet<ReplicaId> },
     /// Not yet: ask again. `answered` gave a status, `auth_refused` answered 401/403.
     Wait {
-        answered: BTreeSet<u64>,
-        auth_refused: BTreeSet<u64>,
+        answered: BTreeSet<ReplicaId>,
+        auth_refused: BTreeSet<ReplicaId>,
     },
     /// Must not take part; the replica exits.
     Refuse { reason: RefuseReason },
@@ -85,12 +86,12 @@ pub enum Decision {
 pub enum RefuseReason {
     /// Pristine, no formation marker, and these peers already belong to a formed cluster: the
     /// data dir was wiped or replaced after the cluster formed.
-    WipedAfterFormation { formed_peers: BTreeSet<u64> },
+    WipedAfterFormation { formed_peers: BTreeSet<ReplicaId> },
 }
 
 impl RefuseReason {
     /// The operator's explanation.
-    pub fn explain(&self, node_id: u64, data_dir: &Path) -> String {
+    pub fn explain(&self, node_id: ReplicaId, data_dir: &Path) -> String {
         match self {
             RefuseReason::WipedAfterFormation { formed_peers } => format!(
                 "refusing to bootstrap: node {} has no Raft state in {}, but peer(s) {:?} already \
@@ -109,17 +110,17 @@ impl RefuseReason {
 /// The formation rules (see the module docs). Pure: no I/O, no clock, no randomness. `peers`
 /// holds this round's answers by node id; configured peers without an entry count as
 /// [`PeerAnswer::Silent`], and entries for this node or for non-members are ignored.
-pub fn decide(own: &Local, peers: &BTreeMap<u64, PeerAnswer>) -> Decision {
+pub fn decide(own: &Local, peers: &BTreeMap<ReplicaId, PeerAnswer>) -> Decision {
     if own.has_raft_state {
         return Decision::Admit;
     }
-    let answers: Vec<(u64, PeerAnswer)> = own
+    let answers: Vec<(ReplicaId, PeerAnswer)> = own
         .members
         .iter()
         .filter(|id| **id != own.node_id)
         .map(|id| (*id, peers.get(id).copied().unwrap_or(PeerAnswer::Silent)))
         .collect();
-    let formed_peers: BTreeSet<u64> = answers
+    let formed_peers: BTreeSet<ReplicaId> = answers
         .iter()
         .filter(|(_, a)| {
             matches!(
@@ -149,7 +150,7 @@ pub fn decide(own: &Local, peers: &BTreeMap<u64, PeerAnswer>) -> Decision {
             members: own.members.clone(),
         };
     }
-    let with = |want: fn(&PeerAnswer) -> bool| -> BTreeSet<u64> {
+    let with = |want: fn(&PeerAnswer) -> bool| -> BTreeSet<ReplicaId> {
         answers
             .iter()
             .filter(|(_, a)| want(a))
@@ -164,9 +165,9 @@ pub fn decide(own: &Local, peers: &BTreeMap<u64, PeerAnswer>) -> Decision {
 
 /// This replica's side of formation: what it answers peers.
 pub struct Formation {
-    node_id: u64,
-    members: BTreeSet<u64>,
-    lowest_id: u64,
+    node_id: ReplicaId,
+    members: BTreeSet<ReplicaId>,
+    lowest_id: ReplicaId,
     /// Pristine at start and not yet admitted to Raft.
     pristine: AtomicBool,
     marker: FormationMarker,
@@ -174,8 +175,8 @@ pub struct Formation {
 
 impl Formation {
     pub fn new(
-        node_id: u64,
-        members: &BTreeMap<u64, String>,
+        node_id: ReplicaId,
+        members: &BTreeMap<ReplicaId, String>,
         pristine: bool,
         marker: FormationMarker,
     ) -> Self {
@@ -205,7 +206,7 @@ impl Formation {
 }
 
 impl FormationProbe for Formation {
-    fn status(&self, asker: Option<u64>) -> FormationStatus {
+    fn status(&self, asker: Option<ReplicaId>) -> FormationStatus {
         let mut pristine = self.pristine.load(Ordering::SeqCst);
         if pristine && asker == Some(self.lowest_id) && asker != Some(self.node_id) {
             // The forming node must not count us as pristine unless we will remember it.
@@ -246,20 +247,20 @@ const WAIT_LOG_INTERVAL: Duration = Duration::from_secs(5);
 pub async fn enter_raft(
     formation: &Formation,
     raft: &Raft,
-    members: &BTreeMap<u64, String>,
+    members: &BTreeMap<ReplicaId, String>,
     client: &reqwest::Client,
     peer_token: Option<&BearerToken>,
     data_dir: &Path,
     admit: impl Fn(),
 ) -> Result<(), Refused> {
-    let peers: BTreeMap<u64, String> = members
+    let peers: BTreeMap<ReplicaId, String> = members
         .iter()
         .filter(|(id, _)| **id != formation.node_id)
         .map(|(id, a)| (*id, a.clone()))
         .collect();
     let mut last_log = Instant::now() - Duration::from_secs(60);
     // Nothing asked yet: every peer is silent.
-    let mut answers: Option<BTreeMap<u64, PeerAnswer>> = None;
+    let mut answers: Option<BTreeMap<ReplicaId, PeerAnswer>> = None;
     loop {
         let local = formation.local();
         match decide(&local, answers.as_ref().unwrap_or(&BTreeMap::new())) {
@@ -277,7 +278,7 @@ pub async fn enter_raft(
             Decision::Initialize { members: ids } => {
                 formation.admitted();
                 admit();
-                let nodes: BTreeMap<u64, openraft::BasicNode> = members
+                let nodes: BTreeMap<ReplicaId, openraft::BasicNode> = members
                     .iter()
                     .filter(|(id, _)| ids.contains(id))
                     .map(|(id, a)| (*id, openraft::BasicNode::new(a)))
@@ -310,7 +311,7 @@ pub async fn enter_raft(
                         }
                         tracing::info!(
                             answered = ?answered.iter().collect::<Vec<_>>(),
-                            forming_node = local.forming_node(),
+                            forming_node = %local.forming_node(),
                             "pristine; waiting for all members to answer before the cluster forms"
                         );
                     }
@@ -324,11 +325,11 @@ pub async fn enter_raft(
 
 /// Asks every peer once, concurrently; one answer per peer.
 async fn ask_peers(
-    node_id: u64,
-    peers: &BTreeMap<u64, String>,
+    node_id: ReplicaId,
+    peers: &BTreeMap<ReplicaId, String>,
     client: &reqwest::Client,
     peer_token: Option<&BearerToken>,
-) -> BTreeMap<u64, PeerAnswer> {
+) -> BTreeMap<ReplicaId, PeerAnswer> {
     let asks = peers.iter().map(|(id, addr)| async move {
         let mut ask = client
             .get(format!("http://{addr}{FORMATION_PATH}"))
@@ -371,13 +372,20 @@ mod tests {
         initialized: false,
     };
 
-    fn ids(v: &[u64]) -> BTreeSet<u64> {
-        v.iter().copied().collect()
+    fn ids(v: &[u64]) -> BTreeSet<ReplicaId> {
+        v.iter().copied().map(ReplicaId).collect()
+    }
+
+    fn answers_by_id(answers: Vec<(u64, PeerAnswer)>) -> BTreeMap<ReplicaId, PeerAnswer> {
+        answers
+            .into_iter()
+            .map(|(id, a)| (ReplicaId(id), a))
+            .collect()
     }
 
     fn local(node_id: u64, members: &[u64], has_raft_state: bool, marker: bool) -> Local {
         Local {
-            node_id,
+            node_id: ReplicaId(node_id),
             members: ids(members),
             has_raft_state,
             marker,
@@ -461,7 +469,7 @@ mod tests {
              Decision::Initialize { members: ids(&[5, 7, 9]) }),
         ];
         for (name, own, answers, want) in cases {
-            let answers: BTreeMap<u64, PeerAnswer> = answers.into_iter().collect();
+            let answers = answers_by_id(answers);
             assert_eq!(decide(&own, &answers), want, "{name}");
         }
     }
@@ -471,7 +479,7 @@ mod tests {
         // The node that is not lowest, through a formation: wait, then (marker written when the
         // lowest asked) join once the lowest has formed.
         let mut own = local(2, &[1, 2, 3], false, false);
-        let mut answers: BTreeMap<u64, PeerAnswer> = [(1, PRISTINE), (3, PRISTINE)].into();
+        let mut answers = answers_by_id(vec![(1, PRISTINE), (3, PRISTINE)]);
         assert_eq!(decide(&own, &answers), wait(&[1, 3], &[]));
         assert_eq!(
             decide(&own, &answers),
@@ -479,7 +487,7 @@ mod tests {
             "same inputs, same answer"
         );
         own.marker = true;
-        answers.insert(1, FORMED);
+        answers.insert(ReplicaId(1), FORMED);
         assert_eq!(
             decide(&own, &answers),
             Decision::Join {
@@ -493,7 +501,7 @@ mod tests {
         let reason = RefuseReason::WipedAfterFormation {
             formed_peers: ids(&[1, 3]),
         };
-        let msg = reason.explain(2, Path::new("/var/lib/storcon"));
+        let msg = reason.explain(ReplicaId(2), Path::new("/var/lib/storcon"));
         assert!(msg.starts_with("refusing to bootstrap: node 2 has no Raft state in /var/lib/storcon, but peer(s) {1, 3} already belong to a formed cluster"), "{msg}");
         assert!(msg.contains("wiped or replaced"), "{msg}");
         assert!(msg.contains("new node id"), "{msg}");
@@ -502,7 +510,7 @@ mod tests {
     #[test]
     fn formation_peer_answer_from_status() {
         let s = FormationStatus {
-            node_id: 3,
+            node_id: ReplicaId(3),
             pristine: true,
             initialized: false,
         };

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::ServerState;
-use state_machine::Command;
+use state_machine::{Command, ReplicaId, Term};
 use storcon_http::AppState;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -19,7 +19,7 @@ use crate::controller::{Controller, Replica};
 
 pub struct Leadership {
     pub app: AppState,
-    pub node_id: u64,
+    pub node_id: ReplicaId,
     pub address: String,
     /// Handed to the controller of each term.
     pub replica: Replica,
@@ -30,7 +30,7 @@ pub struct Leadership {
 const QUORUM_CHECK_EVERY: Duration = Duration::from_secs(1);
 
 struct Running {
-    term: u64,
+    term: Term,
     cancel: CancellationToken,
 }
 
@@ -43,7 +43,7 @@ impl Leadership {
         loop {
             let (state, term, fatal) = {
                 let m = metrics.borrow_and_update();
-                (m.state, m.current_term, m.running_state.clone().err())
+                (m.state, Term(m.current_term), m.running_state.clone().err())
             };
             if let Some(fatal) = fatal {
                 tracing::error!(error = %fatal, "raft stopped with a fatal error; exiting");
@@ -54,7 +54,7 @@ impl Leadership {
                 && (!leading || r.term != term)
             {
                 tracing::info!(
-                    term = r.term,
+                    term = %r.term,
                     "leadership lost; stopping controller services"
                 );
                 r.cancel.cancel();
@@ -64,7 +64,7 @@ impl Leadership {
             if leading && running.is_none() {
                 let recorded = self
                     .record_leader(term)
-                    .instrument(tracing::info_span!("leadership", term))
+                    .instrument(tracing::info_span!("leadership", %term))
                     .await;
                 if recorded {
                     running = Some(self.start_controller(term));
@@ -89,7 +89,7 @@ impl Leadership {
                     if !self.quorum_confirms().await
                         && let Some(r) = running.take()
                     {
-                        tracing::warn!(term = r.term, "no quorum confirms this leader; stopping controller services");
+                        tracing::warn!(term = %r.term, "no quorum confirms this leader; stopping controller services");
                         r.cancel.cancel();
                         self.app.leader.set(None);
                     }
@@ -107,7 +107,7 @@ impl Leadership {
         )
     }
 
-    fn start_controller(&self, term: u64) -> Running {
+    fn start_controller(&self, term: Term) -> Running {
         let cancel = CancellationToken::new();
         let controller = Controller::new(self.replica.clone(), term, cancel.clone());
         self.app
@@ -116,13 +116,13 @@ impl Leadership {
         tokio::spawn(
             controller
                 .run()
-                .instrument(tracing::info_span!("controller", term)),
+                .instrument(tracing::info_span!("controller", %term)),
         );
-        tracing::info!(term, "leading; controller services started");
+        tracing::info!(%term, "leading; controller services started");
         Running { term, cancel }
     }
 
-    async fn record_leader(&self, term: u64) -> bool {
+    async fn record_leader(&self, term: Term) -> bool {
         let command = Command::RecordLeader {
             node_id: self.node_id,
             term,

@@ -99,7 +99,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(&config.listen_addr)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen_addr))?;
-    tracing::info!(node_id, addr = %config.listen_addr, pristine, "serving");
+    tracing::info!(%node_id, addr = %config.listen_addr, pristine, "serving");
     let router = storcon_http::router(app.clone());
     let server = tokio::spawn(async move {
         axum::serve(listener, router)

@@ -8,6 +8,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post, put};
 use raft_store::{FormationStatus, Raft, SharedState};
+use state_machine::ReplicaId;
 
 use crate::auth::HttpAuth;
 use crate::failpoints;
@@ -20,15 +21,15 @@ use storcon_failpoints::Failpoints;
 /// Answers formation questions from peers; implemented by the binary, which owns start-up.
 pub trait FormationProbe: Send + Sync {
     /// `asker` is the node id the calling peer gave, if any.
-    fn status(&self, asker: Option<u64>) -> FormationStatus;
+    fn status(&self, asker: Option<ReplicaId>) -> FormationStatus;
 }
 
 pub struct AppInner {
-    pub node_id: u64,
+    pub node_id: ReplicaId,
     /// This replica's own address, as peers and clients reach it.
     pub listen_addr: String,
     /// Members from the config file, used until Raft knows the membership.
-    pub configured_members: BTreeMap<u64, String>,
+    pub configured_members: BTreeMap<ReplicaId, String>,
     pub raft: Raft,
     pub state: SharedState,
     /// Pool for requests proxied to the leader (kept apart from the Raft pool).
@@ -56,9 +57,9 @@ impl std::ops::Deref for AppState {
 
 impl AppState {
     pub fn new(
-        node_id: u64,
+        node_id: ReplicaId,
         listen_addr: String,
-        configured_members: BTreeMap<u64, String>,
+        configured_members: BTreeMap<ReplicaId, String>,
         raft: Raft,
         state: SharedState,
         forward_client: reqwest::Client,
@@ -105,7 +106,7 @@ impl AppState {
     }
 
     /// A copy of the current Raft metrics; never hold the watch borrow across an await.
-    pub fn metrics(&self) -> openraft::RaftMetrics<u64, openraft::BasicNode> {
+    pub fn metrics(&self) -> openraft::RaftMetrics<ReplicaId, openraft::BasicNode> {
         self.raft.metrics().borrow().clone()
     }
 }

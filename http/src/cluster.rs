@@ -5,21 +5,23 @@ use axum::Json;
 use axum::extract::State;
 use openraft::ServerState;
 use serde::{Deserialize, Serialize};
+use state_machine::{ReplicaId, Term};
 
 use crate::app::AppState;
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct ClusterStatus {
-    pub node_id: u64,
-    pub leader_id: Option<u64>,
-    pub term: u64,
+    pub node_id: ReplicaId,
+    pub leader_id: Option<ReplicaId>,
+    pub term: Term,
+    /// The log index of the last applied entry.
     pub last_applied: Option<u64>,
     pub members: Vec<MemberStatus>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct MemberStatus {
-    pub id: u64,
+    pub id: ReplicaId,
     pub addr: String,
     pub role: String,
 }
@@ -71,7 +73,7 @@ pub async fn status(State(app): State<AppState>) -> Json<ClusterStatus> {
     Json(ClusterStatus {
         node_id: app.node_id,
         leader_id: m.current_leader,
-        term: m.current_term,
+        term: Term(m.current_term),
         last_applied: m.last_applied.map(|l| l.index),
         members,
     })

@@ -11,6 +11,7 @@ use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use serde::de::DeserializeOwned;
+use state_machine::NodeId;
 use state_machine::ids::shortened;
 use state_machine::limits::{MAX_REQUEST_DEPTH, json_depth};
 
@@ -98,15 +99,15 @@ impl<S: Send + Sync> FromRequestParts<S> for ApiPath {
     }
 }
 
-/// A numeric id from the last path segment named `{node_id}` etc.
-pub struct IdPath(pub u64);
+/// A pageserver id from the last path segment, `{node_id}`.
+pub struct IdPath(pub NodeId);
 
 impl<S: Send + Sync> FromRequestParts<S> for IdPath {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         let ApiPath(raw) = ApiPath::from_request_parts(parts, state).await?;
-        raw.parse::<u64>().map(IdPath).map_err(|_| {
+        raw.parse::<NodeId>().map(IdPath).map_err(|_| {
             ApiError::BadRequest(format!(
                 "invalid id {:?}: expected an integer",
                 shortened(&raw)

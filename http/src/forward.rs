@@ -11,6 +11,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderName, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use state_machine::ReplicaId;
 
 use crate::app::AppState;
 use crate::error::ApiError;
@@ -82,7 +83,7 @@ pub(crate) fn wants_local_read(headers: &HeaderMap) -> bool {
 
 async fn proxy(
     app: &AppState,
-    leader: u64,
+    leader: ReplicaId,
     addr: &str,
     req: Request,
 ) -> Result<Response, ApiError> {
@@ -128,7 +129,7 @@ async fn proxy(
             out = out.header(name, value);
         }
     }
-    tracing::debug!(leader, %url, "forwarding to leader");
+    tracing::debug!(%leader, %url, "forwarding to leader");
     let resp = out.send().await.map_err(|e| {
         ApiError::Unavailable(format!(
             "cannot reach leader {leader} at {addr}: {e}; retry"

@@ -11,7 +11,7 @@
 use axum::Json;
 use axum::http::HeaderMap;
 
-use state_machine::{NodeAvailability, NodeDescribeResponse, NodeRegisterRequest, State};
+use state_machine::{NodeAvailability, NodeDescribeResponse, NodeId, NodeRegisterRequest, State};
 use storcon_api::wire::{NodeConfigureRequest, NodeShardResponse};
 
 use crate::app::AppState;
@@ -31,7 +31,7 @@ pub async fn register(
 /// Availability is the leader's soft state from heartbeats. A replica without running leader
 /// services (a follower answering a local read) reports `Offline`, as upstream reports a node
 /// before its first heartbeat.
-fn availability(app: &AppState, node: u64) -> NodeAvailability {
+fn availability(app: &AppState, node: NodeId) -> NodeAvailability {
     app.leader
         .get()
         .map_or(NodeAvailability::Offline, |l| l.availability(node))

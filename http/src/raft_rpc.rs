@@ -20,6 +20,7 @@ use openraft::raft::{
 use openraft::{LogId, Vote};
 use raft_store::{FormationStatus, TARGET_NODE_HEADER, TypeConfig, codec};
 use serde::de::DeserializeOwned;
+use state_machine::ReplicaId;
 
 use crate::app::AppState;
 use crate::error::ApiError;
@@ -51,9 +52,9 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for RaftJson<T> {
 /// `members`, its term is at most [`MAX_TERM_JUMP`] above `current_term` and below
 /// [`MAX_TERM`], and no log id claims a later term than the sender's.
 pub fn check_sender<'a>(
-    vote: &Vote<u64>,
-    log_ids: impl IntoIterator<Item = &'a LogId<u64>>,
-    members: &BTreeSet<u64>,
+    vote: &Vote<ReplicaId>,
+    log_ids: impl IntoIterator<Item = &'a LogId<ReplicaId>>,
+    members: &BTreeSet<ReplicaId>,
     current_term: u64,
 ) -> Result<(), String> {
     let (term, sender) = (vote.leader_id.term, vote.leader_id.node_id);
@@ -77,7 +78,7 @@ pub fn check_sender<'a>(
 
 /// The members an RPC may come from: Raft's membership (voters and learners) and, until that
 /// is known, the configured members.
-fn members(app: &AppState) -> BTreeSet<u64> {
+fn members(app: &AppState) -> BTreeSet<ReplicaId> {
     let metrics = app.metrics();
     metrics
         .membership_config
@@ -90,8 +91,8 @@ fn members(app: &AppState) -> BTreeSet<u64> {
 
 fn check_rpc<'a>(
     app: &AppState,
-    vote: &Vote<u64>,
-    log_ids: impl IntoIterator<Item = &'a LogId<u64>>,
+    vote: &Vote<ReplicaId>,
+    log_ids: impl IntoIterator<Item = &'a LogId<ReplicaId>>,
 ) -> Result<(), ApiError> {
     let current_term = app.metrics().current_term;
     check_sender(vote, log_ids, &members(app), current_term).map_err(|msg| {
@@ -103,13 +104,13 @@ fn check_rpc<'a>(
 /// The node id of the peer asking `/raft/formation`.
 pub const FROM_NODE_HEADER: &str = "x-storcon-from-node";
 
-type RpcResult<T, E = RaftError<u64>> = Result<Json<Result<T, E>>, ApiError>;
+type RpcResult<T, E = RaftError<ReplicaId>> = Result<Json<Result<T, E>>, ApiError>;
 
 fn check(app: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let target = headers
         .get(TARGET_NODE_HEADER)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+        .and_then(|v| v.parse::<ReplicaId>().ok());
     if target != Some(app.node_id) {
         return Err(ApiError::Misdirected(format!(
             "raft rpc for node {target:?} reached node {}",
@@ -129,7 +130,7 @@ pub async fn append(
     State(app): State<AppState>,
     headers: HeaderMap,
     RaftJson(rpc): RaftJson<AppendEntriesRequest<TypeConfig>>,
-) -> RpcResult<AppendEntriesResponse<u64>> {
+) -> RpcResult<AppendEntriesResponse<ReplicaId>> {
     check(&app, &headers)?;
     let log_ids = rpc
         .prev_log_id
@@ -142,8 +143,8 @@ pub async fn append(
 pub async fn vote(
     State(app): State<AppState>,
     headers: HeaderMap,
-    RaftJson(rpc): RaftJson<VoteRequest<u64>>,
-) -> RpcResult<VoteResponse<u64>> {
+    RaftJson(rpc): RaftJson<VoteRequest<ReplicaId>>,
+) -> RpcResult<VoteResponse<ReplicaId>> {
     check(&app, &headers)?;
     check_rpc(&app, &rpc.vote, rpc.last_log_id.iter())?;
     Ok(Json(app.raft.vote(rpc).await))
@@ -153,7 +154,7 @@ pub async fn snapshot(
     State(app): State<AppState>,
     headers: HeaderMap,
     RaftJson(rpc): RaftJson<InstallSnapshotRequest<TypeConfig>>,
-) -> RpcResult<InstallSnapshotResponse<u64>, RaftError<u64, InstallSnapshotError>> {
+) -> RpcResult<InstallSnapshotResponse<ReplicaId>, RaftError<ReplicaId, InstallSnapshotError>> {
     check(&app, &headers)?;
     check_rpc(&app, &rpc.vote, rpc.meta.last_log_id.iter())?;
     Ok(Json(app.raft.install_snapshot(rpc).await))
@@ -166,7 +167,7 @@ pub async fn formation(
     let asker = headers
         .get(FROM_NODE_HEADER)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+        .and_then(|v| v.parse::<ReplicaId>().ok());
     // Answering may fsync the formation marker: keep that off the async workers.
     let formation = app.formation.clone();
     match tokio::task::spawn_blocking(move || formation.status(asker)).await {
@@ -181,30 +182,35 @@ mod tests {
 
     use super::*;
 
-    fn members() -> BTreeSet<u64> {
-        [1, 2, 3].into()
+    fn members() -> BTreeSet<ReplicaId> {
+        [1, 2, 3].map(ReplicaId).into()
     }
 
-    fn log_id(term: u64, index: u64) -> LogId<u64> {
-        LogId::new(CommittedLeaderId::new(term, 1), index)
+    fn log_id(term: u64, index: u64) -> LogId<ReplicaId> {
+        LogId::new(CommittedLeaderId::new(term, ReplicaId(1)), index)
     }
 
     #[test]
     fn a_member_at_a_plausible_term_passes() {
-        assert!(check_sender(&Vote::new(5, 2), [&log_id(4, 9)], &members(), 4).is_ok());
+        assert!(check_sender(&Vote::new(5, ReplicaId(2)), [&log_id(4, 9)], &members(), 4).is_ok());
         // A replica far behind (isolated for a long time) still accepts its leader.
-        assert!(check_sender(&Vote::new(90_000, 1), [], &members(), 3).is_ok());
-        assert!(check_sender(&Vote::new_committed(3, 3), [], &members(), 3).is_ok());
+        assert!(check_sender(&Vote::new(90_000, ReplicaId(1)), [], &members(), 3).is_ok());
+        assert!(check_sender(&Vote::new_committed(3, ReplicaId(3)), [], &members(), 3).is_ok());
     }
 
     #[test]
     fn a_phantom_leader_is_refused() {
         // The forged request of the report: node 9, term 2^63.
-        let e = check_sender(&Vote::new_committed(1 << 63, 9), [], &members(), 3)
-            .expect_err("not a member");
+        let e = check_sender(
+            &Vote::new_committed(1 << 63, ReplicaId(9)),
+            [],
+            &members(),
+            3,
+        )
+        .expect_err("not a member");
         assert!(e.contains("not a member"), "{e}");
-        let e =
-            check_sender(&Vote::new_committed(4, 9), [], &members(), 3).expect_err("not a member");
+        let e = check_sender(&Vote::new_committed(4, ReplicaId(9)), [], &members(), 3)
+            .expect_err("not a member");
         assert!(e.contains("node 9"), "{e}");
     }
 
@@ -212,19 +218,35 @@ mod tests {
     fn absurd_terms_are_refused() {
         for term in [1 << 63, u64::MAX, 3 + MAX_TERM_JUMP + 1, MAX_TERM + 1] {
             assert!(
-                check_sender(&Vote::new(term, 2), [], &members(), 3).is_err(),
+                check_sender(&Vote::new(term, ReplicaId(2)), [], &members(), 3).is_err(),
                 "{term}"
             );
         }
-        assert!(check_sender(&Vote::new(3 + MAX_TERM_JUMP, 2), [], &members(), 3).is_ok());
+        assert!(
+            check_sender(
+                &Vote::new(3 + MAX_TERM_JUMP, ReplicaId(2)),
+                [],
+                &members(),
+                3
+            )
+            .is_ok()
+        );
         // Even at the jump bound from a high term, the term stays far below overflow.
-        assert!(check_sender(&Vote::new(MAX_TERM + 1, 2), [], &members(), MAX_TERM).is_err());
+        assert!(
+            check_sender(
+                &Vote::new(MAX_TERM + 1, ReplicaId(2)),
+                [],
+                &members(),
+                MAX_TERM
+            )
+            .is_err()
+        );
     }
 
     #[test]
     fn log_ids_of_a_later_term_than_the_sender_are_refused() {
         let e = check_sender(
-            &Vote::new(5, 2),
+            &Vote::new(5, ReplicaId(2)),
             [&log_id(4, 1), &log_id(6, 2)],
             &members(),
             5,

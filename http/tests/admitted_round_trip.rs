@@ -13,7 +13,7 @@ use raft_store::{SnapshotBlob, TypeConfig, codec};
 use serde_json::{Map, Value, json};
 use state_machine::ids::TenantId;
 use state_machine::limits::{MAX_COMMAND_BYTES, MAX_REQUEST_DEPTH, json_depth};
-use state_machine::{Command, CreateTenant, PlacementPolicy, Response, State};
+use state_machine::{Command, CreateTenant, NodeId, PlacementPolicy, ReplicaId, Response, State};
 use storcon_api::wire::{LocationConfig, TenantCreateRequest};
 use storcon_http::extract::admit;
 use storcon_http::tenant_config::ConfigRequest;
@@ -157,7 +157,7 @@ fn command(route: Route, bytes: &[u8]) -> Option<Command> {
 
 fn entry(index: u64, command: Command) -> Entry<TypeConfig> {
     Entry {
-        log_id: LogId::new(CommittedLeaderId::new(7, 1), index),
+        log_id: LogId::new(CommittedLeaderId::new(7, ReplicaId(1)), index),
         payload: EntryPayload::Normal(command),
     }
 }
@@ -251,10 +251,10 @@ proptest! {
 
         // The AppendEntries body, with the entry at the end of a batch.
         let rpc = AppendEntriesRequest::<TypeConfig> {
-            vote: Vote::new_committed(7, 1),
-            prev_log_id: Some(LogId::new(CommittedLeaderId::new(7, 1), 40)),
-            entries: vec![entry(41, Command::ReAttach { node_id: 1 }), decoded],
-            leader_commit: Some(LogId::new(CommittedLeaderId::new(7, 1), 40)),
+            vote: Vote::new_committed(7, ReplicaId(1)),
+            prev_log_id: Some(LogId::new(CommittedLeaderId::new(7, ReplicaId(1)), 40)),
+            entries: vec![entry(41, Command::ReAttach { node_id: NodeId(1) }), decoded],
+            leader_commit: Some(LogId::new(CommittedLeaderId::new(7, ReplicaId(1)), 40)),
         };
         let body = codec::encode_rpc(&rpc).expect("rpc encodes");
         let back: AppendEntriesRequest<TypeConfig> =
@@ -269,7 +269,7 @@ proptest! {
         prop_assert_eq!(applied, admissible.is_ok(), "{:?}", admissible);
         let blob = SnapshotBlob {
             version: raft_store::FORMAT_VERSION,
-            last_applied: Some(LogId::new(CommittedLeaderId::new(7, 1), 42)),
+            last_applied: Some(LogId::new(CommittedLeaderId::new(7, ReplicaId(1)), 42)),
             membership: StoredMembership::default(),
             rows: rows.into_iter().collect(),
         };

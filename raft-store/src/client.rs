@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
-use state_machine::{Command, Rejection, Response, State};
+use state_machine::{Command, Rejection, ReplicaId, Response, State};
 
 use crate::{Raft, SharedState};
 
@@ -21,7 +21,7 @@ pub enum ProposeError {
     #[error("write not committed within {within:?} (no quorum?); its outcome is unknown, retry")]
     NotCommitted { within: Duration },
     #[error("leadership moved (leader now {leader:?}) before the write was accepted; retry")]
-    LeadershipMoved { leader: Option<u64> },
+    LeadershipMoved { leader: Option<ReplicaId> },
     /// The caller's leadership term ended; it may not write any more.
     #[error("leadership of this term was lost")]
     TermEnded,

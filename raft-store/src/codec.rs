@@ -58,3 +58,111 @@ pub fn encode_rpc<T: Serialize>(rpc: &T) -> Result<Vec<u8>, serde_json::Error> {
 pub fn decode_rpc<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, serde_json::Error> {
     serde_json::from_slice(bytes)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use openraft::{
+        BasicNode, CommittedLeaderId, EntryPayload, LogId, Membership, StoredMembership,
+    };
+    use state_machine::ids::TenantId;
+    use state_machine::{Command, Generation, NodeId, ReplicaId, Term};
+
+    use super::*;
+
+    fn entry(payload: EntryPayload<TypeConfig>) -> Entry<TypeConfig> {
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(4, ReplicaId(2)), 17),
+            payload,
+        }
+    }
+
+    fn text(bytes: Vec<u8>) -> String {
+        String::from_utf8(bytes).expect("utf-8")
+    }
+
+    /// Replica ids, pageserver ids, generations and terms are bare numbers in log entries and
+    /// snapshots, as they were before they became distinct types: logs and snapshots written
+    /// either way read the same.
+    #[test]
+    fn ids_and_terms_are_bare_numbers_on_disk() {
+        let cases = [
+            (
+                Command::RecordLeader {
+                    node_id: ReplicaId(2),
+                    term: Term(4),
+                    address: "http://a/".into(),
+                    started_at: "t".into(),
+                },
+                r#"{"RecordLeader":{"node_id":2,"term":4,"address":"http://a/","started_at":"t"}}"#,
+            ),
+            (
+                Command::CompleteSplit {
+                    tenant_id: TenantId([1; 16]),
+                    term: Term(4),
+                },
+                r#"{"CompleteSplit":{"tenant_id":"01010101010101010101010101010101","term":4}}"#,
+            ),
+            (
+                Command::AttachHook {
+                    shard: "01010101010101010101010101010101".parse().expect("id"),
+                    node_id: Some(NodeId(3)),
+                    generation_override: Some(Generation(9)),
+                    config: None,
+                },
+                r#"{"AttachHook":{"shard":"01010101010101010101010101010101","node_id":3,"generation_override":9,"config":null}}"#,
+            ),
+        ];
+        for (command, payload) in cases {
+            let encoded =
+                text(encode_entry(&entry(EntryPayload::Normal(command.clone()))).unwrap());
+            assert_eq!(
+                encoded,
+                format!(
+                    r#"{{"log_id":{{"leader_id":{{"term":4,"node_id":2}},"index":17}},"payload":{{"Normal":{payload}}}}}"#
+                )
+            );
+            let decoded = decode_entry(encoded.as_bytes()).unwrap();
+            assert_eq!(decoded.payload, EntryPayload::Normal(command));
+        }
+
+        let nodes: BTreeMap<ReplicaId, BasicNode> = [
+            (ReplicaId(1), BasicNode::new("a:1")),
+            (ReplicaId(2), BasicNode::new("b:2")),
+        ]
+        .into();
+        let voters = BTreeSet::from([ReplicaId(1), ReplicaId(2)]);
+        let membership = Membership::new(vec![voters], nodes);
+        let encoded =
+            text(encode_entry(&entry(EntryPayload::Membership(membership.clone()))).unwrap());
+        assert!(
+            encoded.contains(
+                r#""Membership":{"configs":[[1,2]],"nodes":{"1":{"addr":"a:1"},"2":{"addr":"b:2"}}}"#
+            ),
+            "{encoded}"
+        );
+        assert_eq!(
+            decode_entry(encoded.as_bytes()).unwrap().payload,
+            EntryPayload::Membership(membership.clone())
+        );
+
+        let blob = SnapshotBlob {
+            version: 1,
+            last_applied: Some(LogId::new(CommittedLeaderId::new(4, ReplicaId(2)), 17)),
+            membership: StoredMembership::new(
+                Some(LogId::new(CommittedLeaderId::new(1, ReplicaId(1)), 1)),
+                membership,
+            ),
+            rows: vec![],
+        };
+        let encoded = text(encode_snapshot(&blob).unwrap());
+        assert_eq!(
+            encoded,
+            r#"{"version":1,"last_applied":{"leader_id":{"term":4,"node_id":2},"index":17},"membership":{"log_id":{"leader_id":{"term":1,"node_id":1},"index":1},"membership":{"configs":[[1,2]],"nodes":{"1":{"addr":"a:1"},"2":{"addr":"b:2"}}}},"rows":[]}"#
+        );
+        let decoded = decode_snapshot(encoded.as_bytes()).unwrap();
+        assert_eq!(decoded.last_applied, blob.last_applied);
+        assert_eq!(decoded.membership, blob.membership);
+    }
+}

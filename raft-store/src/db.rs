@@ -15,6 +15,7 @@ use std::sync::Arc;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use state_machine::ReplicaId;
 
 use crate::error::StoreError;
 
@@ -33,7 +34,10 @@ pub enum OpenError {
         "data dir belongs to node {found}, but this replica is configured as node {configured}; \
          refusing to start (a data dir must never move between node ids)"
     )]
-    WrongNode { found: u64, configured: u64 },
+    WrongNode {
+        found: ReplicaId,
+        configured: ReplicaId,
+    },
 }
 
 /// Shared handle to the replica's database.
@@ -45,7 +49,7 @@ pub struct Db {
 impl Db {
     /// Opens (or creates) `raft.redb` in `dir` for `node_id`, refusing a file of another node.
     /// Blocking: call it before the runtime starts serving, or from `spawn_blocking`.
-    pub fn open(dir: &Path, node_id: u64) -> Result<Db, OpenError> {
+    pub fn open(dir: &Path, node_id: ReplicaId) -> Result<Db, OpenError> {
         let path = dir.join("raft.redb");
         let open_err = |source: StoreError| OpenError::Open {
             path: path.display().to_string(),
@@ -58,7 +62,7 @@ impl Db {
         let db = Db {
             inner: Arc::new(database),
         };
-        let stored: Option<u64> = db
+        let stored: Option<ReplicaId> = db
             .get_json_blocking(RAFT_META, NODE_ID_KEY)
             .map_err(open_err)?;
         match stored {

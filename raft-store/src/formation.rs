@@ -9,6 +9,8 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use state_machine::ReplicaId;
+
 #[derive(Debug, Clone)]
 pub struct FormationMarker {
     path: PathBuf,
@@ -26,7 +28,7 @@ impl FormationMarker {
     }
 
     /// Writes the marker durably (file and directory fsynced).
-    pub fn write(&self, formed_by: u64) -> std::io::Result<()> {
+    pub fn write(&self, formed_by: ReplicaId) -> std::io::Result<()> {
         let mut f = fs::File::create(&self.path)?;
         writeln!(f, "pristine replica reported to forming node {formed_by}")?;
         f.sync_all()?;
@@ -51,7 +53,7 @@ pub const FORMATION_PATH: &str = "/raft/formation";
 /// What a replica answers on `GET /raft/formation` while a cluster forms or a replica starts.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FormationStatus {
-    pub node_id: u64,
+    pub node_id: ReplicaId,
     /// Holds no Raft state at all (and is not serving Raft).
     pub pristine: bool,
     /// Holds Raft state or serves Raft: it belongs to a formed cluster.
@@ -75,9 +77,11 @@ mod tests {
         let marker = FormationMarker::new(dir.path());
         assert!(!marker.exists());
         marker.remove().expect("removing an absent marker is fine");
-        marker.write(1).unwrap();
+        marker.write(ReplicaId(1)).unwrap();
         assert!(marker.exists());
-        marker.write(1).expect("writing twice overwrites");
+        marker
+            .write(ReplicaId(1))
+            .expect("writing twice overwrites");
         marker.remove().unwrap();
         assert!(!marker.exists());
     }

@@ -34,4 +34,4 @@ pub use log_store::LogStore;
 pub use network::{HttpNetworkFactory, TARGET_NODE_HEADER, raft_paths};
 pub use snapshot::{FORMAT_VERSION, SnapshotBlob};
 pub use state_machine::{SharedState, StateAudit, StateMachineStore};
-pub use types::{NodeId, Raft, TypeConfig};
+pub use types::{Raft, TypeConfig};

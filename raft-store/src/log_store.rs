@@ -16,7 +16,8 @@ use redb::ReadableTable;
 use crate::codec;
 use crate::db::{Db, LOG, RAFT_META, get_json, put_json};
 use crate::error::StoreError;
-use crate::types::{NodeId, TypeConfig};
+use crate::types::TypeConfig;
+use state_machine::ReplicaId;
 
 const VOTE: &str = "vote";
 const COMMITTED: &str = "committed";
@@ -71,7 +72,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
         &mut self,
         range: RB,
-    ) -> Result<Vec<Entry<TypeConfig>>, StorageError<NodeId>> {
+    ) -> Result<Vec<Entry<TypeConfig>>, StorageError<ReplicaId>> {
         let (start, end) = bounds(&range);
         self.db
             .run(move |db| read_entries(db, start, end))
@@ -83,11 +84,11 @@ impl RaftLogReader<TypeConfig> for LogStore {
 impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = LogStore;
 
-    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError<NodeId>> {
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError<ReplicaId>> {
         self.db
             .run(|db| {
                 let tx = db.read()?;
-                let last_purged: Option<LogId<NodeId>> =
+                let last_purged: Option<LogId<ReplicaId>> =
                     get_json(&tx.open_table(RAFT_META)?, LAST_PURGED)?;
                 let last = match tx.open_table(LOG)?.last()? {
                     Some((_, v)) => {
@@ -109,7 +110,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.clone()
     }
 
-    async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError<NodeId>> {
+    async fn save_vote(&mut self, vote: &Vote<ReplicaId>) -> Result<(), StorageError<ReplicaId>> {
         let vote = *vote;
         self.db
             .run(move |db| db.write_blocking(true, |tx| put_json(tx, RAFT_META, VOTE, &vote)))
@@ -117,7 +118,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .map_err(|e| StorageIOError::write_vote(&e).into())
     }
 
-    async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError<NodeId>> {
+    async fn read_vote(&mut self) -> Result<Option<Vote<ReplicaId>>, StorageError<ReplicaId>> {
         self.db
             .run(|db| db.get_json_blocking(RAFT_META, VOTE))
             .await
@@ -126,8 +127,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_committed(
         &mut self,
-        committed: Option<LogId<NodeId>>,
-    ) -> Result<(), StorageError<NodeId>> {
+        committed: Option<LogId<ReplicaId>>,
+    ) -> Result<(), StorageError<ReplicaId>> {
         // Not fsynced: losing it only means re-applying less of the log after a restart.
         self.db
             .run(move |db| {
@@ -137,11 +138,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .map_err(|e| StorageIOError::write(&e).into())
     }
 
-    async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>, StorageError<NodeId>> {
+    async fn read_committed(
+        &mut self,
+    ) -> Result<Option<LogId<ReplicaId>>, StorageError<ReplicaId>> {
         self.db
             .run(|db| {
                 Ok(db
-                    .get_json_blocking::<Option<LogId<NodeId>>>(RAFT_META, COMMITTED)?
+                    .get_json_blocking::<Option<LogId<ReplicaId>>>(RAFT_META, COMMITTED)?
                     .flatten())
             })
             .await
@@ -152,7 +155,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         &mut self,
         entries: I,
         callback: LogFlushed<TypeConfig>,
-    ) -> Result<(), StorageError<NodeId>>
+    ) -> Result<(), StorageError<ReplicaId>>
     where
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
@@ -185,7 +188,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         }
     }
 
-    async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
+    async fn truncate(&mut self, log_id: LogId<ReplicaId>) -> Result<(), StorageError<ReplicaId>> {
         self.db
             .run(move |db| {
                 db.write_blocking(true, |tx| {
@@ -198,7 +201,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .map_err(|e| StorageIOError::write_logs(&e).into())
     }
 
-    async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
+    async fn purge(&mut self, log_id: LogId<ReplicaId>) -> Result<(), StorageError<ReplicaId>> {
         self.db
             .run(move |db| {
                 db.write_blocking(true, |tx| {

@@ -24,7 +24,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::codec;
-use crate::types::{NodeId, TypeConfig};
+use crate::types::TypeConfig;
+use state_machine::ReplicaId;
 
 pub const TARGET_NODE_HEADER: &str = "x-storcon-target-node";
 
@@ -65,7 +66,7 @@ impl HttpNetworkFactory {
 impl RaftNetworkFactory<TypeConfig> for HttpNetworkFactory {
     type Network = HttpNetwork;
 
-    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> HttpNetwork {
+    async fn new_client(&mut self, target: ReplicaId, node: &BasicNode) -> HttpNetwork {
         HttpNetwork {
             client: self.client.clone(),
             target,
@@ -77,7 +78,7 @@ impl RaftNetworkFactory<TypeConfig> for HttpNetworkFactory {
 
 pub struct HttpNetwork {
     client: reqwest::Client,
-    target: NodeId,
+    target: ReplicaId,
     base: String,
     authorization: Option<HeaderValue>,
 }
@@ -88,7 +89,7 @@ impl HttpNetwork {
         path: &str,
         req: &Req,
         ttl: Duration,
-    ) -> Result<Resp, RPCError<NodeId, BasicNode, E>>
+    ) -> Result<Resp, RPCError<ReplicaId, BasicNode, E>>
     where
         Req: Serialize,
         Resp: DeserializeOwned,
@@ -138,7 +139,10 @@ impl RaftNetwork<TypeConfig> for HttpNetwork {
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
-    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+    ) -> Result<
+        AppendEntriesResponse<ReplicaId>,
+        RPCError<ReplicaId, BasicNode, RaftError<ReplicaId>>,
+    > {
         self.call(raft_paths::APPEND, &rpc, option.hard_ttl()).await
     }
 
@@ -147,8 +151,8 @@ impl RaftNetwork<TypeConfig> for HttpNetwork {
         rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<
-        InstallSnapshotResponse<NodeId>,
-        RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>,
+        InstallSnapshotResponse<ReplicaId>,
+        RPCError<ReplicaId, BasicNode, RaftError<ReplicaId, InstallSnapshotError>>,
     > {
         self.call(raft_paths::SNAPSHOT, &rpc, option.hard_ttl())
             .await
@@ -156,9 +160,9 @@ impl RaftNetwork<TypeConfig> for HttpNetwork {
 
     async fn vote(
         &mut self,
-        rpc: VoteRequest<NodeId>,
+        rpc: VoteRequest<ReplicaId>,
         option: RPCOption,
-    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+    ) -> Result<VoteResponse<ReplicaId>, RPCError<ReplicaId, BasicNode, RaftError<ReplicaId>>> {
         self.call(raft_paths::VOTE, &rpc, option.hard_ttl()).await
     }
 

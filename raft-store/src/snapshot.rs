@@ -6,21 +6,21 @@
 use openraft::{LogId, SnapshotMeta, StoredMembership};
 use serde::{Deserialize, Serialize};
 
-use crate::types::NodeId;
+use state_machine::ReplicaId;
 
 pub const FORMAT_VERSION: u32 = 1;
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct SnapshotBlob {
     pub version: u32,
-    pub last_applied: Option<LogId<NodeId>>,
-    pub membership: StoredMembership<NodeId, openraft::BasicNode>,
+    pub last_applied: Option<LogId<ReplicaId>>,
+    pub membership: StoredMembership<ReplicaId, openraft::BasicNode>,
     pub rows: Vec<(String, Vec<u8>)>,
 }
 
 /// What `sm_meta.snapshot` holds: the current snapshot's metadata and its bytes.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct StoredSnapshot {
-    pub meta: SnapshotMeta<NodeId, openraft::BasicNode>,
+    pub meta: SnapshotMeta<ReplicaId, openraft::BasicNode>,
     pub data: Vec<u8>,
 }

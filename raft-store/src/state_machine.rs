@@ -30,13 +30,14 @@ use crate::codec;
 use crate::db::{Db, SM_META, SM_ROWS, get_json, put_json};
 use crate::error::StoreError;
 use crate::snapshot::{FORMAT_VERSION, SnapshotBlob, StoredSnapshot};
-use crate::types::{NodeId, TypeConfig};
+use crate::types::TypeConfig;
+use state_machine::ReplicaId;
 
 const LAST_APPLIED: &str = "last_applied";
 const MEMBERSHIP: &str = "membership";
 const SNAPSHOT: &str = "snapshot";
 
-type Membership = StoredMembership<NodeId, BasicNode>;
+type Membership = StoredMembership<ReplicaId, BasicNode>;
 
 /// Read access to the applied controller state, shared with the HTTP layer.
 #[derive(Clone, Default)]
@@ -271,7 +272,7 @@ fn build_snapshot_blocking(db: &Db) -> Result<Snapshot<TypeConfig>, StoreError> 
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
-    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<ReplicaId>> {
         self.db
             .run(build_snapshot_blocking)
             .await
@@ -284,12 +285,12 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 
     async fn applied_state(
         &mut self,
-    ) -> Result<(Option<LogId<NodeId>>, Membership), StorageError<NodeId>> {
+    ) -> Result<(Option<LogId<ReplicaId>>, Membership), StorageError<ReplicaId>> {
         self.db
             .run(|db| {
                 let tx = db.read()?;
                 let meta = tx.open_table(SM_META)?;
-                let applied: Option<LogId<NodeId>> = get_json(&meta, LAST_APPLIED)?.flatten();
+                let applied: Option<LogId<ReplicaId>> = get_json(&meta, LAST_APPLIED)?.flatten();
                 let membership: Membership = get_json(&meta, MEMBERSHIP)?.unwrap_or_default();
                 Ok((applied, membership))
             })
@@ -297,7 +298,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             .map_err(|e| StorageIOError::read_state_machine(&e).into())
     }
 
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Response>, StorageError<NodeId>>
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Response>, StorageError<ReplicaId>>
     where
         I: IntoIterator<Item = Entry<TypeConfig>> + openraft::OptionalSend,
         I::IntoIter: openraft::OptionalSend,
@@ -342,15 +343,15 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 
     async fn begin_receiving_snapshot(
         &mut self,
-    ) -> Result<Box<Cursor<Vec<u8>>>, StorageError<NodeId>> {
+    ) -> Result<Box<Cursor<Vec<u8>>>, StorageError<ReplicaId>> {
         Ok(Box::new(Cursor::new(Vec::new())))
     }
 
     async fn install_snapshot(
         &mut self,
-        meta: &SnapshotMeta<NodeId, BasicNode>,
+        meta: &SnapshotMeta<ReplicaId, BasicNode>,
         snapshot: Box<Cursor<Vec<u8>>>,
-    ) -> Result<(), StorageError<NodeId>> {
+    ) -> Result<(), StorageError<ReplicaId>> {
         let meta = meta.clone();
         let data = snapshot.into_inner();
         let state = self.state.clone();
@@ -391,7 +392,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 
     async fn get_current_snapshot(
         &mut self,
-    ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
+    ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<ReplicaId>> {
         let stored: Option<StoredSnapshot> = self
             .db
             .run(|db| db.get_json_blocking(SM_META, SNAPSHOT))
@@ -409,15 +410,15 @@ mod tests {
     use std::sync::atomic::Ordering;
 
     use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId};
-    use state_machine::{Command, NodeRegisterRequest};
+    use state_machine::{Command, NodeId, NodeRegisterRequest};
 
     use super::*;
 
     fn register(id: u64) -> Entry<TypeConfig> {
         Entry {
-            log_id: LogId::new(CommittedLeaderId::new(1, 1), id),
+            log_id: LogId::new(CommittedLeaderId::new(1, ReplicaId(1)), id),
             payload: EntryPayload::Normal(Command::RegisterNode(NodeRegisterRequest {
-                node_id: id,
+                node_id: NodeId(id),
                 listen_pg_addr: "ps".into(),
                 listen_pg_port: 1,
                 listen_grpc_addr: None,
@@ -431,21 +432,22 @@ mod tests {
         }
     }
 
-    fn node_ids(state: &State) -> Vec<u64> {
+    fn node_ids(state: &State) -> Vec<NodeId> {
         state.nodes().map(|n| n.id).collect()
     }
 
     #[tokio::test]
     async fn a_failed_batch_is_neither_published_nor_kept_in_staging() {
         let dir = tempfile::TempDir::new().expect("tempdir");
-        let mut sm = StateMachineStore::open(Db::open(dir.path(), 1).expect("open")).expect("sm");
+        let mut sm =
+            StateMachineStore::open(Db::open(dir.path(), ReplicaId(1)).expect("open")).expect("sm");
         sm.apply((1..=2).map(register)).await.expect("apply");
 
         sm.fail_next_apply.store(true, Ordering::SeqCst);
         sm.apply((3..=4).map(register))
             .await
             .expect_err("injected failure");
-        assert_eq!(node_ids(&sm.shared_state().read()), vec![1, 2]);
+        assert_eq!(node_ids(&sm.shared_state().read()), [1, 2].map(NodeId));
         assert_eq!(*sm.staging.lock().expect("staging"), *sm.state.read());
         let (applied, _) = sm.applied_state().await.expect("applied");
         assert_eq!(applied.map(|l| l.index), Some(2));
@@ -458,7 +460,10 @@ mod tests {
                 .all(|r| matches!(r, Response::NodeRegistered(_))),
             "{responses:?}"
         );
-        assert_eq!(node_ids(&sm.shared_state().read()), vec![1, 2, 3, 4]);
+        assert_eq!(
+            node_ids(&sm.shared_state().read()),
+            [1, 2, 3, 4].map(NodeId)
+        );
         assert_eq!(*sm.staging.lock().expect("staging"), *sm.state.read());
         assert!(sm.audit().memory_matches_disk().await.expect("audit"));
     }

@@ -2,15 +2,13 @@
 
 use std::io::Cursor;
 
-use state_machine::{Command, Response};
-
-pub type NodeId = u64;
+use state_machine::{Command, ReplicaId, Response};
 
 openraft::declare_raft_types!(
     pub TypeConfig:
         D = Command,
         R = Response,
-        NodeId = NodeId,
+        NodeId = ReplicaId,
         Node = openraft::BasicNode,
         Entry = openraft::Entry<TypeConfig>,
         SnapshotData = Cursor<Vec<u8>>,

@@ -8,11 +8,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use openraft::storage::RaftStateMachine;
 use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, RaftSnapshotBuilder};
 use raft_store::{Db, StateMachineStore, TypeConfig};
-use state_machine::{Command, NodeRegisterRequest, NodeSchedulingPolicy, Response};
+use state_machine::{
+    Command, NodeId, NodeRegisterRequest, NodeSchedulingPolicy, ReplicaId, Response, Term,
+};
 
 fn register(id: u64, port: u16) -> Command {
     Command::RegisterNode(NodeRegisterRequest {
-        node_id: id,
+        node_id: NodeId(id),
         listen_pg_addr: "ps".into(),
         listen_pg_port: 1,
         listen_grpc_addr: None,
@@ -27,8 +29,8 @@ fn register(id: u64, port: u16) -> Command {
 
 fn leader(term: u64) -> Command {
     Command::RecordLeader {
-        node_id: 1,
-        term,
+        node_id: ReplicaId(1),
+        term: Term(term),
         address: "leader".into(),
         started_at: format!("t{term}"),
     }
@@ -36,14 +38,14 @@ fn leader(term: u64) -> Command {
 
 fn entry(index: u64, cmd: Command) -> Entry<TypeConfig> {
     Entry {
-        log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+        log_id: LogId::new(CommittedLeaderId::new(1, ReplicaId(1)), index),
         payload: EntryPayload::Normal(cmd),
     }
 }
 
 fn blank(index: u64) -> Entry<TypeConfig> {
     Entry {
-        log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+        log_id: LogId::new(CommittedLeaderId::new(1, ReplicaId(1)), index),
         payload: EntryPayload::Blank,
     }
 }
@@ -53,7 +55,7 @@ fn blank(index: u64) -> Entry<TypeConfig> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readers_never_see_state_that_is_not_on_disk() {
     let dir = tempfile::TempDir::new().expect("tempdir");
-    let db = Db::open(dir.path(), 1).expect("open");
+    let db = Db::open(dir.path(), ReplicaId(1)).expect("open");
     let mut sm = StateMachineStore::open(db.clone()).expect("sm");
     let shared = sm.shared_state();
     let done = Arc::new(AtomicBool::new(false));
@@ -95,8 +97,10 @@ async fn readers_never_see_state_that_is_not_on_disk() {
 async fn memory_matches_disk_after_every_apply_and_install() {
     let src_dir = tempfile::TempDir::new().expect("tempdir");
     let dst_dir = tempfile::TempDir::new().expect("tempdir");
-    let mut src = StateMachineStore::open(Db::open(src_dir.path(), 1).expect("open")).expect("sm");
-    let mut dst = StateMachineStore::open(Db::open(dst_dir.path(), 2).expect("open")).expect("sm");
+    let mut src =
+        StateMachineStore::open(Db::open(src_dir.path(), ReplicaId(1)).expect("open")).expect("sm");
+    let mut dst =
+        StateMachineStore::open(Db::open(dst_dir.path(), ReplicaId(2)).expect("open")).expect("sm");
 
     let responses = src
         .apply([
@@ -110,7 +114,7 @@ async fn memory_matches_disk_after_every_apply_and_install() {
             entry(
                 6,
                 Command::SetNodeScheduling {
-                    node_id: 1,
+                    node_id: NodeId(1),
                     policy: NodeSchedulingPolicy::Pause,
                 },
             ),
@@ -123,7 +127,10 @@ async fn memory_matches_disk_after_every_apply_and_install() {
         .collect();
     assert_eq!(rejected, vec![false, false, false, true, true, false]);
     assert!(src.audit().memory_matches_disk().await.expect("audit"));
-    assert_eq!(src.shared_state().read().leader().map(|l| l.term), Some(5));
+    assert_eq!(
+        src.shared_state().read().leader().map(|l| l.term),
+        Some(Term(5))
+    );
 
     // The replica that receives the snapshot had state of its own before.
     dst.apply([entry(1, register(42, 42))])
@@ -150,10 +157,10 @@ async fn memory_matches_disk_after_every_apply_and_install() {
             .expect("apply");
         assert!(store.audit().memory_matches_disk().await.expect("audit"));
     }
-    let ids = |s: &StateMachineStore| -> Vec<u64> {
+    let ids = |s: &StateMachineStore| -> Vec<NodeId> {
         s.shared_state().read().nodes().map(|n| n.id).collect()
     };
-    assert_eq!(ids(&src), vec![1, 2, 42]);
-    assert_eq!(ids(&dst), vec![1, 2, 42]);
+    assert_eq!(ids(&src), [1, 2, 42].map(NodeId));
+    assert_eq!(ids(&dst), [1, 2, 42].map(NodeId));
     assert_eq!(*src.shared_state().read(), *dst.shared_state().read());
 }

@@ -7,11 +7,11 @@ use openraft::{
     CommittedLeaderId, Entry, EntryPayload, LogId, RaftSnapshotBuilder, StoredMembership, Vote,
 };
 use raft_store::{Db, LogStore, StateMachineStore, TypeConfig};
-use state_machine::{Command, NodeRegisterRequest};
+use state_machine::{Command, NodeId, NodeRegisterRequest, ReplicaId};
 
 fn register(id: u64) -> Command {
     Command::RegisterNode(NodeRegisterRequest {
-        node_id: id,
+        node_id: NodeId(id),
         listen_pg_addr: "ps".into(),
         listen_pg_port: 1,
         listen_grpc_addr: None,
@@ -26,7 +26,7 @@ fn register(id: u64) -> Command {
 
 fn entry(index: u64, cmd: Command) -> Entry<TypeConfig> {
     Entry {
-        log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+        log_id: LogId::new(CommittedLeaderId::new(1, ReplicaId(1)), index),
         payload: EntryPayload::Normal(cmd),
     }
 }
@@ -35,10 +35,12 @@ fn entry(index: u64, cmd: Command) -> Entry<TypeConfig> {
 async fn applied_state_and_vote_survive_reopen() {
     let dir = tempfile::TempDir::new().expect("tempdir");
     {
-        let db = Db::open(dir.path(), 7).expect("open");
+        let db = Db::open(dir.path(), ReplicaId(7)).expect("open");
         assert!(db.is_pristine_blocking().expect("pristine check"));
         let mut log = LogStore::new(db.clone());
-        log.save_vote(&Vote::new(1, 1)).await.expect("vote");
+        log.save_vote(&Vote::new(1, ReplicaId(1)))
+            .await
+            .expect("vote");
         let mut sm = StateMachineStore::open(db.clone()).expect("sm");
         sm.apply((1..=3).map(|i| entry(i, register(i))))
             .await
@@ -47,9 +49,12 @@ async fn applied_state_and_vote_survive_reopen() {
         sm.build_snapshot().await.expect("snapshot");
         assert!(!db.is_pristine_blocking().expect("pristine check"));
     }
-    let db = Db::open(dir.path(), 7).expect("reopen");
+    let db = Db::open(dir.path(), ReplicaId(7)).expect("reopen");
     let mut log = LogStore::new(db.clone());
-    assert_eq!(log.read_vote().await.expect("vote"), Some(Vote::new(1, 1)));
+    assert_eq!(
+        log.read_vote().await.expect("vote"),
+        Some(Vote::new(1, ReplicaId(1)))
+    );
     let mut sm = StateMachineStore::open(db).expect("sm");
     let (applied, _) = sm.applied_state().await.expect("applied");
     assert_eq!(applied.map(|l| l.index), Some(3));
@@ -59,8 +64,10 @@ async fn applied_state_and_vote_survive_reopen() {
 #[test]
 fn data_dir_of_another_node_is_refused() {
     let dir = tempfile::TempDir::new().expect("tempdir");
-    drop(Db::open(dir.path(), 1).expect("open"));
-    let err = Db::open(dir.path(), 2).err().expect("must refuse");
+    drop(Db::open(dir.path(), ReplicaId(1)).expect("open"));
+    let err = Db::open(dir.path(), ReplicaId(2))
+        .err()
+        .expect("must refuse");
     assert!(err.to_string().contains("node 1"), "{err}");
 }
 
@@ -68,27 +75,28 @@ fn data_dir_of_another_node_is_refused() {
 async fn installed_snapshot_replaces_state() {
     let src_dir = tempfile::TempDir::new().expect("tempdir");
     let dst_dir = tempfile::TempDir::new().expect("tempdir");
-    let mut src = StateMachineStore::open(Db::open(src_dir.path(), 1).expect("open")).expect("sm");
+    let mut src =
+        StateMachineStore::open(Db::open(src_dir.path(), ReplicaId(1)).expect("open")).expect("sm");
     src.apply((1..=5).map(|i| entry(i, register(i))))
         .await
         .expect("apply");
     let snap = src.build_snapshot().await.expect("snapshot");
 
-    let dst_db = Db::open(dst_dir.path(), 2).expect("open");
+    let dst_db = Db::open(dst_dir.path(), ReplicaId(2)).expect("open");
     let mut dst = StateMachineStore::open(dst_db.clone()).expect("sm");
     dst.apply([entry(1, register(99))]).await.expect("apply");
     let data = snap.snapshot.into_inner();
     dst.install_snapshot(&snap.meta, Box::new(Cursor::new(data)))
         .await
         .expect("install");
-    let ids: Vec<u64> = dst.shared_state().read().nodes().map(|n| n.id).collect();
-    assert_eq!(ids, vec![1, 2, 3, 4, 5]);
+    let ids: Vec<NodeId> = dst.shared_state().read().nodes().map(|n| n.id).collect();
+    assert_eq!(ids, [1, 2, 3, 4, 5].map(NodeId));
     let (applied, membership) = dst.applied_state().await.expect("applied");
     assert_eq!(applied.map(|l| l.index), Some(5));
     assert_eq!(membership, StoredMembership::default());
     drop(dst);
     drop(dst_db);
-    let reopened =
-        StateMachineStore::open(Db::open(dst_dir.path(), 2).expect("reopen")).expect("sm");
+    let reopened = StateMachineStore::open(Db::open(dst_dir.path(), ReplicaId(2)).expect("reopen"))
+        .expect("sm");
     assert_eq!(reopened.shared_state().read().nodes().count(), 5);
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use openraft::storage::RaftLogStorage;
 use openraft::{Config, Vote};
 use raft_store::{Db, HttpNetworkFactory, LogStore, Raft, StateMachineStore};
+use state_machine::ReplicaId;
 
 /// The error and its whole source chain, as `anyhow`'s `{:#}` prints it at the binary's edge.
 fn chain(e: &dyn std::error::Error) -> String {
@@ -23,9 +24,9 @@ fn chain(e: &dyn std::error::Error) -> String {
 async fn cannot_start_raft_names_its_cause() {
     let dir = tempfile::TempDir::new().expect("tempdir");
     {
-        let db = Db::open(dir.path(), 1).expect("open");
+        let db = Db::open(dir.path(), ReplicaId(1)).expect("open");
         LogStore::new(db)
-            .save_vote(&Vote::new(1, 1))
+            .save_vote(&Vote::new(1, ReplicaId(1)))
             .await
             .expect("vote");
     }
@@ -42,7 +43,7 @@ async fn cannot_start_raft_names_its_cause() {
                 value = serde_json::json!([value]);
             }
             let entry: openraft::Entry<raft_store::TypeConfig> = openraft::Entry {
-                log_id: openraft::LogId::new(openraft::CommittedLeaderId::new(1, 1), 1),
+                log_id: openraft::LogId::new(openraft::CommittedLeaderId::new(1, ReplicaId(1)), 1),
                 payload: openraft::EntryPayload::Normal(state_machine::Command::SetTenantConfig {
                     tenant_id: "1f359dd625e519a1a4e8d7509690f6fc".parse().expect("id"),
                     config: serde_json::json!({ "deep": value }),
@@ -53,11 +54,11 @@ async fn cannot_start_raft_names_its_cause() {
         }
         tx.commit().expect("commit");
     }
-    let db = Db::open(dir.path(), 1).expect("reopen");
+    let db = Db::open(dir.path(), ReplicaId(1)).expect("reopen");
     let sm = StateMachineStore::open(db.clone()).expect("sm");
     let config = Arc::new(Config::default().validate().expect("config"));
     let network = HttpNetworkFactory::new(reqwest::Client::new());
-    let err = match Raft::new(1, config, network, LogStore::new(db), sm).await {
+    let err = match Raft::new(ReplicaId(1), config, network, LogStore::new(db), sm).await {
         Ok(raft) => {
             let _ = raft.shutdown().await;
             panic!("raft started on an undecodable log");

@@ -81,8 +81,8 @@ impl State {
                         )));
                     }
                     Some(g) => g,
-                    None => shard.generation.map_or(Ok(1), |g| {
-                        g.checked_add(1).ok_or_else(|| {
+                    None => shard.generation.map_or(Ok(Generation::FIRST), |g| {
+                        g.next().ok_or_else(|| {
                             Rejection::Conflict(format!("{id}: generation {g} cannot be increased"))
                         })
                     })?,

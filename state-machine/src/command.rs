@@ -6,6 +6,7 @@ use crate::ids::{TenantId, TenantShardId};
 use crate::node::{NodeId, NodeRegisterRequest, NodeSchedulingPolicy, RegisterOutcome};
 use crate::split::SplitRecord;
 use crate::tenant::{CreateTenant, Generation, Intent, PlacementPolicy, ShardSchedulingPolicy};
+use crate::{ReplicaId, Term};
 
 /// One replicated change. Everything `apply` needs is inside: no clock or randomness is read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -15,8 +16,8 @@ pub enum Command {
     /// A replica that became leader records itself, so every replica can answer
     /// `GET /control/v1/leader`. It is also the leader's first entry of its term.
     RecordLeader {
-        node_id: NodeId,
-        term: u64,
+        node_id: ReplicaId,
+        term: Term,
         address: String,
         /// Wall-clock time the leader read when it proposed this, RFC 3339.
         started_at: String,
@@ -75,12 +76,12 @@ pub enum Command {
         new_shard_count: u8,
         new_stripe_size: Option<u32>,
         /// Term of the proposing leader; only that term may complete the split.
-        term: u64,
+        term: Term,
     },
     /// The commit point of a split: parents replaced by their children.
     CompleteSplit {
         tenant_id: TenantId,
-        term: u64,
+        term: Term,
     },
     /// Give up a split that has not completed; the parents carry on.
     AbortSplit {

@@ -36,6 +36,7 @@ pub use split::{SplitParent, SplitPlan, SplitRecord};
 pub use state::{LeaderRecord, State};
 /// Identifiers are wire formats; the model is keyed by them.
 pub use storcon_api::ids;
+pub use storcon_api::types::{ReplicaId, Term};
 pub use tenant::{
     CreateTenant, DEFAULT_STRIPE_SIZE, Generation, Intent, PlacementPolicy, ShardSchedulingPolicy,
     TenantShard,

@@ -20,6 +20,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::Term;
 use crate::command::{Rejection, Response};
 use crate::ids::{TenantId, TenantShardId};
 use crate::node::NodeId;
@@ -46,7 +47,7 @@ pub struct SplitRecord {
     pub new_shard_count: u8,
     pub new_stripe_size: u32,
     /// The leader term that began the split; only it may complete it.
-    pub term: u64,
+    pub term: Term,
     pub parents: Vec<SplitParent>,
 }
 
@@ -179,7 +180,7 @@ impl State {
         tenant_id: TenantId,
         new_shard_count: u8,
         new_stripe_size: Option<u32>,
-        term: u64,
+        term: Term,
     ) -> Applied {
         // A controller of a past term whose replica leads again must not start a split: the
         // current term's controller already aborted whatever was recorded when it started.
@@ -224,7 +225,7 @@ impl State {
         Ok((Response::SplitBegun(record), muts))
     }
 
-    pub(crate) fn complete_split(&mut self, tenant_id: TenantId, term: u64) -> Applied {
+    pub(crate) fn complete_split(&mut self, tenant_id: TenantId, term: Term) -> Applied {
         let Some(record) = self.splits.get(&tenant_id).cloned() else {
             return Err(Rejection::NotFound(format!(
                 "Tenant {tenant_id} has no split in progress"

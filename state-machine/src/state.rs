@@ -12,12 +12,13 @@ use crate::rows::{
 };
 use crate::split::SplitRecord;
 use crate::tenant::TenantShard;
+use crate::{ReplicaId, Term};
 
 /// Who leads, as recorded by the leader itself through the log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LeaderRecord {
-    pub node_id: NodeId,
-    pub term: u64,
+    pub node_id: ReplicaId,
+    pub term: Term,
     pub address: String,
     pub started_at: String,
 }

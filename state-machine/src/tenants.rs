@@ -6,16 +6,18 @@ use crate::limits;
 use crate::node::{NodeId, NodeSchedulingPolicy};
 use crate::rows::{self, Mutation};
 use crate::state::State;
-use crate::tenant::{CreateTenant, Intent, PlacementPolicy, ShardSchedulingPolicy, TenantShard};
+use crate::tenant::{
+    CreateTenant, Generation, Intent, PlacementPolicy, ShardSchedulingPolicy, TenantShard,
+};
 
 type Applied = Result<(Response, Vec<Mutation>), Rejection>;
 
 /// The generation after the shard's current one. Refused at the end of the range: reusing the
 /// last value would let two nodes hold the same generation.
-fn next_generation(shard: &TenantShard) -> Result<crate::tenant::Generation, Rejection> {
+fn next_generation(shard: &TenantShard) -> Result<Generation, Rejection> {
     match shard.generation {
-        None => Ok(1),
-        Some(g) => g.checked_add(1).ok_or_else(|| {
+        None => Ok(Generation::FIRST),
+        Some(g) => g.next().ok_or_else(|| {
             Rejection::Conflict(format!("{}: generation {g} cannot be increased", shard.id))
         }),
     }
@@ -111,7 +113,7 @@ impl State {
         }
         let generation = match c.placement {
             PlacementPolicy::Secondary => c.generation,
-            _ => Some(c.generation.unwrap_or(0)),
+            _ => Some(c.generation.unwrap_or(Generation(0))),
         };
         let muts = (0..ShardCount(c.shard_count).count())
             .map(|number| {

@@ -114,13 +114,13 @@ mod tests {
     use super::*;
     use crate::command::Command;
     use crate::ids::TenantShardId;
-    use crate::node::NodeRegisterRequest;
+    use crate::node::{NodeId, NodeRegisterRequest};
     use crate::tenant::{CreateTenant, Intent, PlacementPolicy};
 
     fn state() -> (State, TenantShardId) {
         let mut state = State::default();
         state.apply(&Command::RegisterNode(NodeRegisterRequest {
-            node_id: 1,
+            node_id: NodeId(1),
             listen_pg_addr: "ps1".into(),
             listen_pg_port: 1,
             listen_grpc_addr: None,
@@ -155,21 +155,21 @@ mod tests {
                 |s, id| {
                     let shard = s.shards.get_mut(&id).expect("shard");
                     shard.intent = Intent {
-                        attached: Some(1),
-                        secondaries: vec![1],
+                        attached: Some(NodeId(1)),
+                        secondaries: vec![NodeId(1)],
                     };
                 },
                 "attached and secondary",
             ),
             (
-                |s, id| s.shards.get_mut(&id).expect("shard").intent.attached = Some(9),
+                |s, id| s.shards.get_mut(&id).expect("shard").intent.attached = Some(NodeId(9)),
                 "unregistered node 9",
             ),
             (
                 |s, id| {
                     let shard = s.shards.get_mut(&id).expect("shard");
                     shard.generation = None;
-                    shard.generation_pageserver = Some(1);
+                    shard.generation_pageserver = Some(NodeId(1));
                 },
                 "without a generation",
             ),

@@ -2,14 +2,16 @@
 //! and never lets a generation go back.
 
 use state_machine::ids::TenantShardId;
-use state_machine::{Command, NodeRegisterRequest, PlacementPolicy, Rejection, Response, State};
+use state_machine::{
+    Command, Generation, NodeId, NodeRegisterRequest, PlacementPolicy, Rejection, Response, State,
+};
 
 const SHARD: &str = "0123456789abcdef0123456789abcdef-0002";
 
 fn state_with_node() -> State {
     let mut state = State::default();
     state.apply(&Command::RegisterNode(NodeRegisterRequest {
-        node_id: 1,
+        node_id: NodeId(1),
         listen_pg_addr: "h".into(),
         listen_pg_port: 1,
         listen_grpc_addr: None,
@@ -23,7 +25,7 @@ fn state_with_node() -> State {
     state
 }
 
-fn hook(node_id: Option<u64>, generation_override: Option<u32>) -> Command {
+fn hook(node_id: Option<NodeId>, generation_override: Option<Generation>) -> Command {
     Command::AttachHook {
         shard: SHARD.parse().expect("id"),
         node_id,
@@ -37,34 +39,38 @@ fn attaches_creates_and_detaches() {
     let mut state = state_with_node();
     let id: TenantShardId = SHARD.parse().expect("id");
     assert_eq!(
-        state.apply(&hook(Some(1), None)).0,
-        Response::AttachHook(Some(1))
+        state.apply(&hook(Some(NodeId(1)), None)).0,
+        Response::AttachHook(Some(Generation(1)))
     );
     assert_eq!(
-        state.apply(&hook(Some(1), None)).0,
-        Response::AttachHook(Some(2))
+        state.apply(&hook(Some(NodeId(1)), None)).0,
+        Response::AttachHook(Some(Generation(2)))
     );
     let s = state.shard(&id).expect("created");
-    assert_eq!(s.generation_pageserver, Some(1));
+    assert_eq!(s.generation_pageserver, Some(NodeId(1)));
     assert_eq!(s.placement, PlacementPolicy::Attached(0));
-    assert_eq!(s.intent.attached, Some(1));
+    assert_eq!(s.intent.attached, Some(NodeId(1)));
 
     assert_eq!(state.apply(&hook(None, None)).0, Response::AttachHook(None));
     let s = state.shard(&id).expect("kept");
     assert_eq!(s.placement, PlacementPolicy::Detached);
     assert_eq!(s.generation_pageserver, None);
-    assert_eq!(s.generation, Some(2), "a detach keeps the generation");
+    assert_eq!(
+        s.generation,
+        Some(Generation(2)),
+        "a detach keeps the generation"
+    );
 }
 
 #[test]
 fn overrides_may_not_go_back() {
     let mut state = state_with_node();
     assert_eq!(
-        state.apply(&hook(Some(1), Some(7))).0,
-        Response::AttachHook(Some(7))
+        state.apply(&hook(Some(NodeId(1)), Some(Generation(7)))).0,
+        Response::AttachHook(Some(Generation(7)))
     );
     let before = state.clone();
-    let (r, muts) = state.apply(&hook(Some(1), Some(3)));
+    let (r, muts) = state.apply(&hook(Some(NodeId(1)), Some(Generation(3))));
     assert!(
         matches!(r, Response::Rejected(Rejection::Conflict(_))),
         "{r:?}"
@@ -76,15 +82,15 @@ fn overrides_may_not_go_back() {
 #[test]
 fn unknown_node_and_other_shard_count_are_refused() {
     let mut state = state_with_node();
-    let (r, _) = state.apply(&hook(Some(9), None));
+    let (r, _) = state.apply(&hook(Some(NodeId(9)), None));
     assert!(
         matches!(r, Response::Rejected(Rejection::NotFound(_))),
         "{r:?}"
     );
-    state.apply(&hook(Some(1), None));
+    state.apply(&hook(Some(NodeId(1)), None));
     let (r, _) = state.apply(&Command::AttachHook {
         shard: "0123456789abcdef0123456789abcdef-0004".parse().expect("id"),
-        node_id: Some(1),
+        node_id: Some(NodeId(1)),
         generation_override: None,
         config: None,
     });

@@ -4,10 +4,18 @@ use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 use state_machine::ids::{ShardCount, TenantId, TenantShardId};
-use state_machine::{Command, CreateTenant, Intent, NodeRegisterRequest, PlacementPolicy, State};
+use state_machine::{
+    Command, CreateTenant, Generation, Intent, NodeId, NodeRegisterRequest, PlacementPolicy,
+    ReplicaId, State, Term,
+};
 
 fn tenant(t: u8) -> TenantId {
     TenantId([t; 16])
+}
+
+/// A pageserver id among the few the generated commands use.
+fn node() -> impl Strategy<Value = NodeId> {
+    (0u64..6).prop_map(NodeId)
 }
 
 fn tenant_commands() -> impl Strategy<Value = Command> {
@@ -38,12 +46,12 @@ fn tenant_commands() -> impl Strategy<Value = Command> {
             shard_count: ShardCount(c),
         }
     });
-    let increment = (shard.clone(), 0u64..6)
+    let increment = (shard.clone(), node())
         .prop_map(|(shard, node_id)| Command::IncrementGeneration { shard, node_id });
     let intents = (
         shard.clone(),
-        prop::option::of(0u64..6),
-        prop::collection::vec(0u64..6, 0..3),
+        prop::option::of(node()),
+        prop::collection::vec(node(), 0..3),
     )
         .prop_map(|(id, attached, secondaries)| {
             Command::SetIntents(vec![(
@@ -54,29 +62,33 @@ fn tenant_commands() -> impl Strategy<Value = Command> {
                 },
             )])
         });
-    let reattach = (0u64..6).prop_map(|node_id| Command::ReAttach { node_id });
+    let reattach = node().prop_map(|node_id| Command::ReAttach { node_id });
     let delete = (0u8..3).prop_map(|t| Command::DeleteTenant {
         tenant_id: tenant(t),
     });
-    let begin_split = (0u8..3, prop::sample::select(vec![1u8, 2, 4, 8]), 0u64..3).prop_map(
-        |(t, new_shard_count, term)| Command::BeginSplit {
+    let begin_split = (
+        0u8..3,
+        prop::sample::select(vec![1u8, 2, 4, 8]),
+        (0u64..3).prop_map(Term),
+    )
+        .prop_map(|(t, new_shard_count, term)| Command::BeginSplit {
             tenant_id: tenant(t),
             new_shard_count,
             new_stripe_size: None,
             term,
-        },
-    );
-    let complete_split = (0u8..3, 0u64..3).prop_map(|(t, term)| Command::CompleteSplit {
-        tenant_id: tenant(t),
-        term,
-    });
+        });
+    let complete_split =
+        (0u8..3, (0u64..3).prop_map(Term)).prop_map(|(t, term)| Command::CompleteSplit {
+            tenant_id: tenant(t),
+            term,
+        });
     let abort_split = (0u8..3).prop_map(|t| Command::AbortSplit {
         tenant_id: tenant(t),
     });
     let attach_hook = (
         shard.clone(),
-        prop::option::of(0u64..6),
-        prop::option::of(0u32..4),
+        prop::option::of(node()),
+        prop::option::of((0u32..4).prop_map(Generation)),
     )
         .prop_map(
             |(shard, node_id, generation_override)| Command::AttachHook {
@@ -114,7 +126,7 @@ fn split_scenario() -> impl Strategy<Value = Vec<Command>> {
     )
         .prop_map(|(t, count, node_id, term, factor, ending)| {
             let mut cmds = vec![
-                register(node_id),
+                register(NodeId(node_id)),
                 Command::CreateTenant(CreateTenant {
                     tenant_id: tenant(t),
                     shard_count: count,
@@ -134,37 +146,40 @@ fn split_scenario() -> impl Strategy<Value = Vec<Command>> {
                 cmds.push(Command::SetIntents(vec![(
                     shard,
                     Intent {
-                        attached: Some(node_id),
+                        attached: Some(NodeId(node_id)),
                         secondaries: vec![],
                     },
                 )]));
-                cmds.push(Command::IncrementGeneration { shard, node_id });
+                cmds.push(Command::IncrementGeneration {
+                    shard,
+                    node_id: NodeId(node_id),
+                });
             }
-            cmds.push(leader_at(node_id, term));
+            cmds.push(leader_at(ReplicaId(node_id), Term(term)));
             cmds.push(Command::BeginSplit {
                 tenant_id: tenant(t),
                 new_shard_count: ShardCount(count).count() * factor,
                 new_stripe_size: None,
-                term,
+                term: Term(term),
             });
             match ending {
                 0 | 1 => cmds.push(Command::CompleteSplit {
                     tenant_id: tenant(t),
-                    term,
+                    term: Term(term),
                 }),
                 2 => cmds.push(Command::AbortSplit {
                     tenant_id: tenant(t),
                 }),
                 _ => cmds.push(Command::CompleteSplit {
                     tenant_id: tenant(t),
-                    term: term + 1,
+                    term: Term(term + 1),
                 }),
             }
             cmds
         })
 }
 
-fn register(id: u64) -> Command {
+fn register(id: NodeId) -> Command {
     Command::RegisterNode(NodeRegisterRequest {
         node_id: id,
         listen_pg_addr: format!("ps{id}"),
@@ -179,7 +194,7 @@ fn register(id: u64) -> Command {
     })
 }
 
-fn leader_at(node_id: u64, term: u64) -> Command {
+fn leader_at(node_id: ReplicaId, term: Term) -> Command {
     Command::RecordLeader {
         node_id,
         term,
@@ -202,7 +217,7 @@ fn commands(max: usize) -> impl Strategy<Value = Vec<Command>> {
 
 fn command() -> impl Strategy<Value = Command> {
     let register = (
-        0u64..6,
+        node(),
         0u16..3,
         0u16..3,
         prop::option::of(0u16..2),
@@ -223,7 +238,8 @@ fn command() -> impl Strategy<Value = Command> {
                 node_ip_addr: None,
             })
         });
-    let leader = (1u64..4, 0u64..10).prop_map(|(node_id, term)| leader_at(node_id, term));
+    let leader = ((1u64..4).prop_map(ReplicaId), (0u64..10).prop_map(Term))
+        .prop_map(|(node_id, term)| leader_at(node_id, term));
     prop_oneof![4 => register, 1 => leader, 6 => tenant_commands()]
 }
 
@@ -265,7 +281,7 @@ proptest! {
     fn generations_never_decrease(cmds in commands(20)) {
         let mut state = State::default();
         for c in &cmds {
-            let before: BTreeMap<TenantShardId, Option<u32>> =
+            let before: BTreeMap<TenantShardId, Option<Generation>> =
                 state.shards().map(|s| (s.id, s.generation)).collect();
             state.apply(c);
             for s in state.shards() {

@@ -1,7 +1,10 @@
 //! Generation rules: only increase, issued to a node, bumped on re-attach.
 
 use state_machine::ids::TenantShardId;
-use state_machine::{Command, CreateTenant, NodeRegisterRequest, PlacementPolicy, Response, State};
+use state_machine::{
+    Command, CreateTenant, Generation, NodeId, NodeRegisterRequest, PlacementPolicy, Response,
+    State,
+};
 
 const TENANT: &str = "0123456789abcdef0123456789abcdef";
 
@@ -9,7 +12,7 @@ fn state_with_tenant(count: u8) -> State {
     let mut state = State::default();
     for id in [1, 2] {
         state.apply(&Command::RegisterNode(NodeRegisterRequest {
-            node_id: id,
+            node_id: NodeId(id),
             listen_pg_addr: "h".into(),
             listen_pg_port: id as u16,
             listen_grpc_addr: None,
@@ -43,20 +46,23 @@ fn shard(n: u8, count: u8) -> TenantShardId {
 fn increment_issues_next_generation_to_the_node() {
     let mut state = state_with_tenant(2);
     let s = shard(1, 2);
-    assert_eq!(state.shard(&s).and_then(|s| s.generation), Some(0));
+    assert_eq!(
+        state.shard(&s).and_then(|s| s.generation),
+        Some(Generation(0))
+    );
     let (r, _) = state.apply(&Command::IncrementGeneration {
         shard: s,
-        node_id: 2,
+        node_id: NodeId(2),
     });
-    assert_eq!(r, Response::Generation(1));
+    assert_eq!(r, Response::Generation(Generation(1)));
     let (r, _) = state.apply(&Command::IncrementGeneration {
         shard: s,
-        node_id: 1,
+        node_id: NodeId(1),
     });
-    assert_eq!(r, Response::Generation(2));
+    assert_eq!(r, Response::Generation(Generation(2)));
     assert_eq!(
         state.shard(&s).and_then(|s| s.generation_pageserver),
-        Some(1)
+        Some(NodeId(1))
     );
 }
 
@@ -66,18 +72,21 @@ fn re_attach_bumps_only_the_nodes_shards() {
     for (n, node) in [(0, 1), (1, 2), (2, 1), (3, 2)] {
         state.apply(&Command::IncrementGeneration {
             shard: shard(n, 4),
-            node_id: node,
+            node_id: NodeId(node),
         });
     }
-    let (r, muts) = state.apply(&Command::ReAttach { node_id: 1 });
+    let (r, muts) = state.apply(&Command::ReAttach { node_id: NodeId(1) });
     assert_eq!(
         r,
-        Response::ReAttached(vec![(shard(0, 4), 2), (shard(2, 4), 2)])
+        Response::ReAttached(vec![
+            (shard(0, 4), Generation(2)),
+            (shard(2, 4), Generation(2))
+        ])
     );
     assert_eq!(muts.len(), 2);
     assert_eq!(
         state.shard(&shard(1, 4)).and_then(|s| s.generation),
-        Some(1)
+        Some(Generation(1))
     );
 }
 
@@ -87,11 +96,11 @@ fn unknown_shard_or_node_changes_nothing() {
     let before = state.clone();
     let (r, muts) = state.apply(&Command::IncrementGeneration {
         shard: shard(0, 2),
-        node_id: 1,
+        node_id: NodeId(1),
     });
     assert!(matches!(r, Response::Rejected(_)));
     assert!(muts.is_empty());
-    let (r, _) = state.apply(&Command::ReAttach { node_id: 9 });
+    let (r, _) = state.apply(&Command::ReAttach { node_id: NodeId(9) });
     assert!(matches!(r, Response::Rejected(_)));
     assert_eq!(state, before);
 }
@@ -147,17 +156,20 @@ fn detached_tenants_get_no_generation_on_re_attach() {
     let s = shard(0, 1);
     state.apply(&Command::IncrementGeneration {
         shard: s,
-        node_id: 1,
+        node_id: NodeId(1),
     });
     state.apply(&Command::SetTenantPolicy {
         tenant_id: TENANT.parse().expect("id"),
         placement: Some(PlacementPolicy::Detached),
         scheduling: None,
     });
-    let (r, _) = state.apply(&Command::ReAttach { node_id: 1 });
+    let (r, _) = state.apply(&Command::ReAttach { node_id: NodeId(1) });
     assert_eq!(r, Response::ReAttached(vec![]));
     assert_eq!(state.shard(&s).and_then(|s| s.generation_pageserver), None);
-    assert_eq!(state.shard(&s).and_then(|s| s.generation), Some(1));
+    assert_eq!(
+        state.shard(&s).and_then(|s| s.generation),
+        Some(Generation(1))
+    );
 }
 
 #[test]
@@ -170,12 +182,12 @@ fn generation_at_the_end_of_the_range_is_not_reused() {
         placement: PlacementPolicy::Attached(0),
         config: serde_json::json!({}),
         preferred_az: None,
-        generation: Some(u32::MAX),
+        generation: Some(Generation(u32::MAX)),
     }));
     let s: TenantShardId = TENANT.parse().expect("id");
     let (r, muts) = state.apply(&Command::IncrementGeneration {
         shard: s,
-        node_id: 1,
+        node_id: NodeId(1),
     });
     assert!(matches!(r, Response::Rejected(_)), "{r:?}");
     assert!(muts.is_empty());
@@ -197,12 +209,18 @@ fn adopt_generation_only_fills_a_missing_one() {
     let s: TenantShardId = TENANT.parse().expect("id");
     state.apply(&Command::AdoptGeneration {
         tenant_id,
-        generation: 7,
+        generation: Generation(7),
     });
-    assert_eq!(state.shard(&s).and_then(|s| s.generation), Some(7));
+    assert_eq!(
+        state.shard(&s).and_then(|s| s.generation),
+        Some(Generation(7))
+    );
     state.apply(&Command::AdoptGeneration {
         tenant_id,
-        generation: 3,
+        generation: Generation(3),
     });
-    assert_eq!(state.shard(&s).and_then(|s| s.generation), Some(7));
+    assert_eq!(
+        state.shard(&s).and_then(|s| s.generation),
+        Some(Generation(7))
+    );
 }

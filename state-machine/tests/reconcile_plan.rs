@@ -2,7 +2,9 @@
 
 use state_machine::ids::{ShardCount, TenantShardId};
 use state_machine::reconcile_plan::{Locations, ObservedLocation, Step, attach_step, plan};
-use state_machine::{Intent, NodeId, PlacementPolicy, ShardSchedulingPolicy, TenantShard};
+use state_machine::{
+    Generation, Intent, NodeId, PlacementPolicy, ShardSchedulingPolicy, TenantShard,
+};
 use storcon_api::wire::{LocationConfig, LocationConfigMode};
 
 fn shard_id() -> TenantShardId {
@@ -17,7 +19,7 @@ fn shard_id() -> TenantShardId {
 fn shard(
     attached: Option<NodeId>,
     secondaries: &[NodeId],
-    g: Option<u32>,
+    g: Option<Generation>,
     holder: Option<NodeId>,
 ) -> TenantShard {
     TenantShard {
@@ -38,7 +40,7 @@ fn shard(
 }
 
 /// What a pageserver holding `s` as wanted would report.
-fn attached(s: &TenantShard, g: u32) -> Option<LocationConfig> {
+fn attached(s: &TenantShard, g: Generation) -> Option<LocationConfig> {
     Some(s.attached_location(g))
 }
 
@@ -91,20 +93,30 @@ fn case(name: &'static str, shard: TenantShard, observed: Locations, expect: Vec
 use Step::{AttachCurrentGeneration, AttachNewGeneration, Detach, MakeSecondary, ReadBack};
 
 fn cases() -> Vec<Case> {
-    let on1 = shard(Some(1), &[], Some(5), Some(1));
-    let on1_sec2 = shard(Some(1), &[2], Some(5), Some(1));
-    let on1_sec23 = shard(Some(1), &[2, 3], Some(5), Some(1));
-    let fresh = shard(Some(1), &[], Some(0), None);
-    let moved_to_2 = shard(Some(2), &[], Some(5), Some(1));
+    let on1 = shard(Some(NodeId(1)), &[], Some(Generation(5)), Some(NodeId(1)));
+    let on1_sec2 = shard(
+        Some(NodeId(1)),
+        &[NodeId(2)],
+        Some(Generation(5)),
+        Some(NodeId(1)),
+    );
+    let on1_sec23 = shard(
+        Some(NodeId(1)),
+        &[NodeId(2), NodeId(3)],
+        Some(Generation(5)),
+        Some(NodeId(1)),
+    );
+    let fresh = shard(Some(NodeId(1)), &[], Some(Generation(0)), None);
+    let moved_to_2 = shard(Some(NodeId(2)), &[], Some(Generation(5)), Some(NodeId(1)));
     let mut splitting = on1.clone();
     splitting.splitting = true;
     let mut stopped = on1.clone();
     stopped.scheduling = ShardSchedulingPolicy::Stop;
-    let mut detached_policy = shard(None, &[], Some(5), None);
+    let mut detached_policy = shard(None, &[], Some(Generation(5)), None);
     detached_policy.placement = PlacementPolicy::Detached;
-    let mut secondary_policy = shard(None, &[1], Some(5), None);
+    let mut secondary_policy = shard(None, &[NodeId(1)], Some(Generation(5)), None);
     secondary_policy.placement = PlacementPolicy::Secondary;
-    let reattached = shard(Some(1), &[], Some(6), Some(1));
+    let reattached = shard(Some(NodeId(1)), &[], Some(Generation(6)), Some(NodeId(1)));
     let old_conf = serde_json::json!({"gc_period": "2h"});
 
     let mut all = vec![
@@ -112,185 +124,215 @@ fn cases() -> Vec<Case> {
             "fresh attach",
             fresh.clone(),
             obs(vec![]),
-            vec![AttachNewGeneration { node: 1 }],
+            vec![AttachNewGeneration { node: NodeId(1) }],
         ),
         case(
             "attached as wanted",
             on1.clone(),
-            obs(vec![(1, attached(&on1, 5))]),
+            obs(vec![(NodeId(1), attached(&on1, Generation(5)))]),
             vec![],
         ),
         case(
             "nothing observed yet on the holder",
             on1.clone(),
             obs(vec![]),
-            vec![AttachNewGeneration { node: 1 }],
+            vec![AttachNewGeneration { node: NodeId(1) }],
         ),
         case(
             "migration: new node attached, old one detached",
             moved_to_2.clone(),
-            obs(vec![(1, attached(&moved_to_2, 5))]),
-            vec![AttachNewGeneration { node: 2 }, Detach { node: 1 }],
+            obs(vec![(NodeId(1), attached(&moved_to_2, Generation(5)))]),
+            vec![
+                AttachNewGeneration { node: NodeId(2) },
+                Detach { node: NodeId(1) },
+            ],
         ),
         case(
             "migration, destination already warm as a secondary",
             moved_to_2.clone(),
             obs(vec![
-                (1, attached(&moved_to_2, 5)),
-                (2, secondary(&moved_to_2)),
+                (NodeId(1), attached(&moved_to_2, Generation(5))),
+                (NodeId(2), secondary(&moved_to_2)),
             ]),
-            vec![AttachNewGeneration { node: 2 }, Detach { node: 1 }],
+            vec![
+                AttachNewGeneration { node: NodeId(2) },
+                Detach { node: NodeId(1) },
+            ],
         ),
         case(
             "secondary creation",
             on1_sec2.clone(),
-            obs(vec![(1, attached(&on1_sec2, 5))]),
-            vec![MakeSecondary { node: 2 }],
+            obs(vec![(NodeId(1), attached(&on1_sec2, Generation(5)))]),
+            vec![MakeSecondary { node: NodeId(2) }],
         ),
         case(
             "secondary as wanted",
             on1_sec2.clone(),
-            obs(vec![(1, attached(&on1_sec2, 5)), (2, secondary(&on1_sec2))]),
+            obs(vec![
+                (NodeId(1), attached(&on1_sec2, Generation(5))),
+                (NodeId(2), secondary(&on1_sec2)),
+            ]),
             vec![],
         ),
         case(
             "stale secondary outside the intent",
             on1.clone(),
-            obs(vec![(1, attached(&on1, 5)), (3, secondary(&on1))]),
-            vec![Detach { node: 3 }],
+            obs(vec![
+                (NodeId(1), attached(&on1, Generation(5))),
+                (NodeId(3), secondary(&on1)),
+            ]),
+            vec![Detach { node: NodeId(3) }],
         ),
         case(
             "secondary with an old config",
             on1_sec2.clone(),
             obs(vec![
-                (1, attached(&on1_sec2, 5)),
-                (2, with_conf(secondary(&on1_sec2), old_conf.clone())),
+                (NodeId(1), attached(&on1_sec2, Generation(5))),
+                (NodeId(2), with_conf(secondary(&on1_sec2), old_conf.clone())),
             ]),
-            vec![MakeSecondary { node: 2 }],
+            vec![MakeSecondary { node: NodeId(2) }],
         ),
         case(
             "a secondary node still attached (demotion)",
             on1_sec2.clone(),
             obs(vec![
-                (1, attached(&on1_sec2, 5)),
-                (2, attached(&on1_sec2, 4)),
+                (NodeId(1), attached(&on1_sec2, Generation(5))),
+                (NodeId(2), attached(&on1_sec2, Generation(4))),
             ]),
-            vec![MakeSecondary { node: 2 }],
+            vec![MakeSecondary { node: NodeId(2) }],
         ),
         case(
             "one secondary fine, one missing",
             on1_sec23.clone(),
             obs(vec![
-                (1, attached(&on1_sec23, 5)),
-                (2, secondary(&on1_sec23)),
+                (NodeId(1), attached(&on1_sec23, Generation(5))),
+                (NodeId(2), secondary(&on1_sec23)),
             ]),
-            vec![MakeSecondary { node: 3 }],
+            vec![MakeSecondary { node: NodeId(3) }],
         ),
         case(
             "unknown observation on the attached node is read back first",
             on1_sec2.clone(),
-            obs(vec![(1, None), (2, secondary(&on1_sec2))]),
-            vec![ReadBack { node: 1 }],
+            obs(vec![(NodeId(1), None), (NodeId(2), secondary(&on1_sec2))]),
+            vec![ReadBack { node: NodeId(1) }],
         ),
         case(
             "unknown observation on a secondary is rewritten",
             on1_sec2.clone(),
-            obs(vec![(1, attached(&on1_sec2, 5)), (2, None)]),
-            vec![MakeSecondary { node: 2 }],
+            obs(vec![
+                (NodeId(1), attached(&on1_sec2, Generation(5))),
+                (NodeId(2), None),
+            ]),
+            vec![MakeSecondary { node: NodeId(2) }],
         ),
         case(
             "unknown observation on a node outside the intent is detached",
             on1.clone(),
-            obs(vec![(1, attached(&on1, 5)), (4, None)]),
-            vec![Detach { node: 4 }],
+            obs(vec![
+                (NodeId(1), attached(&on1, Generation(5))),
+                (NodeId(4), None),
+            ]),
+            vec![Detach { node: NodeId(4) }],
         ),
         case(
             "config-only change: same generation, no bump",
             on1.clone(),
-            obs(vec![(1, with_conf(attached(&on1, 5), old_conf.clone()))]),
+            obs(vec![(
+                NodeId(1),
+                with_conf(attached(&on1, Generation(5)), old_conf.clone()),
+            )]),
             vec![AttachCurrentGeneration {
-                node: 1,
-                generation: 5,
+                node: NodeId(1),
+                generation: Generation(5),
             }],
         ),
         case(
             "mode-only change (AttachedMulti to Single) keeps the generation",
             on1.clone(),
             obs(vec![(
-                1,
-                with_mode(attached(&on1, 5), LocationConfigMode::AttachedMulti),
+                NodeId(1),
+                with_mode(
+                    attached(&on1, Generation(5)),
+                    LocationConfigMode::AttachedMulti,
+                ),
             )]),
             vec![AttachCurrentGeneration {
-                node: 1,
-                generation: 5,
+                node: NodeId(1),
+                generation: Generation(5),
             }],
         ),
         case(
             "attached in an older generation",
             on1.clone(),
-            obs(vec![(1, attached(&on1, 4))]),
-            vec![AttachNewGeneration { node: 1 }],
+            obs(vec![(NodeId(1), attached(&on1, Generation(4)))]),
+            vec![AttachNewGeneration { node: NodeId(1) }],
         ),
         case(
             "generation issued to another node: a new one for this node",
-            shard(Some(1), &[], Some(5), Some(2)),
-            obs(vec![(1, attached(&on1, 5))]),
-            vec![AttachNewGeneration { node: 1 }],
+            shard(Some(NodeId(1)), &[], Some(Generation(5)), Some(NodeId(2))),
+            obs(vec![(NodeId(1), attached(&on1, Generation(5)))]),
+            vec![AttachNewGeneration { node: NodeId(1) }],
         ),
         case(
             "a secondary to promote gets a new generation",
             on1.clone(),
-            obs(vec![(1, secondary(&on1))]),
-            vec![AttachNewGeneration { node: 1 }],
+            obs(vec![(NodeId(1), secondary(&on1))]),
+            vec![AttachNewGeneration { node: NodeId(1) }],
         ),
         case(
             "node re-attached mid-plan: the generation moved past what was observed",
             reattached.clone(),
-            obs(vec![(1, attached(&reattached, 5))]),
-            vec![AttachNewGeneration { node: 1 }],
+            obs(vec![(NodeId(1), attached(&reattached, Generation(5)))]),
+            vec![AttachNewGeneration { node: NodeId(1) }],
         ),
         case(
             "node re-attached mid-plan: its location became unknown",
             reattached.clone(),
-            obs(vec![(1, None)]),
-            vec![ReadBack { node: 1 }],
+            obs(vec![(NodeId(1), None)]),
+            vec![ReadBack { node: NodeId(1) }],
         ),
         case(
             "detached policy: every location detached",
             detached_policy.clone(),
             obs(vec![
-                (1, attached(&detached_policy, 5)),
-                (2, secondary(&detached_policy)),
+                (NodeId(1), attached(&detached_policy, Generation(5))),
+                (NodeId(2), secondary(&detached_policy)),
             ]),
-            vec![Detach { node: 1 }, Detach { node: 2 }],
+            vec![Detach { node: NodeId(1) }, Detach { node: NodeId(2) }],
         ),
         case(
             "secondary policy: the attached node becomes a secondary",
             secondary_policy.clone(),
-            obs(vec![(1, attached(&secondary_policy, 5))]),
-            vec![MakeSecondary { node: 1 }],
+            obs(vec![(
+                NodeId(1),
+                attached(&secondary_policy, Generation(5)),
+            )]),
+            vec![MakeSecondary { node: NodeId(1) }],
         ),
         case(
             "a splitting shard belongs to the split driver",
             splitting.clone(),
-            obs(vec![(1, None), (3, secondary(&splitting))]),
+            obs(vec![(NodeId(1), None), (NodeId(3), secondary(&splitting))]),
             vec![],
         ),
         case(
             "policy Stop: no reconcile at all",
             stopped.clone(),
-            obs(vec![(2, attached(&stopped, 4))]),
+            obs(vec![(NodeId(2), attached(&stopped, Generation(4)))]),
             vec![],
         ),
         case(
             "every step in order: attach, secondary, detach",
             moved_to_2_with_secondary(),
-            obs(vec![(1, attached(&moved_to_2, 5)), (4, None)]),
+            obs(vec![
+                (NodeId(1), attached(&moved_to_2, Generation(5))),
+                (NodeId(4), None),
+            ]),
             vec![
-                AttachNewGeneration { node: 2 },
-                MakeSecondary { node: 3 },
-                Detach { node: 1 },
-                Detach { node: 4 },
+                AttachNewGeneration { node: NodeId(2) },
+                MakeSecondary { node: NodeId(3) },
+                Detach { node: NodeId(1) },
+                Detach { node: NodeId(4) },
             ],
         ),
         case(
@@ -304,16 +346,16 @@ fn cases() -> Vec<Case> {
         name: "offline attached node: no steps for it",
         shard: Some(on1_sec2.clone()),
         owned_by_split: false,
-        observed: obs(vec![(1, None)]),
-        inactive: &[1],
-        expect: vec![MakeSecondary { node: 2 }],
+        observed: obs(vec![(NodeId(1), None)]),
+        inactive: &[NodeId(1)],
+        expect: vec![MakeSecondary { node: NodeId(2) }],
     });
     all.push(Case {
         name: "offline secondary: no steps for it",
         shard: Some(on1_sec2.clone()),
         owned_by_split: false,
-        observed: obs(vec![(1, attached(&on1_sec2, 5))]),
-        inactive: &[2],
+        observed: obs(vec![(NodeId(1), attached(&on1_sec2, Generation(5)))]),
+        inactive: &[NodeId(2)],
         expect: vec![],
     });
     all.push(Case {
@@ -321,17 +363,17 @@ fn cases() -> Vec<Case> {
         shard: Some(moved_to_2.clone()),
         owned_by_split: false,
         observed: obs(vec![
-            (1, attached(&moved_to_2, 5)),
-            (3, secondary(&moved_to_2)),
+            (NodeId(1), attached(&moved_to_2, Generation(5))),
+            (NodeId(3), secondary(&moved_to_2)),
         ]),
-        inactive: &[1, 2, 3],
+        inactive: &[NodeId(1), NodeId(2), NodeId(3)],
         expect: vec![],
     });
     all.push(Case {
         name: "split child before the commit: owned by the split",
         shard: None,
         owned_by_split: true,
-        observed: obs(vec![(1, None)]),
+        observed: obs(vec![(NodeId(1), None)]),
         inactive: &[],
         expect: vec![],
     });
@@ -340,12 +382,12 @@ fn cases() -> Vec<Case> {
         shard: None,
         owned_by_split: false,
         observed: obs(vec![
-            (1, attached(&on1, 5)),
-            (2, None),
-            (3, secondary(&on1)),
+            (NodeId(1), attached(&on1, Generation(5))),
+            (NodeId(2), None),
+            (NodeId(3), secondary(&on1)),
         ]),
-        inactive: &[2],
-        expect: vec![Detach { node: 1 }, Detach { node: 3 }],
+        inactive: &[NodeId(2)],
+        expect: vec![Detach { node: NodeId(1) }, Detach { node: NodeId(3) }],
     });
     all.push(Case {
         name: "deleted shard held nowhere",
@@ -359,7 +401,12 @@ fn cases() -> Vec<Case> {
 }
 
 fn moved_to_2_with_secondary() -> TenantShard {
-    shard(Some(2), &[3], Some(5), Some(1))
+    shard(
+        Some(NodeId(2)),
+        &[NodeId(3)],
+        Some(Generation(5)),
+        Some(NodeId(1)),
+    )
 }
 
 #[test]
@@ -382,14 +429,21 @@ fn each_situation_plans_exactly_its_steps() {
 
 #[test]
 fn settled_means_no_attach_step_on_the_intended_node() {
-    let s = shard(Some(1), &[], Some(5), Some(1));
-    assert_eq!(attach_step(&s, 1, &obs(vec![(1, attached(&s, 5))])), None);
+    let s = shard(Some(NodeId(1)), &[], Some(Generation(5)), Some(NodeId(1)));
     assert_eq!(
-        attach_step(&s, 1, &obs(vec![(1, None)])),
-        Some(ReadBack { node: 1 })
+        attach_step(
+            &s,
+            NodeId(1),
+            &obs(vec![(NodeId(1), attached(&s, Generation(5)))])
+        ),
+        None
     );
     assert_eq!(
-        attach_step(&s, 1, &obs(vec![])),
-        Some(AttachNewGeneration { node: 1 })
+        attach_step(&s, NodeId(1), &obs(vec![(NodeId(1), None)])),
+        Some(ReadBack { node: NodeId(1) })
+    );
+    assert_eq!(
+        attach_step(&s, NodeId(1), &obs(vec![])),
+        Some(AttachNewGeneration { node: NodeId(1) })
     );
 }

@@ -1,10 +1,13 @@
 //! Upstream node registration semantics, applied directly to the state.
 
-use state_machine::{Command, NodeRegisterRequest, RegisterOutcome, Rejection, Response, State};
+use state_machine::{
+    Command, NodeId, NodeRegisterRequest, RegisterOutcome, Rejection, ReplicaId, Response, State,
+    Term,
+};
 
 fn req(id: u64) -> NodeRegisterRequest {
     NodeRegisterRequest {
-        node_id: id,
+        node_id: NodeId(id),
         listen_pg_addr: format!("ps{id}"),
         listen_pg_port: 64000,
         listen_grpc_addr: None,
@@ -64,7 +67,7 @@ fn https_and_grpc_changes_update_in_place() {
     let (resp, muts) = state.apply(&Command::RegisterNode(r));
     assert_eq!(resp, Response::NodeRegistered(RegisterOutcome::Updated));
     assert_eq!(muts.len(), 1);
-    let node = state.node(1).expect("registered");
+    let node = state.node(NodeId(1)).expect("registered");
     assert_eq!(node.listen_https_port, Some(9899));
     assert_eq!(node.listen_grpc_port, Some(51051));
 }
@@ -84,13 +87,13 @@ fn half_grpc_endpoint_is_a_bad_request() {
 fn leader_record_never_goes_back_in_term() {
     let mut state = State::default();
     let rec = |term: u64| Command::RecordLeader {
-        node_id: term,
-        term,
+        node_id: ReplicaId(term),
+        term: Term(term),
         address: "http://127.0.0.1:1/".into(),
         started_at: "2026-11-25T00:00:00Z".into(),
     };
     assert_eq!(state.apply(&rec(3)).0, Response::LeaderRecorded);
     assert!(matches!(state.apply(&rec(2)).0, Response::Rejected(_)));
-    assert_eq!(state.leader().map(|l| l.term), Some(3));
+    assert_eq!(state.leader().map(|l| l.term), Some(Term(3)));
     assert_eq!(state.apply(&rec(4)).0, Response::LeaderRecorded);
 }

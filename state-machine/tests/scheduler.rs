@@ -3,25 +3,25 @@
 use state_machine::ids::TenantId;
 use state_machine::scheduler::{NodeView, ScheduleError, Scheduler};
 use state_machine::{
-    Command, CreateTenant, Intent, NodeRegisterRequest, PlacementPolicy, State, TenantShard,
+    Command, CreateTenant, Intent, NodeId, NodeRegisterRequest, PlacementPolicy, State, TenantShard,
 };
 
-fn node(id: u64, az: &str) -> NodeRegisterRequest {
+fn node(id: NodeId, az: &str) -> NodeRegisterRequest {
     NodeRegisterRequest {
         node_id: id,
         listen_pg_addr: "h".into(),
-        listen_pg_port: id as u16,
+        listen_pg_port: id.0 as u16,
         listen_grpc_addr: None,
         listen_grpc_port: None,
         listen_http_addr: "h".into(),
-        listen_http_port: id as u16,
+        listen_http_port: id.0 as u16,
         listen_https_port: None,
         availability_zone_id: az.into(),
         node_ip_addr: None,
     }
 }
 
-fn view(id: u64, az: &str, up: bool) -> NodeView {
+fn view(id: NodeId, az: &str, up: bool) -> NodeView {
     NodeView {
         id,
         az: az.into(),
@@ -35,7 +35,11 @@ const TENANT: &str = "1f359dd625e519a1a4e8d7509690f6fc";
 
 fn setup(count: u8, placement: PlacementPolicy, az: Option<&str>) -> State {
     let mut state = State::default();
-    for (id, az) in [(1, "az-a"), (2, "az-a"), (3, "az-b")] {
+    for (id, az) in [
+        (NodeId(1), "az-a"),
+        (NodeId(2), "az-a"),
+        (NodeId(3), "az-b"),
+    ] {
         state.apply(&Command::RegisterNode(node(id, az)));
     }
     let (resp, _) = state.apply(&Command::CreateTenant(CreateTenant {
@@ -59,15 +63,19 @@ fn tenant(state: &State) -> Vec<TenantShard> {
     state.tenant_shards(id).cloned().collect()
 }
 
-fn views(down: &[u64]) -> Vec<NodeView> {
-    [(1, "az-a"), (2, "az-a"), (3, "az-b")]
-        .into_iter()
-        .map(|(id, az)| view(id, az, !down.contains(&id)))
-        .collect()
+fn views(down: &[NodeId]) -> Vec<NodeView> {
+    [
+        (NodeId(1), "az-a"),
+        (NodeId(2), "az-a"),
+        (NodeId(3), "az-b"),
+    ]
+    .into_iter()
+    .map(|(id, az)| view(id, az, !down.contains(&id)))
+    .collect()
 }
 
 /// Schedules the tenant and commits the result, as the leader does.
-fn schedule(state: &mut State, down: &[u64]) -> Vec<ScheduleError> {
+fn schedule(state: &mut State, down: &[NodeId]) -> Vec<ScheduleError> {
     let mut scheduler = Scheduler::new(state, views(down));
     let (changed, errors) = scheduler.schedule_tenant(&tenant(state));
     state.apply(&Command::SetIntents(changed));
@@ -84,7 +92,7 @@ fn attached_one_places_a_secondary_elsewhere_and_spreads_shards() {
         let a = s.intent.attached.expect("attached");
         assert_eq!(s.intent.secondaries.len(), 1, "{:?}", s.intent);
         assert_ne!(s.intent.secondaries[0], a);
-        attached_per_node[a as usize] += 1;
+        attached_per_node[a.0 as usize] += 1;
     }
     // Four shards over three nodes: nobody holds more than two attachments.
     assert!(
@@ -95,9 +103,9 @@ fn attached_one_places_a_secondary_elsewhere_and_spreads_shards() {
     assert!(
         shards
             .iter()
-            .all(|s| matches!(s.intent.attached, Some(1 | 2)))
+            .all(|s| matches!(s.intent.attached, Some(NodeId(1 | 2))))
     );
-    assert!(shards.iter().any(|s| s.intent.secondaries == [3]));
+    assert!(shards.iter().any(|s| s.intent.secondaries == [NodeId(3)]));
 }
 
 #[test]
@@ -127,7 +135,7 @@ fn nothing_moves_when_no_node_could_take_over() {
     let mut state = setup(1, PlacementPolicy::Attached(0), None);
     schedule(&mut state, &[]);
     let before = tenant(&state)[0].intent.clone();
-    schedule(&mut state, &[1, 2, 3]);
+    schedule(&mut state, &[NodeId(1), NodeId(2), NodeId(3)]);
     assert_eq!(tenant(&state)[0].intent, before);
 }
 

@@ -2,8 +2,8 @@
 
 use state_machine::ids::{TenantId, TenantShardId};
 use state_machine::{
-    Command, CreateTenant, Intent, NodeRegisterRequest, PlacementPolicy, Rejection, Response,
-    SplitPlan, State,
+    Command, CreateTenant, Generation, Intent, NodeId, NodeRegisterRequest, PlacementPolicy,
+    Rejection, ReplicaId, Response, SplitPlan, State, Term,
 };
 
 const TENANT: &str = "0123456789abcdef0123456789abcdef";
@@ -43,7 +43,7 @@ fn attached_tenant(count: u8) -> State {
         ok(
             &mut state,
             Command::RegisterNode(NodeRegisterRequest {
-                node_id: id,
+                node_id: NodeId(id),
                 listen_pg_addr: "h".into(),
                 listen_pg_port: id as u16,
                 listen_grpc_addr: None,
@@ -76,8 +76,8 @@ fn attached_tenant(count: u8) -> State {
             Command::SetIntents(vec![(
                 id,
                 Intent {
-                    attached: Some(node),
-                    secondaries: vec![3 - node],
+                    attached: Some(NodeId(node)),
+                    secondaries: vec![NodeId(3 - node)],
                 },
             )]),
         );
@@ -85,14 +85,14 @@ fn attached_tenant(count: u8) -> State {
             &mut state,
             Command::IncrementGeneration {
                 shard: id,
-                node_id: node,
+                node_id: NodeId(node),
             },
         );
     }
     state
 }
 
-fn begin(new_shard_count: u8, term: u64) -> Command {
+fn begin(new_shard_count: u8, term: Term) -> Command {
     Command::BeginSplit {
         tenant_id: tenant(),
         new_shard_count,
@@ -105,7 +105,7 @@ fn begin(new_shard_count: u8, term: u64) -> Command {
 fn split_from_unsharded_to_four_replaces_the_parent_at_commit() {
     let mut state = attached_tenant(0);
     let parent = TenantShardId::unsharded(tenant());
-    let Response::SplitBegun(record) = ok(&mut state, begin(4, 7)) else {
+    let Response::SplitBegun(record) = ok(&mut state, begin(4, Term(7))) else {
         panic!("no record");
     };
     assert_eq!(
@@ -121,7 +121,7 @@ fn split_from_unsharded_to_four_replaces_the_parent_at_commit() {
         &mut state,
         Command::CompleteSplit {
             tenant_id: tenant(),
-            term: 7,
+            term: Term(7),
         },
     );
     assert!(state.shard(&parent).is_none());
@@ -129,9 +129,9 @@ fn split_from_unsharded_to_four_replaces_the_parent_at_commit() {
     let children: Vec<_> = state.tenant_shards(tenant()).cloned().collect();
     assert_eq!(children.len(), 4);
     for c in &children {
-        assert_eq!(c.generation, Some(1), "parent's generation");
-        assert_eq!(c.generation_pageserver, Some(1));
-        assert_eq!(c.intent.attached, Some(1), "on the parent's node");
+        assert_eq!(c.generation, Some(Generation(1)), "parent's generation");
+        assert_eq!(c.generation_pageserver, Some(NodeId(1)));
+        assert_eq!(c.intent.attached, Some(NodeId(1)), "on the parent's node");
         assert!(c.intent.secondaries.is_empty());
         assert!(!c.splitting);
         assert_eq!(c.config, serde_json::json!({"gc_period": "1h"}));
@@ -142,18 +142,22 @@ fn split_from_unsharded_to_four_replaces_the_parent_at_commit() {
 #[test]
 fn children_follow_their_parent_in_a_two_to_four_split() {
     let mut state = attached_tenant(2);
-    ok(&mut state, begin(4, 1));
+    ok(&mut state, begin(4, Term(1)));
     ok(
         &mut state,
         Command::CompleteSplit {
             tenant_id: tenant(),
-            term: 1,
+            term: Term(1),
         },
     );
     // Child i belongs to parent i % 2, which was attached on node 1 + (i % 2).
     for n in 0..4u8 {
         let c = state.shard(&shard(n, 4)).expect("child");
-        assert_eq!(c.intent.attached, Some(1 + u64::from(n % 2)), "child {n}");
+        assert_eq!(
+            c.intent.attached,
+            Some(NodeId(1 + u64::from(n % 2))),
+            "child {n}"
+        );
     }
 }
 
@@ -186,9 +190,9 @@ fn validation_answers_match_upstream() {
         state.plan_split(tenant(), 4, None),
         Ok(SplitPlan::NoOp((0..4).map(|n| shard(n, 4)).collect()))
     );
-    ok(&mut state, begin(8, 1));
+    ok(&mut state, begin(8, Term(1)));
     assert!(matches!(
-        rejected(&mut state, begin(8, 1)),
+        rejected(&mut state, begin(8, Term(1))),
         Rejection::Conflict(m) if m.contains("already splitting")
     ));
 }
@@ -200,7 +204,7 @@ fn stripe_size_may_change_only_from_one_shard() {
         tenant_id: tenant(),
         new_shard_count: 2,
         new_stripe_size: Some(256),
-        term: 1,
+        term: Term(1),
     });
     let Response::SplitBegun(record) = r else {
         panic!("{r:?}");
@@ -210,7 +214,7 @@ fn stripe_size_may_change_only_from_one_shard() {
         &mut state,
         Command::CompleteSplit {
             tenant_id: tenant(),
-            term: 1,
+            term: Term(1),
         },
     );
     assert!(state.tenant_shards(tenant()).all(|s| s.stripe_size == 256));
@@ -228,7 +232,7 @@ fn a_detached_tenant_cannot_split() {
         },
     );
     assert!(matches!(
-        rejected(&mut state, begin(2, 1)),
+        rejected(&mut state, begin(2, Term(1))),
         Rejection::BadRequest(m) if m.contains("not attached")
     ));
 }
@@ -236,14 +240,14 @@ fn a_detached_tenant_cannot_split() {
 #[test]
 fn only_the_beginning_term_completes_and_any_term_aborts() {
     let mut state = attached_tenant(2);
-    ok(&mut state, begin(4, 3));
+    ok(&mut state, begin(4, Term(3)));
     // A later leader's completion (or an old one's, had a new leader begun it) is refused.
     assert!(matches!(
         rejected(
             &mut state,
             Command::CompleteSplit {
                 tenant_id: tenant(),
-                term: 4
+                term: Term(4)
             }
         ),
         Rejection::Conflict(_)
@@ -264,18 +268,18 @@ fn only_the_beginning_term_completes_and_any_term_aborts() {
             &mut state,
             Command::CompleteSplit {
                 tenant_id: tenant(),
-                term: 3
+                term: Term(3)
             }
         ),
         Rejection::NotFound(_)
     ));
     // And an abort after a completion finds nothing to abort: the split stands.
-    ok(&mut state, begin(4, 5));
+    ok(&mut state, begin(4, Term(5)));
     ok(
         &mut state,
         Command::CompleteSplit {
             tenant_id: tenant(),
-            term: 5,
+            term: Term(5),
         },
     );
     assert!(matches!(
@@ -293,14 +297,14 @@ fn only_the_beginning_term_completes_and_any_term_aborts() {
 #[test]
 fn a_reattach_during_the_split_prevents_its_completion() {
     let mut state = attached_tenant(2);
-    ok(&mut state, begin(4, 1));
-    ok(&mut state, Command::ReAttach { node_id: 1 });
+    ok(&mut state, begin(4, Term(1)));
+    ok(&mut state, Command::ReAttach { node_id: NodeId(1) });
     assert!(matches!(
         rejected(
             &mut state,
             Command::CompleteSplit {
                 tenant_id: tenant(),
-                term: 1
+                term: Term(1)
             }
         ),
         Rejection::Conflict(m) if m.contains("generation moved")
@@ -310,7 +314,7 @@ fn a_reattach_during_the_split_prevents_its_completion() {
 #[test]
 fn a_splitting_tenant_keeps_its_intents_generations_and_policy() {
     let mut state = attached_tenant(2);
-    ok(&mut state, begin(4, 1));
+    ok(&mut state, begin(4, Term(1)));
     let before = state.clone();
     // A scheduling pass planned before the split began is ignored for its shards.
     ok(
@@ -318,8 +322,8 @@ fn a_splitting_tenant_keeps_its_intents_generations_and_policy() {
         Command::SetIntents(vec![(
             shard(0, 2),
             Intent {
-                attached: Some(1),
-                secondaries: vec![2],
+                attached: Some(NodeId(1)),
+                secondaries: vec![NodeId(2)],
             },
         )]),
     );
@@ -329,7 +333,7 @@ fn a_splitting_tenant_keeps_its_intents_generations_and_policy() {
             &mut state,
             Command::IncrementGeneration {
                 shard: shard(0, 2),
-                node_id: 2
+                node_id: NodeId(2)
             }
         ),
         Rejection::Conflict(_)
@@ -362,17 +366,17 @@ fn a_past_term_cannot_begin_a_split() {
     ok(
         &mut state,
         Command::RecordLeader {
-            node_id: 1,
-            term: 5,
+            node_id: ReplicaId(1),
+            term: Term(5),
             address: "http://127.0.0.1:1/".into(),
             started_at: "t5".into(),
         },
     );
     assert!(matches!(
-        rejected(&mut state, begin(4, 4)),
+        rejected(&mut state, begin(4, Term(4))),
         Rejection::Conflict(m) if m.contains("term 4")
     ));
-    ok(&mut state, begin(4, 5));
+    ok(&mut state, begin(4, Term(5)));
 }
 
 #[test]
@@ -387,7 +391,7 @@ fn a_stopped_tenant_cannot_split() {
         },
     );
     assert!(matches!(
-        rejected(&mut state, begin(4, 1)),
+        rejected(&mut state, begin(4, Term(1))),
         Rejection::BadRequest(m) if m.contains("Stop")
     ));
 }

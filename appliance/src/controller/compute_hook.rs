@@ -199,7 +199,7 @@ mod tests {
         let tenant: TenantId = "1f359dd625e519a1a4e8d7509690f6fc".parse().expect("id");
         let mut state = State::default();
         // SetIntents only keeps intents naming registered nodes.
-        for node_id in 10..12u64 {
+        for node_id in [NodeId(10), NodeId(11)] {
             state.apply(&Command::RegisterNode(state_machine::NodeRegisterRequest {
                 node_id,
                 listen_pg_addr: "ps".into(),
@@ -233,7 +233,7 @@ mod tests {
                     (
                         *id,
                         Intent {
-                            attached: Some(10 + i as u64),
+                            attached: Some(NodeId(10 + i as u64)),
                             secondaries: vec![],
                         },
                     )
@@ -246,7 +246,7 @@ mod tests {
             assert_eq!(
                 body.shards[0],
                 NotifyShard {
-                    node_id: 10,
+                    node_id: NodeId(10),
                     shard_number: 0
                 }
             );

@@ -58,7 +58,7 @@ impl NodeTask {
             match work {
                 NodeWork::Activate(node) => {
                     if let Err(e) = ctl.activate(&node).await {
-                        tracing::warn!(node = node.id, error = %e, "activation failed; node stays inactive");
+                        tracing::warn!(node = %node.id, error = %e, "activation failed; node stays inactive");
                     }
                 }
                 NodeWork::Offline(node) => ctl.node_offline(node).await,
@@ -139,7 +139,7 @@ impl Controller {
                         // Most likely an activation stuck on the node: abandon its calls.
                         self.cancel_node_calls(id);
                     }
-                    tracing::debug!(node = id, ?transition, "previous transition still running");
+                    tracing::debug!(node = %id, ?transition, "previous transition still running");
                 }
             }
         }
@@ -172,7 +172,7 @@ impl Controller {
                 .put_location(node, *id, &LocationConfig::detached_unknown(*id))
                 .await
                 .map_err(|error| ActivationError::DetachUnknown { shard: *id, error })?;
-            tracing::info!(node = node.id, shard = %id, "detached a location the controller does not know");
+            tracing::info!(node = %node.id, shard = %id, "detached a location the controller does not know");
         }
         let known: Vec<_> = reported
             .into_iter()
@@ -185,7 +185,7 @@ impl Controller {
         if let Some(n) = self.nodes.states().get_mut(&node.id) {
             n.avail = Avail::Active;
         }
-        tracing::info!(node = node.id, locations = known.len(), "node active");
+        tracing::info!(node = %node.id, locations = known.len(), "node active");
         self.reconcile_if_dirty(known.into_iter().map(|(id, _)| id));
         // Shards intended on this node but not there yet.
         let intended: Vec<_> = self
@@ -205,7 +205,7 @@ impl Controller {
         }
         self.cancel_node_calls(node);
         lock(&self.observed).mark_node_unknown(node);
-        tracing::warn!(node, "node offline");
+        tracing::warn!(%node, "node offline");
         let tenants: BTreeSet<TenantId> = self
             .state
             .read()
@@ -219,7 +219,7 @@ impl Controller {
                     self.reconciles.push(id);
                 }
             }
-            Err(e) => tracing::warn!(node, error = %e, "cannot reschedule after node loss"),
+            Err(e) => tracing::warn!(%node, error = %e, "cannot reschedule after node loss"),
         }
     }
 }

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use raft_store::{ProposeError, Raft, SharedState};
 use state_machine::ids::{TenantId, TenantShardId};
 use state_machine::scheduler::Scheduler;
-use state_machine::{Command, NodeId, Response};
+use state_machine::{Command, NodeId, Response, Term};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ControllerConfig;
@@ -42,7 +42,7 @@ const PROPOSE_WAIT: Duration = Duration::from_secs(10);
 pub struct Controller {
     raft: Raft,
     state: SharedState,
-    term: u64,
+    term: Term,
     cfg: ControllerConfig,
     cancel: CancellationToken,
     ps: PageserverClient,
@@ -86,7 +86,7 @@ pub struct Replica {
 }
 
 impl Controller {
-    pub fn new(replica: Replica, term: u64, cancel: CancellationToken) -> Arc<Controller> {
+    pub fn new(replica: Replica, term: Term, cancel: CancellationToken) -> Arc<Controller> {
         let Replica {
             raft,
             state,
@@ -179,7 +179,7 @@ impl Controller {
                 }
             }
         }
-        tracing::info!(term = self.term, "controller stopped");
+        tracing::info!(term = %self.term, "controller stopped");
     }
 
     /// Retries pending compute notifications in a task of its own (one at a time): a control

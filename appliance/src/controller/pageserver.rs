@@ -8,8 +8,8 @@
 
 use std::time::Duration;
 
-use state_machine::NodeRecord;
 use state_machine::ids::TenantShardId;
+use state_machine::{NodeRecord, Term};
 use storcon_api::wire::{
     LocationConfig, LocationConfigListResponse, PageserverUtilization, TenantShardSplitRequest,
     TenantShardSplitResponse,
@@ -43,7 +43,7 @@ impl PsError {
 #[derive(Clone)]
 pub struct PageserverClient {
     http: reqwest::Client,
-    term: u64,
+    term: Term,
     token: Option<String>,
     cancel: CancellationToken,
 }
@@ -55,7 +55,7 @@ fn base(node: &NodeRecord) -> String {
 impl PageserverClient {
     pub fn new(
         http: reqwest::Client,
-        term: u64,
+        term: Term,
         token: Option<String>,
         cancel: CancellationToken,
     ) -> Self {

@@ -472,7 +472,7 @@ impl Controller {
             .shard(&id)
             .cloned()
             .ok_or(ReconcileError::ShardGone)?;
-        tracing::info!(node = node.id, generation, "attaching");
+        tracing::info!(node = %node.id, %generation, "attaching");
         self.put(node, id, &shard.attached_location(generation))
             .await
     }

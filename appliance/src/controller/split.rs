@@ -298,7 +298,7 @@ impl Controller {
                 };
                 if let Err(e) = self.put(&node, p.id, &shard.detached_location()).await {
                     // Secondaries are not needed for correctness; a leftover is detached later.
-                    tracing::warn!(parent = %p.id, node = n, error = %e, "could not detach a secondary");
+                    tracing::warn!(parent = %p.id, node = %n, error = %e, "could not detach a secondary");
                 }
             }
         }
@@ -335,7 +335,7 @@ impl Controller {
                     expected,
                 });
             }
-            tracing::info!(parent = %p.id, node = p.node, children = created.len(), "pageserver split");
+            tracing::info!(parent = %p.id, node = %p.node, children = created.len(), "pageserver split");
             self.failpoint("split-after-pageserver-split").await?;
         }
         Ok(())
@@ -354,7 +354,7 @@ impl Controller {
                     .wait(p.id, seq, Instant::now() + RECONCILE_WAIT)
                     .await;
                 if done != Some(true) {
-                    tracing::warn!(parent = %p.id, node = node.id, "parent not detached yet; the background pass retries");
+                    tracing::warn!(parent = %p.id, node = %node.id, "parent not detached yet; the background pass retries");
                 }
             }
         }
@@ -458,10 +458,10 @@ impl Controller {
                     match self.put(&node, *child, &detached).await {
                         Ok(()) => break,
                         Err(e) if attempt == DETACH_ATTEMPTS => {
-                            tracing::warn!(%child, node = p.node, error = %e, "child not detached; the background pass retries");
+                            tracing::warn!(%child, node = %p.node, error = %e, "child not detached; the background pass retries");
                         }
                         Err(e) => {
-                            tracing::warn!(%child, node = p.node, error = %e, "child not detached; retrying");
+                            tracing::warn!(%child, node = %p.node, error = %e, "child not detached; retrying");
                             tokio::select! {
                                 _ = self.cancel.cancelled() => return,
                                 _ = tokio::time::sleep(ABORT_RETRY) => {}

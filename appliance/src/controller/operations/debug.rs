@@ -23,7 +23,7 @@ impl Controller {
         let generation_override = req
             .generation_override
             .map(|g| {
-                Generation::try_from(g).map_err(|_| {
+                u32::try_from(g).map(Generation).map_err(|_| {
                     OperationError::Invalid(format!("generation_override {g} must not be negative"))
                 })
             })

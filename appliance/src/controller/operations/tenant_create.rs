@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use state_machine::scheduler::Scheduler;
-use state_machine::{Command, CreateTenant, DEFAULT_STRIPE_SIZE};
+use state_machine::{Command, CreateTenant, DEFAULT_STRIPE_SIZE, Generation};
 use storcon_api::wire::{TenantCreateRequest, TenantCreateResponse, TenantCreateResponseShard};
 use storcon_http::OperationError;
 
@@ -59,7 +59,7 @@ impl Controller {
                 s.intent.attached.map(|node_id| TenantCreateResponseShard {
                     shard_id: s.id,
                     node_id,
-                    generation: s.generation.unwrap_or(0),
+                    generation: s.generation.unwrap_or(Generation(0)),
                 })
             })
             .collect();

@@ -79,7 +79,7 @@ impl Controller {
                 }),
         );
         tracing::info!(
-            node = req.node_id,
+            node = %req.node_id,
             attached = issued.len(),
             total = tenants.len(),
             "re-attach"
