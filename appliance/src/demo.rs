@@ -1,8 +1,9 @@
 //! `storcon demo`: three replicas of this binary and three simulated pageservers on loopback,
 //! each a real process with its own config and data dir, until Ctrl-C.
 //!
-//! The pageservers are `pageserver-sim` from `cluster-tests`, found next to this executable
-//! (and built with cargo first when running from a source checkout).
+//! The pageservers are `pageserver-sim` processes (the workspace crate of that name), found next
+//! to this executable; the demo never builds it (`cargo build --release -p storcon -p
+//! pageserver-sim` builds both).
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -76,37 +77,24 @@ fn write_config(dir: &Path, id: u64, addrs: &[(u64, String)]) -> anyhow::Result<
     Ok(path)
 }
 
-/// `pageserver-sim` next to this executable, built first when running from a source checkout.
+/// `pageserver-sim` next to this executable. It is not built here: a missing one is an error
+/// naming the cargo command that builds both binaries in the running profile.
 fn find_sim(exe: &Path) -> anyhow::Result<PathBuf> {
     let bin_dir = exe.parent().context("executable has no directory")?;
     let sim = bin_dir.join("pageserver-sim");
-    if sim.exists() {
+    if sim.is_file() {
         return Ok(sim);
     }
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    if workspace.join("cluster-tests").exists() {
-        println!("building pageserver-sim (once)...");
-        let mut build = Command::new("cargo");
-        build.current_dir(&workspace).args([
-            "build",
-            "-p",
-            "cluster-tests",
-            "--bin",
-            "pageserver-sim",
-        ]);
-        if bin_dir.ends_with("release") {
-            build.arg("--release");
-        }
-        let status = build
-            .status()
-            .context("cannot run cargo to build pageserver-sim")?;
-        if status.success() && sim.exists() {
-            return Ok(sim);
-        }
-    }
+    let build = if bin_dir.ends_with("release") {
+        "cargo build --release -p storcon -p pageserver-sim"
+    } else {
+        "cargo build -p storcon -p pageserver-sim"
+    };
     bail!(
-        "pageserver-sim not found next to {}; build it with `cargo build --release -p cluster-tests --bin pageserver-sim`",
-        exe.display()
+        "pageserver-sim not found next to {}; build it with `{build}` in the storcon source \
+         tree (or put a pageserver-sim binary in {})",
+        exe.display(),
+        bin_dir.display()
     )
 }
 

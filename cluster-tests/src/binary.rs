@@ -1,25 +1,57 @@
-//! Finding the `storcon` binary under test.
+//! Finding the binaries under test: `storcon` and `pageserver-sim`.
 //!
 //! `cargo test -p cluster-tests` does not build another package's binaries, so the harness looks
-//! for the one cargo left next to the test executable, and warns when that binary is older than the
-//! sources it is built from (a stale binary is the usual reason for a confusing failure).
+//! for the ones cargo left next to the test executable, and warns when a binary is older than the
+//! sources it is built from (a stale binary is the usual reason for a confusing failure). Build
+//! both first: `cargo build -p storcon -p pageserver-sim` (add `--release` for the benchmark).
 
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-/// Environment variable naming the binary explicitly.
+/// Environment variable naming the `storcon` binary explicitly.
 pub const STORCON_BIN_ENV: &str = "STORCON_BIN";
+
+/// Environment variable naming the `pageserver-sim` binary explicitly.
+pub const PAGESERVER_SIM_BIN_ENV: &str = "PAGESERVER_SIM_BIN";
+
+/// The crates the `storcon` binary is built from.
+const STORCON_SOURCES: &[&str] = &[
+    "appliance",
+    "http",
+    "raft-store",
+    "state-machine",
+    "api",
+    "failpoints",
+];
 
 /// Path of the `storcon` binary: `$STORCON_BIN`, else `storcon` in the cargo profile directory of
 /// the running executable (`target/<profile>/deps/<test>` or `target/<profile>/<bin>`).
 ///
 /// Panics with instructions when there is none.
 pub fn storcon_binary() -> PathBuf {
-    if let Some(path) = std::env::var_os(STORCON_BIN_ENV) {
+    find_binary("storcon", STORCON_BIN_ENV, STORCON_SOURCES)
+}
+
+/// Path of the `pageserver-sim` binary: `$PAGESERVER_SIM_BIN`, else `pageserver-sim` in the
+/// cargo profile directory of the running executable, as for [`storcon_binary`].
+///
+/// Panics with instructions when there is none.
+pub fn pageserver_sim_binary() -> PathBuf {
+    find_binary(
+        "pageserver-sim",
+        PAGESERVER_SIM_BIN_ENV,
+        &["pageserver-sim"],
+    )
+}
+
+/// `$env`, else the binary `name` (built by the package of the same name) next to the running
+/// executable, with a warning when it is older than the `sources` crates.
+fn find_binary(name: &str, env: &str, sources: &[&str]) -> PathBuf {
+    if let Some(path) = std::env::var_os(env) {
         let path = PathBuf::from(path);
         assert!(
             path.is_file(),
-            "{STORCON_BIN_ENV}={} does not name a file",
+            "{env}={} does not name a file",
             path.display()
         );
         return path;
@@ -29,23 +61,24 @@ pub fn storcon_binary() -> PathBuf {
         .ancestors()
         .skip(1)
         .take(2)
-        .map(|dir| dir.join("storcon"))
+        .map(|dir| dir.join(name))
         .find(|candidate| candidate.is_file());
     match found {
         Some(path) => {
-            warn_if_stale(&path);
+            warn_if_stale(&path, name, sources);
             path
         }
         None => panic!(
-            "no storcon binary next to {}: run `cargo build -p storcon` (or `cargo build --release \
-             -p storcon` for the benchmark) first, or set {STORCON_BIN_ENV}=/path/to/storcon",
+            "no {name} binary next to {}: run `cargo build -p storcon -p pageserver-sim` (or \
+             `cargo build --release -p storcon -p pageserver-sim` for the benchmark) first, or \
+             set {env}=/path/to/{name}",
             exe.display()
         ),
     }
 }
 
-/// Prints a warning when a source file of the server crates is newer than `binary`.
-fn warn_if_stale(binary: &Path) {
+/// Prints a warning when a source file of the `sources` crates is newer than `binary`.
+fn warn_if_stale(binary: &Path, package: &str, sources: &[&str]) {
     let Ok(built) = binary.metadata().and_then(|m| m.modified()) else {
         return;
     };
@@ -53,7 +86,7 @@ fn warn_if_stale(binary: &Path) {
         .parent()
         .expect("cluster-tests lives inside the workspace");
     let mut newest: Option<(SystemTime, PathBuf)> = None;
-    for krate in ["appliance", "http", "raft-store", "state-machine"] {
+    for krate in sources {
         newest_file(&workspace.join(krate).join("src"), &mut newest);
         newest_file(&workspace.join(krate).join("Cargo.toml"), &mut newest);
     }
@@ -61,7 +94,7 @@ fn warn_if_stale(binary: &Path) {
         && modified > built
     {
         eprintln!(
-            "warning: {} is older than {}; run `cargo build -p storcon` to test the current code",
+            "warning: {} is older than {}; run `cargo build -p {package}` to test the current code",
             binary.display(),
             path.display()
         );

@@ -2,7 +2,6 @@
 //! controller timings, and simulated pageservers that re-attached through a follower and are
 //! Active. Fields drop in declaration order, so the simulators stop before the replicas.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::config::ControllerOptions;
@@ -19,15 +18,12 @@ pub struct ControllerFixture {
 }
 
 impl ControllerFixture {
-    /// `sim_bin` is `env!("CARGO_BIN_EXE_pageserver-sim")` of the calling test;
     /// `pageservers` lists (node id, AZ).
     pub async fn start(
-        sim_bin: impl Into<PathBuf>,
         pageservers: &[(u64, &str)],
         settle: Duration,
     ) -> anyhow::Result<ControllerFixture> {
         Self::start_with(
-            sim_bin,
             pageservers,
             settle,
             ClusterOptions::default(),
@@ -38,7 +34,6 @@ impl ControllerFixture {
 
     /// `start` with other cluster or controller options.
     pub async fn start_with(
-        sim_bin: impl Into<PathBuf>,
         pageservers: &[(u64, &str)],
         settle: Duration,
         opts: ClusterOptions,
@@ -47,7 +42,7 @@ impl ControllerFixture {
         let (cluster, leader) =
             Cluster::start_formed_with_controller(opts, Some(controller)).await?;
         let follower = cluster.live_other_than(leader);
-        let sims = Sims::start(sim_bin, &cluster.url(follower), pageservers).await?;
+        let sims = Sims::start(&cluster.url(follower), pageservers).await?;
         sims.wait_active(
             &StorageApi::new(cluster.client(follower)),
             &sims.ids(),

@@ -18,9 +18,10 @@
 //! - [`raw_http`]: one HTTP/1.1 request with its target sent verbatim (dot segments and other
 //!   paths an HTTP client library would normalize).
 //!
-//! The binary is `$STORCON_BIN`, else `storcon` in the same cargo profile directory as the running
-//! test or benchmark. `cargo test -p cluster-tests` does not build it: run `cargo build -p storcon`
-//! first (`cargo test --workspace` builds it).
+//! The binaries are found by [`binary`]: `$STORCON_BIN` and `$PAGESERVER_SIM_BIN`, else `storcon`
+//! and `pageserver-sim` in the same cargo profile directory as the running test or benchmark.
+//! `cargo test` does not build them: run `cargo build -p storcon -p pageserver-sim` first (the
+//! README's test command does).
 
 pub mod api;
 pub mod auth;

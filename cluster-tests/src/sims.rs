@@ -1,4 +1,5 @@
-//! A fleet of `pageserver-sim` processes on 127.0.0.1, owned by one test.
+//! A fleet of `pageserver-sim` processes on 127.0.0.1, owned by one test. The binary is found
+//! by [`pageserver_sim_binary`] (`$PAGESERVER_SIM_BIN`, else next to the running executable).
 //!
 //! Layout of the fleet's temporary directory: `sim-<node>/` (data dir: `locations.json`,
 //! `history.jsonl`) and `sim-<node>.log` (stderr of every start of that simulator).
@@ -25,6 +26,7 @@ use futures::future::join_all;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::binary::pageserver_sim_binary;
 use crate::client::http_client;
 use crate::cluster::KEEP_ENV;
 use crate::config::free_ports;
@@ -205,13 +207,11 @@ pub const SERVE_DEADLINE: Duration = Duration::from_secs(60);
 
 impl Sims {
     /// Spawns one simulator per `(node_id, az)`, all re-attaching to `controller` (a replica's
-    /// base URL), and waits until every one serves. `bin` is the simulator binary
-    /// (`env!("CARGO_BIN_EXE_pageserver-sim")` in an integration test).
-    pub async fn start(
-        bin: impl Into<PathBuf>,
-        controller: &str,
-        specs: &[(u64, &str)],
-    ) -> anyhow::Result<Sims> {
+    /// base URL), and waits until every one serves.
+    ///
+    /// Panics with build instructions when there is no `pageserver-sim` binary.
+    pub async fn start(controller: &str, specs: &[(u64, &str)]) -> anyhow::Result<Sims> {
+        let bin = pageserver_sim_binary();
         let dir = tempfile::Builder::new()
             .prefix("storcon-sims-")
             .tempdir()
@@ -232,7 +232,7 @@ impl Sims {
             .collect();
         let fleet = Sims {
             dir: Some(dir),
-            bin: bin.into(),
+            bin,
             rust_log: std::env::var("SIM_RUST_LOG").unwrap_or_else(|_| "info".to_owned()),
             sims,
             http: http_client(Duration::from_secs(10)),

@@ -12,13 +12,9 @@ use serde_json::{Value, json};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn attach_hook() {
-    let fx = ControllerFixture::start(
-        env!("CARGO_BIN_EXE_pageserver-sim"),
-        &[(1, "az-a"), (2, "az-b")],
-        SETTLE_DEADLINE,
-    )
-    .await
-    .expect("a formed cluster with Active simulators");
+    let fx = ControllerFixture::start(&[(1, "az-a"), (2, "az-b")], SETTLE_DEADLINE)
+        .await
+        .expect("a formed cluster with Active simulators");
     let api = cluster_tests::StorageApi::new(fx.cluster.client(fx.follower));
     let shard = "000a7700000000000000000000000001";
     let hook = async |body: Value| {

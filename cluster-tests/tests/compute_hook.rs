@@ -323,7 +323,6 @@ async fn compute_hook() {
         leader,
         follower: _,
     } = ControllerFixture::start_with(
-        env!("CARGO_BIN_EXE_pageserver-sim"),
         &[(1, "az-a"), (2, "az-a"), (3, "az-b")],
         SETTLE_DEADLINE,
         ClusterOptions::default(),

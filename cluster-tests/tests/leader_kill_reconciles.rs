@@ -60,13 +60,9 @@ async fn leader_kill_reconciles() {
         cluster,
         leader,
         follower,
-    } = ControllerFixture::start(
-        env!("CARGO_BIN_EXE_pageserver-sim"),
-        &[(1, "az-a"), (2, "az-a"), (3, "az-b")],
-        SETTLE_DEADLINE,
-    )
-    .await
-    .expect("a formed cluster with Active simulators");
+    } = ControllerFixture::start(&[(1, "az-a"), (2, "az-a"), (3, "az-b")], SETTLE_DEADLINE)
+        .await
+        .expect("a formed cluster with Active simulators");
     // Requests go through a replica that is not the one about to be killed.
     let api = StorageApi::new(cluster.client(follower));
 

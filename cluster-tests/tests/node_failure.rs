@@ -85,7 +85,6 @@ async fn node_failure() {
         leader: _,
         follower,
     } = ControllerFixture::start_with(
-        env!("CARGO_BIN_EXE_pageserver-sim"),
         &[(1, "az-a"), (2, "az-a"), (3, "az-b")],
         SETTLE_DEADLINE,
         ClusterOptions::default(),

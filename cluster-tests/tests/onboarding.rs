@@ -78,13 +78,9 @@ async fn onboarding() {
         cluster,
         leader,
         follower: _,
-    } = ControllerFixture::start(
-        env!("CARGO_BIN_EXE_pageserver-sim"),
-        &[(1, "az-a"), (2, "az-b"), (3, "az-c")],
-        SETTLE_DEADLINE,
-    )
-    .await
-    .expect("a formed cluster with Active simulators");
+    } = ControllerFixture::start(&[(1, "az-a"), (2, "az-b"), (3, "az-c")], SETTLE_DEADLINE)
+        .await
+        .expect("a formed cluster with Active simulators");
     let api = StorageApi::new(cluster.client(leader));
 
     // Refused: a sharded id, and an attached mode without a generation. Neither creates anything.

@@ -34,13 +34,9 @@ async fn reattach_mode() {
         cluster,
         leader,
         follower: _,
-    } = ControllerFixture::start(
-        env!("CARGO_BIN_EXE_pageserver-sim"),
-        &[(1, "az-a"), (2, "az-b")],
-        SETTLE_DEADLINE,
-    )
-    .await
-    .expect("a formed cluster with Active simulators");
+    } = ControllerFixture::start(&[(1, "az-a"), (2, "az-b")], SETTLE_DEADLINE)
+        .await
+        .expect("a formed cluster with Active simulators");
     let api = StorageApi::new(cluster.client(leader));
 
     // One-shard Attached(1) tenants until a node holds one attached and another as secondary

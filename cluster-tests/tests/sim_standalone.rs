@@ -14,6 +14,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use cluster_tests::binary::pageserver_sim_binary;
 use cluster_tests::{free_port, wait_until};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -186,7 +187,7 @@ impl Sim {
             .create(true)
             .append(true)
             .open(self.log_path())?;
-        let child = Command::new(env!("CARGO_BIN_EXE_pageserver-sim"))
+        let child = Command::new(pageserver_sim_binary())
             .arg("--node-id")
             .arg(self.node_id.to_string())
             .arg("--listen")

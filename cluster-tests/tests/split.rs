@@ -19,13 +19,9 @@ const TAG: u32 = 0x5b1;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn split_with_bystanders() {
-    let fx = ControllerFixture::start(
-        env!("CARGO_BIN_EXE_pageserver-sim"),
-        &[(1, "az-a"), (2, "az-a"), (3, "az-b")],
-        SETTLE_DEADLINE,
-    )
-    .await
-    .expect("a formed cluster with Active simulators");
+    let fx = ControllerFixture::start(&[(1, "az-a"), (2, "az-a"), (3, "az-b")], SETTLE_DEADLINE)
+        .await
+        .expect("a formed cluster with Active simulators");
     let api = cluster_tests::StorageApi::new(fx.cluster.client(fx.follower));
 
     let single = tenant_id(TAG, 1);

@@ -135,13 +135,9 @@ async fn split_failpoints() {
             .split_request_timeout_ms
             .expect("set in the test defaults"),
     );
-    let fx = ControllerFixture::start(
-        env!("CARGO_BIN_EXE_pageserver-sim"),
-        &[(1, "az-a"), (2, "az-a"), (3, "az-b")],
-        SETTLE_DEADLINE,
-    )
-    .await
-    .expect("a formed cluster with Active simulators");
+    let fx = ControllerFixture::start(&[(1, "az-a"), (2, "az-a"), (3, "az-b")], SETTLE_DEADLINE)
+        .await
+        .expect("a formed cluster with Active simulators");
     let api = StorageApi::new(fx.cluster.client(fx.follower));
     // Splits go through a follower too, with a client that waits long enough for the answer.
     let split_api = StorageApi::new(Client::new(

@@ -187,13 +187,9 @@ async fn restart_sim(sims: &Sims, api: &StorageApi, node: u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn split_pageserver_kill() {
-    let fx = ControllerFixture::start(
-        env!("CARGO_BIN_EXE_pageserver-sim"),
-        &[(1, "az-a"), (2, "az-a"), (3, "az-b")],
-        SETTLE_DEADLINE,
-    )
-    .await
-    .expect("a formed cluster with Active simulators");
+    let fx = ControllerFixture::start(&[(1, "az-a"), (2, "az-a"), (3, "az-b")], SETTLE_DEADLINE)
+        .await
+        .expect("a formed cluster with Active simulators");
     let api = StorageApi::new(fx.cluster.client(fx.follower));
     let split_api = StorageApi::new(Client::new(
         http_client(SPLIT_CALL_TIMEOUT),

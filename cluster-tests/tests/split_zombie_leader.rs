@@ -25,13 +25,9 @@ const FAILPOINT: &str = "split-after-pageserver-split";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn split_zombie_leader() {
-    let fx = ControllerFixture::start(
-        env!("CARGO_BIN_EXE_pageserver-sim"),
-        &[(1, "az-a"), (2, "az-a"), (3, "az-b")],
-        SETTLE_DEADLINE,
-    )
-    .await
-    .expect("a formed cluster with Active simulators");
+    let fx = ControllerFixture::start(&[(1, "az-a"), (2, "az-a"), (3, "az-b")], SETTLE_DEADLINE)
+        .await
+        .expect("a formed cluster with Active simulators");
     let old_leader = fx.leader;
     let via = fx.follower;
     let other = fx

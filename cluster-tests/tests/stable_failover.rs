@@ -29,7 +29,6 @@ async fn stable_failover() {
         leader: old_leader,
         follower: _,
     } = ControllerFixture::start_with(
-        env!("CARGO_BIN_EXE_pageserver-sim"),
         &[(1, "az-a"), (2, "az-a"), (3, "az-b")],
         SETTLE_DEADLINE,
         opts,

@@ -68,13 +68,9 @@ async fn stalled_node() {
         cluster,
         leader: _,
         follower,
-    } = ControllerFixture::start(
-        env!("CARGO_BIN_EXE_pageserver-sim"),
-        &[(1, "az-a"), (2, "az-a"), (3, "az-b")],
-        SETTLE_DEADLINE,
-    )
-    .await
-    .expect("a formed cluster with Active simulators");
+    } = ControllerFixture::start(&[(1, "az-a"), (2, "az-a"), (3, "az-b")], SETTLE_DEADLINE)
+        .await
+        .expect("a formed cluster with Active simulators");
     let api = StorageApi::new(cluster.client(follower));
     let tenant = tenant_id(TAG, 1);
     api.create_tenant(&tenant_create_body(&tenant, 4, 1))

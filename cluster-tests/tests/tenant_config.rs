@@ -143,13 +143,9 @@ async fn tenant_config() {
         cluster,
         leader,
         follower,
-    } = ControllerFixture::start(
-        env!("CARGO_BIN_EXE_pageserver-sim"),
-        &[(1, "az-a"), (2, "az-a"), (3, "az-b")],
-        SETTLE_DEADLINE,
-    )
-    .await
-    .expect("a formed cluster with Active simulators");
+    } = ControllerFixture::start(&[(1, "az-a"), (2, "az-a"), (3, "az-b")], SETTLE_DEADLINE)
+        .await
+        .expect("a formed cluster with Active simulators");
     // Through a follower: PUT, PATCH and GET are forwarded to the leader.
     let api = StorageApi::new(cluster.client(follower));
     assert_ne!(follower, leader);

@@ -35,13 +35,9 @@ async fn tenant_placement() {
         cluster,
         leader,
         follower,
-    } = ControllerFixture::start(
-        env!("CARGO_BIN_EXE_pageserver-sim"),
-        &[(1, "az-a"), (2, "az-a"), (3, "az-b")],
-        SETTLE_DEADLINE,
-    )
-    .await
-    .expect("a formed cluster with Active simulators");
+    } = ControllerFixture::start(&[(1, "az-a"), (2, "az-a"), (3, "az-b")], SETTLE_DEADLINE)
+        .await
+        .expect("a formed cluster with Active simulators");
     let api = StorageApi::new(cluster.client(follower));
 
     // Create, through the follower; the answer's shape field by field.

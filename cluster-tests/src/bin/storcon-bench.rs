@@ -1,9 +1,9 @@
 //! Benchmarks of a three-replica storcon cluster on loopback.
 //!
-//! Build the server in the same profile first, then run, e.g.:
+//! Build the server and the simulator in the same profile first, then run, e.g.:
 //!
 //! ```text
-//! cargo build --release -p storcon
+//! cargo build --release -p storcon -p pageserver-sim
 //! cargo run --release -p cluster-tests --bin storcon-bench -- failover --kills 10
 //! cargo run --release -p cluster-tests --bin storcon-bench -- latency --writes 500
 //! cargo run --release -p cluster-tests --bin storcon-bench -- throughput --clients 64 --seconds 10
@@ -369,11 +369,7 @@ async fn scale(
 ) -> anyhow::Result<()> {
     let leader = cluster.wait_for_leader(deadline::ELECTION).await?;
     let pid = cluster.pid(leader).context("leader pid")?;
-    let sim_bin = std::env::current_exe()?
-        .parent()
-        .context("bench has no directory")?
-        .join("pageserver-sim");
-    let sims = Sims::start(sim_bin, &cluster.url(leader), &[(1, "az-a")]).await?;
+    let sims = Sims::start(&cluster.url(leader), &[(1, "az-a")]).await?;
     let api = StorageApi::new(cluster.client(leader));
     sims.wait_active(&api, &[1], Duration::from_secs(60))
         .await?;
@@ -494,16 +490,7 @@ async fn split(cluster: &Cluster, runs: u32, bystanders: u32) -> anyhow::Result<
 
 /// Starts three simulators (two in `az-a`, one in `az-b`) talking to replica `via`.
 async fn three_sims(cluster: &Cluster, via: u64) -> anyhow::Result<(Sims, StorageApi)> {
-    let sim_bin = std::env::current_exe()?
-        .parent()
-        .context("bench has no directory")?
-        .join("pageserver-sim");
-    let sims = Sims::start(
-        sim_bin,
-        &cluster.url(via),
-        &[(1, "az-a"), (2, "az-a"), (3, "az-b")],
-    )
-    .await?;
+    let sims = Sims::start(&cluster.url(via), &[(1, "az-a"), (2, "az-a"), (3, "az-b")]).await?;
     let api = StorageApi::new(cluster.client(via));
     sims.wait_active(&api, &sims.ids(), Duration::from_secs(60))
         .await?;

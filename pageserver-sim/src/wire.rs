@@ -1,6 +1,6 @@
 //! JSON shapes of the pageserver API and of the controller upcalls, as this simulator reads the
-//! reference (`neon-storage-controller.md` sections 1.6, 2.2 and 3). Own types on purpose:
-//! `cluster-tests` talks to the other crates over HTTP only.
+//! reference (`neon-storage-controller.md` sections 1.6, 2.2 and 3). Own types on purpose: this
+//! crate depends on no workspace crate and talks to the controller over HTTP only.
 
 use std::fmt;
 use std::str::FromStr;

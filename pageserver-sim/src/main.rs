@@ -1,9 +1,27 @@
-//! `pageserver-sim`: one simulated Neon pageserver per process, for multi-process controller
-//! tests. It keeps its locations (mode, generation, stripe, secondary progress, timelines with
-//! LSNs) in `DIR/locations.json` (a snapshot) and `DIR/locations.journal` (changes since),
-//! re-attaches to the controller before serving, refuses stale generations and lower
-//! controller terms, and records every location change in `DIR/history.jsonl` for the chaos
-//! checkers.
+//! `pageserver-sim`: a stand-in Neon pageserver, one per process, for the multi-process tests in
+//! `cluster-tests`, `storcon-bench` and `storcon demo`. It talks to the controller over HTTP only
+//! and depends on no workspace crate: `wire` is its own reading of the pageserver API and of the
+//! upcalls.
+//!
+//! What it owns:
+//! - **Persisted locations.** Mode, generation, stripe, secondary progress and timelines with
+//!   LSNs live in `DIR/locations.json` (a snapshot) plus `DIR/locations.journal` (one fsynced
+//!   line per change since); a change is durable before it is published or answered.
+//! - **Re-attach on start.** Before it binds its port it registers and re-attaches through
+//!   `/upcall/v1/re-attach` (retried while the controller is unavailable) and applies the answer
+//!   to its local locations only: keep attached at the new generation, demote to secondary, or
+//!   drop.
+//! - **Generation and term checks.** An attach at a generation older than any it ever held for
+//!   the shard is refused (409), and so is a request whose `x-storcon-term` is lower than the
+//!   highest it has seen; the highest term is persisted too.
+//! - **Delete protocol.** A detach or tenant delete drops an attached shard's data only after
+//!   `/upcall/v1/validate` confirms its generation; otherwise the data is kept (`retained`), as a
+//!   real pageserver defers the deletion.
+//! - **Download protocol.** A secondary's `secondary/download` advances a simulated layer
+//!   download (202 until complete, then 200); nothing is fetched.
+//! - Shard splits (children attached in the parent's generation, with injectable failure and
+//!   stall), timelines, utilization, and `DIR/history.jsonl`: every location change made or
+//!   refused and every validate answer, for the safety checkers in `cluster-tests`.
 //!
 //! Modules: `cli` (flags), `wire` and `ids` (JSON and id formats), `model` (state and pure
 //! transitions), `store` (snapshot and journal of the state), `history` (append-only log),
