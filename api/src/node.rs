@@ -27,6 +27,19 @@ pub struct NodeRegisterRequest {
 }
 
 impl NodeRegisterRequest {
+    /// `node_ip_addr`, when given, is an IP address (upstream decodes it as `IpAddr`). Checked
+    /// before proposing only: older log entries may hold any string, and replaying them must
+    /// give the answer they had.
+    pub fn check_node_ip_addr(&self) -> Result<(), InvalidRequest> {
+        match &self.node_ip_addr {
+            Some(ip) if ip.parse::<std::net::IpAddr>().is_err() => Err(InvalidRequest(format!(
+                "node_ip_addr: invalid IP address syntax: {}",
+                crate::ids::shortened(ip)
+            ))),
+            _ => Ok(()),
+        }
+    }
+
     /// Checks that need no state. The same check runs in `apply`, so a request that skips the
     /// HTTP layer still cannot store a half-specified gRPC endpoint.
     pub fn validate(&self) -> Result<(), InvalidRequest> {

@@ -81,6 +81,9 @@ impl Generation {
     }
 }
 
+/// Stripe size in 8 KiB pages; upstream default 2048 (16 MiB).
+pub const DEFAULT_STRIPE_SIZE: u32 = 2048;
+
 /// Where a tenant's shards should live. JSON is externally tagged as upstream:
 /// `{"Attached": 1}`, `"Secondary"`, `"Detached"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

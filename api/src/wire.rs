@@ -5,8 +5,8 @@ use serde::{Deserialize, Serialize};
 use crate::ids::{TenantId, TenantShardId};
 use crate::node::NodeRegisterRequest;
 use crate::types::{
-    Generation, NodeAvailability, NodeId, NodeSchedulingPolicy, PlacementPolicy,
-    ShardSchedulingPolicy,
+    DEFAULT_STRIPE_SIZE, Generation, NodeAvailability, NodeId, NodeSchedulingPolicy,
+    PlacementPolicy, ShardSchedulingPolicy,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -112,12 +112,22 @@ pub struct ValidateResponse {
     pub tenants: Vec<ValidateResponseTenant>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+/// How a new tenant is sharded. Both fields are required when the object is given, and unknown
+/// keys are refused, as upstream; an absent object is 0 shards (unsharded) of the default stripe.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ShardParameters {
-    #[serde(default)]
     pub count: u8,
-    #[serde(default)]
-    pub stripe_size: Option<u32>,
+    pub stripe_size: u32,
+}
+
+impl Default for ShardParameters {
+    fn default() -> Self {
+        ShardParameters {
+            count: 0,
+            stripe_size: DEFAULT_STRIPE_SIZE,
+        }
+    }
 }
 
 /// `PUT /control/v1/tenant/:tenant_id/shard_split`.

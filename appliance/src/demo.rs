@@ -187,7 +187,7 @@ async fn demo(dir: Option<PathBuf>) -> anyhow::Result<()> {
     for (tenant, count) in TENANTS {
         let body = json!({
             "new_tenant_id": tenant,
-            "shard_parameters": {"count": count},
+            "shard_parameters": {"count": count, "stripe_size": 2048},
             "placement_policy": {"Attached": 1},
         });
         let resp = client

@@ -9,7 +9,8 @@
 //!   resolve them): 400, so a follower cannot forward them as another route.
 //! - A body over the 4 MiB limit: 413 with a `msg`, also from a follower.
 //! - `shard_parameters` in the positional array form (`[2]`): 400, nothing created; the object
-//!   form works.
+//!   form works, with both its fields (one missing, or an unknown key: 400, nothing created, as
+//!   upstream).
 //! - `PUT /debug/v1/failpoints` with one bad entry: 400, and none of the list is applied.
 //!
 //! None of these proposes anything: `last_applied` is unchanged within the term. Then two that
@@ -324,17 +325,58 @@ async fn hostile_requests() {
         "refused location_configs answered or applied wrongly",
     );
 
+    // shard_parameters needs both of its fields and refuses unknown keys, as upstream; neither
+    // refusal creates anything.
+    let mut failures = Vec::new();
+    for (what, params) in [
+        ("count only", json!({"count": 2})),
+        ("stripe_size only", json!({"stripe_size": 2048})),
+        (
+            "an unknown key",
+            json!({"count": 2, "stripe_size": 2048, "shards": 2}),
+        ),
+    ] {
+        for via in [leader, follower] {
+            let tenant = tenant_id(TAG, 60 + u32::try_from(via).expect("small id"));
+            let body = json!({"new_tenant_id": tenant, "shard_parameters": params}).to_string();
+            let resp = cluster
+                .request(via, Method::POST, "/v1/tenant", Some(body), &[])
+                .await;
+            record(
+                &mut failures,
+                &format!("shard_parameters with {what}"),
+                via,
+                &resp,
+                400,
+            );
+            if let Ok(found) = StorageApi::new(cluster.client(via))
+                .describe_tenant(&tenant)
+                .await
+            {
+                failures.push(format!(
+                    "shard_parameters with {what} via {via} created {found:?}"
+                ));
+            }
+        }
+    }
+    assert_no_failures(
+        &failures,
+        "incomplete shard_parameters answered or applied wrongly",
+    );
+
     // The object form of shard_parameters works.
     let mut created = Vec::new();
     for via in [leader, follower] {
         let tenant = tenant_id(TAG, 50 + u32::try_from(via).expect("small id"));
-        let body = json!({"new_tenant_id": tenant, "shard_parameters": {"count": 2}}).to_string();
+        let body =
+            json!({"new_tenant_id": tenant, "shard_parameters": {"count": 2, "stripe_size": 2048}})
+                .to_string();
         let resp = cluster
             .request(via, Method::POST, "/v1/tenant", Some(body), &[])
             .await;
         assert_eq!(
             resp.status, 201,
-            "create with {{\"count\":2}} via {via}: {}",
+            "create with shard_parameters {{count: 2, stripe_size: 2048}} via {via}: {}",
             resp.body
         );
         let shards: Vec<String> = StorageApi::new(cluster.client(via))

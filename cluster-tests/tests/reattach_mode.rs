@@ -2,7 +2,8 @@
 //! secondary is SIGKILLed. The survivor ends attached for both (the lost attachment in a newer
 //! generation). The victim restarts from its data dir, re-attaches, and ends holding both as
 //! `Secondary`: the re-attach answer itself demotes its old attachment (no `location_config`
-//! call is needed or made), and the controller then agrees with what it holds.
+//! call is needed or made), and the controller then agrees with what it holds. Last, a
+//! re-attach from an unregistered node is 200 with no tenants and registers nothing.
 
 use std::collections::BTreeMap;
 
@@ -191,6 +192,31 @@ async fn reattach_mode() {
     let all_shards: Vec<String> = tenants.iter().flat_map(|t| shard_ids(t, 1)).collect();
     assert!(all_shards.contains(&lost) && all_shards.contains(&kept));
     history::ensure_safe(&sims.all_history().expect("histories")).expect("generation safety");
+
+    // A re-attach from a node that never registered (and sends no `register`) is 200 with an
+    // empty list, as upstream: a real pageserver would retry a refusal forever at startup.
+    let node_ids = |nodes: Vec<cluster_tests::api::NodeDescribeResponse>| {
+        nodes.into_iter().map(|n| n.id).collect::<Vec<_>>()
+    };
+    let nodes_before = node_ids(api.nodes().await.expect("nodes"));
+    let unregistered = serde_json::json!({"node_id": 4242, "empty_local_disk": false});
+    let answer = api
+        .send(
+            reqwest::Method::POST,
+            "/upcall/v1/re-attach",
+            Some(&unregistered),
+        )
+        .await
+        .expect("re-attach of an unregistered node");
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let body: serde_json::Value = serde_json::from_str(&answer.body).expect("json");
+    assert_eq!(body, serde_json::json!({"tenants": []}));
+    assert_eq!(
+        node_ids(api.nodes().await.expect("nodes")),
+        nodes_before,
+        "nothing registered"
+    );
+
     sims.check_no_crashes().expect("no simulator crashed");
     cluster.check_no_crashes().expect("no replica crashed");
 }

@@ -376,13 +376,6 @@ async fn tenant_bad_input() {
             Exactly(400),
         ),
         case(
-            "shards of unknown node",
-            M::GET,
-            "/control/v1/node/99/shards",
-            None,
-            Exactly(404),
-        ),
-        case(
             "shards of invalid node id",
             M::GET,
             "/control/v1/node/abc/shards",
@@ -435,6 +428,26 @@ async fn tenant_bad_input() {
         M::POST,
         "/upcall/v1/re-attach",
         Some(&register.to_string()),
+        Exactly(400),
+    ));
+    // node_ip_addr must be an IP address (upstream decodes an IpAddr), both in a register and
+    // in a re-attach's inline registration.
+    let mut bad_ip = register["register"].clone();
+    bad_ip["node_id"] = json!(7);
+    bad_ip["node_ip_addr"] = json!("not-an-ip");
+    cases.push(case(
+        "register with a node_ip_addr that is not an IP",
+        M::POST,
+        "/control/v1/node",
+        Some(&bad_ip.to_string()),
+        Exactly(400),
+    ));
+    let reattach_bad_ip = json!({"node_id": 7, "register": bad_ip, "empty_local_disk": false});
+    cases.push(case(
+        "re-attach registering a node_ip_addr that is not an IP",
+        M::POST,
+        "/upcall/v1/re-attach",
+        Some(&reattach_bad_ip.to_string()),
         Exactly(400),
     ));
     cases.push(Case {

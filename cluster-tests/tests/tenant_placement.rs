@@ -187,6 +187,9 @@ async fn tenant_placement() {
         }
         assert_eq!(got, want, "node {node}");
     }
+    // An unknown node has no shards: 200 with an empty list, as upstream.
+    let raw = get_json(&api, "/control/v1/node/9999/shards").await;
+    assert_eq!(raw, json!({"node_id": 9999, "shards": []}));
 
     // Nodes: shape, Active, and the addresses the simulators registered.
     let raw_nodes = get_json(&api, "/control/v1/node").await;

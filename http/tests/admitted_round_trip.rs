@@ -101,7 +101,10 @@ fn body(route: Route, fields: Map<String, Value>) -> Vec<u8> {
         }
         Route::CreateTenant => {
             body.insert("new_tenant_id".into(), json!(TENANT));
-            body.insert("shard_parameters".into(), json!({"count": 2}));
+            body.insert(
+                "shard_parameters".into(),
+                json!({"count": 2, "stripe_size": 2048}),
+            );
         }
         Route::LocationConfig => {
             let conf = Value::Object(std::mem::take(&mut body));

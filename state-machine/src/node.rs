@@ -71,3 +71,32 @@ impl NodeRecord {
         }
     }
 }
+
+impl crate::state::State {
+    /// Every shard intended or observed on `node` (`GET /control/v1/node/:id/shards`), by id.
+    /// `observed` maps a shard seen on the node to `Some(true)` secondary, `Some(false)` attached,
+    /// `None` uncertain. `is_intended_secondary` is `null` for a shard not intended on the node,
+    /// as upstream (`false` would mean "intended attached here"). An unknown node has none.
+    pub fn node_shards(
+        &self,
+        node: NodeId,
+        observed: &std::collections::BTreeMap<crate::ids::TenantShardId, Option<bool>>,
+    ) -> Vec<storcon_api::wire::NodeShard> {
+        let mut ids: std::collections::BTreeSet<_> = observed.keys().copied().collect();
+        ids.extend(
+            self.shards()
+                .filter(|s| s.intent.contains(node))
+                .map(|s| s.id),
+        );
+        ids.into_iter()
+            .map(|id| storcon_api::wire::NodeShard {
+                tenant_shard_id: id,
+                is_intended_secondary: self
+                    .shard(&id)
+                    .filter(|s| s.intent.contains(node))
+                    .map(|s| s.intent.secondaries.contains(&node)),
+                is_observed_secondary: observed.get(&id).copied().flatten(),
+            })
+            .collect()
+    }
+}

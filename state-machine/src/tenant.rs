@@ -13,8 +13,7 @@ use crate::node::NodeId;
 pub use storcon_api::types::{Generation, PlacementPolicy, ShardSchedulingPolicy};
 use storcon_api::wire::{LocationConfig, LocationConfigMode, SecondaryConfig};
 
-/// Stripe size in 8 KiB pages; upstream default 2048 (16 MiB).
-pub const DEFAULT_STRIPE_SIZE: u32 = 2048;
+pub use storcon_api::types::DEFAULT_STRIPE_SIZE;
 
 /// Where the controller wants a shard's locations. Replicated, so a new leader starts from the
 /// old leader's decisions.

@@ -280,10 +280,10 @@ impl State {
     }
 
     pub(crate) fn re_attach(&mut self, node_id: NodeId) -> Applied {
+        // An unregistered node holds no generation (only registered nodes are issued one), so
+        // it gets an empty answer, as upstream: a pageserver retries a refusal forever.
         let Some(node) = self.nodes.get(&node_id).cloned() else {
-            return Err(Rejection::NotFound(format!(
-                "Node {node_id} not registered"
-            )));
+            return Ok((Response::ReAttached(Vec::new()), Vec::new()));
         };
         let mut muts = Vec::new();
         // A restart ends whatever pause a node was in (upstream resets these in memory).

@@ -100,8 +100,10 @@ fn unknown_shard_or_node_changes_nothing() {
     });
     assert!(matches!(r, Response::Rejected(_)));
     assert!(muts.is_empty());
-    let (r, _) = state.apply(&Command::ReAttach { node_id: NodeId(9) });
-    assert!(matches!(r, Response::Rejected(_)));
+    // An unregistered node re-attaching gets an empty answer (upstream), and nothing changes.
+    let (r, muts) = state.apply(&Command::ReAttach { node_id: NodeId(9) });
+    assert_eq!(r, Response::ReAttached(vec![]));
+    assert!(muts.is_empty());
     assert_eq!(state, before);
 }
 

@@ -97,3 +97,70 @@ fn leader_record_never_goes_back_in_term() {
     assert_eq!(state.leader().map(|l| l.term), Some(Term(3)));
     assert_eq!(state.apply(&rec(4)).0, Response::LeaderRecorded);
 }
+
+#[test]
+fn node_ip_addr_must_be_an_ip_address() {
+    let mut r = req(1);
+    for good in ["10.1.2.3", "::1", "fe80::1"] {
+        r.node_ip_addr = Some(good.into());
+        assert_eq!(r.check_node_ip_addr(), Ok(()), "{good}");
+    }
+    for bad in ["not-an-ip", "10.1.2", "ps1.example", ""] {
+        r.node_ip_addr = Some(bad.into());
+        let e = r.check_node_ip_addr().expect_err(bad);
+        assert!(e.0.contains("node_ip_addr"), "{bad}: {e}");
+    }
+}
+
+/// `GET /control/v1/node/:id/shards`: intended shards say attached (`false`) or secondary
+/// (`true`); one only observed there says `null`, as upstream; an unknown node has none.
+#[test]
+fn node_shards_tell_intended_from_observed() {
+    use state_machine::{CreateTenant, Intent, PlacementPolicy};
+    use std::collections::BTreeMap;
+
+    let mut state = State::default();
+    for id in 1..=3 {
+        state.apply(&Command::RegisterNode(req(id)));
+    }
+    let tenant = "1f359dd625e519a1a4e8d7509690f6fc".parse().expect("id");
+    state.apply(&Command::CreateTenant(CreateTenant {
+        tenant_id: tenant,
+        shard_count: 0,
+        stripe_size: 2048,
+        placement: PlacementPolicy::Attached(1),
+        config: serde_json::json!({}),
+        preferred_az: None,
+        generation: None,
+    }));
+    let shard = state.tenant_shards(tenant).next().expect("shard").id;
+    state.apply(&Command::SetIntents(vec![(
+        shard,
+        Intent {
+            attached: Some(NodeId(1)),
+            secondaries: vec![NodeId(2)],
+        },
+    )]));
+    let intended = |node: u64, observed: Option<bool>| {
+        let obs = BTreeMap::from([(shard, observed)]);
+        state
+            .node_shards(NodeId(node), &obs)
+            .into_iter()
+            .map(|s| {
+                (
+                    s.tenant_shard_id,
+                    s.is_intended_secondary,
+                    s.is_observed_secondary,
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        intended(1, Some(false)),
+        vec![(shard, Some(false), Some(false))]
+    );
+    assert_eq!(intended(2, None), vec![(shard, Some(true), None)]);
+    // Observed on node 3 (say, a leftover being detached) but not intended there.
+    assert_eq!(intended(3, Some(true)), vec![(shard, None, Some(true))]);
+    assert!(state.node_shards(NodeId(9), &BTreeMap::new()).is_empty());
+}

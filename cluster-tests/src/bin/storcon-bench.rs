@@ -386,7 +386,7 @@ async fn scale(
             async move {
                 let body = serde_json::json!({
                     "new_tenant_id": format!("{:032x}", 0x5ca1e000_u128 + i as u128),
-                    "shard_parameters": {"count": per_tenant},
+                    "shard_parameters": {"count": per_tenant, "stripe_size": 2048},
                     "placement_policy": {"Attached": 0},
                 });
                 let resp = http

@@ -1,19 +1,21 @@
 //! The pageserver registry.
 //!
-//! - register (`POST /control/v1/node`, and inline in a re-attach): check the request, commit
+//! - register (`POST /control/v1/node`, and inline in a re-attach): check the request (an
+//!   `node_ip_addr` must be an IP address), commit
 //!   `RegisterNode` (409 for another address or AZ under the same id).
 //! - configure (`PUT /control/v1/node/:id/config`): the path and body ids agree and the node is
 //!   registered; commit the scheduling policy if given; then apply the availability override
 //!   (leader soft state): `Offline` fails its shards over at once, `Active` runs the activation
 //!   check (412 if it fails), `WarmingUp` waits for the next heartbeat.
-//! - shards (`GET /control/v1/node/:id/shards`): every shard intended or observed on the node.
+//! - shards (`GET /control/v1/node/:id/shards`): every shard intended or observed on the node
+//!   (`State::node_shards`); an unknown node has none.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use state_machine::ids::TenantShardId;
 use state_machine::{Command, NodeAvailability, NodeId, NodeRegisterRequest};
-use storcon_api::wire::{LocationConfigMode, NodeConfigureRequest, NodeShard, NodeShardResponse};
+use storcon_api::wire::{LocationConfigMode, NodeConfigureRequest, NodeShardResponse};
 use storcon_http::OperationError;
 
 use crate::controller::nodes::Avail;
@@ -24,6 +26,7 @@ impl Controller {
         &self,
         req: NodeRegisterRequest,
     ) -> Result<(), OperationError> {
+        req.check_node_ip_addr()?;
         req.validate()?;
         let response = self.propose_request(Command::RegisterNode(req)).await?;
         tracing::info!(?response, "node register");
@@ -104,27 +107,8 @@ impl Controller {
                 )
             })
             .collect();
-        let state = self.state.read();
-        if state.node(id).is_none() {
-            return Err(OperationError::NodeNotFound(id));
-        }
-        let mut ids: BTreeSet<TenantShardId> = observed.keys().copied().collect();
-        ids.extend(
-            state
-                .shards()
-                .filter(|s| s.intent.contains(id))
-                .map(|s| s.id),
-        );
-        let shards = ids
-            .into_iter()
-            .map(|sid| NodeShard {
-                tenant_shard_id: sid,
-                is_intended_secondary: state
-                    .shard(&sid)
-                    .map(|s| s.intent.secondaries.contains(&id)),
-                is_observed_secondary: observed.get(&sid).copied().flatten(),
-            })
-            .collect();
+        // An unknown node has no shards: 200 with an empty list, as upstream.
+        let shards = self.state.read().node_shards(id, &observed);
         Ok(NodeShardResponse {
             node_id: id,
             shards,

@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use state_machine::scheduler::Scheduler;
-use state_machine::{Command, CreateTenant, DEFAULT_STRIPE_SIZE, Generation};
+use state_machine::{Command, CreateTenant, Generation};
 use storcon_api::wire::{TenantCreateRequest, TenantCreateResponse, TenantCreateResponseShard};
 use storcon_http::OperationError;
 
@@ -31,10 +31,7 @@ impl Controller {
             )));
         }
         let tenant_id = req.new_tenant_id.tenant_id;
-        let stripe_size = req
-            .shard_parameters
-            .stripe_size
-            .unwrap_or(DEFAULT_STRIPE_SIZE);
+        let stripe_size = req.shard_parameters.stripe_size;
         if stripe_size == 0 {
             return Err(OperationError::Invalid(
                 "stripe_size must be positive".into(),

@@ -4,7 +4,8 @@
 //! 1. Register the node first if the request carries its registration.
 //! 2. Commit `ReAttach`: every shard whose generation was issued to the node gets a new one.
 //! 3. The node is WarmingUp until its next heartbeat; calls in flight to its previous life are
-//!    abandoned, and what it holds is uncertain until its locations are listed again.
+//!    abandoned, and what it holds is uncertain until its locations are listed again (or, with
+//!    `empty_local_disk`, known to be nothing). An unregistered node gets an empty answer.
 //! 4. Answer AttachedSingle in the new generation for those shards, and Secondary (no
 //!    generation) for the node's secondary intents.
 //!
@@ -53,7 +54,16 @@ impl Controller {
                 )));
             }
         };
-        self.node_re_attached(req.node_id, &issued);
+        if self.state.read().node(req.node_id).is_none() {
+            // Not registered (and no `register`): nothing was issued to it; answer empty, as
+            // upstream does, and keep no soft state for a node that may never register.
+            tracing::info!(node = %req.node_id, "re-attach from an unregistered node");
+            return Ok(ReAttachResponse {
+                tenants: Vec::new(),
+            });
+        }
+        let lost_disk = req.empty_local_disk.unwrap_or(false);
+        self.node_re_attached(req.node_id, &issued, lost_disk);
         let state = self.state.read();
         let mut tenants: Vec<ReAttachResponseTenant> = issued
             .iter()
@@ -87,8 +97,15 @@ impl Controller {
         Ok(ReAttachResponse { tenants })
     }
 
-    /// Step 3 of re-attach: the leader's soft state for a node that restarted.
-    fn node_re_attached(&self, node: NodeId, issued: &[(TenantShardId, Generation)]) {
+    /// Step 3 of re-attach: the leader's soft state for a node that restarted. A node that lost
+    /// its local disk holds nothing: its observed locations are forgotten, so the reconciler
+    /// sends every location again instead of reading back what is not there.
+    fn node_re_attached(
+        &self,
+        node: NodeId,
+        issued: &[(TenantShardId, Generation)],
+        lost_disk: bool,
+    ) {
         let warming = Avail::WarmingUp {
             since: Instant::now(),
         };
@@ -105,7 +122,11 @@ impl Controller {
         self.cancel_node_calls(node);
         // Until the activation check lists the node, what it holds is uncertain.
         let mut obs = lock(&self.observed);
-        obs.mark_node_unknown(node);
+        if lost_disk {
+            obs.replace_node(node, &[]);
+        } else {
+            obs.mark_node_unknown(node);
+        }
         for (id, _) in issued {
             obs.set(*id, node, ObservedLocation::Unknown);
         }
