@@ -191,6 +191,7 @@ async fn tenant_placement() {
     let raw = get_json(&api, "/control/v1/node/9999/shards").await;
     assert_eq!(raw, json!({"node_id": 9999, "shards": []}));
 
+
     // Nodes: shape, Active, and the addresses the simulators registered.
     let raw_nodes = get_json(&api, "/control/v1/node").await;
     let nodes = raw_nodes.as_array().expect("node list");
@@ -263,6 +264,35 @@ async fn tenant_placement() {
         .collect();
     let all: BTreeSet<String> = attachments.keys().cloned().collect();
     assert_eq!(attached_shards, all);
+
+    // A policy asking for more secondaries than there are nodes besides the attached one: 409
+    // (upstream), and the tenant stays with the secondaries that could be placed.
+    let greedy = tenant_id(TAG, 3);
+    let answer = api
+        .send(
+            Method::POST,
+            "/v1/tenant",
+            Some(&tenant_create_body(&greedy, 0, 3)),
+        )
+        .await
+        .expect("greedy create");
+    assert_eq!(answer.status, 409, "{}", answer.body);
+    let msg: Value = serde_json::from_str(&answer.body).expect("json");
+    assert!(
+        msg["msg"]
+            .as_str()
+            .is_some_and(|m| m.contains("secondaries")),
+        "{msg}"
+    );
+    let kept = api.describe_tenant(&greedy).await.expect("greedy kept");
+    assert_eq!(kept.shards.len(), 1);
+    assert!(kept.shards[0].node_attached.is_some(), "{kept:?}");
+    assert_eq!(kept.shards[0].node_secondary.len(), 2, "{kept:?}");
+    let deleted = api
+        .send(Method::DELETE, &format!("/v1/tenant/{greedy}"), None)
+        .await
+        .expect("delete greedy");
+    assert_eq!(deleted.status, 200, "{}", deleted.body);
     sims.check_no_crashes().expect("no simulator crashed");
     cluster.check_no_crashes().expect("no replica crashed");
 

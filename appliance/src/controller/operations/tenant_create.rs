@@ -3,13 +3,14 @@
 //! 1. Check the request: a tenant id (not a shard id), a positive stripe size.
 //! 2. Choose the preferred AZ: an existing tenant keeps its own, so a retry is idempotent.
 //! 3. Commit `CreateTenant` (the state machine answers 409 for another shard count), schedule
-//!    it and wait up to 30 s for the reconciles, as upstream.
+//!    it and wait up to 30 s for the reconciles, as upstream. A policy whose secondaries cannot
+//!    all be placed answers 409 (the tenant stays; the background pass places them later).
 //! 4. Answer the attached shards with their nodes and generations.
 
 use std::time::Duration;
 
 use state_machine::scheduler::Scheduler;
-use state_machine::{Command, CreateTenant, Generation};
+use state_machine::{Command, CreateTenant, Generation, PlacementPolicy};
 use storcon_api::wire::{TenantCreateRequest, TenantCreateResponse, TenantCreateResponseShard};
 use storcon_http::OperationError;
 
@@ -48,6 +49,7 @@ impl Controller {
         });
         self.propose_and_reconcile(tenant_id, command, Wait::AtMost(RECONCILE_WAIT))
             .await?;
+        self.check_secondaries_placed(tenant_id)?;
         let shards = self
             .state
             .read()
@@ -61,6 +63,32 @@ impl Controller {
             })
             .collect();
         Ok(TenantCreateResponse { shards })
+    }
+
+    /// Upstream answers a create whose policy asks for more secondaries than can be placed with
+    /// 409; the tenant stays, and the background pass places them when nodes allow.
+    fn check_secondaries_placed(
+        &self,
+        tenant: state_machine::ids::TenantId,
+    ) -> Result<(), OperationError> {
+        let state = self.state.read();
+        let short: Vec<_> = state
+            .tenant_shards(tenant)
+            .filter(|s| matches!(s.placement, PlacementPolicy::Attached(_)))
+            .filter(|s| s.intent.secondaries.len() < s.placement.want_secondaries())
+            .collect();
+        match short.first() {
+            Some(s) => Err(OperationError::Unschedulable {
+                shard: s.id,
+                reason: format!(
+                    "only {} of {} secondaries could be placed",
+                    s.intent.secondaries.len(),
+                    s.placement.want_secondaries()
+                ),
+                count: short.len(),
+            }),
+            None => Ok(()),
+        }
     }
 
     /// The AZ of an existing tenant, or the scheduler's choice for a new one.
