@@ -51,8 +51,14 @@ pub struct ControllerConfig {
     /// Control plane base URL for compute notifications (`PUT {url}/notify-attach`); none
     /// disables them.
     pub compute_hook_url: Option<String>,
+    /// Token sent as `Authorization: Bearer` on compute notifications (upstream's
+    /// `control_plane_jwt_token`); independent of `[auth]`.
+    pub compute_hook_token_file: Option<PathBuf>,
     /// Timeout of one pageserver `shard_split` call; a split that takes longer is aborted.
     pub split_request_timeout_ms: u64,
+    /// What `compute_hook_token_file` holds, read by [`Config::load`].
+    #[serde(skip)]
+    pub compute_hook_token: Option<BearerToken>,
 }
 
 /// Switches for tests only; leave the section out in production.
@@ -72,7 +78,9 @@ impl Default for ControllerConfig {
             background_reconcile_ms: 20_000,
             reconciler_concurrency: 128,
             compute_hook_url: None,
+            compute_hook_token_file: None,
             split_request_timeout_ms: 120_000,
+            compute_hook_token: None,
         }
     }
 }
@@ -223,6 +231,16 @@ impl Config {
                 .load(config.cluster.members.len())
                 .with_context(|| format!("invalid config file {}", path.display()))?;
             config.loaded_auth = Some(Arc::new(loaded));
+        }
+        if let Some(file) = &config.controller.compute_hook_token_file {
+            let token = BearerToken::parse(&std::fs::read_to_string(file).with_context(|| {
+                format!(
+                    "cannot read [controller] compute_hook_token_file {}",
+                    file.display()
+                )
+            })?)
+            .with_context(|| format!("[controller] compute_hook_token_file {}", file.display()))?;
+            config.controller.compute_hook_token = Some(token);
         }
         Ok(config)
     }

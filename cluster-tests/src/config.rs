@@ -82,6 +82,9 @@ pub struct ControllerOptions {
     /// Control plane base URL for compute notifications (`PUT {url}/notify-attach`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub compute_hook_url: Option<String>,
+    /// File holding the token sent on compute notifications.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compute_hook_token_file: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub split_request_timeout_ms: Option<u64>,
     /// Renders `[testing] failpoints = true` (not part of `[controller]`).
@@ -101,6 +104,7 @@ impl ControllerOptions {
             background_reconcile_ms: Some(1000),
             reconciler_concurrency: None,
             compute_hook_url: None,
+            compute_hook_token_file: None,
             split_request_timeout_ms: Some(10_000),
             failpoints: true,
         }

@@ -1,5 +1,6 @@
 //! Compute notifications against a control-plane hook run inside the test (axum on
-//! 127.0.0.1:0, `[controller] compute_hook_url`):
+//! 127.0.0.1:0, `[controller] compute_hook_url`). Every notification carries the configured
+//! control-plane token (`compute_hook_token_file`) as `Authorization: Bearer`:
 //!
 //! 1. Each new tenant (2-shard, unsharded, 1-shard) is notified once with
 //!    `{"tenant_id","preferred_az","stripe_size","shards":[{"node_id","shard_number"}]}`
@@ -38,6 +39,9 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 const TAG: u32 = 0xc0de;
+/// The control plane's token, configured as `[controller] compute_hook_token_file`; the hook
+/// counts a notification without it as unexpected.
+const HOOK_TOKEN: &str = "control-plane-test-token";
 
 /// How the hook answers the next notifications.
 #[derive(Clone, Copy, Debug)]
@@ -187,6 +191,13 @@ async fn notify_attach(
     if content_type != "application/json" {
         lock(&hook.unexpected).push(format!("content-type {content_type:?}"));
     }
+    let authorization = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if authorization != format!("Bearer {HOOK_TOKEN}") {
+        lock(&hook.unexpected).push(format!("authorization {authorization:?}"));
+    }
     let body: Value = match serde_json::from_slice(&bytes) {
         Ok(v) => v,
         Err(e) => {
@@ -317,6 +328,9 @@ async fn pending(api: &StorageApi, tenant: &str) -> bool {
 async fn compute_hook() {
     let server = HookServer::start().await;
     let hook = server.hook.clone();
+    let token_dir = tempfile::tempdir().expect("tempdir");
+    let token_file = token_dir.path().join("compute-hook-token");
+    std::fs::write(&token_file, HOOK_TOKEN).expect("write the token file");
     let ControllerFixture {
         sims,
         cluster,
@@ -329,6 +343,7 @@ async fn compute_hook() {
         ControllerOptions {
             background_reconcile_ms: Some(500),
             compute_hook_url: Some(server.url.clone()),
+            compute_hook_token_file: Some(token_file.clone()),
             ..ControllerOptions::test_defaults()
         },
     )

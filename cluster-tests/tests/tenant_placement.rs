@@ -191,7 +191,6 @@ async fn tenant_placement() {
     let raw = get_json(&api, "/control/v1/node/9999/shards").await;
     assert_eq!(raw, json!({"node_id": 9999, "shards": []}));
 
-
     // Nodes: shape, Active, and the addresses the simulators registered.
     let raw_nodes = get_json(&api, "/control/v1/node").await;
     let nodes = raw_nodes.as_array().expect("node list");

@@ -98,7 +98,9 @@ impl Controller {
         } = replica;
         let hook = compute_hook::ComputeHook::new(
             cfg.compute_hook_url.clone(),
-            None,
+            cfg.compute_hook_token
+                .as_ref()
+                .map(|t| t.token().to_owned()),
             http.clone(),
             cancel.clone(),
         );
