@@ -37,23 +37,38 @@ pub fn shortened(input: &str) -> String {
     }
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct TenantId(pub [u8; 16]);
+/// A 16-byte id written as 32 hex characters: tenants and timelines.
+macro_rules! hex_id {
+    ($name:ident, $kind:literal) => {
+        #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub struct $name(pub [u8; 16]);
 
-impl fmt::Display for TenantId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for b in self.0 {
-            write!(f, "{b:02x}")?;
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                for b in self.0 {
+                    write!(f, "{b:02x}")?;
+                }
+                Ok(())
+            }
         }
-        Ok(())
-    }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Display::fmt(self, f)
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = IdError;
+            fn from_str(s: &str) -> Result<Self, IdError> {
+                parse_hex16($kind, s).map($name)
+            }
+        }
+    };
 }
 
-impl fmt::Debug for TenantId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self, f)
-    }
-}
+hex_id!(TenantId, "tenant id");
+hex_id!(TimelineId, "timeline id");
 
 fn hex_digit(c: u8) -> Option<u8> {
     match c {
@@ -68,19 +83,47 @@ fn hex_byte(pair: &[u8]) -> Option<u8> {
     Some(hex_digit(pair[0])? << 4 | hex_digit(pair[1])?)
 }
 
-impl FromStr for TenantId {
+fn parse_hex16(kind: &'static str, s: &str) -> Result<[u8; 16], IdError> {
+    let err = |reason| IdError::new(kind, s, reason);
+    let bytes = s.as_bytes();
+    if bytes.len() != 32 {
+        return Err(err("expected 32 hex characters"));
+    }
+    let mut out = [0u8; 16];
+    for (i, pair) in bytes.chunks(2).enumerate() {
+        out[i] = hex_byte(pair).ok_or_else(|| err("not hexadecimal"))?;
+    }
+    Ok(out)
+}
+
+/// A WAL position, written as upstream does: two hex halves, `X/Y` (e.g. `0/16B9188`).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Lsn(pub u64);
+
+impl fmt::Display for Lsn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:X}/{:X}", self.0 >> 32, self.0 & 0xffff_ffff)
+    }
+}
+
+impl fmt::Debug for Lsn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl FromStr for Lsn {
     type Err = IdError;
     fn from_str(s: &str) -> Result<Self, IdError> {
-        let err = |reason| IdError::new("tenant id", s, reason);
-        let bytes = s.as_bytes();
-        if bytes.len() != 32 {
-            return Err(err("expected 32 hex characters"));
-        }
-        let mut out = [0u8; 16];
-        for (i, pair) in bytes.chunks(2).enumerate() {
-            out[i] = hex_byte(pair).ok_or_else(|| err("not hexadecimal"))?;
-        }
-        Ok(TenantId(out))
+        let err = |reason| IdError::new("lsn", s, reason);
+        let (hi, lo) = s.split_once('/').ok_or_else(|| err("expected X/Y"))?;
+        let half = |h: &str| {
+            if h.is_empty() || h.len() > 8 {
+                return Err(err("each half is 1 to 8 hex digits"));
+            }
+            u32::from_str_radix(h, 16).map_err(|_| err("not hexadecimal"))
+        };
+        Ok(Lsn(u64::from(half(hi)?) << 32 | u64::from(half(lo)?)))
     }
 }
 
@@ -192,7 +235,7 @@ macro_rules! string_serde {
         }
     )*};
 }
-string_serde!(TenantId, TenantShardId);
+string_serde!(TenantId, TimelineId, TenantShardId, Lsn);
 
 #[cfg(test)]
 mod tests {
@@ -220,6 +263,34 @@ mod tests {
         ] {
             assert!(s.parse::<TenantShardId>().is_err(), "{s}");
         }
+    }
+
+    #[test]
+    fn lsn_round_trips_and_refuses_garbage() {
+        for s in ["0/16B9188", "1/0", "FFFFFFFF/FFFFFFFF"] {
+            let lsn: Lsn = s.parse().expect("parse");
+            assert_eq!(lsn.to_string(), s);
+        }
+        assert_eq!("0/10".parse::<Lsn>().map(|l| l.0), Ok(16));
+        for s in [
+            "",
+            "0",
+            "/1",
+            "1/",
+            "g/0",
+            "123456789/0",
+            "0/1/2",
+            "\u{e9}/0",
+        ] {
+            assert!(s.parse::<Lsn>().is_err(), "{s}");
+        }
+    }
+
+    #[test]
+    fn timeline_id_is_its_own_type() {
+        let tl: TimelineId = T.parse().expect("timeline");
+        assert_eq!(tl.to_string(), T);
+        assert!(format!("{T}-0104").parse::<TimelineId>().is_err());
     }
 
     #[test]

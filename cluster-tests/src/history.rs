@@ -50,6 +50,9 @@ pub struct Event {
     /// Validate answers: `Some(v)` when the controller answered for the shard.
     #[serde(default)]
     pub valid: Option<bool>,
+    /// Timeline calls: the timeline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeline_id: Option<String>,
 }
 
 impl Event {
@@ -365,6 +368,7 @@ mod tests {
             accepted: true,
             reason: None,
             valid: None,
+            timeline_id: None,
         }
     }
 
@@ -393,6 +397,7 @@ mod tests {
             accepted: valid,
             reason: None,
             valid: Some(valid),
+            timeline_id: None,
         }
     }
 

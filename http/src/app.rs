@@ -14,7 +14,7 @@ use crate::auth::HttpAuth;
 use crate::failpoints;
 use crate::{
     auth, cluster, debug, forward, guard, nodes, onboarding, probes, raft_rpc, tenant_config,
-    tenants, trace, upcalls,
+    tenants, timelines, trace, upcalls,
 };
 use storcon_failpoints::Failpoints;
 
@@ -145,7 +145,10 @@ pub fn router(app: AppState) -> Router {
         .route("/upcall/v1/re-attach", post(upcalls::re_attach))
         .route("/upcall/v1/validate", post(upcalls::validate))
         .route("/v1/tenant", post(tenants::create))
-        .route("/v1/tenant/{tenant_id}", delete(tenants::delete))
+        .route(
+            "/v1/tenant/{tenant_id}",
+            delete(tenants::delete).get(timelines::tenant_get),
+        )
         .route("/control/v1/tenant", get(tenants::list))
         .route("/control/v1/tenant/{tenant_id}", get(tenants::describe))
         .route(
@@ -157,6 +160,49 @@ pub fn router(app: AppState) -> Router {
             put(tenant_config::put).patch(tenant_config::patch),
         )
         .route("/v1/tenant/{tenant_id}/config", get(tenant_config::get))
+        // Timelines. A GET under /v1/tenant/{id} the controller does not serve is relayed to
+        // shard zero's pageserver, so routes with other methods relay their GET too.
+        .route(
+            "/v1/tenant/{tenant_id}/timeline",
+            post(timelines::create).get(timelines::tenant_get),
+        )
+        .route(
+            "/v1/tenant/{tenant_id}/timeline/{timeline_id}",
+            delete(timelines::delete).get(timelines::tenant_get),
+        )
+        .route(
+            "/control/v1/tenant/{tenant_id}/timeline/{timeline_id}",
+            get(timelines::describe),
+        )
+        .route(
+            "/v1/tenant/{tenant_id}/timeline/{timeline_id}/archival_config",
+            put(timelines::archival_config).get(timelines::tenant_get),
+        )
+        .route(
+            "/v1/tenant/{tenant_id}/timeline/{timeline_id}/detach_ancestor",
+            put(timelines::detach_ancestor).get(timelines::tenant_get),
+        )
+        .route(
+            "/v1/tenant/{tenant_id}/timeline/{timeline_id}/block_gc",
+            post(timelines::block_gc).get(timelines::tenant_get),
+        )
+        .route(
+            "/v1/tenant/{tenant_id}/timeline/{timeline_id}/unblock_gc",
+            post(timelines::unblock_gc).get(timelines::tenant_get),
+        )
+        .route(
+            "/v1/tenant/{tenant_id}/timeline/{timeline_id}/lsn_lease",
+            post(timelines::lsn_lease).get(timelines::tenant_get),
+        )
+        .route(
+            "/v1/tenant/{tenant_id}/timeline/{timeline_id}/mark_invisible",
+            put(timelines::mark_invisible).get(timelines::tenant_get),
+        )
+        .route(
+            "/v1/tenant/{tenant_id}/timeline/{timeline_id}/download_heatmap_layers",
+            post(timelines::download_heatmap_layers).get(timelines::tenant_get),
+        )
+        .route("/v1/tenant/{tenant_id}/{*rest}", get(timelines::tenant_get))
         .route(
             "/v1/tenant/{tenant_shard_id}/location_config",
             put(onboarding::put),

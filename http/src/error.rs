@@ -30,6 +30,9 @@ pub enum ApiError {
     Misdirected(String),
     #[error("{0}")]
     Internal(String),
+    /// A pageserver's error status, passed on to the client as upstream's passthroughs do.
+    #[error("{msg}")]
+    Relayed { status: StatusCode, msg: String },
 }
 
 impl ApiError {
@@ -45,6 +48,7 @@ impl ApiError {
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Misdirected(_) => StatusCode::MISDIRECTED_REQUEST,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Relayed { status, .. } => *status,
         }
     }
 }

@@ -99,6 +99,20 @@ impl<S: Send + Sync> FromRequestParts<S> for ApiPath {
     }
 }
 
+/// The two path parameters of a route (a tenant and a timeline), as strings.
+pub struct ApiPathPair(pub String, pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for ApiPathPair {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Path::<(String, String)>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path((a, b))| ApiPathPair(a, b))
+            .map_err(|e| ApiError::BadRequest(e.body_text()))
+    }
+}
+
 /// A pageserver id from the last path segment, `{node_id}`.
 pub struct IdPath(pub NodeId);
 

@@ -31,6 +31,7 @@ mod read;
 pub mod strict_json;
 pub mod tenant_config;
 mod tenants;
+mod timelines;
 mod trace;
 mod upcalls;
 
@@ -38,6 +39,6 @@ pub use app::{API_BODY_LIMIT, AppState, FormationProbe, router};
 pub use auth::{BearerToken, HttpAuth, JwtVerifier, Scope};
 pub use error::ApiError;
 pub use forward::{FORWARDED_HEADER, READ_LOCAL_HEADER};
-pub use operations::{LeaderSlot, Op, OperationError, Operations, TenantPage};
+pub use operations::{LeaderSlot, Op, OperationError, Operations, TenantDeletion, TenantPage};
 pub use raft_rpc::FROM_NODE_HEADER;
 pub use read::QUORUM_WAIT;

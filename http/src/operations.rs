@@ -19,7 +19,22 @@ use storcon_api::wire::{
     TenantShardSplitResponse, ValidateRequest, ValidateResponse,
 };
 
+use storcon_api::ids::TimelineId;
+use storcon_api::timeline::{
+    Relayed, TenantTimelineDescribeResponse, TimelineCall, TimelineCreateRequest,
+    TimelineCreateResponse,
+};
+
 use crate::error::ApiError;
+
+/// How far a tenant delete got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TenantDeletion {
+    /// Deleted and forgotten (upstream's 200).
+    Done,
+    /// Another delete of this tenant is running, or this one ran out of time (upstream's 202).
+    InProgress,
+}
 
 /// What an operation answers, some time later.
 pub type Op<'a, T> = BoxFuture<'a, Result<T, OperationError>>;
@@ -63,6 +78,13 @@ pub enum OperationError {
     Inconsistent(Vec<String>),
     #[error("{0}")]
     Internal(String),
+    /// A pageserver refused a relayed call; its status is the answer (upstream's passthrough).
+    #[error("pageserver {node} answered {status}: {msg}")]
+    Pageserver {
+        node: NodeId,
+        status: u16,
+        msg: String,
+    },
 }
 
 impl From<storcon_api::InvalidRequest> for OperationError {
@@ -96,6 +118,13 @@ impl From<OperationError> for ApiError {
             OperationError::Inconsistent(_) | OperationError::Internal(_) => {
                 ApiError::Internal(msg)
             }
+            OperationError::Pageserver { status, .. } => ApiError::Relayed {
+                status: axum::http::StatusCode::from_u16(status)
+                    .ok()
+                    .filter(|s| s.is_client_error() || s.is_server_error())
+                    .unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR),
+                msg,
+            },
         }
     }
 }
@@ -116,8 +145,9 @@ pub trait Operations: Send + Sync {
     fn availability(&self, node: NodeId) -> NodeAvailability;
 
     fn tenant_create(&self, req: TenantCreateRequest) -> Op<'_, TenantCreateResponse>;
-    /// Detaches every location, then forgets the tenant.
-    fn tenant_delete(&self, tenant: TenantId) -> Op<'_, ()>;
+    /// Deletes the tenant's data on its pageservers (shard zero last), detaches every location,
+    /// then forgets the tenant. A delete already running answers `InProgress`.
+    fn tenant_delete(&self, tenant: TenantId) -> Op<'_, TenantDeletion>;
     fn tenant_describe(&self, tenant: TenantId) -> Op<'_, TenantDescribeResponse>;
     fn tenant_list(&self, page: TenantPage) -> Op<'_, Vec<TenantDescribeResponse>>;
     fn tenant_policy(&self, tenant: TenantId, req: TenantPolicyRequest) -> Op<'_, ()>;
@@ -135,6 +165,30 @@ pub trait Operations: Send + Sync {
         tenant: TenantId,
         req: TenantShardSplitRequest,
     ) -> Op<'_, TenantShardSplitResponse>;
+
+    /// Creates a timeline on shard zero, then on the other shards.
+    fn timeline_create(
+        &self,
+        tenant: TenantId,
+        req: TimelineCreateRequest,
+    ) -> Op<'_, TimelineCreateResponse>;
+    /// Deletes a timeline everywhere, shard zero last; `NotYet` while it is still going.
+    fn timeline_delete(&self, tenant: TenantId, timeline: TimelineId) -> Op<'_, ()>;
+    fn timeline_describe(
+        &self,
+        tenant: TenantId,
+        timeline: TimelineId,
+    ) -> Op<'_, TenantTimelineDescribeResponse>;
+    /// A timeline call relayed to the shards upstream sends it to; answers the merged body.
+    fn timeline_call(
+        &self,
+        tenant: TenantShardId,
+        timeline: TimelineId,
+        call: TimelineCall,
+    ) -> Op<'_, serde_json::Value>;
+    /// `GET /v1/tenant/:id[/...]` relayed to the pageserver of shard zero, or of the named
+    /// shard; `rest` is the path after the id, from its `/`, with the query.
+    fn tenant_get(&self, shard: TenantShardId, rest: String) -> Op<'_, Relayed>;
 
     fn re_attach(&self, req: ReAttachRequest) -> Op<'_, ReAttachResponse>;
     fn validate(&self, req: ValidateRequest) -> Op<'_, ValidateResponse>;

@@ -3,7 +3,7 @@
 //! | method | path | answer |
 //! |---|---|---|
 //! | POST | /v1/tenant | 201 `{"shards":[{"shard_id","node_id","generation"}]}`; idempotent; 409 other shard count; 400 sharded id |
-//! | DELETE | /v1/tenant/{tenant_id} | detach everywhere, then delete; 200 `null`; 404 unknown |
+//! | DELETE | /v1/tenant/{tenant_id} | delete on pageservers, detach, forget; 200 `null`; 202 while running; 404 unknown |
 //! | GET | /control/v1/tenant/{tenant_id} | `TenantDescribeResponse`; 404 |
 //! | GET | /control/v1/tenant?limit=&start_after= | `[TenantDescribeResponse]` by tenant id |
 //! | PUT | /control/v1/tenant/{tenant_id}/policy | `{"placement","scheduling"}`; 200 `null`; 404 |
@@ -22,7 +22,7 @@ use storcon_api::wire::{
 use crate::app::AppState;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
-use crate::operations::TenantPage;
+use crate::operations::{TenantDeletion, TenantPage};
 
 pub(crate) fn parse_tenant(raw: &str) -> Result<TenantId, ApiError> {
     raw.parse()
@@ -40,9 +40,13 @@ pub async fn create(
 pub async fn delete(
     State(app): State<AppState>,
     ApiPath(raw): ApiPath,
-) -> Result<Json<()>, ApiError> {
+) -> Result<(StatusCode, Json<()>), ApiError> {
     let tenant_id = parse_tenant(&raw)?;
-    Ok(Json(app.leader.get()?.tenant_delete(tenant_id).await?))
+    let status = match app.leader.get()?.tenant_delete(tenant_id).await? {
+        TenantDeletion::Done => StatusCode::OK,
+        TenantDeletion::InProgress => StatusCode::ACCEPTED,
+    };
+    Ok((status, Json(())))
 }
 
 pub async fn describe(

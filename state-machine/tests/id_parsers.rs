@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use proptest::prelude::*;
-use state_machine::ids::{TenantId, TenantShardId};
+use state_machine::ids::{Lsn, TenantId, TenantShardId, TimelineId};
 
 const T: &str = "1f359dd625e519a1a4e8d7509690f6fc";
 
@@ -100,9 +100,18 @@ proptest! {
         if let Ok(t) = s.parse::<TenantId>() {
             prop_assert_eq!(t.to_string(), s.to_ascii_lowercase());
         }
+        if let Ok(t) = s.parse::<TimelineId>() {
+            prop_assert_eq!(t.to_string(), s.to_ascii_lowercase());
+        }
+        // An LSN is printed in upper case without leading zeros; its own printing round-trips.
+        if let Ok(lsn) = s.parse::<Lsn>() {
+            prop_assert_eq!(lsn.to_string().parse::<Lsn>().ok(), Some(lsn));
+        }
         // Through serde too, as request bodies reach the parser.
         let _ = serde_json::from_value::<TenantShardId>(serde_json::Value::String(s.clone()));
-        let _ = serde_json::from_value::<TenantId>(serde_json::Value::String(s));
+        let _ = serde_json::from_value::<TenantId>(serde_json::Value::String(s.clone()));
+        let _ = serde_json::from_value::<TimelineId>(serde_json::Value::String(s.clone()));
+        let _ = serde_json::from_value::<Lsn>(serde_json::Value::String(s));
     }
 }
 

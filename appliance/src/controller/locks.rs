@@ -3,21 +3,38 @@
 //! Invariants:
 //! - at most one scheduling pass at a time: intents are computed from the applied state and
 //!   committed later, so two passes at once could commit a decision made on stale state;
-//! - at most one tenant operation (a split, its abort) per tenant at a time, held for the whole
-//!   operation; the lock of a deleted tenant is dropped once nobody holds or awaits it.
+//! - a tenant's shape-changing operation (a split, its abort, a delete) holds the tenant's lock
+//!   exclusively for the whole operation, so nothing else of that tenant interleaves; timeline
+//!   operations and passthroughs hold it shared, so they run together but never during a split
+//!   (upstream's shared/exclusive tenant op-locks). The lock of a deleted tenant is dropped once
+//!   nobody holds or awaits it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 use state_machine::ids::TenantId;
-use tokio::sync::OwnedMutexGuard;
+use tokio::sync::{OwnedRwLockReadGuard, OwnedRwLockWriteGuard, RwLock};
 
 use super::lock;
 
 #[derive(Default)]
 pub struct TenantLocks {
     schedule: tokio::sync::Mutex<()>,
-    tenants: Mutex<BTreeMap<TenantId, Arc<tokio::sync::Mutex<()>>>>,
+    tenants: Mutex<BTreeMap<TenantId, Arc<RwLock<()>>>>,
+    /// Tenants a delete is running for: a second delete answers "in progress" at once.
+    deleting: Mutex<BTreeSet<TenantId>>,
+}
+
+/// Marks a tenant's delete as running until dropped.
+pub struct DeleteMark<'a> {
+    locks: &'a TenantLocks,
+    tenant: TenantId,
+}
+
+impl Drop for DeleteMark<'_> {
+    fn drop(&mut self) {
+        lock(&self.locks.deleting).remove(&self.tenant);
+    }
 }
 
 impl TenantLocks {
@@ -25,9 +42,24 @@ impl TenantLocks {
         self.schedule.lock().await
     }
 
-    pub async fn tenant(&self, tenant: TenantId) -> OwnedMutexGuard<()> {
-        let m = lock(&self.tenants).entry(tenant).or_default().clone();
-        m.lock_owned().await
+    fn tenant_lock(&self, tenant: TenantId) -> Arc<RwLock<()>> {
+        lock(&self.tenants).entry(tenant).or_default().clone()
+    }
+
+    pub async fn tenant_exclusive(&self, tenant: TenantId) -> OwnedRwLockWriteGuard<()> {
+        self.tenant_lock(tenant).write_owned().await
+    }
+
+    pub async fn tenant_shared(&self, tenant: TenantId) -> OwnedRwLockReadGuard<()> {
+        self.tenant_lock(tenant).read_owned().await
+    }
+
+    /// Marks the tenant's delete as running; `None` if one already is.
+    pub fn start_delete(&self, tenant: TenantId) -> Option<DeleteMark<'_>> {
+        lock(&self.deleting).insert(tenant).then_some(DeleteMark {
+            locks: self,
+            tenant,
+        })
     }
 
     /// Drops the lock of a deleted tenant unless someone holds or awaits it.

@@ -40,6 +40,16 @@ impl PsError {
     }
 }
 
+/// One request for [`PageserverClient::relay`].
+pub struct Relay {
+    pub method: reqwest::Method,
+    /// From the leading `/`, with any query string.
+    pub path_and_query: String,
+    pub body: Option<Vec<u8>>,
+    pub timeout: Duration,
+    pub retries: u32,
+}
+
 #[derive(Clone)]
 pub struct PageserverClient {
     http: reqwest::Client,
@@ -183,6 +193,57 @@ impl PageserverClient {
                     }
                 }
                 Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Sends one request and answers whatever status the pageserver gave, with its body, for
+    /// the caller to interpret (timeline calls, passthroughs). Transport errors, timeouts and
+    /// 503/504/408 are retried `retries` times with a short backoff, like `put_location`.
+    pub async fn relay(
+        &self,
+        node: &NodeRecord,
+        call: &Relay,
+    ) -> Result<storcon_api::timeline::Relayed, PsError> {
+        let url = format!("{}{}", base(node), call.path_and_query);
+        let mut attempt = 0u32;
+        loop {
+            let mut req = self.request(call.method.clone(), url.clone(), call.timeout);
+            if let Some(body) = &call.body {
+                req = req
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .body(body.clone());
+            }
+            let outcome = tokio::select! {
+                _ = self.cancel.cancelled() => return Err(PsError::Cancelled),
+                r = req.send() => r,
+            };
+            match outcome {
+                Ok(resp)
+                    if !(matches!(resp.status().as_u16(), 503 | 504 | 408)
+                        && attempt < call.retries) =>
+                {
+                    let status = resp.status().as_u16();
+                    let body = tokio::select! {
+                        _ = self.cancel.cancelled() => return Err(PsError::Cancelled),
+                        b = resp.bytes() => b.map_err(|e| PsError::Unreachable(e.to_string()))?,
+                    };
+                    return Ok(storcon_api::timeline::Relayed {
+                        status,
+                        body: body.to_vec(),
+                    });
+                }
+                Ok(resp) => tracing::debug!(status = %resp.status(), "pageserver busy; retrying"),
+                Err(e) if attempt < call.retries => {
+                    tracing::debug!(error = %e, "pageserver call failed; retrying");
+                }
+                Err(e) => return Err(PsError::Unreachable(e.to_string())),
+            }
+            attempt += 1;
+            let backoff = Duration::from_millis(100 * u64::from(attempt.min(10)));
+            tokio::select! {
+                _ = self.cancel.cancelled() => return Err(PsError::Cancelled),
+                _ = tokio::time::sleep(backoff) => {}
             }
         }
     }

@@ -27,7 +27,7 @@ use state_machine::{Command, Response, SplitPlan, SplitRecord};
 use storcon_api::wire::{LocationConfig, TenantShardSplitRequest};
 use storcon_failpoints::FailpointError;
 use storcon_http::OperationError;
-use tokio::sync::OwnedMutexGuard;
+use tokio::sync::OwnedRwLockWriteGuard;
 use tokio::time::Instant;
 use tracing::Instrument;
 
@@ -104,8 +104,8 @@ enum Failure {
 
 impl Controller {
     /// The lock serializing splits and aborts of one tenant.
-    async fn tenant_op(&self, tenant: TenantId) -> OwnedMutexGuard<()> {
-        self.locks.tenant(tenant).await
+    async fn tenant_op(&self, tenant: TenantId) -> OwnedRwLockWriteGuard<()> {
+        self.locks.tenant_exclusive(tenant).await
     }
 
     async fn failpoint(&self, name: &str) -> Result<(), SplitError> {
@@ -431,7 +431,7 @@ impl Controller {
     /// Rolls a split back: commit the abort, detach the children where their nodes are
     /// reachable, let the parents be reconciled and their secondaries restored. Holds the
     /// tenant's lock throughout, so a retried split starts from the rolled-back tenant.
-    async fn abort_split(self: Arc<Self>, tenant: TenantId, _guard: OwnedMutexGuard<()>) {
+    async fn abort_split(self: Arc<Self>, tenant: TenantId, _guard: OwnedRwLockWriteGuard<()>) {
         let Some(record) = self.commit_abort(tenant).await else {
             if !self.cancel.is_cancelled() {
                 // A commit we had no answer for may have landed: detach whatever it left.

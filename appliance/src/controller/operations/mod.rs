@@ -4,6 +4,8 @@
 //! - `tenant_create`, `tenant_delete`, `tenant_change` (policy, config), `tenant_read`
 //!   (describe, list, config), `onboarding` (`location_config`);
 //! - `upcalls` (re-attach, validate), `nodes` (register, configure, shards);
+//! - `timelines` (create, delete, describe) and `passthrough` (timeline calls, the GET proxy),
+//!   both through `shard_calls` (attached locations, fan-out, moved-attachment checks);
 //! - `debug` (attach-hook, inspect, reconcile_all, consistency_check).
 //!
 //! Every write goes through [`Controller::propose_and_reconcile`] (or, for a change that places
@@ -13,10 +15,13 @@
 mod debug;
 mod nodes;
 mod onboarding;
+mod passthrough;
+mod shard_calls;
 mod tenant_change;
 mod tenant_create;
 mod tenant_delete;
 mod tenant_read;
+mod timelines;
 mod upcalls;
 
 use std::collections::BTreeSet;
@@ -28,6 +33,11 @@ use futures::FutureExt;
 use raft_store::ProposeError;
 use state_machine::ids::{TenantId, TenantShardId};
 use state_machine::{Command, NodeAvailability, NodeId, NodeRegisterRequest, Response};
+use storcon_api::ids::TimelineId;
+use storcon_api::timeline::{
+    Relayed, TenantTimelineDescribeResponse, TimelineCall, TimelineCreateRequest,
+    TimelineCreateResponse,
+};
 use storcon_api::wire::{
     AttachHookRequest, AttachHookResponse, InspectRequest, InspectResponse, LocationConfig,
     LocationConfigResponse, NodeConfigureRequest, NodeShardResponse, ReAttachRequest,
@@ -35,7 +45,7 @@ use storcon_api::wire::{
     TenantCreateResponse, TenantDescribeResponse, TenantPolicyRequest, TenantShardSplitRequest,
     TenantShardSplitResponse, ValidateRequest, ValidateResponse,
 };
-use storcon_http::{Op, OperationError, TenantPage};
+use storcon_http::{Op, OperationError, TenantDeletion, TenantPage};
 use tracing::Instrument;
 
 use super::{Controller, lock};
@@ -166,8 +176,16 @@ impl storcon_http::Operations for Operations {
         self.0.tenant_create(req).boxed()
     }
 
-    fn tenant_delete(&self, tenant: TenantId) -> Op<'_, ()> {
-        self.0.tenant_delete(tenant).boxed()
+    fn tenant_delete(&self, tenant: TenantId) -> Op<'_, TenantDeletion> {
+        // In its own task: a client that hangs up must not stop a delete between its steps.
+        let ctl = self.0.clone();
+        async move {
+            let span = tracing::info_span!("tenant_delete", %tenant);
+            tokio::spawn(async move { ctl.tenant_delete(tenant).await }.instrument(span))
+                .await
+                .map_err(|e| OperationError::Internal(format!("delete task failed: {e}")))?
+        }
+        .boxed()
     }
 
     fn tenant_describe(&self, tenant: TenantId) -> Op<'_, TenantDescribeResponse> {
@@ -224,6 +242,49 @@ impl storcon_http::Operations for Operations {
             Ok(TenantShardSplitResponse { new_shards })
         }
         .boxed()
+    }
+
+    fn timeline_create(
+        &self,
+        tenant: TenantId,
+        req: TimelineCreateRequest,
+    ) -> Op<'_, TimelineCreateResponse> {
+        // In its own task, like a split: the re-check after the calls must run even if the
+        // client hangs up, or a racing migration could lose the timeline.
+        let ctl = self.0.clone();
+        async move {
+            let span =
+                tracing::info_span!("timeline_create", %tenant, timeline = %req.new_timeline_id);
+            tokio::spawn(async move { ctl.timeline_create(tenant, req).await }.instrument(span))
+                .await
+                .map_err(|e| OperationError::Internal(format!("create task failed: {e}")))?
+        }
+        .boxed()
+    }
+
+    fn timeline_delete(&self, tenant: TenantId, timeline: TimelineId) -> Op<'_, ()> {
+        self.0.timeline_delete(tenant, timeline).boxed()
+    }
+
+    fn timeline_describe(
+        &self,
+        tenant: TenantId,
+        timeline: TimelineId,
+    ) -> Op<'_, TenantTimelineDescribeResponse> {
+        self.0.timeline_describe(tenant, timeline).boxed()
+    }
+
+    fn timeline_call(
+        &self,
+        shard: TenantShardId,
+        timeline: TimelineId,
+        call: TimelineCall,
+    ) -> Op<'_, serde_json::Value> {
+        self.0.timeline_call(shard, timeline, call).boxed()
+    }
+
+    fn tenant_get(&self, shard: TenantShardId, rest: String) -> Op<'_, Relayed> {
+        self.0.tenant_get(shard, rest).boxed()
     }
 
     fn re_attach(&self, req: ReAttachRequest) -> Op<'_, ReAttachResponse> {

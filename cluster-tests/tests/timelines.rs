@@ -1,0 +1,329 @@
+//! Timelines through the controller, end to end on simulated pageservers (issue 10, item 1-2):
+//!
+//! - `timeline_on_four_shards`: a 4-shard tenant with a secondary each. The create reaches all
+//!   four shards' attached locations, shard zero first; a repeat is 201 with the same timeline;
+//!   the wildcard GET lists it; describe shows it per shard; archival config and a GC block
+//!   reach every shard; the delete removes it everywhere with shard zero last, and a GET of it
+//!   then relays the pageserver's 404. Bad input is 400/404 and reaches no pageserver.
+//! - `timeline_create_racing_a_migration`: the create is held (failpoint) after it read the
+//!   attachments; shard zero's pageserver is configured Offline, so the shard fails over to its
+//!   secondary in a new generation; released, the create ends with the timeline on the new
+//!   attached location.
+
+use std::time::Duration;
+
+use cluster_tests::StorageApi;
+use cluster_tests::fixture::ControllerFixture;
+use cluster_tests::history::Event;
+use cluster_tests::placement::{SETTLE_DEADLINE, wait_settled};
+use cluster_tests::sims::Sims;
+use cluster_tests::storage_api::{shard_ids, tenant_create_body, tenant_id};
+use cluster_tests::wait::wait_until;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+const TAG: u32 = 0x7173;
+const TL: &str = "de200bd42b49cc1814412c7e592dd6e9";
+
+async fn call(api: &StorageApi, method: Method, path: &str, body: Option<&Value>) -> (u16, Value) {
+    let raw = api
+        .send(method.clone(), path, body)
+        .await
+        .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+    let value = serde_json::from_str(&raw.body).unwrap_or(Value::String(raw.body.clone()));
+    (raw.status, value)
+}
+
+/// Accepted timeline events of `kind` for `timeline`, from every simulator, by shard.
+fn timeline_events(sims: &Sims, kind: &str, timeline: &str) -> Vec<Event> {
+    let mut events: Vec<Event> = sims
+        .all_history()
+        .expect("histories")
+        .into_iter()
+        .filter(|e| e.kind == kind && e.accepted && e.timeline_id.as_deref() == Some(timeline))
+        .collect();
+    events.sort_by(|a, b| a.ts.cmp(&b.ts));
+    events
+}
+
+fn shard_of(e: &Event) -> &str {
+    e.tenant_shard_id.as_deref().unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeline_on_four_shards() {
+    let ControllerFixture {
+        sims,
+        cluster,
+        follower,
+        ..
+    } = ControllerFixture::start(&[(1, "az-a"), (2, "az-a"), (3, "az-b")], SETTLE_DEADLINE)
+        .await
+        .expect("a formed cluster with Active simulators");
+    let api = StorageApi::new(cluster.client(follower));
+    let tenant = tenant_id(TAG, 1);
+    let shards = shard_ids(&tenant, 4);
+    api.create_tenant(&tenant_create_body(&tenant, 4, 1))
+        .await
+        .expect("tenant created");
+    let placed = wait_settled(&api, &sims, std::slice::from_ref(&tenant), SETTLE_DEADLINE)
+        .await
+        .expect("placed");
+
+    // Bad input is refused before any pageserver sees it.
+    let create_path = format!("/v1/tenant/{tenant}/timeline");
+    for (body, status) in [
+        (json!({"new_timeline_id": "short"}), 400),
+        (
+            json!({"new_timeline_id": TL, "ancestor_timeline_id": "nope"}),
+            400,
+        ),
+        (
+            json!({"new_timeline_id": TL, "ancestor_start_lsn": "0/10"}),
+            400,
+        ),
+        (json!({"new_timeline_id": TL, "pg_version": "sixteen"}), 400),
+    ] {
+        let (got, answer) = call(&api, Method::POST, &create_path, Some(&body)).await;
+        assert_eq!(got, status, "{body}: {answer}");
+        assert!(answer["msg"].is_string(), "{body}: {answer}");
+    }
+    let unknown = tenant_id(TAG, 99);
+    let (got, answer) = call(
+        &api,
+        Method::POST,
+        &format!("/v1/tenant/{unknown}/timeline"),
+        Some(&json!({"new_timeline_id": TL})),
+    )
+    .await;
+    assert_eq!(got, 404, "{answer}");
+    assert!(
+        timeline_events(&sims, "timeline_create", TL).is_empty(),
+        "a refused request reached a pageserver"
+    );
+
+    // Create: 201 with shard zero's TimelineInfo and `safekeepers`.
+    let request = json!({"new_timeline_id": TL, "pg_version": 16});
+    let (got, created) = call(&api, Method::POST, &create_path, Some(&request)).await;
+    assert_eq!(got, 201, "{created}");
+    assert_eq!(created["timeline_id"], TL, "{created}");
+    assert_eq!(created["tenant_id"], shards[0], "{created}");
+    assert!(created["last_record_lsn"].is_string(), "{created}");
+    assert_eq!(created["safekeepers"], Value::Null, "{created}");
+
+    // Every shard got it, at its attached location, shard zero before any other.
+    let events = timeline_events(&sims, "timeline_create", TL);
+    for shard in &shards {
+        let on = events
+            .iter()
+            .filter(|e| shard_of(e) == shard)
+            .collect::<Vec<_>>();
+        assert_eq!(on.len(), 1, "{shard}: {events:?}");
+        assert_eq!(
+            on[0].node_id, placed[shard].node,
+            "{shard} not created where attached"
+        );
+        assert_eq!(on[0].generation, Some(placed[shard].generation), "{shard}");
+    }
+    let first_other = events
+        .iter()
+        .filter(|e| shard_of(e) != shards[0])
+        .map(|e| e.ts.clone())
+        .min()
+        .expect("other shards");
+    let zero = events
+        .iter()
+        .find(|e| shard_of(e) == shards[0])
+        .expect("shard zero");
+    assert!(
+        zero.ts <= first_other,
+        "shard zero after another: {events:?}"
+    );
+
+    // The same request again: 201, the same timeline, no second timeline anywhere.
+    let (got, again) = call(&api, Method::POST, &create_path, Some(&request)).await;
+    assert_eq!(got, 201, "{again}");
+    assert_eq!(again["timeline_id"], TL, "{again}");
+
+    // Listed through the wildcard GET, which goes to shard zero's pageserver.
+    let (got, listed) = call(&api, Method::GET, &create_path, None).await;
+    assert_eq!(got, 200, "{listed}");
+    let listed = listed.as_array().expect("a list");
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["timeline_id"], TL);
+    assert_eq!(listed[0]["tenant_id"], shards[0]);
+
+    // Describe: the timeline on every shard.
+    let (got, described) = call(
+        &api,
+        Method::GET,
+        &format!("/control/v1/tenant/{tenant}/timeline/{TL}"),
+        None,
+    )
+    .await;
+    assert_eq!(got, 200, "{described}");
+    let per_shard = described["shards"].as_array().expect("shards");
+    assert_eq!(per_shard.len(), 4, "{described}");
+    for (info, shard) in per_shard.iter().zip(&shards) {
+        assert_eq!(info["timeline_id"], TL);
+        assert_eq!(&info["tenant_id"], shard);
+    }
+    assert!(
+        described.get("image_consistent_lsn").is_some(),
+        "{described}"
+    );
+
+    // Delete: 200, gone everywhere, shard zero last.
+    let timeline_path = format!("/v1/tenant/{tenant}/timeline/{TL}");
+    let (got, answer) = call(&api, Method::DELETE, &timeline_path, None).await;
+    assert_eq!(got, 200, "{answer}");
+    assert_eq!(answer, Value::Null);
+    let deletes = timeline_events(&sims, "timeline_delete", TL);
+    for shard in &shards {
+        assert!(
+            deletes.iter().any(|e| shard_of(e) == shard),
+            "{shard} not deleted: {deletes:?}"
+        );
+    }
+    let zero_delete = deletes
+        .iter()
+        .filter(|e| shard_of(e) == shards[0])
+        .map(|e| e.ts.clone())
+        .min()
+        .expect("shard zero deleted");
+    let last_other = deletes
+        .iter()
+        .filter(|e| shard_of(e) != shards[0])
+        .map(|e| e.ts.clone())
+        .max()
+        .expect("others deleted");
+    assert!(
+        zero_delete >= last_other,
+        "shard zero before another: {deletes:?}"
+    );
+    for shard in &shards {
+        let (status, body) = sims
+            .request(
+                placed[shard].node,
+                Method::GET,
+                &format!("/v1/tenant/{shard}/timeline/{TL}"),
+                None,
+            )
+            .await
+            .expect("sim answered");
+        assert_eq!(status, 404, "{shard} still has it: {body}");
+    }
+    // Not moving, so the pageserver's 404 is relayed as it is.
+    let (got, answer) = call(&api, Method::GET, &timeline_path, None).await;
+    assert_eq!(got, 404, "{answer}");
+    // Deleting what is gone is done, as upstream's 404-means-deleted.
+    let (got, answer) = call(&api, Method::DELETE, &timeline_path, None).await;
+    assert_eq!(got, 200, "{answer}");
+
+    api.consistency_check().await.expect("consistent");
+    sims.check_no_crashes().expect("no simulator crashed");
+    cluster.check_no_crashes().expect("no replica crashed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeline_create_racing_a_migration() {
+    let ControllerFixture {
+        sims,
+        cluster,
+        leader,
+        follower,
+    } = ControllerFixture::start(&[(1, "az-a"), (2, "az-a")], SETTLE_DEADLINE)
+        .await
+        .expect("a formed cluster with Active simulators");
+    let api = StorageApi::new(cluster.client(follower));
+    let on_leader = StorageApi::new(cluster.client(leader));
+    let tenant = tenant_id(TAG, 2);
+    let shard = shard_ids(&tenant, 1)[0].clone();
+    api.create_tenant(&tenant_create_body(&tenant, 1, 1))
+        .await
+        .expect("tenant created");
+    let before = wait_settled(&api, &sims, std::slice::from_ref(&tenant), SETTLE_DEADLINE)
+        .await
+        .expect("placed")[&shard];
+
+    on_leader
+        .set_failpoint("timeline-create-before-calls", "pause")
+        .await
+        .expect("failpoint set");
+    let create = {
+        let api = api.clone();
+        let path = format!("/v1/tenant/{tenant}/timeline");
+        tokio::spawn(async move {
+            api.send(Method::POST, &path, Some(&json!({"new_timeline_id": TL})))
+                .await
+        })
+    };
+    wait_until(
+        "the create to reach its failpoint",
+        Duration::from_secs(30),
+        async || {
+            let hits = on_leader
+                .failpoint_hits("timeline-create-before-calls")
+                .await?;
+            anyhow::ensure!(hits >= 1, "not yet");
+            Ok(())
+        },
+    )
+    .await
+    .expect("create held");
+
+    // The attached pageserver goes Offline: the shard fails over to its secondary.
+    api.configure_node(
+        before.node,
+        &json!({"node_id": before.node, "availability": "Offline"}),
+    )
+    .await
+    .expect("node configured");
+    let other = if before.node == 1 { 2 } else { 1 };
+    wait_until(
+        "the shard attached on the other node",
+        SETTLE_DEADLINE,
+        async || {
+            let held = sims.locations(other).await?;
+            let loc = held
+                .get(&shard)
+                .ok_or_else(|| anyhow::anyhow!("not held"))?;
+            anyhow::ensure!(
+                loc.mode == "AttachedSingle" && loc.generation > Some(before.generation),
+                "{loc:?}"
+            );
+            Ok(())
+        },
+    )
+    .await
+    .expect("failed over");
+    let new_generation = sims.locations(other).await.expect("held")[&shard].generation;
+
+    on_leader
+        .set_failpoint("timeline-create-before-calls", "off")
+        .await
+        .expect("failpoint released");
+    let answer = create.await.expect("create task").expect("create answered");
+    assert_eq!(answer.status, 201, "{}", answer.body);
+
+    // The timeline is on the new attached location, in its generation.
+    let (status, body) = sims
+        .request(
+            other,
+            Method::GET,
+            &format!("/v1/tenant/{shard}/timeline/{TL}"),
+            None,
+        )
+        .await
+        .expect("sim answered");
+    assert_eq!(status, 200, "timeline missing on the new location: {body}");
+    let events = timeline_events(&sims, "timeline_create", TL);
+    assert!(
+        events
+            .iter()
+            .any(|e| e.node_id == other && e.generation == new_generation),
+        "no create on node {other} in generation {new_generation:?}: {events:?}"
+    );
+    sims.check_no_crashes().expect("no simulator crashed");
+    cluster.check_no_crashes().expect("no replica crashed");
+}
