@@ -311,3 +311,132 @@ pub struct AttachHookResponse {
     #[serde(rename = "gen")]
     pub generation: Option<Generation>,
 }
+
+// ---------------------------------------------------------------------------------------------
+// Debug routes (issue 10, item 7): `GET /debug/v1/tenant`, `GET /debug/v1/tenant/:id/locate`,
+// `GET /debug/v1/scheduler`. The drops and `reconcile_all` have no bodies of their own.
+// ---------------------------------------------------------------------------------------------
+
+/// One element of `GET /debug/v1/tenant`, in shard id order: the replicated record of a shard
+/// joined with the leader's soft state. Upstream serializes its in-memory `TenantShard`; these
+/// are its field names where it has the field. `generation_pageserver` is storcon's (upstream
+/// keeps it in its database only). Left out: upstream's `sequence`, `importing`,
+/// `delayed_reconcile`, `consecutive_reconciles_count` and `preferred_node`, which storcon has
+/// no equivalent of.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantShardDump {
+    pub tenant_shard_id: TenantShardId,
+    pub shard: ShardIdentityDump,
+    pub generation: Option<Generation>,
+    /// The node the latest generation was issued to.
+    pub generation_pageserver: Option<NodeId>,
+    pub policy: PlacementPolicy,
+    pub intent: IntentStateDump,
+    pub observed: ObservedStateDump,
+    pub config: serde_json::Value,
+    pub splitting: SplitState,
+    pub scheduling_policy: ShardSchedulingPolicy,
+    pub pending_compute_notification: bool,
+    /// Why the last reconcile (or scheduling) of the shard failed; `""` when it did not.
+    pub last_error: String,
+}
+
+/// Upstream `ShardIdentity`: `layout` is always 1 (upstream's only layout, `LAYOUT_V1`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardIdentityDump {
+    pub number: u8,
+    pub count: u8,
+    pub stripe_size: u32,
+    pub layout: u8,
+}
+
+/// Upstream `IntentState`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IntentStateDump {
+    pub attached: Option<NodeId>,
+    pub secondary: Vec<NodeId>,
+    pub preferred_az_id: Option<String>,
+}
+
+/// Upstream `ObservedState`: node id (a JSON object key, so a string) -> location. A node
+/// missing from the map certainly holds nothing of the shard.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ObservedStateDump {
+    pub locations: std::collections::BTreeMap<NodeId, ObservedStateLocationDump>,
+}
+
+/// Upstream `ObservedStateLocation`: `conf: null` means the node may hold something the
+/// leader does not know (a call in flight or failed, a node lost): it is read back first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObservedStateLocationDump {
+    pub conf: Option<LocationConfig>,
+}
+
+/// Upstream `SplitState`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SplitState {
+    Idle,
+    Splitting,
+}
+
+/// One shard of `GET /debug/v1/tenant/:tenant_id/locate`: where it is attached (by intent) and
+/// that node's endpoints.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantLocateResponseShard {
+    pub shard_id: TenantShardId,
+    pub node_id: NodeId,
+    pub listen_pg_addr: String,
+    pub listen_pg_port: u16,
+    pub listen_grpc_addr: Option<String>,
+    pub listen_grpc_port: Option<u16>,
+    pub listen_http_addr: String,
+    pub listen_http_port: u16,
+    pub listen_https_port: Option<u16>,
+}
+
+/// `GET /debug/v1/tenant/:tenant_id/locate`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantLocateResponse {
+    pub shards: Vec<TenantLocateResponseShard>,
+    pub shard_params: ShardParameters,
+}
+
+/// `GET /debug/v1/scheduler`: the scheduler as the leader would build it now, per registered
+/// node (a JSON object keyed by node id). Upstream serializes its `Scheduler` as
+/// `{"nodes": {id: SchedulerNode}}`; the field names are its own where it has the field.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct SchedulerDump {
+    pub nodes: std::collections::BTreeMap<NodeId, SchedulerNodeDump>,
+}
+
+/// Upstream `SchedulerNode`, counted from every shard's intent. `secondary_shard_count` and
+/// `available` are storcon's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SchedulerNodeDump {
+    /// Shards with a location on this node (attached or secondary).
+    pub shard_count: usize,
+    pub attached_shard_count: usize,
+    pub secondary_shard_count: usize,
+    /// Shards with a location on this node whose preferred AZ is the node's.
+    pub home_shard_count: usize,
+    pub az: String,
+    /// Whether new shards may be placed here (Active and a scheduling policy that accepts
+    /// work), with the utilization the scheduler compares.
+    pub may_schedule: MaySchedule,
+    /// Heartbeats succeed (not Offline): an unavailable node's attachments fail over.
+    pub available: bool,
+}
+
+/// Upstream `MaySchedule`: `"No"`, or `{"Yes": {...}}`. Upstream carries the node's whole
+/// last `PageserverUtilization`; storcon carries the score its scheduler compares.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MaySchedule {
+    Yes(SchedulerUtilization),
+    No,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SchedulerUtilization {
+    /// From the last heartbeat (`/v1/utilization`); 1 000 000 ("full") before the first one.
+    pub utilization_score: u64,
+}

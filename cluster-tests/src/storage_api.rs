@@ -151,6 +151,52 @@ pub mod fields {
     pub const VALIDATE_RESPONSE: &[&str] = &["tenants"];
     pub const VALIDATE_RESPONSE_TENANT: &[&str] = &["id", "valid"];
     pub const ERROR: &[&str] = &["msg"];
+    /// `GET /debug/v1/tenant` elements (upstream `TenantShard`'s names, plus storcon's
+    /// `generation_pageserver`) and their parts.
+    pub const TENANT_SHARD_DUMP: &[&str] = &[
+        "tenant_shard_id",
+        "shard",
+        "generation",
+        "generation_pageserver",
+        "policy",
+        "intent",
+        "observed",
+        "config",
+        "splitting",
+        "scheduling_policy",
+        "pending_compute_notification",
+        "last_error",
+    ];
+    pub const SHARD_IDENTITY: &[&str] = &["number", "count", "stripe_size", "layout"];
+    pub const INTENT_STATE: &[&str] = &["attached", "secondary", "preferred_az_id"];
+    pub const OBSERVED_STATE: &[&str] = &["locations"];
+    pub const OBSERVED_STATE_LOCATION: &[&str] = &["conf"];
+    /// `GET /debug/v1/tenant/:tenant_id/locate` (upstream `TenantLocateResponse`).
+    pub const TENANT_LOCATE_RESPONSE: &[&str] = &["shards", "shard_params"];
+    pub const TENANT_LOCATE_RESPONSE_SHARD: &[&str] = &[
+        "shard_id",
+        "node_id",
+        "listen_pg_addr",
+        "listen_pg_port",
+        "listen_grpc_addr",
+        "listen_grpc_port",
+        "listen_http_addr",
+        "listen_http_port",
+        "listen_https_port",
+    ];
+    pub const SHARD_PARAMETERS: &[&str] = &["count", "stripe_size"];
+    /// `GET /debug/v1/scheduler` (upstream `Scheduler` / `SchedulerNode`'s names, plus
+    /// storcon's `secondary_shard_count` and `available`).
+    pub const SCHEDULER_DUMP: &[&str] = &["nodes"];
+    pub const SCHEDULER_NODE: &[&str] = &[
+        "shard_count",
+        "attached_shard_count",
+        "secondary_shard_count",
+        "home_shard_count",
+        "az",
+        "may_schedule",
+        "available",
+    ];
 }
 
 /// Fails unless `value` is an object with exactly the keys `keys` (in any order).
@@ -310,7 +356,8 @@ impl StorageApi {
             .collect())
     }
 
-    /// `POST /debug/v1/reconcile_all`: how many reconciles were queued.
+    /// `POST /debug/v1/reconcile_all`: how many reconciles it queued or waited for (it waits
+    /// up to 30 s for them); 0 when nothing needed one.
     pub async fn reconcile_all(&self) -> Result<usize, ClientError> {
         self.typed(Method::POST, "/debug/v1/reconcile_all", None, 200)
             .await

@@ -218,6 +218,17 @@ pub fn router(app: AppState) -> Router {
             "/debug/v1/consistency_check",
             post(debug::consistency_check),
         )
+        .route("/debug/v1/tenant", get(debug::tenants_dump))
+        .route(
+            "/debug/v1/tenant/{tenant_id}/locate",
+            get(debug::tenant_locate),
+        )
+        .route("/debug/v1/scheduler", get(debug::scheduler_dump))
+        .route(
+            "/debug/v1/tenant/{tenant_id}/drop",
+            post(debug::tenant_drop),
+        )
+        .route("/debug/v1/node/{node_id}/drop", post(debug::node_drop))
         .fallback(nodes::not_found)
         .layer(DefaultBodyLimit::max(API_BODY_LIMIT))
         .layer(axum::middleware::from_fn_with_state(

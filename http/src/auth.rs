@@ -581,6 +581,9 @@ mod tests {
                 S(PageServerApi),
             ),
             (Method::GET, "/debug/v1/tenant/abc/locate", S(Admin)),
+            (Method::GET, "/debug/v1/tenant", S(Admin)),
+            (Method::GET, "/debug/v1/scheduler", S(Admin)),
+            (Method::POST, "/debug/v1/node/7/drop", S(Admin)),
             // storcon's own
             (Method::GET, "/control/v1/cluster", S(ControllerPeer)),
             (Method::POST, "/raft/append", Only(ControllerPeer)),

@@ -199,10 +199,24 @@ pub trait Operations: Send + Sync {
 
     fn attach_hook(&self, req: AttachHookRequest) -> Op<'_, AttachHookResponse>;
     fn inspect(&self, req: InspectRequest) -> Op<'_, InspectResponse>;
-    /// Queues a reconcile for every shard that needs one; answers how many.
+    /// Does what a background pass does (schedule every tenant, queue a reconcile for every
+    /// shard that needs one), then waits up to 30 s for those and any already running; answers
+    /// how many it waited for (0: quiescent).
     fn reconcile_all(&self) -> Op<'_, usize>;
     /// Cross-checks replicated state, the leader's views and the rows on disk.
     fn consistency_check(&self) -> Op<'_, ()>;
+
+    // Debug routes (issue 10, item 7).
+    /// `GET /debug/v1/tenant`: every shard's record with the leader's observed locations.
+    fn tenants_dump(&self) -> Op<'_, Vec<storcon_api::wire::TenantShardDump>>;
+    /// `GET /debug/v1/tenant/:tenant_id/locate`: each shard's attached node and its endpoints.
+    fn tenant_locate(&self, tenant: TenantId) -> Op<'_, storcon_api::wire::TenantLocateResponse>;
+    /// `GET /debug/v1/scheduler`: per-node counts as the scheduler would see them now.
+    fn scheduler_dump(&self) -> Op<'_, storcon_api::wire::SchedulerDump>;
+    /// Forgets the tenant in one command; no pageserver is called.
+    fn tenant_drop(&self, tenant: TenantId) -> Op<'_, ()>;
+    /// Removes the node and every reference to it in one command; nothing is rescheduled.
+    fn node_drop(&self, node: NodeId) -> Op<'_, ()>;
 }
 
 /// The running operations, present only while this replica leads.

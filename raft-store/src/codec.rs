@@ -113,6 +113,16 @@ mod tests {
                 },
                 r#"{"AttachHook":{"shard":"01010101010101010101010101010101","node_id":3,"generation_override":9,"config":null}}"#,
             ),
+            (
+                Command::DropTenant {
+                    tenant_id: TenantId([1; 16]),
+                },
+                r#"{"DropTenant":{"tenant_id":"01010101010101010101010101010101"}}"#,
+            ),
+            (
+                Command::DropNode { node_id: NodeId(3) },
+                r#"{"DropNode":{"node_id":3}}"#,
+            ),
         ];
         for (command, payload) in cases {
             let encoded =

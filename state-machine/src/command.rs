@@ -95,6 +95,17 @@ pub enum Command {
         generation_override: Option<Generation>,
         config: Option<serde_json::Value>,
     },
+    /// Upstream's `POST /debug/v1/tenant/:tenant_id/drop`: forget every shard of the tenant,
+    /// and a split of it in flight, whatever their state. Nothing is detached anywhere.
+    DropTenant {
+        tenant_id: TenantId,
+    },
+    /// Upstream's `POST /debug/v1/node/:node_id/drop`: remove the node record and every
+    /// reference to it (intents, the holder of a generation) in one change, placing nothing.
+    /// Refused while a split in flight names the node.
+    DropNode {
+        node_id: NodeId,
+    },
 }
 
 /// Why a command was refused. The state is unchanged when a command is rejected.

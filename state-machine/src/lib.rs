@@ -15,6 +15,8 @@
 
 mod attach_hook;
 mod command;
+mod debug_views;
+mod drop;
 pub mod limits;
 mod node;
 pub mod reconcile_plan;
@@ -27,6 +29,7 @@ mod tenants;
 mod validate;
 
 pub use command::{Command, Rejection, Response};
+pub use debug_views::LocateError;
 pub use node::{
     NodeAvailability, NodeDescribeResponse, NodeId, NodeRecord, NodeRegisterRequest,
     NodeSchedulingPolicy, RegisterOutcome,

@@ -17,6 +17,7 @@ use crate::ids::TenantShardId;
 use crate::node::NodeId;
 use crate::state::State;
 use crate::tenant::{Intent, PlacementPolicy, ShardSchedulingPolicy, TenantShard};
+use storcon_api::wire::{MaySchedule, SchedulerDump, SchedulerNodeDump, SchedulerUtilization};
 
 /// Utilization score at which a node counts as overloaded (upstream: twice "full").
 pub const OVERLOADED_SCORE: u64 = 2_000_000;
@@ -101,6 +102,37 @@ impl Scheduler {
         for s in &intent.secondaries {
             bump(*s, false);
         }
+    }
+
+    /// Every node as this scheduler sees it (`GET /debug/v1/scheduler`): the locations counted
+    /// from the intents it was built with, its AZ, and whether and at what utilization it
+    /// takes new work.
+    pub fn dump(&self) -> SchedulerDump {
+        let nodes = self
+            .nodes
+            .values()
+            .map(|n| {
+                let load = self.load.get(&n.id).copied().unwrap_or_default();
+                let may_schedule = if n.may_schedule {
+                    MaySchedule::Yes(SchedulerUtilization {
+                        utilization_score: n.utilization_score,
+                    })
+                } else {
+                    MaySchedule::No
+                };
+                let node = SchedulerNodeDump {
+                    shard_count: load.total,
+                    attached_shard_count: load.attached,
+                    secondary_shard_count: load.total.saturating_sub(load.attached),
+                    home_shard_count: load.home,
+                    az: n.az.clone(),
+                    may_schedule,
+                    available: n.available,
+                };
+                (n.id, node)
+            })
+            .collect();
+        SchedulerDump { nodes }
     }
 
     /// The AZ for a new tenant: among AZs with a schedulable node, the one with the fewest home

@@ -112,6 +112,8 @@ impl State {
                 generation_override,
                 config,
             } => self.attach_hook(*shard, *node_id, *generation_override, config.as_ref()),
+            Command::DropTenant { tenant_id } => self.drop_tenant(*tenant_id),
+            Command::DropNode { node_id } => self.drop_node(*node_id),
         };
         let applied = match result {
             Ok(done) => done,

@@ -98,9 +98,15 @@ fn tenant_commands() -> impl Strategy<Value = Command> {
                 config: None,
             },
         );
+    let drop_tenant = (0u8..3).prop_map(|t| Command::DropTenant {
+        tenant_id: tenant(t),
+    });
+    let drop_node = node().prop_map(|node_id| Command::DropNode { node_id });
     prop_oneof![
         2 => create,
         1 => attach_hook,
+        1 => drop_tenant,
+        1 => drop_node,
         3 => increment,
         2 => intents,
         1 => reattach,
@@ -329,8 +335,8 @@ proptest! {
 }
 
 /// The property tests above reach the split commands they claim to cover: with a fixed seed,
-/// generated sequences contain accepted `BeginSplit`, `CompleteSplit` and `AbortSplit`, and the
-/// state's invariants hold after every step.
+/// generated sequences contain accepted `BeginSplit`, `CompleteSplit` and `AbortSplit` (and the
+/// debug drops, `DropTenant` and `DropNode`), and the state's invariants hold after every step.
 #[test]
 fn the_generators_reach_accepted_splits() {
     use proptest::strategy::ValueTree;
@@ -341,6 +347,7 @@ fn the_generators_reach_accepted_splits() {
     let mut runner = TestRunner::new_with_rng(Config::default(), rng);
     let strategy = commands(20);
     let (mut begun, mut completed, mut aborted) = (0, 0, 0);
+    let (mut dropped_tenants, mut dropped_nodes) = (0, 0);
     for _ in 0..256 {
         let cmds = strategy
             .new_tree(&mut runner)
@@ -355,6 +362,8 @@ fn the_generators_reach_accepted_splits() {
                 Command::BeginSplit { .. } if accepted => begun += 1,
                 Command::CompleteSplit { .. } if accepted => completed += 1,
                 Command::AbortSplit { .. } if accepted => aborted += 1,
+                Command::DropTenant { .. } if accepted => dropped_tenants += 1,
+                Command::DropNode { .. } if accepted => dropped_nodes += 1,
                 _ => {}
             }
         }
@@ -363,4 +372,10 @@ fn the_generators_reach_accepted_splits() {
     assert!(begun >= 50, "accepted BeginSplit {begun}");
     assert!(completed >= 20, "accepted CompleteSplit {completed}");
     assert!(aborted >= 5, "accepted AbortSplit {aborted}");
+    println!("accepted: {dropped_tenants} DropTenant, {dropped_nodes} DropNode");
+    assert!(
+        dropped_tenants >= 5,
+        "accepted DropTenant {dropped_tenants}"
+    );
+    assert!(dropped_nodes >= 5, "accepted DropNode {dropped_nodes}");
 }

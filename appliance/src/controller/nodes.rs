@@ -51,6 +51,13 @@ impl NodeTable {
         }
     }
 
+    /// Forgets a node that left the registry: its availability goes, and every call made
+    /// under its current life is abandoned.
+    pub fn forget(&self, node: NodeId) {
+        lock(&self.states).remove(&node);
+        self.end_life(node);
+    }
+
     /// Claims the node task slot of `node`; false when a task already runs.
     pub fn start_task(&self, node: NodeId) -> bool {
         lock(&self.tasks).insert(node)

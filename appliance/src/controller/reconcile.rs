@@ -147,6 +147,14 @@ impl Queue {
         failed && !r.in_flight.contains_key(id) && !r.queued.contains(id)
     }
 
+    /// The last finished pass of `id` failed.
+    pub fn failed(&self, id: &TenantShardId) -> bool {
+        lock(&self.running)
+            .completed
+            .get(id)
+            .is_some_and(|(_, ok)| !ok)
+    }
+
     /// Waits until a pass covering `seq` finished: `Some(succeeded)`, or `None` at the deadline.
     pub async fn wait(&self, id: TenantShardId, seq: u64, deadline: Instant) -> Option<bool> {
         loop {

@@ -6,6 +6,18 @@
 //! - consistency_check: replicated intents against registered nodes, the leader's observed view
 //!   against the intents (for shards not being reconciled right now), and the in-memory state
 //!   against the rows on disk.
+//! - reconcile_all (upstream's `reconcile_all_now`):
+//!   1. do what a background pass does: schedule every tenant (committing changed intents and
+//!      queueing their shards), then queue every shard that needs a reconcile or whose last
+//!      pass failed (also observed locations of shards the controller no longer knows);
+//!   2. wait up to `RECONCILE_ALL_WAIT` for every pass requested or running by then;
+//!   3. a pass that failed answers 500 naming its shard and error (upstream); otherwise answer
+//!      how many shards were waited for (at least how many were queued). 0 means quiescent: a
+//!      "call until 0" loop ends with every shard reconciled. Past the wait, the count is
+//!      answered all the same (upstream answers 408) and the next call waits again.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
 
 use state_machine::ids::TenantShardId;
 use state_machine::{Command, Generation, Response};
@@ -13,7 +25,11 @@ use storcon_api::wire::{AttachHookRequest, AttachHookResponse, InspectRequest, I
 use storcon_http::OperationError;
 
 use super::Wait;
-use crate::controller::Controller;
+use crate::controller::{Controller, lock};
+
+/// How long `reconcile_all` waits for the passes it started and those already running
+/// (upstream's `RECONCILE_TIMEOUT`).
+const RECONCILE_ALL_WAIT: Duration = Duration::from_secs(30);
 
 impl Controller {
     pub(super) async fn attach_hook(
@@ -56,6 +72,37 @@ impl Controller {
             })
             .await?;
         Ok(InspectResponse { attachment })
+    }
+
+    pub(super) async fn reconcile_all(&self) -> Result<usize, OperationError> {
+        self.schedule_all().await?;
+        let queued = self.reconcile_all_dirty();
+        let waiting: Vec<TenantShardId> = {
+            let mut ids: BTreeSet<TenantShardId> =
+                self.state.read().shards().map(|s| s.id).collect();
+            ids.extend(lock(&self.observed).shard_ids());
+            ids.into_iter()
+                .filter(|id| self.reconciles.is_running(id))
+                .collect()
+        };
+        let deadline = tokio::time::Instant::now() + RECONCILE_ALL_WAIT;
+        match self.wait_passes(waiting.iter().copied(), deadline).await {
+            Some(true) => {}
+            Some(false) => {
+                if let Some(id) = waiting.iter().find(|id| self.reconciles.failed(id)) {
+                    return Err(OperationError::Internal(format!(
+                        "Reconcile error on shard {id}: {}",
+                        self.reconciles.last_error(id)
+                    )));
+                }
+            }
+            None => tracing::info!(
+                waiting = waiting.len(),
+                "reconcile_all: passes still running after the wait"
+            ),
+        }
+        tracing::info!(queued, waited = waiting.len(), "reconcile_all");
+        Ok(waiting.len().max(queued))
     }
 
     pub(super) async fn consistency_check(&self) -> Result<(), OperationError> {

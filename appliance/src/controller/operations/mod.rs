@@ -6,13 +6,16 @@
 //! - `upcalls` (re-attach, validate), `nodes` (register, configure, shards);
 //! - `timelines` (create, delete, describe) and `passthrough` (timeline calls, the GET proxy),
 //!   both through `shard_calls` (attached locations, fan-out, moved-attachment checks);
-//! - `debug` (attach-hook, inspect, reconcile_all, consistency_check).
+//! - `debug` (attach-hook, inspect, reconcile_all, consistency_check), `debug_dump` (tenant
+//!   and scheduler dumps, locate), `drop` (tenant and node drops).
 //!
 //! Every write goes through [`Controller::propose_and_reconcile`] (or, for a change that places
 //! nothing, [`Controller::propose_request`]), so each operation proposes, schedules and waits
 //! the same way, fenced by this controller's term.
 
 mod debug;
+mod debug_dump;
+mod drop;
 mod nodes;
 mod onboarding;
 mod passthrough;
@@ -316,11 +319,44 @@ impl storcon_http::Operations for Operations {
     }
 
     fn reconcile_all(&self) -> Op<'_, usize> {
-        let queued = self.0.reconcile_all_dirty();
-        async move { Ok(queued) }.boxed()
+        self.0.reconcile_all().boxed()
     }
 
     fn consistency_check(&self) -> Op<'_, ()> {
         self.0.consistency_check().boxed()
+    }
+
+    fn tenants_dump(&self) -> Op<'_, Vec<storcon_api::wire::TenantShardDump>> {
+        self.0.tenants_dump().boxed()
+    }
+
+    fn tenant_locate(&self, tenant: TenantId) -> Op<'_, storcon_api::wire::TenantLocateResponse> {
+        self.0.tenant_locate(tenant).boxed()
+    }
+
+    fn scheduler_dump(&self) -> Op<'_, storcon_api::wire::SchedulerDump> {
+        self.0.scheduler_dump().boxed()
+    }
+
+    fn tenant_drop(&self, tenant: TenantId) -> Op<'_, ()> {
+        // In its own task: once `DropTenant` has committed, the soft state must be forgotten
+        // too, even if the client hangs up.
+        let ctl = self.0.clone();
+        async move {
+            tokio::spawn(async move { ctl.tenant_drop(tenant).await })
+                .await
+                .map_err(|e| OperationError::Internal(format!("drop task failed: {e}")))?
+        }
+        .boxed()
+    }
+
+    fn node_drop(&self, node: NodeId) -> Op<'_, ()> {
+        let ctl = self.0.clone();
+        async move {
+            tokio::spawn(async move { ctl.node_drop(node).await })
+                .await
+                .map_err(|e| OperationError::Internal(format!("drop task failed: {e}")))?
+        }
+        .boxed()
     }
 }

@@ -1,0 +1,76 @@
+//! Upstream's debug drops as commands: forget a tenant, or a node, in the replicated state
+//! alone. Neither calls a pageserver nor places anything; each is one command, so no replica
+//! ever holds half of a drop.
+//!
+//! - `DropTenant`: every shard of the tenant and its split record (if a split is in flight)
+//!   go; NotFound when the tenant has no shard.
+//! - `DropNode`: the node record goes, and with it every reference to the node: it leaves
+//!   each intent (attached or secondary) and stops being the holder of a generation (the
+//!   generation itself stays: the next attach issues a higher one). NotFound for an unknown
+//!   node; Conflict while a split record names the node, because completing that split would
+//!   attach children on it.
+//!
+//! Upstream keeps a dropped node as a tombstone so its id cannot register again; storcon has no
+//! tombstones, so a dropped node that registers again comes back as a new node.
+
+use crate::command::{Rejection, Response};
+use crate::ids::TenantId;
+use crate::node::NodeId;
+use crate::rows::{self, Mutation};
+use crate::state::State;
+
+type Applied = Result<(Response, Vec<Mutation>), Rejection>;
+
+impl State {
+    pub(crate) fn drop_tenant(&mut self, tenant_id: TenantId) -> Applied {
+        let ids: Vec<_> = self.tenant_shards(tenant_id).map(|s| s.id).collect();
+        if ids.is_empty() {
+            return Err(Rejection::NotFound(format!("Tenant {tenant_id} not found")));
+        }
+        let mut muts = Vec::with_capacity(ids.len() + 1);
+        for id in ids {
+            self.shards.remove(&id);
+            muts.push(rows::delete(rows::shard_key(&id)));
+        }
+        if self.splits.remove(&tenant_id).is_some() {
+            muts.push(rows::delete(rows::split_key(tenant_id)));
+        }
+        Ok((Response::Done, muts))
+    }
+
+    pub(crate) fn drop_node(&mut self, node_id: NodeId) -> Applied {
+        if !self.nodes.contains_key(&node_id) {
+            return Err(Rejection::NotFound(format!(
+                "Node {node_id} not registered"
+            )));
+        }
+        if let Some(record) = self
+            .split_records()
+            .find(|r| r.parents.iter().any(|p| p.node == node_id))
+        {
+            return Err(Rejection::Conflict(format!(
+                "Node {node_id} holds a shard of tenant {} being split; retry when the split is done",
+                record.tenant_id
+            )));
+        }
+        let touched: Vec<_> = self
+            .shards()
+            .filter(|s| s.intent.contains(node_id) || s.generation_pageserver == Some(node_id))
+            .cloned()
+            .collect();
+        let mut muts = Vec::with_capacity(touched.len() + 1);
+        for mut shard in touched {
+            if shard.intent.attached == Some(node_id) {
+                shard.intent.attached = None;
+            }
+            shard.intent.secondaries.retain(|n| *n != node_id);
+            if shard.generation_pageserver == Some(node_id) {
+                shard.generation_pageserver = None;
+            }
+            muts.push(self.put_shard(shard));
+        }
+        self.nodes.remove(&node_id);
+        muts.push(rows::delete(rows::node_key(node_id)));
+        Ok((Response::Done, muts))
+    }
+}
