@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::{TenantId, TenantShardId};
 use crate::node::NodeRegisterRequest;
+use crate::tenant_config::{TenantConfig, TenantConfigPatch};
 use crate::types::{
     DEFAULT_STRIPE_SIZE, Generation, NodeAvailability, NodeId, NodeSchedulingPolicy,
     PlacementPolicy, ShardSchedulingPolicy,
@@ -34,7 +35,10 @@ pub struct SecondaryConfig {
     pub warm: bool,
 }
 
-/// A pageserver location (upstream `LocationConfig`).
+/// A pageserver location (upstream `LocationConfig`), as the controller sends it and a
+/// pageserver reports it. A reported `tenant_conf` is read leniently (what does not decode is
+/// dropped), so an odd config on a pageserver never hides its locations; requests use
+/// [`TenantLocationConfigRequest`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LocationConfig {
     pub mode: LocationConfigMode,
@@ -48,8 +52,42 @@ pub struct LocationConfig {
     pub shard_count: u8,
     #[serde(default)]
     pub shard_stripe_size: u32,
+    #[serde(default, deserialize_with = "crate::tenant_config::lenient")]
+    pub tenant_conf: TenantConfig,
+}
+
+/// The body of `PUT /v1/tenant/:tenant_shard_id/location_config` (upstream
+/// `TenantLocationConfigRequest`): a [`LocationConfig`] whose `tenant_conf` is required and
+/// typed, with unknown keys refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantLocationConfigRequest {
+    pub mode: LocationConfigMode,
     #[serde(default)]
-    pub tenant_conf: serde_json::Value,
+    pub generation: Option<Generation>,
+    #[serde(default)]
+    pub secondary_conf: Option<SecondaryConfig>,
+    #[serde(default)]
+    pub shard_number: u8,
+    #[serde(default)]
+    pub shard_count: u8,
+    #[serde(default)]
+    pub shard_stripe_size: u32,
+    pub tenant_conf: TenantConfig,
+}
+
+impl From<TenantLocationConfigRequest> for LocationConfig {
+    fn from(r: TenantLocationConfigRequest) -> Self {
+        LocationConfig {
+            mode: r.mode,
+            generation: r.generation,
+            secondary_conf: r.secondary_conf,
+            shard_number: r.shard_number,
+            shard_count: r.shard_count,
+            shard_stripe_size: r.shard_stripe_size,
+            tenant_conf: r.tenant_conf,
+        }
+    }
 }
 
 impl LocationConfig {
@@ -63,7 +101,7 @@ impl LocationConfig {
             shard_number: id.shard_number,
             shard_count: id.shard_count.0,
             shard_stripe_size: 0,
-            tenant_conf: serde_json::json!({}),
+            tenant_conf: TenantConfig::default(),
         }
     }
 }
@@ -144,8 +182,10 @@ pub struct TenantShardSplitResponse {
     pub new_shards: Vec<TenantShardId>,
 }
 
-/// `POST /v1/tenant`. Tenant config fields sit at the top level (flattened) as upstream.
+/// `POST /v1/tenant`. Tenant config fields sit at the top level (flattened) as upstream; any
+/// other key is refused.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TenantCreateRequest {
     pub new_tenant_id: TenantShardId,
     #[serde(default)]
@@ -155,7 +195,7 @@ pub struct TenantCreateRequest {
     #[serde(default)]
     pub placement_policy: Option<PlacementPolicy>,
     #[serde(flatten)]
-    pub config: serde_json::Map<String, serde_json::Value>,
+    pub config: TenantConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -252,12 +292,24 @@ pub struct TenantPolicyRequest {
     pub scheduling: Option<ShardSchedulingPolicy>,
 }
 
-/// The body of `PUT`/`PATCH /v1/tenant/config`: config fields at the top level, as upstream.
+/// The body of `PUT /v1/tenant/config`: config fields at the top level, as upstream; any other
+/// key is refused.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TenantConfigRequest {
     pub tenant_id: TenantId,
     #[serde(flatten)]
-    pub fields: serde_json::Map<String, serde_json::Value>,
+    pub config: TenantConfig,
+}
+
+/// The body of `PATCH /v1/tenant/config`: per field, absent keeps, `null` removes, a value
+/// sets; any other key is refused.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantConfigPatchRequest {
+    pub tenant_id: TenantId,
+    #[serde(flatten)]
+    pub config: TenantConfigPatch,
 }
 
 /// `GET /v1/tenant/:tenant_id/config`.
@@ -303,7 +355,7 @@ pub struct AttachHookRequest {
     #[serde(default)]
     pub generation_override: Option<i32>,
     #[serde(default)]
-    pub config: Option<serde_json::Value>,
+    pub config: Option<TenantConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

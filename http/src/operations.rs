@@ -152,7 +152,7 @@ pub trait Operations: Send + Sync {
     fn tenant_list(&self, page: TenantPage) -> Op<'_, Vec<TenantDescribeResponse>>;
     fn tenant_policy(&self, tenant: TenantId, req: TenantPolicyRequest) -> Op<'_, ()>;
     fn tenant_config_set(&self, req: TenantConfigRequest) -> Op<'_, ()>;
-    fn tenant_config_patch(&self, req: TenantConfigRequest) -> Op<'_, ()>;
+    fn tenant_config_patch(&self, req: storcon_api::wire::TenantConfigPatchRequest) -> Op<'_, ()>;
     fn tenant_config_get(&self, tenant: TenantId) -> Op<'_, TenantConfigResponse>;
     /// Onboarding and placement changes through the pageserver's own API.
     fn location_config(

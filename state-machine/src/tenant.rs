@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::ids::{TenantId, TenantShardId};
 use crate::node::NodeId;
 pub use storcon_api::types::{Generation, PlacementPolicy, ShardSchedulingPolicy};
+use storcon_api::tenant_config::TenantConfig;
 use storcon_api::wire::{LocationConfig, LocationConfigMode, SecondaryConfig};
 
 pub use storcon_api::types::DEFAULT_STRIPE_SIZE;
@@ -55,7 +56,9 @@ pub struct TenantShard {
     pub generation: Option<Generation>,
     pub generation_pageserver: Option<NodeId>,
     pub placement: PlacementPolicy,
-    /// Opaque upstream `TenantConfig` JSON object, passed to pageservers as `tenant_conf`.
+    /// Upstream's `TenantConfig` as a JSON object: the canonical encoding of the typed config
+    /// the API admitted (older log entries may hold anything within the limits). Pageservers
+    /// get it typed, as `tenant_conf` (see [`TenantShard::tenant_conf`]).
     pub config: serde_json::Value,
     pub scheduling: ShardSchedulingPolicy,
     pub preferred_az: Option<String>,
@@ -85,6 +88,12 @@ pub struct CreateTenant {
 
 /// The locations the controller sends to pageservers for this shard.
 impl TenantShard {
+    /// The config pageservers get: the stored one read as the typed config, so that a field a
+    /// pageserver would refuse (stored before configs were typed) is left out.
+    pub fn tenant_conf(&self) -> TenantConfig {
+        TenantConfig::from_stored(&self.config)
+    }
+
     fn location(&self, mode: LocationConfigMode) -> LocationConfig {
         LocationConfig {
             mode,
@@ -93,7 +102,7 @@ impl TenantShard {
             shard_number: self.id.shard_number,
             shard_count: self.id.shard_count.0,
             shard_stripe_size: self.stripe_size,
-            tenant_conf: self.config.clone(),
+            tenant_conf: self.tenant_conf(),
         }
     }
 

@@ -48,7 +48,7 @@ impl Controller {
             shard: req.tenant_shard_id,
             node_id: req.node_id,
             generation_override,
-            config: req.config,
+            config: req.config.map(|c| c.to_value()),
         };
         let answer = self
             .propose_and_reconcile(req.tenant_shard_id.tenant_id, command, Wait::Queued)

@@ -207,7 +207,7 @@ impl storcon_http::Operations for Operations {
         self.0.tenant_config_set(req).boxed()
     }
 
-    fn tenant_config_patch(&self, req: TenantConfigRequest) -> Op<'_, ()> {
+    fn tenant_config_patch(&self, req: storcon_api::wire::TenantConfigPatchRequest) -> Op<'_, ()> {
         self.0.tenant_config_patch(req).boxed()
     }
 

@@ -4,8 +4,9 @@
 //! 1. Check: an unsharded id only (sharded tenants use the tenant APIs); an attached mode
 //!    carries a generation.
 //! 2. Map the mode to a policy: Detached -> Detached, Secondary -> Secondary, Attached* ->
-//!    Attached(1), or Attached(0) while only one pageserver is registered. An absent
-//!    `tenant_conf` is the default config, as on a pageserver.
+//!    Attached(1), or Attached(0) while only one pageserver is registered. `tenant_conf` is
+//!    required and typed (the HTTP layer refused anything else), so repeating a request is
+//!    idempotent; it is stored as its canonical JSON object.
 //! 3. One command: `CreateTenant` for an unknown tenant, else `OnboardTenant` (policy, config
 //!    and the control plane's generation together, so a refused config leaves nothing behind).
 //!    For an attached mode the request's generation becomes the tenant's, so the controller
@@ -50,10 +51,7 @@ impl Controller {
             _ if self.state.read().nodes().count() > 1 => PlacementPolicy::Attached(1),
             _ => PlacementPolicy::Attached(0),
         };
-        let config = match conf.tenant_conf {
-            serde_json::Value::Null => serde_json::json!({}),
-            c => c,
-        };
+        let config = conf.tenant_conf.to_value();
         let generation = conf.generation.filter(|_| conf.mode.is_attached());
         let known = self.state.read().tenant_shards(tenant_id).next().is_some();
         let command = if known {

@@ -2,16 +2,15 @@
 //!
 //! - policy (`PUT /control/v1/tenant/:id/policy`): commit `SetTenantPolicy`, schedule, answer
 //!   once the reconciles are queued;
-//! - config (`PUT`/`PATCH /v1/tenant/config`): commit `SetTenantConfig`/`PatchTenantConfig`,
-//!   schedule, wait up to 5 s for pageservers to have it (a slow one is not an error, as
-//!   upstream).
+//! - config (`PUT`/`PATCH /v1/tenant/config`): commit `SetTenantConfig`/`PatchTenantConfig`
+//!   with the typed config's (or patch's) canonical JSON object, schedule, wait up to 5 s for
+//!   pageservers to have it (a slow one is not an error, as upstream).
 
 use std::time::Duration;
 
-use serde_json::Value;
 use state_machine::Command;
 use state_machine::ids::TenantId;
-use storcon_api::wire::{TenantConfigRequest, TenantPolicyRequest};
+use storcon_api::wire::{TenantConfigPatchRequest, TenantConfigRequest, TenantPolicyRequest};
 use storcon_http::OperationError;
 
 use super::Wait;
@@ -41,7 +40,7 @@ impl Controller {
     ) -> Result<(), OperationError> {
         let command = Command::SetTenantConfig {
             tenant_id: req.tenant_id,
-            config: Value::Object(req.fields),
+            config: req.config.to_value(),
         };
         self.propose_and_reconcile(req.tenant_id, command, Wait::AtMost(CONFIG_RECONCILE_WAIT))
             .await?;
@@ -50,11 +49,11 @@ impl Controller {
 
     pub(super) async fn tenant_config_patch(
         &self,
-        req: TenantConfigRequest,
+        req: TenantConfigPatchRequest,
     ) -> Result<(), OperationError> {
         let command = Command::PatchTenantConfig {
             tenant_id: req.tenant_id,
-            patch: req.fields,
+            patch: req.config.to_map(),
         };
         self.propose_and_reconcile(req.tenant_id, command, Wait::AtMost(CONFIG_RECONCILE_WAIT))
             .await?;

@@ -43,7 +43,7 @@ impl Controller {
             shard_count: req.shard_parameters.count,
             stripe_size,
             placement: req.placement_policy.unwrap_or_default(),
-            config: serde_json::Value::Object(req.config),
+            config: req.config.to_value(),
             preferred_az: self.preferred_az(tenant_id),
             generation: req.generation,
         });

@@ -2,7 +2,7 @@
 //! describe (`GET /control/v1/tenant/:id`), list (`GET /control/v1/tenant`, by tenant id,
 //! paged by `start_after` and `limit`), config (`GET /v1/tenant/:id/config`). The replicated
 //! record is joined with the leader's soft state per shard (reconciling, last error, pending
-//! compute notification).
+//! compute notification). A config is shown typed, as pageservers get it.
 
 use std::collections::BTreeSet;
 
@@ -48,7 +48,11 @@ impl Controller {
         tenant: TenantId,
     ) -> Result<TenantConfigResponse, OperationError> {
         let config = self
-            .read_confirmed(|s| s.tenant_shards(tenant).next().map(|s| s.config.clone()))
+            .read_confirmed(|s| {
+                s.tenant_shards(tenant)
+                    .next()
+                    .map(|s| s.tenant_conf().to_value())
+            })
             .await?
             .ok_or(OperationError::TenantNotFound(tenant))?;
         Ok(TenantConfigResponse {
@@ -64,7 +68,7 @@ impl Controller {
             tenant_id,
             stripe_size: first.stripe_size,
             policy: first.placement,
-            config: first.config.clone(),
+            config: first.tenant_conf().to_value(),
             shards: shards
                 .iter()
                 .map(|s| TenantDescribeResponseShard {
