@@ -12,7 +12,9 @@
 //!   `"1h 30m"`), which is what a pageserver decodes: [`TenantConfig::to_value`] is the canonical
 //!   JSON object the controller stores and sends;
 //! - [`TenantConfig::from_stored`] reads a stored object leniently (unknown keys and bad values
-//!   are dropped), so a config stored before configs were typed can still be sent safely.
+//!   are dropped), so a config stored before configs were typed can still be sent safely;
+//! - a location carries a [`CanonicalConfig`]: the canonical object, built only from a typed
+//!   config, and read leniently from what a pageserver reports.
 //!
 //! Field names and types follow upstream's `libs/pageserver_api/src/models.rs`. The decoding is
 //! written by hand (each value is decoded on its own) so that its errors name the field even
@@ -394,11 +396,17 @@ impl TenantConfig {
     /// Reads a stored config, keeping every known field whose value decodes and dropping the
     /// rest (a config stored before configs were typed may hold anything). Not an object: empty.
     pub fn from_stored(value: &Value) -> TenantConfig {
+        match value {
+            Value::Object(map) => TenantConfig::from_map(map),
+            _ => TenantConfig::default(),
+        }
+    }
+
+    fn from_map(map: &Map<String, Value>) -> TenantConfig {
         let mut config = TenantConfig::default();
-        if let Value::Object(map) = value {
-            for (key, value) in map {
-                let _ = config.set(key, value.clone());
-            }
+        for (key, value) in map {
+            // A key or value that does not decode is what is dropped.
+            let _ = config.set(key, value.clone());
         }
         config
     }
@@ -414,10 +422,45 @@ impl TenantConfigPatch {
     }
 }
 
-/// `deserialize_with` for configs a pageserver reports: never fails on the config itself (see
-/// [`TenantConfig::from_stored`]); absent or `null` is the empty config.
-pub fn lenient<'de, D: Deserializer<'de>>(deserializer: D) -> Result<TenantConfig, D::Error> {
-    Value::deserialize(deserializer).map(|v| TenantConfig::from_stored(&v))
+/// A [`TenantConfig`] in its canonical JSON form ([`TenantConfig::to_map`]), as a location
+/// carries it: only the set fields (an empty config takes no heap), and only ever built from a
+/// typed config, so a pageserver can always decode it. Decoding is lenient, as for a config a
+/// pageserver reports: what [`TenantConfig::from_stored`] drops is dropped, `null` is empty.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct CanonicalConfig(Map<String, Value>);
+
+impl CanonicalConfig {
+    pub fn as_map(&self) -> &Map<String, Value> {
+        &self.0
+    }
+
+    pub fn to_value(&self) -> Value {
+        Value::Object(self.0.clone())
+    }
+
+    /// The typed config again.
+    pub fn typed(&self) -> TenantConfig {
+        TenantConfig::from_map(&self.0)
+    }
+}
+
+impl From<&TenantConfig> for CanonicalConfig {
+    fn from(config: &TenantConfig) -> Self {
+        CanonicalConfig(config.to_map())
+    }
+}
+
+impl From<TenantConfig> for CanonicalConfig {
+    fn from(config: TenantConfig) -> Self {
+        CanonicalConfig(config.to_map())
+    }
+}
+
+impl<'de> Deserialize<'de> for CanonicalConfig {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Value::deserialize(deserializer).map(|v| TenantConfig::from_stored(&v).into())
+    }
 }
 
 #[cfg(test)]

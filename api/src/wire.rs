@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::{TenantId, TenantShardId};
 use crate::node::NodeRegisterRequest;
-use crate::tenant_config::{TenantConfig, TenantConfigPatch};
+use crate::tenant_config::{CanonicalConfig, TenantConfig, TenantConfigPatch};
 use crate::types::{
     DEFAULT_STRIPE_SIZE, Generation, NodeAvailability, NodeId, NodeSchedulingPolicy,
     PlacementPolicy, ShardSchedulingPolicy,
@@ -52,8 +52,8 @@ pub struct LocationConfig {
     pub shard_count: u8,
     #[serde(default)]
     pub shard_stripe_size: u32,
-    #[serde(default, deserialize_with = "crate::tenant_config::lenient")]
-    pub tenant_conf: TenantConfig,
+    #[serde(default)]
+    pub tenant_conf: CanonicalConfig,
 }
 
 /// The body of `PUT /v1/tenant/:tenant_shard_id/location_config` (upstream
@@ -85,7 +85,7 @@ impl From<TenantLocationConfigRequest> for LocationConfig {
             shard_number: r.shard_number,
             shard_count: r.shard_count,
             shard_stripe_size: r.shard_stripe_size,
-            tenant_conf: r.tenant_conf,
+            tenant_conf: r.tenant_conf.into(),
         }
     }
 }
@@ -101,7 +101,7 @@ impl LocationConfig {
             shard_number: id.shard_number,
             shard_count: id.shard_count.0,
             shard_stripe_size: 0,
-            tenant_conf: TenantConfig::default(),
+            tenant_conf: CanonicalConfig::default(),
         }
     }
 }

@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::{TenantId, TenantShardId};
 use crate::node::NodeId;
-pub use storcon_api::types::{Generation, PlacementPolicy, ShardSchedulingPolicy};
 use storcon_api::tenant_config::TenantConfig;
+pub use storcon_api::types::{Generation, PlacementPolicy, ShardSchedulingPolicy};
 use storcon_api::wire::{LocationConfig, LocationConfigMode, SecondaryConfig};
 
 pub use storcon_api::types::DEFAULT_STRIPE_SIZE;
@@ -102,7 +102,7 @@ impl TenantShard {
             shard_number: self.id.shard_number,
             shard_count: self.id.shard_count.0,
             shard_stripe_size: self.stripe_size,
-            tenant_conf: self.tenant_conf(),
+            tenant_conf: self.tenant_conf().into(),
         }
     }
 

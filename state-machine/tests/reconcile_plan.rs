@@ -50,7 +50,7 @@ fn secondary(s: &TenantShard) -> Option<LocationConfig> {
 
 fn with_conf(mut c: Option<LocationConfig>, conf: serde_json::Value) -> Option<LocationConfig> {
     if let Some(c) = c.as_mut() {
-        c.tenant_conf = storcon_api::tenant_config::TenantConfig::from_stored(&conf);
+        c.tenant_conf = storcon_api::tenant_config::TenantConfig::from_stored(&conf).into();
     }
     c
 }

@@ -399,13 +399,25 @@ fn a_reported_location_reads_its_config_leniently() {
     });
     let loc: LocationConfig = serde_json::from_value(reported).expect("decodes");
     assert_eq!(loc.tenant_conf.to_value(), json!({"gc_period": "1h"}));
+    assert_eq!(
+        loc.tenant_conf.typed().gc_period,
+        Some(HumanDuration(Duration::from_secs(3600)))
+    );
     for conf in [json!(null), json!(5)] {
         let reported = json!({"mode": "Detached", "tenant_conf": conf});
         let loc: LocationConfig = serde_json::from_value(reported).expect("decodes");
-        assert_eq!(loc.tenant_conf, TenantConfig::default());
+        assert_eq!(loc.tenant_conf, CanonicalConfig::default());
     }
     let loc: LocationConfig = serde_json::from_value(json!({"mode": "Detached"})).expect("decodes");
-    assert_eq!(loc.tenant_conf, TenantConfig::default());
+    assert_eq!(loc.tenant_conf, CanonicalConfig::default());
+    // What a location carries is the typed config's canonical form, and reads back typed.
+    let canonical = CanonicalConfig::from(full());
+    assert_eq!(canonical.to_value(), full_json());
+    assert_eq!(canonical.typed(), full());
+    assert_eq!(
+        serde_json::from_value::<CanonicalConfig>(full_json()).ok(),
+        Some(canonical)
+    );
 }
 
 /// The requests that flatten a config refuse any key that is neither theirs nor a config field
