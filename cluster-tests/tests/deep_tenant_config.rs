@@ -5,10 +5,12 @@
 //!
 //! Here, on the leader and through a follower: `PATCH` and `PUT /v1/tenant/config` with a field
 //! nested 33 to 127 levels, and a `POST /v1/tenant` with such a flattened config field, are all
-//! 400 with a `msg`, propose nothing (same `last_applied` within a term) and create nothing. A
-//! config at the documented edge (a value 15 levels deep, so the config is 16 deep) and a 10 KiB
-//! string are accepted; one level more, and a 40 KiB string (over `MAX_CONFIG_BYTES`), are 400.
-//! No replica exits. Then every replica is SIGKILLed and restarted in turn, so each reads its
+//! 400 with a `msg`, propose nothing (same `last_applied` within a term) and create nothing.
+//! Tenant configs are typed, so a config nests 3 levels at most and the depth bound of a config
+//! (16 levels) is no longer reachable: the free-form field once accepted at that edge (15 levels
+//! deep) is now refused, as are free-form keys and a typed field given a nested value. A 10 KiB
+//! string in a typed field (`timeline_get_throttle.task_kinds`) is accepted; a 40 KiB one (over
+//! `MAX_CONFIG_BYTES`) is 400. No replica exits. Then every replica is SIGKILLed and restarted in turn, so each reads its
 //! whole log back: a leader is elected, the replicas converge, and the tenant's config is what
 //! the accepted PATCHes left.
 
@@ -145,14 +147,20 @@ async fn deep_tenant_config() {
         "refused writes left the config unchanged"
     );
 
-    // The accepted edge: a config 16 levels deep, and a 10 KiB string.
-    let edge = nested(15);
+    // Accepted: typed fields, one of them holding a 10 KiB string.
     let big = "x".repeat(10 << 10);
+    let throttle = |kind: &str| {
+        json!({"task_kinds": [kind], "initial": 0, "refill_interval": "1s", "refill_amount": 1,
+               "max": 1})
+    };
     let accepted = [
-        (leader, format!(r#"{{"tenant_id":"{tenant}","ok":{edge}}}"#)),
+        (
+            leader,
+            json!({"tenant_id": tenant, "gc_period": "1h"}).to_string(),
+        ),
         (
             follower,
-            json!({"tenant_id": tenant, "big": big}).to_string(),
+            json!({"tenant_id": tenant, "timeline_get_throttle": throttle(&big)}).to_string(),
         ),
     ];
     for (via, body) in accepted {
@@ -170,11 +178,9 @@ async fn deep_tenant_config() {
             "PATCH answers null"
         );
     }
-    let expected = json!({
-        "ok": serde_json::from_str::<Value>(&edge).expect("nested JSON"),
-        "big": big,
-    });
-    // Past the edge: one level deeper, and over MAX_CONFIG_BYTES (32 KiB).
+    let expected = json!({"gc_period": "1h", "timeline_get_throttle": throttle(&big)});
+    // Refused: nested free-form values at and past the old edge, a typed field given a nested
+    // value, a free-form key, and a typed config over MAX_CONFIG_BYTES (32 KiB).
     let huge = "x".repeat(40 << 10);
     for via in [leader, follower] {
         for (what, body) in [
@@ -183,8 +189,20 @@ async fn deep_tenant_config() {
                 format!(r#"{{"tenant_id":"{tenant}","ok16":{}}}"#, nested(16)),
             ),
             (
+                "a free-form field 15 levels deep (the old accepted edge)",
+                format!(r#"{{"tenant_id":"{tenant}","ok":{}}}"#, nested(15)),
+            ),
+            (
+                "a typed field given a value 15 levels deep",
+                format!(r#"{{"tenant_id":"{tenant}","gc_period":{}}}"#, nested(15)),
+            ),
+            (
+                "a free-form 10 KiB string field",
+                json!({"tenant_id": tenant, "big": big}).to_string(),
+            ),
+            (
                 "a 40 KiB config field",
-                json!({"tenant_id": tenant, "huge": huge}).to_string(),
+                json!({"tenant_id": tenant, "timeline_get_throttle": throttle(&huge)}).to_string(),
             ),
         ] {
             let resp = cluster

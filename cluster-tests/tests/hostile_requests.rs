@@ -13,10 +13,10 @@
 //!   upstream).
 //! - `PUT /debug/v1/failpoints` with one bad entry: 400, and none of the list is applied.
 //!
-//! None of these proposes anything: `last_applied` is unchanged within the term. Then two that
-//! are refused when applied: `location_config` with `tenant_conf: 5` creates no tenant, and on an
-//! existing tenant leaves its placement policy and config as they were (policy and config change
-//! in one command).
+//! None of these proposes anything: `last_applied` is unchanged within the term. Then
+//! `location_config` with `tenant_conf: 5` (once refused only when applied, now by the typed
+//! config at the edge): it creates no tenant, and on an existing tenant leaves its placement
+//! policy and config as they were (policy and config change in one command).
 //!
 //! [`jwt_nbf`]: a token whose `nbf` lies 10 minutes ahead is 403 and its write commits nothing;
 //! with `nbf` in the past it is accepted.
@@ -277,7 +277,7 @@ async fn hostile_requests() {
     cluster.check_no_crashes().expect("no replica exited");
     expect_nothing_committed(&cluster, &before, "requests refused before proposing").await;
 
-    // Refused when applied: a tenant config that is not an object, in location_config.
+    // A tenant config that is not an object, in location_config (refused by the typed config).
     let conf_five = json!({"mode": "Detached", "tenant_conf": 5}).to_string();
     for via in [leader, follower] {
         let n = u32::try_from(via).expect("small id");

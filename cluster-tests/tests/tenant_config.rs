@@ -3,7 +3,8 @@
 //! removes a key (`null`) and sets another, `PUT` replaces the whole config, and after each
 //! change `GET /v1/tenant/:id/config` and the describe report it, every location (attached and
 //! secondary) holds it, and no shard was attached in a new generation (a config change reuses
-//! the current one). Unknown tenants answer 404, malformed requests 400, neither changes
+//! the current one). Durations are kept as the typed config writes them (`"1d"` is `"1day"`,
+//! as upstream stores it). Unknown tenants answer 404, malformed requests 400, neither changes
 //! anything; consistency_check passes at the end.
 
 use std::collections::BTreeMap;
@@ -174,7 +175,8 @@ async fn tenant_config() {
         &json!({"tenant_id": tenant, "gc_period": null, "pitr_interval": "1d"}),
     )
     .await;
-    let patched = json!({"pitr_interval": "1d"});
+    // The typed config writes durations as humantime does, so "1d" is stored and sent "1day".
+    let patched = json!({"pitr_interval": "1day"});
     assert_eq!(
         get_config(&api, &tenant).await,
         json!({"tenant_specific_overrides": patched, "effective_config": patched})
@@ -191,7 +193,7 @@ async fn tenant_config() {
         &json!({"tenant_id": tenant, "gc_horizon": 1024}),
     )
     .await;
-    let merged = json!({"pitr_interval": "1d", "gc_horizon": 1024});
+    let merged = json!({"pitr_interval": "1day", "gc_horizon": 1024});
     assert_eq!(get_config(&api, &tenant).await["effective_config"], merged);
     wait_config_everywhere(&sims, &tenant, &merged).await;
 
