@@ -17,6 +17,10 @@
 //!
 //! The decoders' own limit is serde_json's (127 levels); [`DECODER_DEPTH_MARGIN`] levels are left for the
 //! wrapping (entry, payload, RPC body, snapshot row).
+//!
+//! Tenant configs are typed at the API edge (`storcon_api::tenant_config`), so an admitted config
+//! nests 3 levels at most and only its size can reach a bound here; the checks stay for the
+//! entries written before, which still apply as they did.
 
 use crate::command::{Command, Rejection};
 
