@@ -25,6 +25,14 @@ use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::operations::{TenantDeletion, TenantPage};
 
 pub(crate) fn parse_tenant(raw: &str) -> Result<TenantId, ApiError> {
+    parse_id(raw)
+}
+
+/// Any id from a path segment (tenant, shard, timeline); a malformed one is a 400.
+pub(crate) fn parse_id<T>(raw: &str) -> Result<T, ApiError>
+where
+    T: std::str::FromStr<Err = state_machine::ids::IdError>,
+{
     raw.parse()
         .map_err(|e: state_machine::ids::IdError| ApiError::BadRequest(e.to_string()))
 }

@@ -21,7 +21,7 @@ use axum::extract::{OriginalUri, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use state_machine::ids::{IdError, TenantShardId, TimelineId};
+use state_machine::ids::{TenantShardId, TimelineId};
 use storcon_api::timeline::{
     DetachBehavior, DownloadHeatmapLayersQuery, LsnLeaseRequest, TenantTimelineDescribeResponse,
     TimelineArchivalConfigRequest, TimelineCall, TimelineCreateRequest, TimelineCreateResponse,
@@ -30,17 +30,7 @@ use storcon_api::timeline::{
 use crate::app::AppState;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiPathPair, ApiQuery};
-use crate::tenants::parse_tenant;
-
-fn parse_timeline(raw: &str) -> Result<TimelineId, ApiError> {
-    raw.parse()
-        .map_err(|e: IdError| ApiError::BadRequest(e.to_string()))
-}
-
-fn parse_shard(raw: &str) -> Result<TenantShardId, ApiError> {
-    raw.parse()
-        .map_err(|e: IdError| ApiError::BadRequest(e.to_string()))
-}
+use crate::tenants::{parse_id, parse_tenant};
 
 pub async fn create(
     State(app): State<AppState>,
@@ -56,7 +46,7 @@ pub async fn delete(
     State(app): State<AppState>,
     ApiPathPair(tenant, timeline): ApiPathPair,
 ) -> Result<Json<()>, ApiError> {
-    let (tenant, timeline) = (parse_tenant(&tenant)?, parse_timeline(&timeline)?);
+    let (tenant, timeline) = (parse_tenant(&tenant)?, parse_id::<TimelineId>(&timeline)?);
     app.leader.get()?.timeline_delete(tenant, timeline).await?;
     Ok(Json(()))
 }
@@ -65,7 +55,7 @@ pub async fn describe(
     State(app): State<AppState>,
     ApiPathPair(tenant, timeline): ApiPathPair,
 ) -> Result<Json<TenantTimelineDescribeResponse>, ApiError> {
-    let (tenant, timeline) = (parse_tenant(&tenant)?, parse_timeline(&timeline)?);
+    let (tenant, timeline) = (parse_tenant(&tenant)?, parse_id::<TimelineId>(&timeline)?);
     let described = app
         .leader
         .get()?
@@ -79,7 +69,10 @@ async fn call(
     (shard, timeline): (String, String),
     call: TimelineCall,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let (shard, timeline) = (parse_shard(&shard)?, parse_timeline(&timeline)?);
+    let (shard, timeline) = (
+        parse_id::<TenantShardId>(&shard)?,
+        parse_id::<TimelineId>(&timeline)?,
+    );
     Ok(Json(
         app.leader
             .get()?
@@ -176,7 +169,7 @@ pub async fn tenant_get(
         Some(at) => tail.split_at(at),
         None => (tail, ""),
     };
-    let shard = parse_shard(id)?;
+    let shard = parse_id::<TenantShardId>(id)?;
     let query = uri.query().map(|q| format!("?{q}")).unwrap_or_default();
     let relayed = app
         .leader

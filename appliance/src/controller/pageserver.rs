@@ -3,8 +3,9 @@
 //! Every call carries the leader's Raft term in `x-storcon-term`, so a pageserver (the simulator,
 //! at least) can refuse a deposed leader, and the configured token if there is one. Calls are
 //! cancelled with the leader's cancellation token, or with the node's own token (`for_node`),
-//! which fires when the node goes Offline or re-attaches. `put_location` retries transport errors,
-//! timeouts and 503 with a short backoff, like upstream; any other status is final.
+//! which fires when the node goes Offline or re-attaches. `relay` (and `put_location`, built on
+//! it) retries transport errors, timeouts and 503/504/408 with a short backoff, like upstream;
+//! any other status is final.
 
 use std::time::Duration;
 
@@ -28,16 +29,6 @@ pub enum PsError {
     Decode(String),
     #[error("cancelled")]
     Cancelled,
-}
-
-impl PsError {
-    fn retryable(&self) -> bool {
-        match self {
-            PsError::Unreachable(_) => true,
-            PsError::Status { status, .. } => matches!(status, 503 | 504 | 408),
-            _ => false,
-        }
-    }
 }
 
 /// One request for [`PageserverClient::relay`].
@@ -176,30 +167,27 @@ impl PageserverClient {
         shard: TenantShardId,
         conf: &LocationConfig,
     ) -> Result<(), PsError> {
-        let url = format!("{}/v1/tenant/{shard}/location_config?lazy=true", base(node));
-        let mut attempt = 0u32;
-        loop {
-            let req = self
-                .request(reqwest::Method::PUT, url.clone(), Duration::from_secs(25))
-                .json(conf);
-            match self.send(req).await {
-                Ok(_) => return Ok(()),
-                Err(e) if e.retryable() && attempt < 2 => {
-                    attempt += 1;
-                    let backoff = Duration::from_millis(100 * u64::from(attempt));
-                    tokio::select! {
-                        _ = self.cancel.cancelled() => return Err(PsError::Cancelled),
-                        _ = tokio::time::sleep(backoff) => {}
-                    }
-                }
-                Err(e) => return Err(e),
-            }
+        let body = serde_json::to_vec(conf).map_err(|e| PsError::Decode(e.to_string()))?;
+        let call = Relay {
+            method: reqwest::Method::PUT,
+            path_and_query: format!("/v1/tenant/{shard}/location_config?lazy=true"),
+            body: Some(body),
+            timeout: Duration::from_secs(25),
+            retries: 2,
+        };
+        let answer = self.relay(node, &call).await?;
+        if (200..300).contains(&answer.status) {
+            return Ok(());
         }
+        Err(PsError::Status {
+            status: answer.status,
+            body: String::from_utf8_lossy(&answer.body).into_owned(),
+        })
     }
 
     /// Sends one request and answers whatever status the pageserver gave, with its body, for
     /// the caller to interpret (timeline calls, passthroughs). Transport errors, timeouts and
-    /// 503/504/408 are retried `retries` times with a short backoff, like `put_location`.
+    /// 503/504/408 are retried `retries` times with a short backoff.
     pub async fn relay(
         &self,
         node: &NodeRecord,

@@ -29,7 +29,8 @@ use std::time::Duration;
 
 use state_machine::ids::{Lsn, TenantId, TimelineId};
 use storcon_api::timeline::{
-    TenantTimelineDescribeResponse, TimelineCreateRequest, TimelineCreateResponse, TimelineInfo,
+    Relayed, TenantTimelineDescribeResponse, TimelineCreateRequest, TimelineCreateResponse,
+    TimelineInfo,
 };
 use storcon_http::OperationError;
 
@@ -137,12 +138,7 @@ impl Controller {
         let r = self
             .call_shard(at, reqwest::Method::POST, "/timeline", Some(body))
             .await?;
-        if !is_success(&r) {
-            return Err(refused(at, &r));
-        }
-        serde_json::from_value(json_body(at, &r)?).map_err(|e| {
-            OperationError::Internal(format!("pageserver's TimelineInfo is not an object: {e}"))
-        })
+        timeline_info(at, &r)
     }
 
     pub(super) async fn timeline_delete(
@@ -235,14 +231,7 @@ impl Controller {
             .await;
         let mut shards = Vec::new();
         for (at, answer) in targets.iter().zip(answers) {
-            let r = answer?;
-            if !is_success(&r) {
-                return Err(refused(at, &r));
-            }
-            let info: TimelineInfo = serde_json::from_value(json_body(at, &r)?).map_err(|e| {
-                OperationError::Internal(format!("pageserver's TimelineInfo is not an object: {e}"))
-            })?;
-            shards.push(info);
+            shards.push(timeline_info(at, &answer?)?);
         }
         let image_consistent_lsn = shards
             .iter()
@@ -258,6 +247,16 @@ impl Controller {
             image_consistent_lsn,
         })
     }
+}
+
+/// A pageserver's `TimelineInfo` answer, or its refusal with its status.
+fn timeline_info(at: &AttachedShard, r: &Relayed) -> Result<TimelineInfo, OperationError> {
+    if !is_success(r) {
+        return Err(refused(at, r));
+    }
+    serde_json::from_value(json_body(at, r)?).map_err(|e| {
+        OperationError::Internal(format!("pageserver's TimelineInfo is not an object: {e}"))
+    })
 }
 
 pub(super) enum DeleteError {
