@@ -169,7 +169,10 @@ async fn demo(dir: Option<PathBuf>) -> anyhow::Result<()> {
                     az,
                 ])
                 .args(["--controller", &controller, "--data-dir"])
-                .arg(dir.join(format!("pageserver-{id}"))),
+                .arg(dir.join(format!("pageserver-{id}")))
+                // One bucket for all, so a shard that moves finds its timelines.
+                .arg("--remote-storage")
+                .arg(dir.join("remote-storage")),
         )?;
         ps_addrs.push((*id, listen));
     }

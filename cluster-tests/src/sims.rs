@@ -1,7 +1,8 @@
 //! A fleet of `pageserver-sim` processes on 127.0.0.1, owned by one test. The binary is found
 //! by [`pageserver_sim_binary`] (`$PAGESERVER_SIM_BIN`, else next to the running executable).
 //!
-//! Layout of the fleet's temporary directory: `sim-<node>/` (data dir: `locations.json`,
+//! Layout of the fleet's temporary directory: `remote/` (the simulated remote storage they all
+//! share), `sim-<node>/` (data dir: `locations.json`,
 //! `history.jsonl`) and `sim-<node>.log` (stderr of every start of that simulator).
 //!
 //! A simulator re-attaches to its controller URL (any replica: followers forward) before it
@@ -69,6 +70,8 @@ struct Sim {
     az: String,
     addr: SocketAddr,
     data_dir: PathBuf,
+    /// Shared by the whole fleet, as one bucket is.
+    remote_dir: PathBuf,
     log_path: PathBuf,
     controller: Mutex<String>,
     state: Mutex<ProcState>,
@@ -110,6 +113,8 @@ impl Sim {
             .arg(self.addr.to_string())
             .arg("--data-dir")
             .arg(&self.data_dir)
+            .arg("--remote-storage")
+            .arg(&self.remote_dir)
             .arg("--controller")
             .arg(&controller)
             .arg("--az")
@@ -225,6 +230,7 @@ impl Sims {
                 az: (*az).to_owned(),
                 addr: SocketAddr::from(([127, 0, 0, 1], port)),
                 data_dir: dir.path().join(format!("sim-{node_id}")),
+                remote_dir: dir.path().join("remote"),
                 log_path: dir.path().join(format!("sim-{node_id}.log")),
                 controller: Mutex::new(controller.to_owned()),
                 state: Mutex::new(ProcState::default()),
@@ -261,6 +267,47 @@ impl Sims {
     }
 
     /// Every simulator's node id, running or not.
+    /// The fleet's simulated remote storage.
+    pub fn remote_dir(&self) -> PathBuf {
+        self.dir().join("remote")
+    }
+
+    /// The shard ids (`<tenant>` or `<tenant>-NNCC`) that hold anything in remote storage for
+    /// `tenant`, sorted.
+    pub fn remote_shards(&self, tenant: &str) -> anyhow::Result<Vec<String>> {
+        let dir = self.remote_dir().join("tenants");
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e).with_context(|| format!("listing {}", dir.display())),
+        };
+        let mut out = Vec::new();
+        for entry in entries {
+            let name = entry?.file_name().to_string_lossy().into_owned();
+            if name.starts_with(tenant) {
+                out.push(name);
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Sets the delete and download knobs (`PUT /debug/sim/behaviour`) on every running
+    /// simulator, e.g. `{"delete_delay_ms": 2000, "download_ms_per_layer": 100}`.
+    pub async fn set_behaviour(&self, behaviour: &Value) -> anyhow::Result<()> {
+        for id in self.live_ids() {
+            let url = format!("{}/debug/sim/behaviour", self.url(id));
+            let r = self.http.put(&url).json(behaviour).send().await?;
+            ensure!(
+                r.status().is_success(),
+                "{url}: {} {}",
+                r.status(),
+                r.text().await.unwrap_or_default()
+            );
+        }
+        Ok(())
+    }
+
     pub fn ids(&self) -> Vec<u64> {
         self.sims.iter().map(|s| s.node_id).collect()
     }

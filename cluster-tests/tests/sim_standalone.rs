@@ -513,14 +513,20 @@ async fn serves_after_reattach_and_fences_stale_requests() -> anyhow::Result<()>
         vec![json!({"tenants": [{"id": TENANT, "gen": 3}]})]
     );
 
-    // A fresh secondary downloads in a couple of calls.
+    // A fresh secondary downloads the heatmap's layers (uploaded above on request) at its
+    // rate: not done at once, done within a wait long enough.
     sim.set(TENANT, "Secondary", None, 200).await?;
     let first = sim.post(&download, Value::Null, 202).await?;
+    assert_eq!(first["layers_total"], 10, "{first}");
     assert!(
         first["layers_downloaded"].as_u64() < first["layers_total"].as_u64(),
         "{first}"
     );
-    sim.post(&download, Value::Null, 200).await?;
+    assert!(first["heatmap_mtime"].is_string(), "{first}");
+    let waited = format!("/v1/tenant/{TENANT}/secondary/download?wait_ms=30000");
+    let done = sim.post(&waited, Value::Null, 200).await?;
+    assert_eq!(done["layers_downloaded"], 10, "{done}");
+    assert_eq!(done["bytes_downloaded"], done["bytes_total"], "{done}");
 
     // Term fencing: lower terms are refused, no header is accepted.
     let config_path = format!("/v1/tenant/{TENANT}/location_config");
@@ -755,8 +761,8 @@ async fn split_creates_children_in_parent_generation() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Deletions: data goes only when the controller validates the generation; the API call
-/// completes either way (202, then 404).
+/// Deletions: a timeline's data goes only when the controller validates the generation; the
+/// API call completes either way (202, then 404). A tenant delete removes remote data too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deletions_are_validated_first() -> anyhow::Result<()> {
     let stub = Stub::start().await?;
@@ -792,13 +798,17 @@ async fn deletions_are_validated_first() -> anyhow::Result<()> {
     let left = sim.get(&timelines, 200).await?;
     assert_eq!(left.as_array().map(Vec::len), Some(1));
 
-    // Omitted by the controller: the tenant delete completes, the data is retained.
+    // A tenant delete is the controller's order, not a clean-up: no validation, and the
+    // shard's remote data goes with its local location (202, then 404).
     stub.state().valid = None;
+    let remote_tenant = dir.path().join("data/remote/tenants").join(TENANT);
+    assert!(remote_tenant.exists(), "{}", remote_tenant.display());
     let tenant = format!("/v1/tenant/{TENANT}");
     sim.delete(&tenant, 202).await?;
     sim.delete(&tenant, 404).await?;
     sim.absent(TENANT).await?;
-    assert_eq!(retained().await?, 2);
+    assert!(!remote_tenant.exists(), "{}", remote_tenant.display());
+    assert_eq!(retained().await?, 1);
     sim.delete(&format!("{timelines}/{TL3}"), 412).await?;
 
     let history = sim.history().await?;
@@ -806,6 +816,6 @@ async fn deletions_are_validated_first() -> anyhow::Result<()> {
         .iter()
         .map(|e| e["valid"].clone())
         .collect();
-    assert_eq!(validity, vec![json!(false), json!(true), Value::Null]);
+    assert_eq!(validity, vec![json!(false), json!(true)]);
     Ok(())
 }

@@ -11,7 +11,7 @@ use axum::response::Response;
 use crate::app::App;
 use crate::error::{ApiError, parse_body};
 use crate::routes::json;
-use crate::wire::SplitBehaviour;
+use crate::wire::{SimBehaviour, SplitBehaviour};
 
 /// The history file as a JSON array, oldest first.
 pub async fn history(State(app): State<Arc<App>>) -> Response {
@@ -35,6 +35,21 @@ pub async fn set_split_behaviour(State(app): State<Arc<App>>, body: Bytes) -> Re
         Ok(behaviour) => {
             tracing::info!("split behaviour now {behaviour:?}");
             app.set_split_behaviour(behaviour);
+            json(StatusCode::OK, &behaviour)
+        }
+        Err(e) => axum::response::IntoResponse::into_response(e),
+    }
+}
+
+pub async fn get_behaviour(State(app): State<Arc<App>>) -> Response {
+    json(StatusCode::OK, &app.behaviour())
+}
+
+pub async fn set_behaviour(State(app): State<Arc<App>>, body: Bytes) -> Response {
+    match parse_body::<SimBehaviour>(&body) {
+        Ok(behaviour) => {
+            tracing::info!("behaviour now {behaviour:?}");
+            app.set_behaviour(behaviour);
             json(StatusCode::OK, &behaviour)
         }
         Err(e) => axum::response::IntoResponse::into_response(e),

@@ -7,9 +7,11 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 
+use crate::api_tenant::remote_error;
 use crate::app::App;
 use crate::error::{ApiError, parse_body};
 use crate::model::SimState;
+use crate::remote::{Upload, heatmap_of};
 use crate::routes::{detached, json, parse_tsid};
 use crate::wire::{
     LocationConfig, LocationConfigList, LocationConfigResponse, Mode, PageserverUtilization,
@@ -45,7 +47,12 @@ pub async fn configure(
             }
             Ok(())
         } else {
-            next.configure(id, &conf, &crate::now())
+            let remote = if conf.mode.is_attached() {
+                app.remote.timelines(id).await.map_err(remote_error)?
+            } else {
+                Default::default()
+            };
+            next.configure(id, &conf, &crate::now(), remote)
         };
         txn.conclude(next, vec![event], outcome).await?;
         tracing::info!("{id}: {:?} generation {:?}", conf.mode, conf.generation);
@@ -108,8 +115,15 @@ pub async fn heatmap_upload(
 ) -> Response {
     detached(async move {
         let id = parse_tsid(&tsid)?;
-        let txn = app.begin(&headers, "heatmap_upload", Some(id)).await?;
-        txn.state().attached(id)?;
+        let mut txn = app.begin(&headers, "heatmap_upload", Some(id)).await?;
+        let loc = txn.state().attached(id)?;
+        // Asked for explicitly: uploaded whatever the configured period.
+        let upload = heatmap_of(loc, &crate::now()).map(|h| Upload::Heatmap(id, h));
+        let mut event = txn.event("heatmap_upload", Some(id));
+        event.generation = loc.generation;
+        txn.upload(upload.into_iter().collect()).await?;
+        let next = txn.state().clone();
+        txn.commit(next, vec![event]).await?;
         Ok(json(StatusCode::OK, &()))
     })
     .await

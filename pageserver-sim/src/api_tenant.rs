@@ -1,4 +1,4 @@
-//! Tenant-wide operations: delete and shard split.
+//! Tenant-wide operations: delete, status and shard split.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,50 +8,128 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 
-use crate::app::App;
-use crate::error::{ApiError, parse_body};
-use crate::ids::{TenantShardId, parse_tenant};
-use crate::routes::{detached, json, parse_tsid};
-use crate::wire::{Mode, ShardSplitRequest, ShardSplitResponse};
+use serde_json::json;
 
-/// `DELETE /v1/tenant/:tenant_id`: drops every local shard of the tenant (202); 404 once none
-/// is left. Attached data is dropped only for generations the controller validates.
+use crate::app::{App, Deletion};
+use crate::error::{ApiError, parse_body};
+use crate::history::Event;
+use crate::ids::TenantShardId;
+use crate::model::LAYER_BYTES;
+use crate::remote::covers;
+use crate::routes::{detached, json, parse_tsid};
+use crate::wire::{Mode, ShardSplitRequest, ShardSplitResponse, TenantInfo};
+
+/// `DELETE /v1/tenant/:tenant_shard_id`, the controller's order to delete a tenant shard (or,
+/// with the unsharded id, every shard of the tenant in every shard count): its local locations
+/// go at once, its remote data in the background. 202 while that runs, 404 once nothing is
+/// left. As upstream, this is not generation-validated: it is not a pageserver cleaning up
+/// after itself but the controller removing the tenant.
 pub async fn delete(
     State(app): State<Arc<App>>,
-    Path(tenant): Path<String>,
+    Path(tsid): Path<String>,
     headers: HeaderMap,
 ) -> Response {
     detached(async move {
-        let tenant = parse_tenant(&tenant).map_err(ApiError::BadRequest)?;
-        let mut txn = app.begin(&headers, "tenant_delete", None).await?;
-        let shards: Vec<TenantShardId> = txn
+        let target = parse_tsid(&tsid)?;
+        let mut txn = app.begin(&headers, "tenant_delete", Some(target)).await?;
+        let running = Deletion::Tenant(target);
+        if app.is_deleting(&running) {
+            return Ok(json(StatusCode::ACCEPTED, &()));
+        }
+        let local: Vec<TenantShardId> = txn
             .state()
             .locations
             .keys()
-            .filter(|id| id.tenant == tenant)
+            .filter(|id| covers(target, **id))
             .copied()
             .collect();
-        if shards.is_empty() {
-            return Err(ApiError::NotFound(format!(
-                "tenant {tenant:032x} not found"
-            )));
+        let remote = app
+            .remote
+            .shards_under(target)
+            .await
+            .map_err(remote_error)?;
+        if local.is_empty() && remote.is_empty() {
+            return Err(ApiError::NotFound(format!("tenant {target} not found")));
         }
-        let to_validate: Vec<_> = shards
-            .iter()
-            .filter_map(|id| txn.state().deletion_to_validate(*id))
-            .collect();
-        let validated = txn.validate(&to_validate).await?;
         let mut next = txn.state().clone();
         let mut events = Vec::new();
-        for id in shards {
+        for id in local {
             let mut event = txn.event("tenant_delete", Some(id));
             event.mode = Some(Mode::Detached);
             event.generation = next.locations.get(&id).and_then(|l| l.generation);
-            next.remove(id, validated.get(&id).copied().flatten(), "tenant delete");
+            next.locations.remove(&id);
             events.push(event);
         }
         txn.commit(next, events).await?;
+        drop(txn);
+        app.start_deleting(running.clone());
+        let delay = app.behaviour().delete_delay_ms;
+        let remove = delete_remote(Arc::clone(&app), running, remote, delay);
+        if delay == 0 {
+            // Done before answering, so the next call is 404 at once.
+            remove.await?;
+        } else {
+            tokio::spawn(async move {
+                if let Err(e) = remove.await {
+                    tracing::warn!("remote tenant deletion failed: {}", e.msg());
+                }
+            });
+        }
         Ok(json(StatusCode::ACCEPTED, &()))
+    })
+    .await
+}
+
+/// The remote part of a tenant delete: after `delay_ms`, every shard's remote data.
+async fn delete_remote(
+    app: Arc<App>,
+    running: Deletion,
+    shards: Vec<TenantShardId>,
+    delay_ms: u64,
+) -> Result<(), ApiError> {
+    tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+    let mut outcome = Ok(());
+    let mut events = Vec::new();
+    for id in shards {
+        if let Err(e) = app.remote.delete_shard(id).await {
+            outcome = Err(remote_error(e));
+            break;
+        }
+        let mut event = Event::new("remote_delete", Some(id), None);
+        event.reason = Some("tenant delete".into());
+        events.push(event);
+    }
+    let recorded = app.record(events).await;
+    app.done_deleting(&running);
+    outcome?;
+    recorded.map_err(ApiError::from)
+}
+
+pub fn remote_error(e: std::io::Error) -> ApiError {
+    ApiError::Internal(format!("remote storage: {e}"))
+}
+
+/// `GET /v1/tenant/:tenant_shard_id`: an attached shard's `TenantInfo`.
+pub async fn get(
+    State(app): State<Arc<App>>,
+    Path(tsid): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    detached(async move {
+        let id = parse_tsid(&tsid)?;
+        let txn = app.begin(&headers, "tenant_get", Some(id)).await?;
+        let loc = txn.state().attached(id)?;
+        let blocking = loc.timelines.values().filter(|t| t.gc_blocked).count();
+        let info = TenantInfo {
+            id,
+            state: json!({"slug": "Active"}),
+            current_physical_size: Some(loc.layers() * LAYER_BYTES),
+            attachment_status: json!({"slug": "attached"}),
+            generation: loc.generation.unwrap_or(0),
+            gc_blocking: (blocking > 0)
+                .then(|| format!("BlockingReasons {{ timelines: {blocking}, reasons: [Manual] }}")),
+        };
+        Ok(json(StatusCode::OK, &info))
     })
     .await
 }

@@ -9,8 +9,10 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde_json::Value;
 
-use crate::app::App;
+use crate::api_tenant::remote_error;
+use crate::app::{App, Deletion};
 use crate::error::{ApiError, parse_body};
+use crate::history::Event;
 use crate::ids::{TenantShardId, parse_timeline};
 use crate::model::Timeline;
 use crate::routes::{detached, json, parse_tsid};
@@ -25,6 +27,8 @@ fn info(id: TenantShardId, timeline_id: &str, tl: &Timeline) -> TimelineInfo {
         disk_consistent_lsn: tl.disk_consistent_lsn,
         remote_consistent_lsn: tl.disk_consistent_lsn,
         state: "Active",
+        is_archived: Some(tl.archived),
+        is_invisible: Some(tl.invisible),
     }
 }
 
@@ -40,6 +44,11 @@ pub async fn create(
         let mut txn = app.begin(&headers, "timeline_create", Some(id)).await?;
         let request: TimelineCreateRequest = parse_body(&body)?;
         let timeline = parse_timeline(&request.new_timeline_id).map_err(ApiError::BadRequest)?;
+        if app.is_deleting(&Deletion::Timeline(id, timeline.clone())) {
+            return Err(ApiError::Conflict(format!(
+                "timeline {timeline} of {id} is being deleted"
+            )));
+        }
         let mut next = txn.state().clone();
         if next.create_timeline(id, &timeline)? {
             let mut event = txn.event("timeline_create", Some(id));
@@ -95,8 +104,10 @@ pub async fn detail(
     .await
 }
 
-/// 202 when the timeline was deleted by this call, 404 once it is gone, 412 when the shard is
-/// not attached here (the upstream "Requested tenant is missing").
+/// 202 when this call started the deletion, 409 while it runs, 404 once it is gone, 412 when
+/// the shard is not attached here (the upstream "Requested tenant is missing"). The local
+/// timeline goes at once; its remote data only if the controller validated the generation
+/// (otherwise both are kept in `retained`), after `delete_delay_ms`.
 pub async fn delete(
     State(app): State<Arc<App>>,
     Path((tsid, timeline)): Path<(String, String)>,
@@ -106,6 +117,12 @@ pub async fn delete(
         let id = parse_tsid(&tsid)?;
         let timeline = parse_timeline(&timeline).map_err(ApiError::BadRequest)?;
         let mut txn = app.begin(&headers, "timeline_delete", Some(id)).await?;
+        let running = Deletion::Timeline(id, timeline.clone());
+        if app.is_deleting(&running) {
+            return Err(ApiError::Conflict(format!(
+                "timeline {timeline} of {id}: deletion already in progress"
+            )));
+        }
         let generation = match txn.state().attached(id) {
             Ok(loc) if loc.timelines.contains_key(&timeline) => loc.generation,
             Ok(_) => {
@@ -127,11 +144,49 @@ pub async fn delete(
         let outcome = next.delete_timeline(id, &timeline, validated);
         let mut event = txn.event("timeline_delete", Some(id));
         event.generation = generation;
-        event.timeline_id = Some(timeline);
+        event.timeline_id = Some(timeline.clone());
         txn.conclude(next, vec![event], outcome).await?;
+        drop(txn);
+        if validated != Some(true) {
+            return Ok(json(StatusCode::ACCEPTED, &()));
+        }
+        app.start_deleting(running.clone());
+        let delay = app.behaviour().delete_delay_ms;
+        let remove = delete_remote(Arc::clone(&app), running, delay);
+        if delay == 0 {
+            remove.await?;
+        } else {
+            tokio::spawn(async move {
+                if let Err(e) = remove.await {
+                    tracing::warn!("remote timeline deletion failed: {}", e.msg());
+                }
+            });
+        }
         Ok(json(StatusCode::ACCEPTED, &()))
     })
     .await
+}
+
+async fn delete_remote(app: Arc<App>, running: Deletion, delay_ms: u64) -> Result<(), ApiError> {
+    let Deletion::Timeline(id, timeline) = &running else {
+        return Err(ApiError::Internal("not a timeline deletion".into()));
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(delay_ms)).await;
+    let outcome = app
+        .remote
+        .delete_timeline(*id, timeline)
+        .await
+        .map_err(remote_error);
+    let mut event = Event::new("remote_delete", Some(*id), None);
+    event.timeline_id = Some(timeline.clone());
+    event.reason = Some("timeline delete".into());
+    let recorded = if outcome.is_ok() {
+        app.record(vec![event]).await.map_err(ApiError::from)
+    } else {
+        Ok(())
+    };
+    app.done_deleting(&running);
+    outcome.and(recorded)
 }
 
 /// Body `{"<timeline_id>": "<lsn>", ..., "timeout": {...}}`: the simulated ingest catches the

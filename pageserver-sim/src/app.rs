@@ -5,7 +5,7 @@
 //! request's change is made under, so a request from a deposed controller can never slip in
 //! after one from its successor.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io;
 use std::sync::Mutex as StdMutex;
 use std::time::Duration;
@@ -18,9 +18,10 @@ use crate::error::ApiError;
 use crate::history::{Event, History};
 use crate::ids::TenantShardId;
 use crate::model::SimState;
+use crate::remote::{RemoteStorage, Upload, uploads};
 use crate::store::{Change, Store};
 use crate::upcall::Controller;
-use crate::wire::SplitBehaviour;
+use crate::wire::{SimBehaviour, SplitBehaviour};
 
 pub const TERM_HEADER: &str = "x-storcon-term";
 
@@ -34,6 +35,21 @@ pub struct App {
     inner: Mutex<Inner>,
     /// Fault injection for splits; not persisted (tests set it per run).
     split: StdMutex<SplitBehaviour>,
+    behaviour: StdMutex<SimBehaviour>,
+    pub remote: RemoteStorage,
+    /// Deletions accepted (202) whose remote part still runs. Not persisted: after a restart
+    /// the controller's next delete starts what is left again.
+    deleting: StdMutex<BTreeSet<Deletion>>,
+    /// Secondary downloads under way: when each started and the layers it held then.
+    downloads: StdMutex<HashMap<TenantShardId, (tokio::time::Instant, u64)>>,
+}
+
+/// A deletion in progress: a tenant (a shard, or with the unsharded id every shard) or a
+/// timeline of a shard.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Deletion {
+    Tenant(TenantShardId),
+    Timeline(TenantShardId, String),
 }
 
 struct Inner {
@@ -57,6 +73,8 @@ impl App {
         history: History,
         controller: Controller,
         split: SplitBehaviour,
+        behaviour: SimBehaviour,
+        remote: RemoteStorage,
     ) -> Self {
         App {
             node_id,
@@ -67,6 +85,10 @@ impl App {
                 history,
             }),
             split: StdMutex::new(split),
+            behaviour: StdMutex::new(behaviour),
+            remote,
+            deleting: StdMutex::new(BTreeSet::new()),
+            downloads: StdMutex::new(HashMap::new()),
         }
     }
 
@@ -120,6 +142,69 @@ impl App {
         *self.split.lock().unwrap_or_else(|p| p.into_inner()) = behaviour;
     }
 
+    pub fn behaviour(&self) -> SimBehaviour {
+        *self.behaviour.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn set_behaviour(&self, behaviour: SimBehaviour) {
+        *self.behaviour.lock().unwrap_or_else(|p| p.into_inner()) = behaviour;
+    }
+
+    pub fn is_deleting(&self, what: &Deletion) -> bool {
+        self.deleting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(what)
+    }
+
+    /// Marks `what` as running; false if it already was.
+    pub fn start_deleting(&self, what: Deletion) -> bool {
+        self.deleting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(what)
+    }
+
+    pub fn done_deleting(&self, what: &Deletion) {
+        self.deleting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(what);
+    }
+
+    /// The download of `id` under way, started now with `held` layers if none was.
+    pub fn download_started(&self, id: TenantShardId, held: u64) -> (tokio::time::Instant, u64) {
+        *self
+            .downloads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(id)
+            .or_insert((tokio::time::Instant::now(), held))
+    }
+
+    pub fn download_running(&self, id: TenantShardId) -> Option<(tokio::time::Instant, u64)> {
+        self.downloads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .copied()
+    }
+
+    pub fn download_done(&self, id: TenantShardId) {
+        self.downloads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
+    }
+
+    /// Appends events outside a request (background deletions), as accepted.
+    pub async fn record(&self, mut events: Vec<Event>) -> io::Result<()> {
+        for event in &mut events {
+            event.accepted = true;
+        }
+        self.inner.lock().await.history.append(events).await
+    }
+
     /// The history file; read under the lock so no half-appended batch is seen.
     pub async fn history(&self) -> io::Result<Vec<Value>> {
         self.inner.lock().await.history.read_all().await
@@ -140,15 +225,30 @@ impl Txn<'_> {
         Event::new(kind, id, self.term)
     }
 
-    /// Persists `next`, publishes it, then records `events` as accepted.
+    /// Persists `next`, publishes it, records `events` as accepted, then uploads to remote
+    /// storage what the attached locations changed (timelines, and heatmaps where the tenant
+    /// config asks for them), as a pageserver uploads after its local change.
     pub async fn commit(&mut self, next: SimState, mut events: Vec<Event>) -> Result<(), ApiError> {
         let inner = &mut *self.inner;
+        let uploads = uploads(&inner.state, &next, &crate::now());
         inner.store.save(&inner.state, &next).await?;
         inner.state = next;
         for event in &mut events {
             event.accepted = true;
         }
         self.inner.history.append(events).await?;
+        self.upload(uploads).await
+    }
+
+    pub async fn upload(&self, uploads: Vec<Upload>) -> Result<(), ApiError> {
+        for upload in uploads {
+            let remote = &self.app.remote;
+            let done = match &upload {
+                Upload::Timeline(id, name, tl) => remote.put_timeline(*id, name, tl).await,
+                Upload::Heatmap(id, heatmap) => remote.put_heatmap(*id, heatmap).await,
+            };
+            done.map_err(|e| ApiError::Internal(format!("remote storage: {e}")))?;
+        }
         Ok(())
     }
 

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
-use crate::wire::SplitBehaviour;
+use crate::wire::{SimBehaviour, SplitBehaviour};
 
 const FAIL_SPLIT_ENV: &str = "PAGESERVER_SIM_FAIL_SPLIT";
 const STALL_SPLIT_ENV: &str = "PAGESERVER_SIM_STALL_SPLIT_MS";
@@ -41,9 +41,32 @@ pub struct Args {
     /// Delay every shard split answer by this many milliseconds.
     #[arg(long)]
     pub stall_split_ms: Option<u64>,
+    /// The simulated remote storage (shared by the simulators of one fleet); default
+    /// `DATA_DIR/remote`.
+    #[arg(long)]
+    pub remote_storage: Option<PathBuf>,
+    /// How long a tenant or timeline deletion keeps running after its 202.
+    #[arg(long, default_value_t = 0)]
+    pub delete_delay_ms: u64,
+    /// Secondary download rate, milliseconds per layer (10 layers of 1 MiB per timeline).
+    #[arg(long, default_value_t = 20)]
+    pub download_ms_per_layer: u64,
 }
 
 impl Args {
+    pub fn behaviour(&self) -> SimBehaviour {
+        SimBehaviour {
+            delete_delay_ms: self.delete_delay_ms,
+            download_ms_per_layer: self.download_ms_per_layer,
+        }
+    }
+
+    pub fn remote_storage(&self) -> PathBuf {
+        self.remote_storage
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("remote"))
+    }
+
     pub fn split_behaviour(&self) -> anyhow::Result<SplitBehaviour> {
         let env_fail = std::env::var(FAIL_SPLIT_ENV)
             .map(|v| matches!(v.trim(), "1" | "true" | "yes"))

@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::wire::ErrorBody;
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum ApiError {
     BadRequest(String),
     NotFound(String),

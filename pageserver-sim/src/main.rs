@@ -14,11 +14,20 @@
 //! - **Generation and term checks.** An attach at a generation older than any it ever held for
 //!   the shard is refused (409), and so is a request whose `x-storcon-term` is lower than the
 //!   highest it has seen; the highest term is persisted too.
-//! - **Delete protocol.** A detach or tenant delete drops an attached shard's data only after
-//!   `/upcall/v1/validate` confirms its generation; otherwise the data is kept (`retained`), as a
-//!   real pageserver defers the deletion.
-//! - **Download protocol.** A secondary's `secondary/download` advances a simulated layer
-//!   download (202 until complete, then 200); nothing is fetched.
+//! - **Remote storage.** A directory shared by a fleet's simulators (`--remote-storage`) holds
+//!   each shard's timelines and heatmap as upstream's bucket does; an attachment loads its
+//!   timelines from it, and only a deletion removes anything.
+//! - **Delete protocols.** A detach or timeline delete drops an attached shard's data only
+//!   after `/upcall/v1/validate` confirms its generation; otherwise the data is kept
+//!   (`retained`), as a real pageserver defers the deletion. Tenant delete (the controller's
+//!   explicit order, as upstream) removes the local locations and the remote data of the shard,
+//!   or with the unsharded id of every shard in every shard count. Both answer 202 while the
+//!   remote part runs (`--delete-delay-ms`) and 404 once it is gone; a timeline delete asked
+//!   again meanwhile is 409.
+//! - **Download protocol.** A secondary downloads the layers its attached location's heatmap
+//!   lists, at `--download-ms-per-layer`; an attachment uploads heatmaps only while its tenant
+//!   config has a `heatmap_period`. `secondary/download?wait_ms` waits up to that long: 200
+//!   when complete, 202 with progress before.
 //! - Shard splits (children attached in the parent's generation, with injectable failure and
 //!   stall), timelines, utilization, and `DIR/history.jsonl`: every location change made or
 //!   refused and every validate answer, for the safety checkers in `cluster-tests`.
@@ -33,6 +42,7 @@ mod api_location;
 mod api_secondary;
 mod api_tenant;
 mod api_timeline;
+mod api_timeline_ops;
 mod app;
 mod append_log;
 mod cli;
@@ -40,6 +50,7 @@ mod error;
 mod history;
 mod ids;
 mod model;
+mod remote;
 mod routes;
 mod startup;
 mod store;
@@ -111,6 +122,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         history,
         controller,
         split,
+        args.behaviour(),
+        remote::RemoteStorage::new(args.remote_storage()),
     ));
     axum::serve(listener, routes::router(app))
         .with_graceful_shutdown(shutdown_signal())

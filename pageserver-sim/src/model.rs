@@ -20,13 +20,9 @@ use crate::error::ApiError;
 use crate::ids::TenantShardId;
 use crate::wire::{LocationConfig, Lsn, Mode, ReAttachResponse, SecondaryProgress};
 
-/// Layers a secondary "downloads" and their size; progress is simulated, nothing is fetched.
-pub const LAYERS_TOTAL: u64 = 10;
+/// Layers each timeline has in a heatmap, and their size; nothing is really fetched.
+pub const LAYERS_PER_TIMELINE: u64 = 10;
 pub const LAYER_BYTES: u64 = 1 << 20;
-/// Layers one download call advances at least, so two calls complete a download.
-const LAYERS_PER_CALL: u64 = 5;
-/// Simulated download rate while a caller waits (`wait_ms`).
-const MS_PER_LAYER: u64 = 50;
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct SimState {
@@ -116,9 +112,13 @@ pub struct Location {
     pub timelines: BTreeMap<String, Timeline>,
 }
 
+/// A secondary's download of what its heatmap lists.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 pub struct Progress {
     pub layers_downloaded: u64,
+    /// Layers the heatmap listed when last looked at (0: no heatmap yet).
+    #[serde(default)]
+    pub layers_total: u64,
     pub heatmap_mtime: Option<String>,
 }
 
@@ -126,6 +126,24 @@ pub struct Progress {
 pub struct Timeline {
     pub last_record_lsn: Lsn,
     pub disk_consistent_lsn: Lsn,
+    #[serde(default)]
+    pub archived: bool,
+    #[serde(default)]
+    pub gc_blocked: bool,
+    #[serde(default)]
+    pub invisible: bool,
+}
+
+impl Timeline {
+    pub fn fresh(lsn: Lsn) -> Self {
+        Timeline {
+            last_record_lsn: lsn,
+            disk_consistent_lsn: lsn,
+            archived: false,
+            gc_blocked: false,
+            invisible: false,
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -149,29 +167,46 @@ pub struct ReattachOutcome {
 }
 
 impl Progress {
-    pub fn complete(now: &str) -> Self {
+    /// A former attachment holds every layer it had.
+    fn complete(layers: u64, now: &str) -> Self {
         Progress {
-            layers_downloaded: LAYERS_TOTAL,
+            layers_downloaded: layers,
+            layers_total: layers,
             heatmap_mtime: Some(now.to_owned()),
         }
     }
 
     pub fn is_complete(&self) -> bool {
-        self.layers_downloaded >= LAYERS_TOTAL
+        self.layers_downloaded >= self.layers_total
     }
 
     pub fn to_wire(&self) -> SecondaryProgress {
         SecondaryProgress {
             heatmap_mtime: self.heatmap_mtime.clone(),
             layers_downloaded: self.layers_downloaded,
-            layers_total: LAYERS_TOTAL,
+            layers_total: self.layers_total,
             bytes_downloaded: self.layers_downloaded * LAYER_BYTES,
-            bytes_total: LAYERS_TOTAL * LAYER_BYTES,
+            bytes_total: self.layers_total * LAYER_BYTES,
         }
     }
 }
 
 impl Location {
+    /// Layers this location's heatmap lists.
+    pub fn layers(&self) -> u64 {
+        self.timelines.len() as u64 * LAYERS_PER_TIMELINE
+    }
+
+    /// Whether the attached location uploads heatmaps: only with a `heatmap_period` in its
+    /// tenant config, as a real pageserver.
+    pub fn uploads_heatmaps(&self) -> bool {
+        self.mode.is_attached()
+            && self
+                .tenant_conf
+                .get("heatmap_period")
+                .is_some_and(|p| !p.is_null() && p.as_str() != Some("0s"))
+    }
+
     pub fn to_wire(&self, id: TenantShardId) -> LocationConfig {
         LocationConfig {
             mode: self.mode,
@@ -192,7 +227,7 @@ impl Location {
     ) -> Self {
         // A secondary keeps whatever it had; a former attachment already has every layer.
         let progress = match previous {
-            Some(prev) if prev.mode.is_attached() => Progress::complete(now),
+            Some(prev) if prev.mode.is_attached() => Progress::complete(prev.layers(), now),
             Some(prev) => prev.progress.clone().unwrap_or_default(),
             None => Progress::default(),
         };
@@ -267,11 +302,15 @@ impl SimState {
     }
 
     /// Applies a non-detach `location_config`, refusing what a real pageserver would.
+    ///
+    /// An attachment reads its timelines from remote storage (`remote`), as a pageserver
+    /// loads the index on attach: whatever any earlier attachment uploaded.
     pub fn configure(
         &mut self,
         id: TenantShardId,
         conf: &LocationConfig,
         now: &str,
+        remote: BTreeMap<String, Timeline>,
     ) -> Result<(), ApiError> {
         if conf.mode == Mode::Detached {
             return Err(ApiError::Internal("configure called for a detach".into()));
@@ -300,7 +339,7 @@ impl SimState {
                 secondary_conf: conf.secondary_conf.clone(),
                 tenant_conf: tenant_conf_or_empty(&conf.tenant_conf),
                 progress: None,
-                timelines: previous.map(|p| p.timelines.clone()).unwrap_or_default(),
+                timelines: remote,
             }
         } else {
             let mut loc = Location::secondary(
@@ -511,11 +550,8 @@ impl SimState {
         if loc.timelines.contains_key(timeline) {
             return Ok(false);
         }
-        let fresh = Timeline {
-            last_record_lsn: Lsn::INITDB,
-            disk_consistent_lsn: Lsn::INITDB,
-        };
-        loc.timelines.insert(timeline.to_owned(), fresh);
+        loc.timelines
+            .insert(timeline.to_owned(), Timeline::fresh(Lsn::INITDB));
         Ok(true)
     }
 
@@ -567,31 +603,54 @@ impl SimState {
         Ok(())
     }
 
-    /// Advances a secondary's simulated download: at least a few layers per call, more the
-    /// longer the caller is willing to wait.
-    pub fn advance_download(
+    /// Records a secondary's download progress.
+    pub fn set_progress(&mut self, id: TenantShardId, progress: Progress) -> Result<(), ApiError> {
+        self.secondary(id)?;
+        if let Some(loc) = self.locations.get_mut(&id).map(Shared::make_mut) {
+            loc.progress = Some(progress);
+        }
+        Ok(())
+    }
+
+    /// Changes one timeline of an attached shard; 404 if it has no such timeline.
+    pub fn update_timeline(
         &mut self,
         id: TenantShardId,
-        wait_ms: u64,
-        now: &str,
-    ) -> Result<Progress, ApiError> {
-        self.secondary(id)?;
-        let loc = self
-            .locations
-            .get_mut(&id)
-            .map(Shared::make_mut)
-            .ok_or_else(|| ApiError::NotFound(format!("{id} vanished")))?;
-        let progress = loc.progress.get_or_insert_with(Progress::default);
-        let step = LAYERS_PER_CALL.max(wait_ms / MS_PER_LAYER);
-        progress.layers_downloaded = (progress.layers_downloaded + step).min(LAYERS_TOTAL);
-        progress.heatmap_mtime.get_or_insert_with(|| now.to_owned());
-        Ok(progress.clone())
+        timeline: &str,
+        change: impl FnOnce(&mut Timeline),
+    ) -> Result<Timeline, ApiError> {
+        let loc = self.attached_mut(id)?;
+        let tl = loc
+            .timelines
+            .get_mut(timeline)
+            .ok_or_else(|| ApiError::NotFound(format!("timeline {timeline} of {id} not found")))?;
+        change(tl);
+        Ok(*tl)
     }
 
     /// Simulated local disk usage: one full set of layers per location.
     pub fn disk_usage_bytes(&self) -> u64 {
-        self.locations.len() as u64 * LAYERS_TOTAL * LAYER_BYTES
+        self.locations
+            .values()
+            .map(|l| l.layers().max(LAYERS_PER_TIMELINE) * LAYER_BYTES)
+            .sum()
     }
+}
+
+/// Layers a download that started with `base` of `total` holds after `elapsed_ms`, at
+/// `ms_per_layer` (0: instant).
+pub fn layers_after(base: u64, total: u64, elapsed_ms: u64, ms_per_layer: u64) -> u64 {
+    if ms_per_layer == 0 {
+        return total;
+    }
+    (base + elapsed_ms / ms_per_layer)
+        .min(total)
+        .max(base.min(total))
+}
+
+/// How long a download that holds `base` of `total` layers still runs.
+pub fn ms_until_complete(base: u64, total: u64, ms_per_layer: u64) -> u64 {
+    total.saturating_sub(base) * ms_per_layer
 }
 
 fn tenant_conf_or_empty(conf: &Value) -> Value {
@@ -633,17 +692,37 @@ mod tests {
     fn refuses_generation_older_than_ever_held() {
         let mut st = SimState::default();
         let s = id(0, 0);
-        st.configure(s, &conf(Mode::AttachedSingle, Some(5), s), NOW)
-            .expect("attach 5");
+        st.configure(
+            s,
+            &conf(Mode::AttachedSingle, Some(5), s),
+            NOW,
+            BTreeMap::new(),
+        )
+        .expect("attach 5");
         assert!(st.remove(s, Some(true), "detach"));
         let err = st
-            .configure(s, &conf(Mode::AttachedSingle, Some(4), s), NOW)
+            .configure(
+                s,
+                &conf(Mode::AttachedSingle, Some(4), s),
+                NOW,
+                BTreeMap::new(),
+            )
             .expect_err("4 < 5");
         assert!(matches!(err, ApiError::Conflict(_)), "{err:?}");
-        st.configure(s, &conf(Mode::AttachedMulti, Some(5), s), NOW)
-            .expect("same generation");
+        st.configure(
+            s,
+            &conf(Mode::AttachedMulti, Some(5), s),
+            NOW,
+            BTreeMap::new(),
+        )
+        .expect("same generation");
         let err = st
-            .configure(s, &conf(Mode::AttachedSingle, None, s), NOW)
+            .configure(
+                s,
+                &conf(Mode::AttachedSingle, None, s),
+                NOW,
+                BTreeMap::new(),
+            )
             .expect_err("no gen");
         assert!(matches!(err, ApiError::BadRequest(_)), "{err:?}");
     }
@@ -652,8 +731,13 @@ mod tests {
     fn unvalidated_detach_retains_data() {
         let mut st = SimState::default();
         let s = id(0, 1);
-        st.configure(s, &conf(Mode::AttachedSingle, Some(1), s), NOW)
-            .expect("attach");
+        st.configure(
+            s,
+            &conf(Mode::AttachedSingle, Some(1), s),
+            NOW,
+            BTreeMap::new(),
+        )
+        .expect("attach");
         st.create_timeline(s, "t1").expect("timeline");
         assert_eq!(st.deletion_to_validate(s), Some((s, 1)));
         st.remove(s, None, "detach");
@@ -665,8 +749,13 @@ mod tests {
         let mut st = SimState::default();
         let (a, b, c, d) = (id(0, 4), id(1, 4), id(2, 4), id(3, 4));
         for s in [a, b, c] {
-            st.configure(s, &conf(Mode::AttachedSingle, Some(3), s), NOW)
-                .expect("attach");
+            st.configure(
+                s,
+                &conf(Mode::AttachedSingle, Some(3), s),
+                NOW,
+                BTreeMap::new(),
+            )
+            .expect("attach");
         }
         let tenant = |id, r#gen, mode| ReAttachResponseTenant {
             id,
@@ -694,8 +783,13 @@ mod tests {
     fn split_children_follow_parent() {
         let mut st = SimState::default();
         let parent = id(1, 2);
-        st.configure(parent, &conf(Mode::AttachedSingle, Some(7), parent), NOW)
-            .expect("attach");
+        st.configure(
+            parent,
+            &conf(Mode::AttachedSingle, Some(7), parent),
+            NOW,
+            BTreeMap::new(),
+        )
+        .expect("attach");
         st.create_timeline(parent, "t1").expect("timeline");
         let children = st.split(parent, 4, Some(1024)).expect("split");
         assert_eq!(children, vec![id(1, 4), id(3, 4)]);
@@ -710,16 +804,15 @@ mod tests {
     }
 
     #[test]
-    fn download_completes_after_two_calls() {
-        let mut st = SimState::default();
-        let s = id(0, 0);
-        st.configure(s, &conf(Mode::Secondary, None, s), NOW)
-            .expect("secondary");
-        assert!(!st.advance_download(s, 0, NOW).expect("first").is_complete());
-        assert!(
-            st.advance_download(s, 0, NOW)
-                .expect("second")
-                .is_complete()
-        );
+    fn download_runs_at_its_rate() {
+        // 10 layers at 50 ms each, 3 already held: complete 350 ms after the start.
+        assert_eq!(layers_after(3, 10, 0, 50), 3);
+        assert_eq!(layers_after(3, 10, 149, 50), 5);
+        assert_eq!(layers_after(3, 10, 350, 50), 10);
+        assert_eq!(layers_after(3, 10, 10_000, 50), 10);
+        assert_eq!(ms_until_complete(3, 10, 50), 350);
+        // A rate of 0 is instant; nothing to fetch is complete at once.
+        assert_eq!(layers_after(0, 10, 0, 0), 10);
+        assert_eq!(ms_until_complete(10, 10, 50), 0);
     }
 }

@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::app::App;
 use crate::error::ApiError;
 use crate::ids::TenantShardId;
-use crate::{api_debug, api_location, api_secondary, api_tenant, api_timeline};
+use crate::{api_debug, api_location, api_secondary, api_tenant, api_timeline, api_timeline_ops};
 
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
@@ -44,14 +44,50 @@ pub fn router(app: Arc<App>) -> Router {
             "/v1/tenant/{tsid}/timeline/{timeline}",
             get(api_timeline::detail).delete(api_timeline::delete),
         )
+        .route(
+            "/v1/tenant/{tsid}/timeline/{timeline}/archival_config",
+            put(api_timeline_ops::archival_config),
+        )
+        .route(
+            "/v1/tenant/{tsid}/timeline/{timeline}/block_gc",
+            post(api_timeline_ops::block_gc),
+        )
+        .route(
+            "/v1/tenant/{tsid}/timeline/{timeline}/unblock_gc",
+            post(api_timeline_ops::unblock_gc),
+        )
+        .route(
+            "/v1/tenant/{tsid}/timeline/{timeline}/lsn_lease",
+            post(api_timeline_ops::lsn_lease),
+        )
+        .route(
+            "/v1/tenant/{tsid}/timeline/{timeline}/mark_invisible",
+            put(api_timeline_ops::mark_invisible),
+        )
+        .route(
+            "/v1/tenant/{tsid}/timeline/{timeline}/detach_ancestor",
+            put(api_timeline_ops::detach_ancestor),
+        )
+        .route(
+            "/v1/tenant/{tsid}/timeline/{timeline}/download_heatmap_layers",
+            post(api_timeline_ops::download_heatmap_layers),
+        )
+        .route(
+            "/v1/tenant/{tsid}/time_travel_remote_storage",
+            put(api_timeline_ops::time_travel),
+        )
         .route("/v1/tenant/{tsid}/wait_lsn", post(api_timeline::wait_lsn))
         .route(
-            "/v1/tenant/{tenant}",
-            axum::routing::delete(api_tenant::delete),
+            "/v1/tenant/{tsid}",
+            get(api_tenant::get).delete(api_tenant::delete),
         )
         .route("/v1/tenant/{tsid}/shard_split", put(api_tenant::split))
         .route("/debug/sim/history", get(api_debug::history))
         .route("/debug/sim/state", get(api_debug::state))
+        .route(
+            "/debug/sim/behaviour",
+            get(api_debug::get_behaviour).put(api_debug::set_behaviour),
+        )
         .route(
             "/debug/sim/split_behaviour",
             get(api_debug::get_split_behaviour).put(api_debug::set_split_behaviour),
@@ -81,18 +117,22 @@ pub fn parse_tsid(s: &str) -> Result<TenantShardId, ApiError> {
     s.parse().map_err(ApiError::BadRequest)
 }
 
+/// One query parameter's raw value (no percent-decoding: the values the controller sends
+/// need none, and an encoded one is refused by the parser that reads it).
+pub fn query_param(query: Option<&str>, key: &str) -> Option<String> {
+    query?.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (k == key).then(|| v.to_owned())
+    })
+}
+
 /// One numeric query parameter; other parameters (`lazy`, `flush_ms`, ...) are ignored.
 pub fn query_u64(query: Option<&str>, key: &str) -> Result<Option<u64>, ApiError> {
-    let Some(query) = query else {
-        return Ok(None);
-    };
-    for pair in query.split('&') {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        if k == key {
-            return v.parse().map(Some).map_err(|_| {
+    query_param(query, key)
+        .map(|v| {
+            v.parse().map_err(|_| {
                 ApiError::BadRequest(format!("query parameter {key}={v:?} is not a number"))
-            });
-        }
-    }
-    Ok(None)
+            })
+        })
+        .transpose()
 }

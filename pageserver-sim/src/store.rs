@@ -368,7 +368,9 @@ mod tests {
             shard_stripe_size: 2048,
             tenant_conf: Value::Null,
         };
-        state.configure(shard, &conf, NOW).expect("attach");
+        state
+            .configure(shard, &conf, NOW, Default::default())
+            .expect("attach");
     }
 
     /// A sequence of states covering every kind of change.

@@ -155,6 +155,58 @@ pub struct TimelineInfo {
     pub disk_consistent_lsn: Lsn,
     pub remote_consistent_lsn: Lsn,
     pub state: &'static str,
+    pub is_archived: Option<bool>,
+    pub is_invisible: Option<bool>,
+}
+
+/// `GET /v1/tenant/:tenant_shard_id` (upstream's `TenantInfo`).
+#[derive(Serialize, Debug)]
+pub struct TenantInfo {
+    pub id: TenantShardId,
+    /// `{"slug": "Active"}`: upstream's tagged `TenantState`.
+    pub state: Value,
+    pub current_physical_size: Option<u64>,
+    /// `{"slug": "attached"}`.
+    pub attachment_status: Value,
+    pub generation: u32,
+    /// Why GC is blocked, if it is (`null` when no timeline blocks it).
+    pub gc_blocking: Option<String>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct ArchivalConfigRequest {
+    pub state: ArchivalState,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ArchivalState {
+    Archived,
+    Unarchived,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct LsnLeaseRequest {
+    pub lsn: Lsn,
+}
+
+#[derive(Serialize, Debug)]
+pub struct LsnLease {
+    pub valid_until: String,
+}
+
+/// `PUT .../mark_invisible`: an optional body `{"is_visible": bool}` (absent: invisible).
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct TimelineVisibility {
+    #[serde(default)]
+    pub is_visible: Option<bool>,
+}
+
+#[derive(Serialize, Debug)]
+pub struct AncestorDetached {
+    pub reparented_timelines: Vec<String>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -176,6 +228,19 @@ pub struct SplitBehaviour {
     pub fail: bool,
     #[serde(default)]
     pub stall_ms: u64,
+}
+
+/// Runtime knobs for the delete and download protocols (`PUT /debug/sim/behaviour`), also
+/// set from the command line.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SimBehaviour {
+    /// How long a tenant or timeline deletion runs after its 202 (0: done before the 202).
+    #[serde(default)]
+    pub delete_delay_ms: u64,
+    /// A secondary's download rate (0: instant).
+    #[serde(default)]
+    pub download_ms_per_layer: u64,
 }
 
 #[derive(Serialize, Deserialize, Debug)]
