@@ -72,9 +72,8 @@ impl App {
         store: Store,
         history: History,
         controller: Controller,
-        split: SplitBehaviour,
-        behaviour: SimBehaviour,
         remote: RemoteStorage,
+        (split, behaviour): (SplitBehaviour, SimBehaviour),
     ) -> Self {
         App {
             node_id,

@@ -121,9 +121,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         store,
         history,
         controller,
-        split,
-        args.behaviour(),
         remote::RemoteStorage::new(args.remote_storage()),
+        (split, args.behaviour()),
     ));
     axum::serve(listener, routes::router(app))
         .with_graceful_shutdown(shutdown_signal())
