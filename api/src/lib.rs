@@ -7,6 +7,7 @@
 
 pub mod ids;
 pub mod node;
+pub mod secondary;
 pub mod tenant_config;
 pub mod timeline;
 pub mod types;

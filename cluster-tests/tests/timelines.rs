@@ -10,12 +10,13 @@
 //!   secondary in a new generation; released, the create ends with the timeline on the new
 //!   attached location.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use cluster_tests::StorageApi;
 use cluster_tests::fixture::ControllerFixture;
 use cluster_tests::history::Event;
-use cluster_tests::placement::{SETTLE_DEADLINE, wait_settled};
+use cluster_tests::placement::{Attachment, SETTLE_DEADLINE, wait_settled};
 use cluster_tests::sims::Sims;
 use cluster_tests::storage_api::{shard_ids, tenant_create_body, tenant_id};
 use cluster_tests::wait::wait_until;
@@ -173,8 +174,11 @@ async fn timeline_on_four_shards() {
         "{described}"
     );
 
-    // Delete: 200, gone everywhere, shard zero last.
     let timeline_path = format!("/v1/tenant/{tenant}/timeline/{TL}");
+    passthroughs(&api, &sims, &tenant, &shards, &placed).await;
+    secondary_download(&api, &sims, &tenant, &shards, &placed).await;
+
+    // Delete: 200, gone everywhere, shard zero last.
     let (got, answer) = call(&api, Method::DELETE, &timeline_path, None).await;
     assert_eq!(got, 200, "{answer}");
     assert_eq!(answer, Value::Null);
@@ -223,6 +227,204 @@ async fn timeline_on_four_shards() {
     api.consistency_check().await.expect("consistent");
     sims.check_no_crashes().expect("no simulator crashed");
     cluster.check_no_crashes().expect("no replica crashed");
+}
+
+/// The timeline passthroughs on the 4-shard tenant, each checked on the pageservers' side: the
+/// shards it reached (every one, or shard zero) at their attached locations, and what changed.
+async fn passthroughs(
+    api: &StorageApi,
+    sims: &Sims,
+    tenant: &str,
+    shards: &[String],
+    placed: &BTreeMap<String, Attachment>,
+) {
+    let timeline_path = format!("/v1/tenant/{tenant}/timeline/{TL}");
+    let reached = |kind: &str| -> Vec<String> {
+        let mut on: Vec<String> = timeline_events(sims, kind, TL)
+            .iter()
+            .inspect(|e| {
+                let shard = shard_of(e);
+                assert_eq!(
+                    e.node_id, placed[shard].node,
+                    "{kind} of {shard} off its attachment"
+                );
+            })
+            .map(|e| shard_of(e).to_owned())
+            .collect();
+        on.sort();
+        on
+    };
+
+    // Archival: every shard, and what the pageserver reports afterwards.
+    let archival = format!("{timeline_path}/archival_config");
+    for bad in [
+        json!({"state": "Frozen"}),
+        json!({"state": "Archived", "x": 1}),
+        json!([]),
+    ] {
+        let (got, answer) = call(api, Method::PUT, &archival, Some(&bad)).await;
+        assert_eq!(got, 400, "{bad}: {answer}");
+        assert!(answer["msg"].is_string(), "{answer}");
+    }
+    let (got, answer) = call(
+        api,
+        Method::PUT,
+        &archival,
+        Some(&json!({"state": "Archived"})),
+    )
+    .await;
+    assert_eq!((got, &answer), (200, &Value::Null), "{answer}");
+    assert_eq!(reached("archival_config"), shards);
+    let reasons: Vec<_> = timeline_events(sims, "archival_config", TL)
+        .into_iter()
+        .map(|e| e.reason)
+        .collect();
+    assert_eq!(reasons, vec![Some("Archived".to_owned()); 4]);
+    let (got, info) = call(api, Method::GET, &timeline_path, None).await;
+    assert_eq!(got, 200, "{info}");
+    assert_eq!(info["is_archived"], true, "{info}");
+
+    // A GC block: every shard; shard zero's TenantInfo shows it, until unblocked.
+    let tenant_path = format!("/v1/tenant/{tenant}");
+    let (got, answer) = call(
+        api,
+        Method::POST,
+        &format!("{timeline_path}/block_gc"),
+        None,
+    )
+    .await;
+    assert_eq!(got, 200, "{answer}");
+    assert_eq!(reached("block_gc"), shards);
+    let (got, info) = call(api, Method::GET, &tenant_path, None).await;
+    assert_eq!(got, 200, "{info}");
+    assert_eq!(info["id"], shards[0], "{info}");
+    assert_eq!(info["generation"], placed[&shards[0]].generation, "{info}");
+    assert_eq!(info["attachment_status"]["slug"], "attached", "{info}");
+    assert_eq!(info["state"]["slug"], "Active", "{info}");
+    assert!(info["gc_blocking"].is_string(), "{info}");
+    // The named shard's TenantInfo comes from that shard's pageserver.
+    let (got, info) = call(api, Method::GET, &format!("/v1/tenant/{}", shards[3]), None).await;
+    assert_eq!(got, 200, "{info}");
+    assert_eq!(info["id"], shards[3], "{info}");
+    let (got, answer) = call(
+        api,
+        Method::POST,
+        &format!("{timeline_path}/unblock_gc"),
+        None,
+    )
+    .await;
+    assert_eq!(got, 200, "{answer}");
+    assert_eq!(reached("unblock_gc"), shards);
+    let (_, info) = call(api, Method::GET, &tenant_path, None).await;
+    assert_eq!(info["gc_blocking"], Value::Null, "{info}");
+
+    // A lease: every shard; the answer is a valid-until in the future.
+    let lease_path = format!("{timeline_path}/lsn_lease");
+    let (got, answer) = call(api, Method::POST, &lease_path, Some(&json!({"lsn": "zz"}))).await;
+    assert_eq!(got, 400, "{answer}");
+    let (got, lease) = call(
+        api,
+        Method::POST,
+        &lease_path,
+        Some(&json!({"lsn": "0/16B5A50"})),
+    )
+    .await;
+    assert_eq!(got, 200, "{lease}");
+    let until = lease["valid_until"].as_str().expect("valid_until");
+    let until = chrono::DateTime::parse_from_rfc3339(until).expect("RFC 3339");
+    assert!(until > chrono::Utc::now(), "{lease}");
+    assert_eq!(reached("lsn_lease"), shards);
+
+    // Visibility: shard zero only. Ancestor detach: every shard, the same answer.
+    let (got, answer) = call(
+        api,
+        Method::PUT,
+        &format!("{timeline_path}/mark_invisible"),
+        None,
+    )
+    .await;
+    assert_eq!(got, 200, "{answer}");
+    assert_eq!(reached("mark_invisible"), shards[..1]);
+    let detach =
+        format!("{timeline_path}/detach_ancestor?detach_behavior=multi_level_and_no_reparent");
+    let (got, answer) = call(api, Method::PUT, &detach, None).await;
+    assert_eq!(got, 200, "{answer}");
+    assert_eq!(answer, json!({"reparented_timelines": []}));
+    assert_eq!(reached("detach_ancestor"), shards);
+    let bad = format!("{timeline_path}/detach_ancestor?detach_behavior=sideways");
+    let (got, answer) = call(api, Method::PUT, &bad, None).await;
+    assert_eq!(got, 400, "{answer}");
+
+    // Heatmap layers of one named shard.
+    let one = format!(
+        "/v1/tenant/{}/timeline/{TL}/download_heatmap_layers?concurrency=4",
+        shards[2]
+    );
+    let (got, answer) = call(api, Method::POST, &one, None).await;
+    assert!((200..300).contains(&got), "{got}: {answer}");
+    assert_eq!(reached("download_heatmap_layers"), shards[2..3]);
+}
+
+/// The tenant has a secondary per shard, so the controller sent its attached locations a
+/// heatmap period; the secondaries download the uploaded heatmaps at the simulators' rate:
+/// 202 with progress while they do, 200 when done.
+async fn secondary_download(
+    api: &StorageApi,
+    sims: &Sims,
+    tenant: &str,
+    shards: &[String],
+    placed: &BTreeMap<String, Attachment>,
+) {
+    for shard in shards {
+        let held = sims.locations(placed[shard].node).await.expect("listed");
+        let conf = &held[shard].tenant_conf;
+        assert_eq!(conf["heatmap_period"], "1m", "{shard}: {conf}");
+    }
+    // 10 layers a shard at 300 ms each: 3 s, far longer than a call with no wait.
+    sims.set_behaviour(&json!({"download_ms_per_layer": 300}))
+        .await
+        .expect("rate set");
+    let path = format!("/v1/tenant/{tenant}/secondary/download");
+    let (got, first) = call(api, Method::POST, &format!("{path}?wait_ms=0"), None).await;
+    assert_eq!(got, 202, "{first}");
+    assert_eq!(first["layers_total"], 40, "{first}");
+    assert_eq!(first["bytes_total"], 40 << 20, "{first}");
+    assert!(first["layers_downloaded"].as_u64() < Some(40), "{first}");
+    assert!(first["heatmap_mtime"].is_string(), "{first}");
+    let (got, done) = call(api, Method::POST, &format!("{path}?wait_ms=30000"), None).await;
+    assert_eq!(got, 200, "{done}");
+    assert_eq!(done["layers_downloaded"], 40, "{done}");
+    assert_eq!(done["bytes_downloaded"], done["bytes_total"], "{done}");
+    // Every secondary downloaded, on the node the intent names.
+    let downloads: BTreeSet<(String, u64)> = sims
+        .all_history()
+        .expect("histories")
+        .into_iter()
+        .filter(|e| e.kind == "secondary_download" && e.accepted)
+        .map(|e| (shard_of(&e).to_owned(), e.node_id))
+        .collect();
+    let described = api.describe_tenant(tenant).await.expect("described");
+    assert_eq!(described.shards.len(), 4);
+    for shard in &described.shards {
+        let id = shard.tenant_shard_id.to_string();
+        assert_eq!(shard.node_secondary.len(), 1, "{id}");
+        let node = shard.node_secondary[0];
+        assert!(
+            downloads.contains(&(id.clone(), node)),
+            "{id} on {node}: {downloads:?}"
+        );
+    }
+    // One shard by name: its secondary only, complete already.
+    let (got, one) = call(
+        api,
+        Method::POST,
+        &format!("/v1/tenant/{}/secondary/download", shards[1]),
+        None,
+    )
+    .await;
+    assert_eq!(got, 200, "{one}");
+    assert_eq!(one["layers_total"], 10, "{one}");
+    sims.set_behaviour(&json!({})).await.expect("rate reset");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

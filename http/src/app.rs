@@ -13,8 +13,8 @@ use state_machine::ReplicaId;
 use crate::auth::HttpAuth;
 use crate::failpoints;
 use crate::{
-    auth, cluster, debug, forward, guard, nodes, onboarding, probes, raft_rpc, tenant_config,
-    tenants, timelines, trace, upcalls,
+    auth, cluster, debug, forward, guard, nodes, onboarding, probes, raft_rpc, secondary,
+    tenant_config, tenants, timelines, trace, upcalls,
 };
 use storcon_failpoints::Failpoints;
 
@@ -201,6 +201,14 @@ pub fn router(app: AppState) -> Router {
         .route(
             "/v1/tenant/{tenant_id}/timeline/{timeline_id}/download_heatmap_layers",
             post(timelines::download_heatmap_layers).get(timelines::tenant_get),
+        )
+        .route(
+            "/v1/tenant/{tenant_shard_id}/secondary/download",
+            post(secondary::download).get(timelines::tenant_get),
+        )
+        .route(
+            "/v1/tenant/{tenant_id}/time_travel_remote_storage",
+            put(secondary::time_travel).get(timelines::tenant_get),
         )
         .route("/v1/tenant/{tenant_id}/{*rest}", get(timelines::tenant_get))
         .route(

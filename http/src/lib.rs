@@ -28,6 +28,7 @@ mod operations;
 mod probes;
 pub mod raft_rpc;
 mod read;
+mod secondary;
 pub mod strict_json;
 pub mod tenant_config;
 mod tenants;

@@ -20,6 +20,9 @@ use storcon_api::wire::{
 };
 
 use storcon_api::ids::TimelineId;
+use storcon_api::secondary::{
+    DownloadStatus, SecondaryProgress, TimeTravelQuery, TimeTravelRequest,
+};
 use storcon_api::timeline::{
     Relayed, TenantTimelineDescribeResponse, TimelineCall, TimelineCreateRequest,
     TimelineCreateResponse,
@@ -50,6 +53,10 @@ pub enum OperationError {
     TenantNotFound(TenantId),
     #[error("Node {0} not registered")]
     NodeNotFound(NodeId),
+    /// What the request names exists, but not what it asks about (a tenant with no
+    /// secondaries, for a secondary download).
+    #[error("{0}")]
+    NotFound(String),
     /// A proposal failed: refused by the state machine (4xx), or not known to have committed.
     #[error("{0}")]
     Proposal(#[from] ProposeError),
@@ -104,9 +111,9 @@ impl From<OperationError> for ApiError {
         let msg = e.to_string();
         match e {
             OperationError::Invalid(_) => ApiError::BadRequest(msg),
-            OperationError::TenantNotFound(_) | OperationError::NodeNotFound(_) => {
-                ApiError::NotFound(msg)
-            }
+            OperationError::TenantNotFound(_)
+            | OperationError::NodeNotFound(_)
+            | OperationError::NotFound(_) => ApiError::NotFound(msg),
             OperationError::Proposal(ProposeError::Rejected(r)) => r.into(),
             OperationError::Proposal(ProposeError::Membership(_)) => ApiError::Conflict(msg),
             OperationError::Proposal(_) | OperationError::Read(_) => ApiError::Unavailable(msg),
@@ -189,6 +196,21 @@ pub trait Operations: Send + Sync {
     /// `GET /v1/tenant/:id[/...]` relayed to the pageserver of shard zero, or of the named
     /// shard; `rest` is the path after the id, from its `/`, with the query.
     fn tenant_get(&self, shard: TenantShardId, rest: String) -> Op<'_, Relayed>;
+    /// `POST /v1/tenant/:tenant_shard_id/secondary/download`: the download on every secondary
+    /// location of the shard (or of every shard), the progress summed.
+    fn secondary_download(
+        &self,
+        shard: TenantShardId,
+        wait_ms: Option<u64>,
+    ) -> Op<'_, (DownloadStatus, SecondaryProgress)>;
+    /// `PUT /v1/tenant/:tenant_id/time_travel_remote_storage`, for every shard of every shard
+    /// count named and of the present one; the tenant must be detached.
+    fn time_travel(
+        &self,
+        tenant: TenantId,
+        query: TimeTravelQuery,
+        req: TimeTravelRequest,
+    ) -> Op<'_, ()>;
 
     fn re_attach(&self, req: ReAttachRequest) -> Op<'_, ReAttachResponse>;
     fn validate(&self, req: ValidateRequest) -> Op<'_, ValidateResponse>;

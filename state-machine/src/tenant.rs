@@ -10,11 +10,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::{TenantId, TenantShardId};
 use crate::node::NodeId;
-use storcon_api::tenant_config::TenantConfig;
+use storcon_api::tenant_config::{HumanDuration, TenantConfig};
 pub use storcon_api::types::{Generation, PlacementPolicy, ShardSchedulingPolicy};
 use storcon_api::wire::{LocationConfig, LocationConfigMode, SecondaryConfig};
 
 pub use storcon_api::types::DEFAULT_STRIPE_SIZE;
+
+/// The heatmap upload period sent to a shard with secondaries whose config sets none
+/// (upstream's 60 s).
+pub const DEFAULT_HEATMAP_PERIOD: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Where the controller wants a shard's locations. Replicated, so a new leader starts from the
 /// old leader's decisions.
@@ -94,7 +98,30 @@ impl TenantShard {
         TenantConfig::from_stored(&self.config)
     }
 
+    /// Whether the shard has, or its policy asks for, secondary locations.
+    pub fn has_secondaries(&self) -> bool {
+        !self.intent.secondaries.is_empty()
+            || matches!(self.placement, PlacementPolicy::Attached(n) if n > 0)
+    }
+
+    /// Upstream's HA-aware config: a location of a shard with secondaries uploads heatmaps
+    /// (without a `heatmap_period` a pageserver uploads none, and a secondary has nothing to
+    /// download), every [`DEFAULT_HEATMAP_PERIOD`] unless the tenant chose a period; without
+    /// secondaries, nobody reads them, so none is uploaded.
+    fn ha_aware_conf(&self, has_secondaries: bool) -> TenantConfig {
+        let mut conf = self.tenant_conf();
+        if has_secondaries {
+            conf.heatmap_period
+                .get_or_insert(HumanDuration(DEFAULT_HEATMAP_PERIOD));
+        } else {
+            conf.heatmap_period = None;
+        }
+        conf
+    }
+
     fn location(&self, mode: LocationConfigMode) -> LocationConfig {
+        // A secondary's own config always has heatmaps on, ready for when it is promoted.
+        let has_secondaries = mode == LocationConfigMode::Secondary || self.has_secondaries();
         LocationConfig {
             mode,
             generation: None,
@@ -102,7 +129,7 @@ impl TenantShard {
             shard_number: self.id.shard_number,
             shard_count: self.id.shard_count.0,
             shard_stripe_size: self.stripe_size,
-            tenant_conf: self.tenant_conf().into(),
+            tenant_conf: self.ha_aware_conf(has_secondaries).into(),
         }
     }
 

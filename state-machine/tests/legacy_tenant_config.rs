@@ -42,11 +42,15 @@ fn old_free_form_configs_replay_and_are_sent_typed() {
     assert_eq!(shard.tenant_conf().to_value(), sent);
     for location in [
         shard.attached_location(Generation(1)),
-        shard.secondary_location(),
         shard.detached_location(),
     ] {
         assert_eq!(location.tenant_conf.to_value(), sent, "{location:?}");
     }
+    // A secondary's config has heatmaps on (see ha_aware_config).
+    assert_eq!(
+        shard.secondary_location().tenant_conf.to_value(),
+        json!({"gc_period": "1h", "gc_horizon": 7, "heatmap_period": "1m"})
+    );
 
     // An old patch merges into the stored object as before; what is sent is still typed.
     let mut patch = serde_json::Map::new();

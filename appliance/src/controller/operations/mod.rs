@@ -6,6 +6,7 @@
 //! - `upcalls` (re-attach, validate), `nodes` (register, configure, shards);
 //! - `timelines` (create, delete, describe) and `passthrough` (timeline calls, the GET proxy),
 //!   both through `shard_calls` (attached locations, fan-out, moved-attachment checks);
+//! - `secondary_download` (warm-up of secondaries) and `time_travel` (remote storage rewind);
 //! - `debug` (attach-hook, inspect, reconcile_all, consistency_check), `debug_dump` (tenant
 //!   and scheduler dumps, locate), `drop` (tenant and node drops).
 //!
@@ -19,11 +20,13 @@ mod drop;
 mod nodes;
 mod onboarding;
 mod passthrough;
+mod secondary_download;
 mod shard_calls;
 mod tenant_change;
 mod tenant_create;
 mod tenant_delete;
 mod tenant_read;
+mod time_travel;
 mod timelines;
 mod upcalls;
 
@@ -37,6 +40,9 @@ use raft_store::ProposeError;
 use state_machine::ids::{TenantId, TenantShardId};
 use state_machine::{Command, NodeAvailability, NodeId, NodeRegisterRequest, Response};
 use storcon_api::ids::TimelineId;
+use storcon_api::secondary::{
+    DownloadStatus, SecondaryProgress, TimeTravelQuery, TimeTravelRequest,
+};
 use storcon_api::timeline::{
     Relayed, TenantTimelineDescribeResponse, TimelineCall, TimelineCreateRequest,
     TimelineCreateResponse,
@@ -288,6 +294,23 @@ impl storcon_http::Operations for Operations {
 
     fn tenant_get(&self, shard: TenantShardId, rest: String) -> Op<'_, Relayed> {
         self.0.tenant_get(shard, rest).boxed()
+    }
+
+    fn secondary_download(
+        &self,
+        shard: TenantShardId,
+        wait_ms: Option<u64>,
+    ) -> Op<'_, (DownloadStatus, SecondaryProgress)> {
+        self.0.secondary_download(shard, wait_ms).boxed()
+    }
+
+    fn time_travel(
+        &self,
+        tenant: TenantId,
+        query: TimeTravelQuery,
+        req: TimeTravelRequest,
+    ) -> Op<'_, ()> {
+        self.0.time_travel(tenant, query, req).boxed()
     }
 
     fn re_attach(&self, req: ReAttachRequest) -> Op<'_, ReAttachResponse> {

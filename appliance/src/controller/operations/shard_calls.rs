@@ -3,7 +3,8 @@
 //!
 //! - where each shard is attached: the node its latest generation was issued to, as the
 //!   replicated state records it (upstream's `generation_pageserver`);
-//! - one call per shard, concurrently, with retries of 503s and timeouts;
+//! - one call per shard, concurrently, with retries of 503s and timeouts; or a call about a
+//!   shard to a node of the caller's choice (a secondary, any available node);
 //! - whether an attachment moved while the calls ran, so that a caller can repeat a call on the
 //!   new location or refuse with "attachment changed, retry" (upstream's
 //!   `tenant_remote_mutation`).
@@ -17,6 +18,7 @@ use storcon_api::timeline::Relayed;
 use storcon_http::OperationError;
 
 use crate::controller::Controller;
+use crate::controller::nodes::Avail;
 use crate::controller::pageserver::{PsError, Relay};
 
 /// How long one relayed call may take (each attempt), and how often busy answers are retried.
@@ -119,21 +121,53 @@ impl Controller {
         path: &str,
         body: Option<&serde_json::Value>,
     ) -> CallResult {
+        self.call_node(&at.node, at.shard, method, path, body, CALL_TIMEOUT)
+            .await
+    }
+
+    /// One call about `shard` to `node`, whatever the node holds of it (a secondary, or
+    /// nothing: a deletion or time travel by any node).
+    pub(super) async fn call_node(
+        &self,
+        node: &NodeRecord,
+        shard: TenantShardId,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+        timeout: Duration,
+    ) -> CallResult {
         let body = body
             .map(serde_json::to_vec)
             .transpose()
             .map_err(|e| OperationError::Internal(format!("cannot encode the call: {e}")))?;
         let call = Relay {
             method,
-            path_and_query: format!("/v1/tenant/{}{path}", at.shard),
+            path_and_query: format!("/v1/tenant/{shard}{path}"),
             body,
-            timeout: CALL_TIMEOUT,
+            timeout,
             retries: CALL_RETRIES,
         };
         self.ps
-            .relay(&at.node, &call)
+            .relay(node, &call)
             .await
-            .map_err(|e| call_error(at, e))
+            .map_err(|e| call_error(node, shard, e))
+    }
+
+    /// A pageserver to make a call that any of them can make (upstream's "any available
+    /// node"): the lowest-numbered Active one.
+    pub(super) fn any_active_node(&self) -> Result<NodeRecord, OperationError> {
+        let active: Vec<_> = self
+            .nodes
+            .states()
+            .iter()
+            .filter(|(_, n)| n.avail == Avail::Active)
+            .map(|(id, _)| *id)
+            .collect();
+        let state = self.state.read();
+        active
+            .iter()
+            .find_map(|id| state.node(*id).cloned())
+            .ok_or_else(|| OperationError::NotYet("no pageserver is available".into()))
     }
 
     /// The same call to every shard of `targets`, concurrently; answers in their order.
@@ -164,22 +198,26 @@ fn attachment(
     })
 }
 
-fn call_error(at: &AttachedShard, e: PsError) -> OperationError {
+fn call_error(node: &NodeRecord, shard: TenantShardId, e: PsError) -> OperationError {
     match e {
         PsError::Cancelled => {
             OperationError::NotLeading("leadership lost during the call; retry".into())
         }
         other => OperationError::NotYet(format!(
-            "pageserver {} ({}) for {}: {other}",
-            at.node.id, at.node.listen_http_addr, at.shard
+            "pageserver {} ({}) for {shard}: {other}",
+            node.id, node.listen_http_addr
         )),
     }
 }
 
 /// A pageserver's non-2xx answer as the client's error, with its status kept.
 pub(super) fn refused(at: &AttachedShard, relayed: &Relayed) -> OperationError {
+    refused_by(&at.node, relayed)
+}
+
+pub(super) fn refused_by(node: &NodeRecord, relayed: &Relayed) -> OperationError {
     OperationError::Pageserver {
-        node: at.node.id,
+        node: node.id,
         status: relayed.status,
         msg: pageserver_msg(&relayed.body),
     }
@@ -203,13 +241,21 @@ pub(super) fn json_body(
     at: &AttachedShard,
     r: &Relayed,
 ) -> Result<serde_json::Value, OperationError> {
+    json_body_of(&at.node, at.shard, r)
+}
+
+pub(super) fn json_body_of(
+    node: &NodeRecord,
+    shard: TenantShardId,
+    r: &Relayed,
+) -> Result<serde_json::Value, OperationError> {
     if r.body.iter().all(u8::is_ascii_whitespace) {
         return Ok(serde_json::Value::Null);
     }
     serde_json::from_slice(&r.body).map_err(|e| {
         OperationError::Internal(format!(
-            "pageserver {} answered {} with a body that is not JSON: {e}",
-            at.node.id, at.shard
+            "pageserver {} answered {shard} with a body that is not JSON: {e}",
+            node.id
         ))
     })
 }

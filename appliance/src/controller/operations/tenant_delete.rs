@@ -11,7 +11,11 @@
 //! 6. Commit policy `Detached` (scheduling back to Active) and wait up to 30 s until no
 //!    location is left on any pageserver: this detaches the secondaries. Else 503; a retry
 //!    continues.
-//! 7. Commit `DeleteTenant`, then drop the tenant's soft state (errors, pending compute
+//! 7. What remote storage still holds (the data of earlier shard counts, left by splits; all of
+//!    it for a tenant that was detached already): the delete of the unsharded id, which covers
+//!    every shard of every count, on one available pageserver, 202 until 404, within what is
+//!    left of `DELETE_WAIT` (upstream deletes this way only). No pageserver available → 503.
+//! 8. Commit `DeleteTenant`, then drop the tenant's soft state (errors, pending compute
 //!    notifications, queued reconciles, its lock).
 //!
 //! A leader that dies part-way leaves the tenant stored, in `Stop` or `Detached`; the client's
@@ -19,12 +23,12 @@
 
 use std::time::Duration;
 
-use state_machine::ids::TenantId;
+use state_machine::ids::{TenantId, TenantShardId};
 use state_machine::{Command, PlacementPolicy, ShardSchedulingPolicy};
 use storcon_http::{OperationError, TenantDeletion};
 
 use super::Wait;
-use super::timelines::{DELETE_WAIT, DeleteError};
+use super::timelines::{DELETE_WAIT, DeleteError, placed};
 use crate::controller::Controller;
 
 const DETACH_WAIT: Duration = Duration::from_secs(30);
@@ -62,7 +66,7 @@ impl Controller {
             None => (&[][..], &[][..]),
         };
         for group in [others, zero] {
-            match self.delete_until_gone(group, "", deadline).await {
+            match self.delete_until_gone(&placed(group), "", deadline).await {
                 Ok(()) => {}
                 Err(DeleteError::StillRunning) => return Ok(TenantDeletion::InProgress),
                 Err(DeleteError::Failed(e)) => return Err(e),
@@ -81,6 +85,13 @@ impl Controller {
             ),
         };
         self.propose_and_reconcile(tenant_id, detach, wait).await?;
+
+        let everything = [(TenantShardId::unsharded(tenant_id), self.any_active_node()?)];
+        match self.delete_until_gone(&everything, "", deadline).await {
+            Ok(()) => {}
+            Err(DeleteError::StillRunning) => return Ok(TenantDeletion::InProgress),
+            Err(DeleteError::Failed(e)) => return Err(e),
+        }
         self.propose_request(Command::DeleteTenant { tenant_id })
             .await?;
         self.forget_tenant(tenant_id);

@@ -34,7 +34,11 @@ use storcon_api::timeline::{
 };
 use storcon_http::OperationError;
 
-use super::shard_calls::{AttachedShard, is_success, json_body, refused};
+use futures::future::join_all;
+use state_machine::NodeRecord;
+use state_machine::ids::TenantShardId;
+
+use super::shard_calls::{AttachedShard, CALL_TIMEOUT, is_success, json_body, refused, refused_by};
 use crate::controller::Controller;
 
 const RECHECK_ROUNDS: usize = 3;
@@ -154,7 +158,7 @@ impl Controller {
             .split_first()
             .ok_or(OperationError::TenantNotFound(tenant))?;
         for group in [others, std::slice::from_ref(zero)] {
-            self.delete_until_gone(group, &path, deadline)
+            self.delete_until_gone(&placed(group), &path, deadline)
                 .await
                 .map_err(|e| match e {
                     DeleteError::StillRunning => OperationError::Conflict(format!(
@@ -166,33 +170,42 @@ impl Controller {
         Ok(())
     }
 
-    /// Upstream's delete protocol on `group`: DELETE until every location answers 404.
-    /// 202 and 409 mean "in progress"; 412 ("tenant is missing") is a location in motion.
+    /// Upstream's delete protocol on `group` (each shard at the node asked): DELETE until
+    /// every one answers 404. 202 and 409 mean "in progress"; 412 ("tenant is missing") is a
+    /// location in motion.
     pub(super) async fn delete_until_gone(
         &self,
-        group: &[AttachedShard],
+        group: &[(TenantShardId, NodeRecord)],
         path: &str,
         deadline: tokio::time::Instant,
     ) -> Result<(), DeleteError> {
-        let mut pending: Vec<AttachedShard> = group.to_vec();
+        let mut pending: Vec<(TenantShardId, NodeRecord)> = group.to_vec();
         let mut pause = Duration::from_millis(50);
         loop {
-            let answers = self
-                .call_shards(&pending, reqwest::Method::DELETE, path, None)
-                .await;
+            let answers = join_all(pending.iter().map(|(shard, node)| {
+                self.call_node(
+                    node,
+                    *shard,
+                    reqwest::Method::DELETE,
+                    path,
+                    None,
+                    CALL_TIMEOUT,
+                )
+            }))
+            .await;
             let mut still = Vec::new();
-            for (at, answer) in pending.iter().zip(answers) {
+            for ((shard, node), answer) in pending.iter().zip(answers) {
                 let r = answer.map_err(DeleteError::Failed)?;
                 match r.status {
                     404 => {}
-                    200..=299 | 409 => still.push(at.clone()),
+                    200..=299 | 409 => still.push((*shard, node.clone())),
                     412 => {
                         return Err(DeleteError::Failed(OperationError::NotYet(format!(
-                            "pageserver {} does not hold {} now (attachment moving); retry",
-                            at.node.id, at.shard
+                            "pageserver {} does not hold {shard} now (attachment moving); retry",
+                            node.id
                         ))));
                     }
-                    _ => return Err(DeleteError::Failed(refused(at, &r))),
+                    _ => return Err(DeleteError::Failed(refused_by(node, &r))),
                 }
             }
             if still.is_empty() {
@@ -257,6 +270,11 @@ fn timeline_info(at: &AttachedShard, r: &Relayed) -> Result<TimelineInfo, Operat
     serde_json::from_value(json_body(at, r)?).map_err(|e| {
         OperationError::Internal(format!("pageserver's TimelineInfo is not an object: {e}"))
     })
+}
+
+/// Each shard at its attached node.
+pub(super) fn placed(group: &[AttachedShard]) -> Vec<(TenantShardId, NodeRecord)> {
+    group.iter().map(|a| (a.shard, a.node.clone())).collect()
 }
 
 pub(super) enum DeleteError {
