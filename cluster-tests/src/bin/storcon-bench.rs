@@ -10,6 +10,7 @@
 //! cargo run --release -p cluster-tests --bin storcon-bench -- scale --shards 5000
 //! cargo run --release -p cluster-tests --bin storcon-bench -- split --runs 10 --bystanders 20
 //! cargo run --release -p cluster-tests --bin storcon-bench -- reconcile-failover --kills 5
+//! cargo run --release -p cluster-tests --bin storcon-bench -- timeline-create --runs 10
 //! ```
 //!
 //! Every run is bounded (`--max-seconds`) and kills its replicas on every exit path, Ctrl-C
@@ -110,6 +111,20 @@ enum Cmd {
         #[arg(long, default_value_t = 20)]
         bystanders: u32,
     },
+    /// Simulators in one AZ and settled `Attached(1)` tenants of several shard counts; create
+    /// fresh timelines one after another (`POST /v1/tenant/:id/timeline`, which fans out to every
+    /// shard) and time each answer.
+    TimelineCreate {
+        /// Timelines created, and timed, per shard count.
+        #[arg(long, default_value_t = 10)]
+        runs: u32,
+        /// One tenant per shard count.
+        #[arg(long, value_delimiter = ',', default_value = "1,8,32")]
+        shard_counts: Vec<u8>,
+        /// pageserver-sim processes, all in `az-a`.
+        #[arg(long, default_value_t = 4)]
+        sims: u64,
+    },
 }
 
 /// Unique pageserver ids for the whole run.
@@ -134,6 +149,14 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn run(cli: &Cli) -> anyhow::Result<()> {
+    if let Cmd::TimelineCreate {
+        runs,
+        ref shard_counts,
+        sims,
+    } = cli.cmd
+    {
+        check_timeline_flags(runs, shard_counts, sims)?;
+    }
     let opts = ClusterOptions {
         replicas: 3,
         raft: RaftOptions {
@@ -162,6 +185,11 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
             Cmd::Latency { writes } => latency(&cluster, writes).await,
             Cmd::Split { runs, bystanders } => split(&cluster, runs, bystanders).await,
             Cmd::ReconcileFailover { kills } => reconcile_failover(&cluster, kills).await,
+            Cmd::TimelineCreate {
+                runs,
+                ref shard_counts,
+                sims,
+            } => timeline_create(&cluster, runs, shard_counts, sims).await,
             Cmd::Scale {
                 shards,
                 shards_per_tenant,
@@ -526,5 +554,161 @@ async fn reconcile_failover(cluster: &Cluster, kills: u32) -> anyhow::Result<()>
     }
     let summary = Summary::of(&samples).context("no samples")?;
     println!("leader SIGKILL -> first location_config of the new leader accepted: {summary}");
+    Ok(())
+}
+
+/// The flags of `timeline-create`, checked before any process starts.
+fn check_timeline_flags(runs: u32, shard_counts: &[u8], sims: u64) -> anyhow::Result<()> {
+    if shard_counts.is_empty() || shard_counts.contains(&0) {
+        bail!("--shard-counts needs counts of at least 1, got {shard_counts:?}");
+    }
+    let mut distinct = shard_counts.to_vec();
+    distinct.sort_unstable();
+    distinct.dedup();
+    if distinct.len() != shard_counts.len() {
+        bail!("--shard-counts lists a count twice: {shard_counts:?}");
+    }
+    if sims == 0 || runs == 0 {
+        bail!("--sims and --runs must be at least 1");
+    }
+    Ok(())
+}
+
+/// Tenant and timeline ids of `timeline-create` start with this.
+const TIMELINE_TAG: u32 = 0x7c4e;
+
+/// `timeline-create`: one settled `Attached(1)` tenant per shard count on `sims` simulators in
+/// one AZ (so the attached shards spread over all of them), then `runs` fresh timelines per
+/// tenant, created one after another through the leader. A sample is one request, from send to
+/// the 201 with its body read; any other answer, or a 201 naming another timeline, fails the run.
+/// After each timed create (untimed) the timeline's describe must list it on every shard.
+async fn timeline_create(
+    cluster: &Cluster,
+    runs: u32,
+    shard_counts: &[u8],
+    sims: u64,
+) -> anyhow::Result<()> {
+    use cluster_tests::storage_api::{tenant_create_body, tenant_id};
+    let leader = cluster.wait_for_leader(deadline::ELECTION).await?;
+    let specs: Vec<(u64, &str)> = (1..=sims).map(|id| (id, "az-a")).collect();
+    let fleet = Sims::start(&cluster.url(leader), &specs).await?;
+    let api = StorageApi::new(cluster.client(leader));
+    fleet
+        .wait_active(&api, &fleet.ids(), Duration::from_secs(60))
+        .await?;
+
+    let tenants: Vec<(u8, String)> = shard_counts
+        .iter()
+        .map(|&count| (count, tenant_id(TIMELINE_TAG, u32::from(count))))
+        .collect();
+    for (count, tenant) in &tenants {
+        api.create_tenant(&tenant_create_body(tenant, *count, 1))
+            .await
+            .with_context(|| format!("creating the {count}-shard tenant {tenant}"))?;
+    }
+    let ids: Vec<String> = tenants.iter().map(|(_, t)| t.clone()).collect();
+    let placed =
+        cluster_tests::placement::wait_settled(&api, &fleet, &ids, Duration::from_secs(120))
+            .await
+            .context("waiting until every shard is attached on a simulator")?;
+    for (count, tenant) in &tenants {
+        let mut per_node: BTreeMap<u64, usize> = BTreeMap::new();
+        for (shard, at) in &placed {
+            if shard.starts_with(tenant.as_str()) {
+                *per_node.entry(at.node).or_default() += 1;
+            }
+        }
+        eprintln!("{count}-shard tenant {tenant}: attached shards per simulator {per_node:?}");
+    }
+
+    let result = timeline_runs(cluster, leader, &tenants, runs, sims).await;
+    if result.is_err() {
+        fleet
+            .check_no_crashes()
+            .unwrap_or_else(|e| eprintln!("{e}"));
+        fleet.print_log_tails();
+    }
+    result?;
+    fleet.check_no_crashes()
+}
+
+/// The timed part of [`timeline_create`]: `runs` creates per `(shard count, tenant)`.
+async fn timeline_runs(
+    cluster: &Cluster,
+    leader: u64,
+    tenants: &[(u8, String)],
+    runs: u32,
+    sims: u64,
+) -> anyhow::Result<()> {
+    use reqwest::Method;
+    // Long enough for a 32-shard fan-out on a loaded machine; a timeout fails the run.
+    let client = Client::new(http_client(Duration::from_secs(30)), cluster.url(leader));
+    let timelines = StorageApi::new(client);
+    let mut results = Vec::new();
+    for (count, tenant) in tenants {
+        let path = format!("/v1/tenant/{tenant}/timeline");
+        let mut samples = Vec::new();
+        for run in 0..runs {
+            let timeline = format!("{TIMELINE_TAG:08x}{:016x}{run:08x}", u64::from(*count));
+            let body = serde_json::json!({"new_timeline_id": timeline, "pg_version": 16});
+            let sent = Instant::now();
+            let answer = timelines
+                .send(Method::POST, &path, Some(&body))
+                .await
+                .with_context(|| format!("POST {path} ({count} shards, run {run})"))?;
+            let elapsed = sent.elapsed();
+            if answer.status != 201 {
+                bail!(
+                    "POST {path} ({count} shards, run {run}): {} {}",
+                    answer.status,
+                    answer.body
+                );
+            }
+            let created: serde_json::Value = serde_json::from_str(&answer.body)
+                .with_context(|| format!("POST {path}: 201 with a body that is not JSON"))?;
+            if created["timeline_id"] != timeline.as_str() {
+                bail!("POST {path}: asked for timeline {timeline}, 201 named {created}");
+            }
+            samples.push(elapsed);
+
+            // Untimed: every shard holds it.
+            let describe = format!("/control/v1/tenant/{tenant}/timeline/{timeline}");
+            let described = timelines.send(Method::GET, &describe, None).await?;
+            if described.status != 200 {
+                bail!("GET {describe}: {} {}", described.status, described.body);
+            }
+            let described: serde_json::Value = serde_json::from_str(&described.body)?;
+            let shards = described["shards"]
+                .as_array()
+                .map_or(&[][..], Vec::as_slice);
+            let holding = shards
+                .iter()
+                .filter(|s| s["timeline_id"] == timeline.as_str())
+                .count();
+            if holding != usize::from(*count) || shards.len() != usize::from(*count) {
+                bail!("GET {describe}: {holding} of {count} shards hold it: {described}");
+            }
+        }
+        let line: Vec<String> = samples.iter().map(|d| ms(*d)).collect();
+        eprintln!("{count} shards, ms in order: {}", line.join(" "));
+        let summary = Summary::of(&samples).context("no samples")?;
+        results.push((*count, summary));
+    }
+
+    println!(
+        "timeline create through the leader, {sims} simulators, Attached(1), {runs} runs each:"
+    );
+    println!("| shards | median ms | min ms | max ms | p90 ms | spread (max - min) ms |");
+    println!("|---|---|---|---|---|---|");
+    for (count, s) in &results {
+        println!(
+            "| {count} | {} | {} | {} | {} | {} |",
+            ms(s.p50),
+            ms(s.min),
+            ms(s.max),
+            ms(s.p90),
+            ms(s.max - s.min)
+        );
+    }
     Ok(())
 }
