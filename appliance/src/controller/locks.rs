@@ -56,7 +56,11 @@ impl TenantLocks {
 
     /// Marks the tenant's delete as running; `None` if one already is.
     pub fn start_delete(&self, tenant: TenantId) -> Option<DeleteMark<'_>> {
-        lock(&self.deleting).insert(tenant).then_some(DeleteMark {
+        // The guard must be gone before a mark exists: a mark's drop takes the same lock. (An
+        // eager `then_some(mark)` built and dropped one under the guard when a delete already
+        // ran: a deadlock, and the running delete's mark removed.)
+        let started = lock(&self.deleting).insert(tenant);
+        started.then(|| DeleteMark {
             locks: self,
             tenant,
         })
@@ -71,5 +75,27 @@ impl TenantLocks {
         {
             tenants.remove(&tenant);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_delete_is_refused_without_ending_the_first() {
+        let locks = TenantLocks::default();
+        let tenant: TenantId = "0123456789abcdef0123456789abcdef".parse().expect("id");
+        let first = locks.start_delete(tenant).expect("first starts");
+        assert!(
+            locks.start_delete(tenant).is_none(),
+            "second while first runs"
+        );
+        assert!(locks.start_delete(tenant).is_none(), "the first still runs");
+        drop(first);
+        assert!(
+            locks.start_delete(tenant).is_some(),
+            "after the first ended"
+        );
     }
 }
