@@ -113,6 +113,32 @@ struct ValidateResponseTenant {
 
 /// Documented fields of each response object, for [`expect_keys`].
 pub mod fields {
+    /// `POST /v1/tenant/:id/secondary/download` (upstream `SecondaryProgress`).
+    pub const SECONDARY_PROGRESS: &[&str] = &[
+        "heatmap_mtime",
+        "layers_downloaded",
+        "layers_total",
+        "bytes_downloaded",
+        "bytes_total",
+    ];
+    /// `POST .../lsn_lease` (upstream `LsnLease`).
+    pub const LSN_LEASE: &[&str] = &["valid_until"];
+    /// `PUT .../detach_ancestor` (upstream `AncestorDetached`).
+    pub const ANCESTOR_DETACHED: &[&str] = &["reparented_timelines"];
+    /// `GET /control/v1/tenant/:id/timeline/:id` (upstream `TenantTimelineDescribeResponse`).
+    pub const TIMELINE_DESCRIBE: &[&str] = &["shards", "image_consistent_lsn"];
+    /// `GET /v1/tenant/:id`, relayed from the pageserver (upstream `TenantInfo`).
+    pub const TENANT_INFO: &[&str] = &[
+        "id",
+        "state",
+        "current_physical_size",
+        "attachment_status",
+        "generation",
+        "gc_blocking",
+    ];
+    /// The TimelineInfo fields the controller itself reads from a pageserver's answer, which a
+    /// create relays with `safekeepers` added (upstream `TimelineCreateResponseStorcon`).
+    pub const TIMELINE_INFO_READ: &[&str] = &["tenant_id", "timeline_id", "last_record_lsn"];
     pub const TENANT_CREATE_RESPONSE: &[&str] = &["shards"];
     pub const TENANT_CREATE_RESPONSE_SHARD: &[&str] = &["shard_id", "node_id", "generation"];
     pub const TENANT_DESCRIBE_RESPONSE: &[&str] =

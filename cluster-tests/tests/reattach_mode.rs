@@ -220,3 +220,93 @@ async fn reattach_mode() {
     sims.check_no_crashes().expect("no simulator crashed");
     cluster.check_no_crashes().expect("no replica crashed");
 }
+
+/// A pageserver that lost its disk (data dir wiped) re-attaches with `empty_local_disk`: the
+/// controller forgets what it observed there and sends every location the node should hold
+/// again, attached ones in a new generation. (The wipe takes the history file too, so every
+/// `location_config` in it was sent after the restart.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wiped_pageserver_is_sent_every_location_again() {
+    let ControllerFixture {
+        sims,
+        cluster,
+        follower,
+        ..
+    } = ControllerFixture::start(&[(1, "az-a"), (2, "az-b")], SETTLE_DEADLINE)
+        .await
+        .expect("a formed cluster with Active simulators");
+    let api = StorageApi::new(cluster.client(follower));
+    let tenants: Vec<String> = (10..14).map(|n| tenant_id(TAG, n)).collect();
+    for tenant in &tenants {
+        api.create_tenant(&tenant_create_body(tenant, 1, 1))
+            .await
+            .expect("tenant created");
+    }
+    let before = wait_settled(&api, &sims, &tenants, SETTLE_DEADLINE)
+        .await
+        .expect("placed");
+    let victim = 1;
+    let held_before = sims.locations(victim).await.expect("listed");
+    assert_eq!(
+        held_before.len(),
+        tenants.len(),
+        "one location per tenant: {held_before:?}"
+    );
+
+    sims.kill(victim);
+    std::fs::remove_dir_all(sims.data_dir(victim)).expect("data dir wiped");
+    sims.restart(victim).await.expect("restarted empty");
+
+    // It said its disk was empty; the controller sent every location back.
+    wait_until(
+        "the wiped node to hold everything again",
+        SETTLE_DEADLINE,
+        async || {
+            let held = sims.locations(victim).await?;
+            let modes: BTreeMap<_, _> = held
+                .iter()
+                .map(|(s, l)| (s.clone(), l.mode.clone()))
+                .collect();
+            let want: BTreeMap<_, _> = held_before
+                .iter()
+                .map(|(s, l)| (s.clone(), l.mode.clone()))
+                .collect();
+            anyhow::ensure!(modes == want, "holds {modes:?}, held {want:?}");
+            Ok(())
+        },
+    )
+    .await
+    .expect("every location sent again");
+    let after = wait_settled(&api, &sims, &tenants, SETTLE_DEADLINE)
+        .await
+        .expect("settled");
+    let events = sims.history(victim).expect("history");
+    let reattached: Vec<&Event> = events.iter().filter(|e| e.kind == "reattach").collect();
+    assert_eq!(reattached.len(), 1, "{reattached:?}");
+    // Nothing local: the simulator sends `empty_local_disk: true` exactly then.
+    let reason = reattached[0].reason.as_deref().unwrap_or_default();
+    assert!(reason.ends_with("; 0 local"), "{reason}");
+    let sent: Vec<&Event> = events
+        .iter()
+        .filter(|e| e.kind == "location_config" && e.accepted)
+        .collect();
+    for (shard, held) in &held_before {
+        assert!(
+            sent.iter()
+                .any(|e| e.tenant_shard_id.as_deref() == Some(shard.as_str())),
+            "{shard} was not sent again: {sent:?}"
+        );
+        if held.mode == "AttachedSingle" {
+            assert_eq!(after[shard].node, victim, "{shard} moved instead");
+            assert!(
+                after[shard].generation > before[shard].generation,
+                "{shard}: generation {} after, {} before",
+                after[shard].generation,
+                before[shard].generation
+            );
+        }
+    }
+    history::ensure_safe(&sims.all_history().expect("histories")).expect("generation safety");
+    sims.check_no_crashes().expect("no simulator crashed");
+    cluster.check_no_crashes().expect("no replica crashed");
+}

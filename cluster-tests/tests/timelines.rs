@@ -18,7 +18,7 @@ use cluster_tests::fixture::ControllerFixture;
 use cluster_tests::history::Event;
 use cluster_tests::placement::{Attachment, SETTLE_DEADLINE, wait_settled};
 use cluster_tests::sims::Sims;
-use cluster_tests::storage_api::{shard_ids, tenant_create_body, tenant_id};
+use cluster_tests::storage_api::{expect_keys, fields, shard_ids, tenant_create_body, tenant_id};
 use cluster_tests::wait::wait_until;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -111,6 +111,9 @@ async fn timeline_on_four_shards() {
     assert_eq!(created["tenant_id"], shards[0], "{created}");
     assert!(created["last_record_lsn"].is_string(), "{created}");
     assert_eq!(created["safekeepers"], Value::Null, "{created}");
+    for key in fields::TIMELINE_INFO_READ.iter().chain(&["safekeepers"]) {
+        assert!(created.get(key).is_some(), "{key} missing: {created}");
+    }
 
     // Every shard got it, at its attached location, shard zero before any other.
     let events = timeline_events(&sims, "timeline_create", TL);
@@ -163,6 +166,7 @@ async fn timeline_on_four_shards() {
     )
     .await;
     assert_eq!(got, 200, "{described}");
+    expect_keys(&described, fields::TIMELINE_DESCRIBE).expect("describe shape");
     let per_shard = described["shards"].as_array().expect("shards");
     assert_eq!(per_shard.len(), 4, "{described}");
     for (info, shard) in per_shard.iter().zip(&shards) {
@@ -297,6 +301,7 @@ async fn passthroughs(
     assert_eq!(reached("block_gc"), shards);
     let (got, info) = call(api, Method::GET, &tenant_path, None).await;
     assert_eq!(got, 200, "{info}");
+    expect_keys(&info, fields::TENANT_INFO).expect("TenantInfo shape");
     assert_eq!(info["id"], shards[0], "{info}");
     assert_eq!(info["generation"], placed[&shards[0]].generation, "{info}");
     assert_eq!(info["attachment_status"]["slug"], "attached", "{info}");
@@ -330,6 +335,7 @@ async fn passthroughs(
     )
     .await;
     assert_eq!(got, 200, "{lease}");
+    expect_keys(&lease, fields::LSN_LEASE).expect("lease shape");
     let until = lease["valid_until"].as_str().expect("valid_until");
     let until = chrono::DateTime::parse_from_rfc3339(until).expect("RFC 3339");
     assert!(until > chrono::Utc::now(), "{lease}");
@@ -349,6 +355,7 @@ async fn passthroughs(
         format!("{timeline_path}/detach_ancestor?detach_behavior=multi_level_and_no_reparent");
     let (got, answer) = call(api, Method::PUT, &detach, None).await;
     assert_eq!(got, 200, "{answer}");
+    expect_keys(&answer, fields::ANCESTOR_DETACHED).expect("detach shape");
     assert_eq!(answer, json!({"reparented_timelines": []}));
     assert_eq!(reached("detach_ancestor"), shards);
     let bad = format!("{timeline_path}/detach_ancestor?detach_behavior=sideways");
@@ -387,12 +394,14 @@ async fn secondary_download(
     let path = format!("/v1/tenant/{tenant}/secondary/download");
     let (got, first) = call(api, Method::POST, &format!("{path}?wait_ms=0"), None).await;
     assert_eq!(got, 202, "{first}");
+    expect_keys(&first, fields::SECONDARY_PROGRESS).expect("progress shape");
     assert_eq!(first["layers_total"], 40, "{first}");
     assert_eq!(first["bytes_total"], 40 << 20, "{first}");
     assert!(first["layers_downloaded"].as_u64() < Some(40), "{first}");
     assert!(first["heatmap_mtime"].is_string(), "{first}");
     let (got, done) = call(api, Method::POST, &format!("{path}?wait_ms=30000"), None).await;
     assert_eq!(got, 200, "{done}");
+    expect_keys(&done, fields::SECONDARY_PROGRESS).expect("progress shape");
     assert_eq!(done["layers_downloaded"], 40, "{done}");
     assert_eq!(done["bytes_downloaded"], done["bytes_total"], "{done}");
     // Every secondary downloaded, on the node the intent names.
