@@ -225,6 +225,16 @@ pub mod fields {
     ];
 }
 
+/// The tenant config a location of a shard with secondaries is sent, for a tenant config
+/// `conf`: upstream's HA-aware config adds `heatmap_period` (60 s) unless the tenant set one.
+pub fn ha_aware(conf: &Value) -> Value {
+    let mut sent = conf.clone();
+    if let Some(map) = sent.as_object_mut() {
+        map.entry("heatmap_period").or_insert_with(|| "1m".into());
+    }
+    sent
+}
+
 /// Fails unless `value` is an object with exactly the keys `keys` (in any order).
 pub fn expect_keys(value: &Value, keys: &[&str]) -> anyhow::Result<()> {
     let object = value

@@ -32,7 +32,7 @@ use cluster_tests::history;
 use cluster_tests::placement::{SETTLE_DEADLINE, wait_settled};
 use cluster_tests::sims::SimLocation;
 use cluster_tests::storage_api::{
-    TenantDescribeResponse, expect_keys, shard_ids, tenant_create_body, tenant_id,
+    TenantDescribeResponse, expect_keys, ha_aware, shard_ids, tenant_create_body, tenant_id,
 };
 use cluster_tests::{ClusterOptions, ControllerOptions, Sims, StorageApi, wait_until};
 use reqwest::Method;
@@ -418,7 +418,7 @@ async fn compute_hook() {
                     anyhow::ensure!(held.len() == 2, "{shard}: held on {:?}", held.keys());
                     for (node, location) in held {
                         anyhow::ensure!(
-                            location.tenant_conf == json!({"gc_period": "2h"}),
+                            location.tenant_conf == ha_aware(&json!({"gc_period": "2h"})),
                             "{shard} on {node}: {}",
                             location.tenant_conf
                         );

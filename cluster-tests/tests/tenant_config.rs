@@ -12,7 +12,9 @@ use std::collections::BTreeMap;
 use cluster_tests::fixture::ControllerFixture;
 use cluster_tests::history;
 use cluster_tests::placement::{Attachment, SETTLE_DEADLINE, wait_settled};
-use cluster_tests::storage_api::{expect_keys, fields, shard_ids, tenant_create_body, tenant_id};
+use cluster_tests::storage_api::{
+    expect_keys, fields, ha_aware, shard_ids, tenant_create_body, tenant_id,
+};
 use cluster_tests::{Sims, StorageApi, wait_until};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -96,7 +98,7 @@ async fn wait_config_everywhere(sims: &Sims, tenant: &str, want: &Value) {
                 );
                 for (node, location) in held {
                     anyhow::ensure!(
-                        &location.tenant_conf == want,
+                        location.tenant_conf == ha_aware(want),
                         "{shard} on node {node} ({}): tenant_conf {}",
                         location.mode,
                         location.tenant_conf

@@ -17,7 +17,7 @@
 use cluster_tests::checks::{assert_no_failures, judge_error};
 use cluster_tests::fixture::ControllerFixture;
 use cluster_tests::placement::SETTLE_DEADLINE;
-use cluster_tests::storage_api::{tenant_create_body, tenant_id};
+use cluster_tests::storage_api::{ha_aware, tenant_create_body, tenant_id};
 use cluster_tests::{Cluster, ClusterStatus, Sims, StorageApi, deadline, wait_until};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -117,7 +117,7 @@ async fn wait_on_sims(sims: &Sims, tenant: &str, locations: usize, want: &Value)
             );
             for (node, location) in held {
                 anyhow::ensure!(
-                    &location.tenant_conf == want,
+                    location.tenant_conf == ha_aware(want),
                     "{tenant} on node {node} ({}): tenant_conf {}",
                     location.mode,
                     location.tenant_conf

@@ -59,6 +59,7 @@ impl From<Rejection> for ApiError {
             Rejection::BadRequest(m) => ApiError::BadRequest(m),
             Rejection::Conflict(m) => ApiError::Conflict(m),
             Rejection::NotFound(m) => ApiError::NotFound(m),
+            Rejection::PreconditionFailed(m) => ApiError::PreconditionFailed(m),
         }
     }
 }

@@ -95,6 +95,19 @@ pub enum Command {
         generation_override: Option<Generation>,
         config: Option<serde_json::Value>,
     },
+    /// Begin a graceful migration of a shard's attachment (see `migration.rs`): with
+    /// `prewarm`, the destination becomes a secondary to warm up; without, the cut-over is at
+    /// once.
+    StartMigration(crate::migration::StartMigration),
+    /// The warm-up is done: the intent's attachment moves to the destination.
+    CutoverMigration {
+        shard: TenantShardId,
+        destination: NodeId,
+    },
+    /// Give up a migration that has not cut over; a secondary added for it goes.
+    CancelMigration {
+        shard: TenantShardId,
+    },
     /// Upstream's `POST /debug/v1/tenant/:tenant_id/drop`: forget every shard of the tenant,
     /// and a split of it in flight, whatever their state. Nothing is detached anywhere.
     DropTenant {
@@ -117,6 +130,9 @@ pub enum Rejection {
     Conflict(String),
     #[error("{0}")]
     NotFound(String),
+    /// The request does not hold for the current state (upstream's 412).
+    #[error("{0}")]
+    PreconditionFailed(String),
 }
 
 impl From<storcon_api::InvalidRequest> for Rejection {

@@ -18,6 +18,7 @@ mod command;
 mod debug_views;
 mod drop;
 pub mod limits;
+mod migration;
 mod node;
 pub mod reconcile_plan;
 mod rows;
@@ -30,6 +31,7 @@ mod validate;
 
 pub use command::{Command, Rejection, Response};
 pub use debug_views::LocateError;
+pub use migration::{MigrationRecord, StartMigration, cut_over};
 pub use node::{
     NodeAvailability, NodeDescribeResponse, NodeId, NodeRecord, NodeRegisterRequest,
     NodeSchedulingPolicy, RegisterOutcome,

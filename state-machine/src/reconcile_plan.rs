@@ -4,9 +4,17 @@
 //! its plan is not empty.
 //!
 //! Order of the steps, as upstream reconciles:
-//! 1. the attached node: read back an uncertain location first, else attach in a new generation,
-//!    or in the current one when only the config differs (no generation bump);
-//! 2. each secondary that differs: make it a secondary;
+//! 1. the attached node: read back an uncertain location first (of the intended node, or of
+//!    another active node that may hold the shard attached), else attach it:
+//!    - in the current generation when only the config differs (no generation bump);
+//!    - live, when another active node holds it attached (the origin): origin `AttachedStale`,
+//!      destination `AttachedMulti` in a new generation, catch-up of the destination to the
+//!      origin's LSNs, destination `AttachedSingle`. A plan resumes where the observed state
+//!      is: an origin already stale is not made stale again, a destination already `Multi` in
+//!      the current generation only catches up and finalizes. The destination becomes
+//!      `AttachedSingle` only once the origin is stale, so two `AttachedSingle` never coexist;
+//!    - else cold: a new generation, `AttachedSingle` at once (the origin is gone or offline);
+//! 2. each secondary that differs: make it a secondary (the origin too, if intended so);
 //! 3. every observed location outside the intent: detach it.
 //!
 //! Only nodes the caller says are active get steps; the others are handled when they return. A
@@ -17,7 +25,7 @@ use std::collections::BTreeMap;
 
 use crate::node::NodeId;
 use crate::tenant::{Generation, ShardSchedulingPolicy, TenantShard};
-use storcon_api::wire::LocationConfig;
+use storcon_api::wire::{LocationConfig, LocationConfigMode};
 
 /// What the controller knows of one node's location of a shard.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -121,6 +129,66 @@ pub enum Step {
     Detach {
         node: NodeId,
     },
+    /// Live migration, origin first: `node` keeps `generation` but goes `AttachedStale`.
+    MakeStale {
+        node: NodeId,
+        generation: Generation,
+    },
+    /// Live migration: issue a new generation to `node`, attach it `AttachedMulti`.
+    AttachMulti {
+        node: NodeId,
+    },
+    /// Live migration: wait until `node`'s timelines reach the LSNs `origin` has.
+    CatchUp {
+        node: NodeId,
+        origin: NodeId,
+    },
+    /// Live migration: `node`, attached in the current generation issued to it, goes
+    /// `AttachedSingle`.
+    Finalize {
+        node: NodeId,
+    },
+}
+
+impl Step {
+    pub fn node(&self) -> NodeId {
+        match *self {
+            Step::ReadBack { node }
+            | Step::AttachNewGeneration { node }
+            | Step::AttachCurrentGeneration { node, .. }
+            | Step::MakeSecondary { node }
+            | Step::Detach { node }
+            | Step::MakeStale { node, .. }
+            | Step::AttachMulti { node }
+            | Step::CatchUp { node, .. }
+            | Step::Finalize { node } => node,
+        }
+    }
+
+    /// One of a live migration's steps, which only make sense in sequence.
+    pub fn is_live_migration(&self) -> bool {
+        matches!(
+            self,
+            Step::MakeStale { .. }
+                | Step::AttachMulti { .. }
+                | Step::CatchUp { .. }
+                | Step::Finalize { .. }
+        )
+    }
+
+    /// Part of bringing the attachment where it is intended (compute learns of it after these,
+    /// before anything is detached).
+    pub fn is_attach(&self) -> bool {
+        matches!(
+            self,
+            Step::AttachNewGeneration { .. }
+                | Step::AttachCurrentGeneration { .. }
+                | Step::MakeStale { .. }
+                | Step::AttachMulti { .. }
+                | Step::CatchUp { .. }
+                | Step::Finalize { .. }
+        )
+    }
 }
 
 /// Whether an observed location already is what the controller wants there. Fields the
@@ -166,6 +234,64 @@ pub fn attach_step(shard: &TenantShard, node: NodeId, observed: &Locations) -> O
     }
 }
 
+/// How the attachment gets to `node`, given the single step [`attach_step`] chose: live from an
+/// active node holding it attached (see the module docs), or that step.
+fn attach_steps(
+    shard: &TenantShard,
+    node: NodeId,
+    step: Step,
+    observed: &Locations,
+    active: &impl Fn(NodeId) -> bool,
+) -> Vec<Step> {
+    if matches!(step, Step::ReadBack { .. }) {
+        return vec![step];
+    }
+    // Before deciding between live and cold: what other active nodes hold must be known.
+    if let Some(other) = observed
+        .iter()
+        .find(|(n, l)| *n != node && active(*n) && matches!(l, ObservedLocation::Unknown))
+    {
+        return vec![Step::ReadBack { node: other.0 }];
+    }
+    let origin = observed
+        .iter()
+        .filter(|(n, _)| *n != node && active(*n))
+        .filter_map(|(n, l)| {
+            let c = l.known()?;
+            let g = c.generation.filter(|_| c.mode.is_attached())?;
+            Some((n, g, c.mode))
+        })
+        .max_by_key(|(_, g, _)| *g);
+    let Some((origin, origin_generation, origin_mode)) = origin else {
+        return vec![step];
+    };
+    let here = observed.get(node).known();
+    let current_multi = shard.generation_pageserver == Some(node)
+        && here.is_some_and(|c| {
+            c.mode == LocationConfigMode::AttachedMulti && c.generation == shard.generation
+        });
+    if current_multi {
+        return vec![Step::CatchUp { node, origin }, Step::Finalize { node }];
+    }
+    if matches!(step, Step::AttachCurrentGeneration { .. }) {
+        // Already attached here in the current generation: only its config or mode differs.
+        return vec![step];
+    }
+    let mut steps = Vec::new();
+    if origin_mode != LocationConfigMode::AttachedStale {
+        steps.push(Step::MakeStale {
+            node: origin,
+            generation: origin_generation,
+        });
+    }
+    steps.extend([
+        Step::AttachMulti { node },
+        Step::CatchUp { node, origin },
+        Step::Finalize { node },
+    ]);
+    steps
+}
+
 /// The steps that bring `shard`'s locations to its intent. `shard` is `None` for a shard the
 /// state no longer holds: `owned_by_split` says whether it is the child of a split in flight
 /// (left alone), else every location of it is detached.
@@ -192,7 +318,7 @@ pub fn plan(
     if let Some(a) = shard.intent.attached.filter(|a| active(*a))
         && let Some(step) = attach_step(shard, a, observed)
     {
-        steps.push(step);
+        steps.extend(attach_steps(shard, a, step, observed, &active));
     }
     let secondary = shard.secondary_location();
     for s in shard

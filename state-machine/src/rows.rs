@@ -10,6 +10,7 @@ pub(crate) const NODE_PREFIX: &str = "node/";
 pub(crate) const SHARD_PREFIX: &str = "shard/";
 pub(crate) const LEADER_KEY: &str = "meta/leader";
 pub(crate) const SPLIT_PREFIX: &str = "split/";
+pub(crate) const MIGRATION_PREFIX: &str = "migration/";
 
 /// A change to one row: `value: None` deletes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +41,10 @@ pub(crate) fn shard_key(id: &crate::ids::TenantShardId) -> String {
 
 pub(crate) fn split_key(tenant: crate::ids::TenantId) -> String {
     format!("{SPLIT_PREFIX}{tenant}")
+}
+
+pub(crate) fn migration_key(id: &crate::ids::TenantShardId) -> String {
+    format!("{MIGRATION_PREFIX}{id}")
 }
 
 pub(crate) fn delete(key: String) -> Mutation {

@@ -6,9 +6,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::command::{Command, Rejection, Response};
 use crate::ids::{TenantId, TenantShardId};
+use crate::migration::MigrationRecord;
 use crate::node::{NodeId, NodeRecord, NodeRegisterRequest, RegisterOutcome};
 use crate::rows::{
-    self, DecodeError, LEADER_KEY, Mutation, NODE_PREFIX, SHARD_PREFIX, SPLIT_PREFIX,
+    self, DecodeError, LEADER_KEY, MIGRATION_PREFIX, Mutation, NODE_PREFIX, SHARD_PREFIX,
+    SPLIT_PREFIX,
 };
 use crate::split::SplitRecord;
 use crate::tenant::TenantShard;
@@ -28,6 +30,7 @@ pub struct State {
     pub(crate) nodes: BTreeMap<NodeId, NodeRecord>,
     pub(crate) shards: BTreeMap<TenantShardId, TenantShard>,
     pub(crate) splits: BTreeMap<TenantId, SplitRecord>,
+    pub(crate) migrations: BTreeMap<TenantShardId, MigrationRecord>,
     leader: Option<LeaderRecord>,
 }
 
@@ -112,11 +115,20 @@ impl State {
                 generation_override,
                 config,
             } => self.attach_hook(*shard, *node_id, *generation_override, config.as_ref()),
+            Command::StartMigration(m) => self.start_migration(m),
+            Command::CutoverMigration { shard, destination } => {
+                self.cutover_migration(*shard, *destination)
+            }
+            Command::CancelMigration { shard } => self.cancel_migration(*shard),
             Command::DropTenant { tenant_id } => self.drop_tenant(*tenant_id),
             Command::DropNode { node_id } => self.drop_node(*node_id),
         };
         let applied = match result {
-            Ok(done) => done,
+            Ok((response, mut muts)) => {
+                // A change that ended a migration's preconditions ends the migration with it.
+                muts.extend(self.prune_migrations());
+                (response, muts)
+            }
             Err(rejection) => (Response::Rejected(rejection), Vec::new()),
         };
         // Executable invariants: a command that breaks one is a bug, caught where it happens.
@@ -206,6 +218,9 @@ impl State {
             } else if let Some(id) = key.strip_prefix(SPLIT_PREFIX) {
                 let id: TenantId = id.parse().map_err(|_| bad(key))?;
                 sync(&mut self.splits, &from.splits, id);
+            } else if let Some(id) = key.strip_prefix(MIGRATION_PREFIX) {
+                let id: TenantShardId = id.parse().map_err(|_| bad(key))?;
+                sync(&mut self.migrations, &from.migrations, id);
             } else if key == LEADER_KEY {
                 self.leader = from.leader.clone();
             } else {
@@ -230,6 +245,9 @@ impl State {
             } else if key.starts_with(SPLIT_PREFIX) {
                 let record: SplitRecord = rows::decode(key, value)?;
                 state.splits.insert(record.tenant_id, record);
+            } else if key.starts_with(MIGRATION_PREFIX) {
+                let record: MigrationRecord = rows::decode(key, value)?;
+                state.migrations.insert(record.shard, record);
             } else if key == LEADER_KEY {
                 state.leader = Some(rows::decode(key, value)?);
             } else {

@@ -105,6 +105,14 @@ impl State {
                 ));
             }
         }
+        for record in self.migrations() {
+            if !self.migration_fits(record) {
+                return broken(format!(
+                    "{}: migration from {} to {} does not fit its intent",
+                    record.shard, record.origin, record.destination
+                ));
+            }
+        }
         Ok(())
     }
 }

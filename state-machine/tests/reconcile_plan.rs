@@ -90,7 +90,10 @@ fn case(name: &'static str, shard: TenantShard, observed: Locations, expect: Vec
     }
 }
 
-use Step::{AttachCurrentGeneration, AttachNewGeneration, Detach, MakeSecondary, ReadBack};
+use Step::{
+    AttachCurrentGeneration, AttachMulti, AttachNewGeneration, CatchUp, Detach, Finalize,
+    MakeSecondary, ReadBack,
+};
 
 fn cases() -> Vec<Case> {
     let on1 = shard(Some(NodeId(1)), &[], Some(Generation(5)), Some(NodeId(1)));
@@ -139,13 +142,10 @@ fn cases() -> Vec<Case> {
             vec![AttachNewGeneration { node: NodeId(1) }],
         ),
         case(
-            "migration: new node attached, old one detached",
+            "migration: live from the active origin, which is then detached",
             moved_to_2.clone(),
             obs(vec![(NodeId(1), attached(&moved_to_2, Generation(5)))]),
-            vec![
-                AttachNewGeneration { node: NodeId(2) },
-                Detach { node: NodeId(1) },
-            ],
+            live(1, 5, 2, &[Detach { node: NodeId(1) }]),
         ),
         case(
             "migration, destination already warm as a secondary",
@@ -154,10 +154,7 @@ fn cases() -> Vec<Case> {
                 (NodeId(1), attached(&moved_to_2, Generation(5))),
                 (NodeId(2), secondary(&moved_to_2)),
             ]),
-            vec![
-                AttachNewGeneration { node: NodeId(2) },
-                Detach { node: NodeId(1) },
-            ],
+            live(1, 5, 2, &[Detach { node: NodeId(1) }]),
         ),
         case(
             "secondary creation",
@@ -322,18 +319,107 @@ fn cases() -> Vec<Case> {
             vec![],
         ),
         case(
-            "every step in order: attach, secondary, detach",
+            "an uncertain other node is read back before choosing live or cold",
             moved_to_2_with_secondary(),
             obs(vec![
                 (NodeId(1), attached(&moved_to_2, Generation(5))),
                 (NodeId(4), None),
             ]),
             vec![
-                AttachNewGeneration { node: NodeId(2) },
+                ReadBack { node: NodeId(4) },
                 MakeSecondary { node: NodeId(3) },
                 Detach { node: NodeId(1) },
                 Detach { node: NodeId(4) },
             ],
+        ),
+        case(
+            "every step in order: live attach, secondary, detaches",
+            moved_to_2_with_secondary(),
+            obs(vec![
+                (NodeId(1), attached(&moved_to_2, Generation(5))),
+                (NodeId(4), secondary(&moved_to_2)),
+            ]),
+            live(
+                1,
+                5,
+                2,
+                &[
+                    MakeSecondary { node: NodeId(3) },
+                    Detach { node: NodeId(1) },
+                    Detach { node: NodeId(4) },
+                ],
+            ),
+        ),
+        case(
+            "live migration resumed: the origin is stale already",
+            moved_to_2.clone(),
+            obs(vec![(NodeId(1), stale(&moved_to_2, 5))]),
+            vec![
+                AttachMulti { node: NodeId(2) },
+                CatchUp {
+                    node: NodeId(2),
+                    origin: NodeId(1),
+                },
+                Finalize { node: NodeId(2) },
+                Detach { node: NodeId(1) },
+            ],
+        ),
+        case(
+            "live migration resumed: the destination is multi in the current generation",
+            issued_to_2(),
+            obs(vec![
+                (NodeId(1), stale(&issued_to_2(), 5)),
+                (NodeId(2), multi(&issued_to_2(), 6)),
+            ]),
+            vec![
+                CatchUp {
+                    node: NodeId(2),
+                    origin: NodeId(1),
+                },
+                Finalize { node: NodeId(2) },
+                Detach { node: NodeId(1) },
+            ],
+        ),
+        case(
+            "live migration done: only the stale origin is left to detach",
+            issued_to_2(),
+            obs(vec![
+                (NodeId(1), stale(&issued_to_2(), 5)),
+                (NodeId(2), attached(&issued_to_2(), Generation(6))),
+            ]),
+            vec![Detach { node: NodeId(1) }],
+        ),
+        case(
+            "a destination multi with no origin left goes single in its generation",
+            issued_to_2(),
+            obs(vec![(NodeId(2), multi(&issued_to_2(), 6))]),
+            vec![AttachCurrentGeneration {
+                node: NodeId(2),
+                generation: Generation(6),
+            }],
+        ),
+        case(
+            "of two attached leftovers, the newest generation is the origin",
+            moved_to_2.clone(),
+            obs(vec![
+                (NodeId(1), attached(&moved_to_2, Generation(5))),
+                (NodeId(3), stale(&moved_to_2, 4)),
+            ]),
+            live(
+                1,
+                5,
+                2,
+                &[Detach { node: NodeId(1) }, Detach { node: NodeId(3) }],
+            ),
+        ),
+        case(
+            "the origin stays as a secondary when the intent keeps it",
+            origin_kept_as_secondary(),
+            obs(vec![(
+                NodeId(1),
+                attached(&origin_kept_as_secondary(), Generation(5)),
+            )]),
+            live(1, 5, 2, &[MakeSecondary { node: NodeId(1) }]),
         ),
         case(
             "nothing intended, nothing observed",
@@ -342,6 +428,14 @@ fn cases() -> Vec<Case> {
             vec![],
         ),
     ];
+    all.push(Case {
+        name: "an offline origin: the attach is cold, the origin left for when it returns",
+        shard: Some(moved_to_2.clone()),
+        owned_by_split: false,
+        observed: obs(vec![(NodeId(1), attached(&moved_to_2, Generation(5)))]),
+        inactive: &[NodeId(1)],
+        expect: vec![AttachNewGeneration { node: NodeId(2) }],
+    });
     all.push(Case {
         name: "offline attached node: no steps for it",
         shard: Some(on1_sec2.clone()),
@@ -400,6 +494,53 @@ fn cases() -> Vec<Case> {
     all
 }
 
+/// Live migration from `origin` (attached in `generation`) to `destination`, then `rest`.
+fn live(origin: u64, generation: u32, destination: u64, rest: &[Step]) -> Vec<Step> {
+    let (origin, destination) = (NodeId(origin), NodeId(destination));
+    let mut steps = vec![
+        Step::MakeStale {
+            node: origin,
+            generation: Generation(generation),
+        },
+        Step::AttachMulti { node: destination },
+        Step::CatchUp {
+            node: destination,
+            origin,
+        },
+        Step::Finalize { node: destination },
+    ];
+    steps.extend_from_slice(rest);
+    steps
+}
+
+fn stale(s: &TenantShard, g: u32) -> Option<LocationConfig> {
+    with_mode(
+        attached(s, Generation(g)),
+        LocationConfigMode::AttachedStale,
+    )
+}
+
+fn multi(s: &TenantShard, g: u32) -> Option<LocationConfig> {
+    with_mode(
+        attached(s, Generation(g)),
+        LocationConfigMode::AttachedMulti,
+    )
+}
+
+/// Intended on node 2, whose generation 6 was issued to it (a live migration under way).
+fn issued_to_2() -> TenantShard {
+    shard(Some(NodeId(2)), &[], Some(Generation(6)), Some(NodeId(2)))
+}
+
+fn origin_kept_as_secondary() -> TenantShard {
+    shard(
+        Some(NodeId(2)),
+        &[NodeId(1)],
+        Some(Generation(5)),
+        Some(NodeId(1)),
+    )
+}
+
 fn moved_to_2_with_secondary() -> TenantShard {
     shard(
         Some(NodeId(2)),
@@ -412,7 +553,7 @@ fn moved_to_2_with_secondary() -> TenantShard {
 #[test]
 fn each_situation_plans_exactly_its_steps() {
     let cases = cases();
-    assert!(cases.len() >= 25, "{} cases", cases.len());
+    assert!(cases.len() >= 41, "{} cases", cases.len());
     let mut failures = Vec::new();
     for c in &cases {
         let active = |n: NodeId| !c.inactive.contains(&n);

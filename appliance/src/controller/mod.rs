@@ -9,6 +9,7 @@
 
 mod compute_hook;
 mod heartbeat;
+mod live_migration;
 mod locks;
 mod nodes;
 mod observed;

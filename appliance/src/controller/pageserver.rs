@@ -7,9 +7,10 @@
 //! it) retries transport errors, timeouts and 503/504/408 with a short backoff, like upstream;
 //! any other status is final.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-use state_machine::ids::TenantShardId;
+use state_machine::ids::{Lsn, TenantShardId, TimelineId};
 use state_machine::{NodeRecord, Term};
 use storcon_api::wire::{
     LocationConfig, LocationConfigListResponse, PageserverUtilization, TenantShardSplitRequest,
@@ -233,6 +234,75 @@ impl PageserverClient {
                 _ = self.cancel.cancelled() => return Err(PsError::Cancelled),
                 _ = tokio::time::sleep(backoff) => {}
             }
+        }
+    }
+
+    /// `GET /v1/tenant/:shard/timeline`: each timeline's `last_record_lsn`, as the origin of a
+    /// live migration reports it.
+    pub async fn timeline_lsns(
+        &self,
+        node: &NodeRecord,
+        shard: TenantShardId,
+    ) -> Result<BTreeMap<TimelineId, Lsn>, PsError> {
+        let req = self.request(
+            reqwest::Method::GET,
+            format!("{}/v1/tenant/{shard}/timeline", base(node)),
+            Duration::from_secs(10),
+        );
+        let infos: Vec<serde_json::Value> = self
+            .send(req)
+            .await?
+            .json()
+            .await
+            .map_err(|e| PsError::Decode(e.to_string()))?;
+        infos
+            .iter()
+            .map(|info| {
+                let field = |name: &str| {
+                    info.get(name)
+                        .and_then(|v| v.as_str())
+                        .ok_or_else(|| PsError::Decode(format!("timeline without {name}: {info}")))
+                };
+                let id = field("timeline_id")?
+                    .parse::<TimelineId>()
+                    .map_err(|e| PsError::Decode(e.to_string()))?;
+                let lsn = field("last_record_lsn")?
+                    .parse::<Lsn>()
+                    .map_err(|e| PsError::Decode(e.to_string()))?;
+                Ok((id, lsn))
+            })
+            .collect()
+    }
+
+    /// `POST /v1/tenant/:shard/wait_lsn` (upstream's `TenantWaitLsnRequest`): `true` when the
+    /// timelines are caught up (200, or 404: none of them is there to wait for), `false` when
+    /// not yet (202).
+    pub async fn wait_lsn(
+        &self,
+        node: &NodeRecord,
+        shard: TenantShardId,
+        lsns: &BTreeMap<TimelineId, Lsn>,
+        wait: Duration,
+    ) -> Result<bool, PsError> {
+        let mut body = serde_json::Map::new();
+        for (id, lsn) in lsns {
+            body.insert(id.to_string(), serde_json::Value::String(lsn.to_string()));
+        }
+        body.insert(
+            "timeout".into(),
+            serde_json::json!({"secs": wait.as_secs(), "nanos": wait.subsec_nanos()}),
+        );
+        let req = self
+            .request(
+                reqwest::Method::POST,
+                format!("{}/v1/tenant/{shard}/wait_lsn", base(node)),
+                wait + Duration::from_secs(5),
+            )
+            .json(&body);
+        match self.send(req).await {
+            Ok(resp) => Ok(resp.status() != reqwest::StatusCode::ACCEPTED),
+            Err(PsError::Status { status: 404, .. }) => Ok(true),
+            Err(e) => Err(e),
         }
     }
 

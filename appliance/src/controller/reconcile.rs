@@ -6,7 +6,9 @@
 //! 2. An attach in a new generation commits `IncrementGeneration` through Raft first (a deposed
 //!    leader cannot), then `PUT location_config` AttachedSingle in it; compute is notified of a
 //!    new attachment before anything is detached.
-//! 3. Secondaries and detaches: one `PUT` each; a failure is reported and the rest carry on.
+//! 3. A live migration (origin stale, destination multi, catch-up, destination single) runs its
+//!    steps in order (`live_migration.rs`); a failed one ends the pass there.
+//! 4. Secondaries and detaches: one `PUT` each; a failure is reported and the rest carry on.
 //!
 //! Only Active nodes are called; others are skipped and handled when they come back. Before a
 //! call the observed entry becomes uncertain, and only a success makes it certain again.
@@ -19,7 +21,7 @@ use std::sync::{Arc, Mutex};
 
 use state_machine::ids::TenantShardId;
 use state_machine::reconcile_plan::{self, Step};
-use state_machine::{Command, Generation, NodeId, NodeRecord, Response};
+use state_machine::{Generation, NodeId, NodeRecord};
 use storcon_api::wire::LocationConfig;
 use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio::time::Instant;
@@ -50,6 +52,13 @@ pub enum ReconcileError {
     UnexpectedAnswer(String),
     #[error("shard deleted")]
     ShardGone,
+    #[error("node {node} did not catch up with the origin's LSNs within {waited:?}")]
+    CatchUp {
+        node: NodeId,
+        waited: std::time::Duration,
+    },
+    #[error("failpoint: {0}")]
+    Failpoint(String),
 }
 
 /// Per-shard bookkeeping of reconcile passes. Every request gets a sequence number; a pass
@@ -375,17 +384,8 @@ impl Controller {
         let mut attached_now = false;
         let mut notified = shard.is_none();
         for step in steps {
-            let node = match step {
-                Step::ReadBack { node }
-                | Step::AttachNewGeneration { node }
-                | Step::AttachCurrentGeneration { node, .. }
-                | Step::MakeSecondary { node }
-                | Step::Detach { node } => node,
-            };
-            let is_attach = matches!(
-                step,
-                Step::AttachNewGeneration { .. } | Step::AttachCurrentGeneration { .. }
-            );
+            let node = step.node();
+            let is_attach = step.is_attach();
             // Compute must learn of a new attachment before anything is detached (upstream).
             if !is_attach && !notified {
                 notified = true;
@@ -413,11 +413,34 @@ impl Controller {
                     self.put(&record, id, &LocationConfig::detached_unknown(id))
                         .await
                 }
+                (Step::MakeStale { generation, .. }, Some(_)) => {
+                    self.make_stale(id, &record, generation).await
+                }
+                (Step::AttachMulti { .. }, Some(_)) => self.attach_multi(id, &record).await,
+                (Step::CatchUp { origin, .. }, Some(_)) => match self.node_if_active(origin) {
+                    Some(origin) => self.catch_up(id, &record, &origin).await,
+                    None => Ok(()),
+                },
+                (Step::Finalize { .. }, Some(_)) => self.finalize(id, &record).await,
                 (_, None) => Ok(()),
             };
             match done {
-                Ok(()) if is_attach => attached_now = true,
+                Ok(())
+                    if matches!(step, Step::Finalize { .. })
+                        || matches!(
+                            step,
+                            Step::AttachNewGeneration { .. } | Step::AttachCurrentGeneration { .. }
+                        ) =>
+                {
+                    attached_now = true
+                }
                 Ok(()) => {}
+                // A live migration is a sequence: a failed step stops it (the origin stays
+                // stale and serving); the next pass resumes from what the pageservers hold.
+                Err(e) if step.is_live_migration() => {
+                    first_error.get_or_insert(e);
+                    break;
+                }
                 Err(e) => {
                     first_error.get_or_insert(e);
                 }
@@ -459,19 +482,7 @@ impl Controller {
     ) -> Result<(), ReconcileError> {
         let generation = match reuse {
             Some(g) => g,
-            None => match self
-                .propose(Command::IncrementGeneration {
-                    shard: id,
-                    node_id: node.id,
-                })
-                .await
-            {
-                Ok(Response::Generation(g)) => g,
-                Ok(other) => {
-                    return Err(ReconcileError::UnexpectedAnswer(format!("{other:?}")));
-                }
-                Err(e) => return Err(ReconcileError::Generation(e)),
-            },
+            None => self.new_generation(id, node).await?,
         };
         // Re-read: the config may have changed while the generation was committed.
         let shard = self
