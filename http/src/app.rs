@@ -213,7 +213,7 @@ pub fn router(app: AppState) -> Router {
         .route("/v1/tenant/{tenant_id}/{*rest}", get(timelines::tenant_get))
         .route(
             "/v1/tenant/{tenant_shard_id}/location_config",
-            put(onboarding::put),
+            put(onboarding::put).get(timelines::tenant_get),
         )
         .route(
             "/control/v1/tenant/{tenant_id}/shard_split",
