@@ -6,6 +6,7 @@
 //! state. It holds no behaviour: no state, no I/O, no Raft.
 
 pub mod ids;
+pub mod migrate;
 pub mod node;
 pub mod secondary;
 pub mod tenant_config;

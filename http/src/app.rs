@@ -13,7 +13,7 @@ use state_machine::ReplicaId;
 use crate::auth::HttpAuth;
 use crate::failpoints;
 use crate::{
-    auth, cluster, debug, forward, guard, nodes, onboarding, probes, raft_rpc, secondary,
+    auth, cluster, debug, forward, guard, migrate, nodes, onboarding, probes, raft_rpc, secondary,
     tenant_config, tenants, timelines, trace, upcalls,
 };
 use storcon_failpoints::Failpoints;
@@ -218,6 +218,18 @@ pub fn router(app: AppState) -> Router {
         .route(
             "/control/v1/tenant/{tenant_id}/shard_split",
             put(tenants::split),
+        )
+        .route(
+            "/control/v1/tenant/{tenant_shard_id}/migrate",
+            put(migrate::migrate),
+        )
+        .route(
+            "/control/v1/tenant/{tenant_shard_id}/migrate_secondary",
+            put(migrate::migrate_secondary),
+        )
+        .route(
+            "/control/v1/tenant/{tenant_shard_id}/cancel_reconcile",
+            put(migrate::cancel_reconcile),
         )
         .route("/debug/v1/inspect", post(debug::inspect))
         .route("/debug/v1/attach-hook", post(debug::attach_hook))

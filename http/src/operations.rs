@@ -20,6 +20,7 @@ use storcon_api::wire::{
 };
 
 use storcon_api::ids::TimelineId;
+use storcon_api::migrate::{TenantShardMigrateRequest, TenantShardMigrateResponse};
 use storcon_api::secondary::{
     DownloadStatus, SecondaryProgress, TimeTravelQuery, TimeTravelRequest,
 };
@@ -53,6 +54,9 @@ pub enum OperationError {
     TenantNotFound(TenantId),
     #[error("Node {0} not registered")]
     NodeNotFound(NodeId),
+    /// The request does not hold for the current state (upstream's 412).
+    #[error("{0}")]
+    PreconditionFailed(String),
     /// What the request names exists, but not what it asks about (a tenant with no
     /// secondaries, for a secondary download).
     #[error("{0}")]
@@ -120,7 +124,9 @@ impl From<OperationError> for ApiError {
             OperationError::Unschedulable { .. } | OperationError::Conflict(_) => {
                 ApiError::Conflict(msg)
             }
-            OperationError::Activation { .. } => ApiError::PreconditionFailed(msg),
+            OperationError::Activation { .. } | OperationError::PreconditionFailed(_) => {
+                ApiError::PreconditionFailed(msg)
+            }
             OperationError::NotYet(_) | OperationError::NotLeading(_) => ApiError::Unavailable(msg),
             OperationError::Inconsistent(_) | OperationError::Internal(_) => {
                 ApiError::Internal(msg)
@@ -196,6 +202,21 @@ pub trait Operations: Send + Sync {
     /// `GET /v1/tenant/:id[/...]` relayed to the pageserver of shard zero, or of the named
     /// shard; `rest` is the path after the id, from its `/`, with the query.
     fn tenant_get(&self, shard: TenantShardId, rest: String) -> Op<'_, Relayed>;
+    /// `PUT /control/v1/tenant/:tenant_shard_id/migrate`: a graceful (or immediate)
+    /// migration of the shard's attachment.
+    fn tenant_shard_migrate(
+        &self,
+        shard: TenantShardId,
+        req: TenantShardMigrateRequest,
+    ) -> Op<'_, TenantShardMigrateResponse>;
+    /// `PUT .../migrate_secondary`: the shard's secondaries replaced by the node named.
+    fn tenant_shard_migrate_secondary(
+        &self,
+        shard: TenantShardId,
+        req: TenantShardMigrateRequest,
+    ) -> Op<'_, TenantShardMigrateResponse>;
+    /// `PUT .../cancel_reconcile`: ends a migration that has not cut over.
+    fn tenant_shard_cancel_reconcile(&self, shard: TenantShardId) -> Op<'_, ()>;
     /// `POST /v1/tenant/:tenant_shard_id/secondary/download`: the download on every secondary
     /// location of the shard (or of every shard), the progress summed.
     fn secondary_download(

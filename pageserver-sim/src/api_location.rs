@@ -47,6 +47,11 @@ pub async fn configure(
             }
             Ok(())
         } else {
+            let new_generation = conf.mode.is_attached()
+                && next.locations.get(&id).and_then(|l| l.generation) != conf.generation;
+            if new_generation {
+                app.note_attached(id);
+            }
             let remote = if conf.mode.is_attached() {
                 app.remote.timelines(id).await.map_err(remote_error)?
             } else {

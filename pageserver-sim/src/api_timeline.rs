@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -189,8 +190,10 @@ async fn delete_remote(app: Arc<App>, running: Deletion, delay_ms: u64) -> Resul
     outcome.and(recorded)
 }
 
-/// Body `{"<timeline_id>": "<lsn>", ..., "timeout": {...}}`: the simulated ingest catches the
-/// present timelines up at once, so the answer is 200 or 404 (none present), never 202.
+/// Body `{"<timeline_id>": "<lsn>", ..., "timeout": {"secs": N, "nanos": N}}`. A location
+/// attached less than `catch_up_ms` ago is still catching up: the call waits up to its
+/// timeout for that, then answers 202 (not yet) or 200. 404 when none of the timelines is
+/// present. Recorded in the history with the LSNs asked for.
 pub async fn wait_lsn(
     State(app): State<Arc<App>>,
     Path(tsid): Path<String>,
@@ -199,21 +202,51 @@ pub async fn wait_lsn(
 ) -> Response {
     detached(async move {
         let id = parse_tsid(&tsid)?;
+        let (wanted, timeout) = parse_wait_lsn(&body)?;
+        let left = app.catch_up_left(id);
+        tokio::time::sleep(left.min(timeout)).await;
+        let caught_up = left <= timeout;
         let mut txn = app.begin(&headers, "wait_lsn", Some(id)).await?;
-        let wanted = parse_wait_lsn(&body)?;
         let mut next = txn.state().clone();
-        next.wait_lsn(id, &wanted)?;
-        txn.commit(next, Vec::new()).await?;
-        Ok(json(StatusCode::OK, &()))
+        let outcome = if caught_up {
+            next.wait_lsn(id, &wanted)
+        } else {
+            txn.state().attached(id).map(|_| ())
+        };
+        let mut event = txn.event("wait_lsn", Some(id));
+        event.generation = txn.state().locations.get(&id).and_then(|l| l.generation);
+        event.reason = Some(format!(
+            "{} timelines{}",
+            wanted.len(),
+            if caught_up { "" } else { "; still catching up" }
+        ));
+        txn.conclude(next, vec![event], outcome).await?;
+        let status = if caught_up {
+            StatusCode::OK
+        } else {
+            StatusCode::ACCEPTED
+        };
+        Ok(json(status, &()))
     })
     .await
 }
 
-fn parse_wait_lsn(body: &[u8]) -> Result<BTreeMap<String, Lsn>, ApiError> {
+fn parse_wait_lsn(body: &[u8]) -> Result<(BTreeMap<String, Lsn>, Duration), ApiError> {
     let fields: serde_json::Map<String, Value> = parse_body(body)?;
     let mut wanted = BTreeMap::new();
+    let mut timeout = Duration::from_secs(10);
     for (key, value) in fields {
         if key == "timeout" {
+            let secs = value.get("secs").and_then(Value::as_u64);
+            let nanos = value.get("nanos").and_then(Value::as_u64).unwrap_or(0);
+            timeout = match secs {
+                Some(s) => Duration::from_secs(s) + Duration::from_nanos(nanos),
+                None => {
+                    return Err(ApiError::BadRequest(format!(
+                        "timeout {value} is not {{\"secs\", \"nanos\"}}"
+                    )));
+                }
+            };
             continue;
         }
         let timeline = parse_timeline(&key).map_err(ApiError::BadRequest)?;
@@ -224,5 +257,5 @@ fn parse_wait_lsn(body: &[u8]) -> Result<BTreeMap<String, Lsn>, ApiError> {
             .map_err(ApiError::BadRequest)?;
         wanted.insert(timeline, lsn);
     }
-    Ok(wanted)
+    Ok((wanted, timeout))
 }

@@ -42,6 +42,8 @@ pub struct App {
     deleting: StdMutex<BTreeSet<Deletion>>,
     /// Secondary downloads under way: when each started and the layers it held then.
     downloads: StdMutex<HashMap<TenantShardId, (tokio::time::Instant, u64)>>,
+    /// When each location was last attached in a new generation (its catch-up starts then).
+    attached_at: StdMutex<HashMap<TenantShardId, tokio::time::Instant>>,
 }
 
 /// A deletion in progress: a tenant (a shard, or with the unsharded id every shard) or a
@@ -88,6 +90,7 @@ impl App {
             remote,
             deleting: StdMutex::new(BTreeSet::new()),
             downloads: StdMutex::new(HashMap::new()),
+            attached_at: StdMutex::new(HashMap::new()),
         }
     }
 
@@ -179,6 +182,26 @@ impl App {
             .unwrap_or_else(|p| p.into_inner())
             .entry(id)
             .or_insert((tokio::time::Instant::now(), held))
+    }
+
+    pub fn note_attached(&self, id: TenantShardId) {
+        self.attached_at
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, tokio::time::Instant::now());
+    }
+
+    /// How much longer `id` takes to catch up (nothing for a location attached before this
+    /// process started: it had all the time it needed).
+    pub fn catch_up_left(&self, id: TenantShardId) -> std::time::Duration {
+        let needed = std::time::Duration::from_millis(self.behaviour().catch_up_ms);
+        self.attached_at
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .map_or(std::time::Duration::ZERO, |at| {
+                needed.saturating_sub(at.elapsed())
+            })
     }
 
     pub fn download_running(&self, id: TenantShardId) -> Option<(tokio::time::Instant, u64)> {

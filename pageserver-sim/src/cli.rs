@@ -51,6 +51,9 @@ pub struct Args {
     /// Secondary download rate, milliseconds per layer (10 layers of 1 MiB per timeline).
     #[arg(long, default_value_t = 20)]
     pub download_ms_per_layer: u64,
+    /// How long a new attachment takes to catch up with the WAL (`wait_lsn` is 202 till then).
+    #[arg(long, default_value_t = 0)]
+    pub catch_up_ms: u64,
 }
 
 impl Args {
@@ -58,6 +61,7 @@ impl Args {
         SimBehaviour {
             delete_delay_ms: self.delete_delay_ms,
             download_ms_per_layer: self.download_ms_per_layer,
+            catch_up_ms: self.catch_up_ms,
         }
     }
 

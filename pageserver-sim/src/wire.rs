@@ -241,6 +241,10 @@ pub struct SimBehaviour {
     /// A secondary's download rate (0: instant).
     #[serde(default)]
     pub download_ms_per_layer: u64,
+    /// How long after an attach its timelines take to catch up with the WAL: `wait_lsn`
+    /// answers 202 until then (0: at once).
+    #[serde(default)]
+    pub catch_up_ms: u64,
 }
 
 #[derive(Serialize, Deserialize, Debug)]

@@ -18,7 +18,7 @@ mod pageserver;
 mod reconcile;
 mod split;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -58,6 +58,8 @@ pub struct Controller {
     hook_retry_running: AtomicBool,
     audit: raft_store::StateAudit,
     failpoints: Arc<storcon_failpoints::Failpoints>,
+    /// The warm-up task of each migration this leader runs (children of `cancel`).
+    warm_ups: Mutex<BTreeMap<TenantShardId, (u64, CancellationToken)>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -121,6 +123,7 @@ impl Controller {
             observed: Mutex::new(Observed::default()),
             nodes: NodeTable::default(),
             reconciles: reconcile::Queue::new(),
+            warm_ups: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -147,6 +150,8 @@ impl Controller {
             tracing::warn!(error = %e, "startup scheduling failed");
         }
         let queued = self.reconcile_all_dirty();
+        // Migrations the previous leader was warming up: carried on from their records.
+        self.resume_migrations();
         // The previous leader may have changed attachments (a split it committed, say) without
         // telling compute: tell it where every tenant is, as upstream does at startup. Sends
         // wait until a tenant's shards are observed attached; the background pass retries.

@@ -17,6 +17,7 @@
 mod debug;
 mod debug_dump;
 mod drop;
+mod migrate;
 mod nodes;
 mod onboarding;
 mod passthrough;
@@ -40,6 +41,7 @@ use raft_store::ProposeError;
 use state_machine::ids::{TenantId, TenantShardId};
 use state_machine::{Command, NodeAvailability, NodeId, NodeRegisterRequest, Response};
 use storcon_api::ids::TimelineId;
+use storcon_api::migrate::{TenantShardMigrateRequest, TenantShardMigrateResponse};
 use storcon_api::secondary::{
     DownloadStatus, SecondaryProgress, TimeTravelQuery, TimeTravelRequest,
 };
@@ -294,6 +296,27 @@ impl storcon_http::Operations for Operations {
 
     fn tenant_get(&self, shard: TenantShardId, rest: String) -> Op<'_, Relayed> {
         self.0.tenant_get(shard, rest).boxed()
+    }
+
+    fn tenant_shard_migrate(
+        &self,
+        shard: TenantShardId,
+        req: TenantShardMigrateRequest,
+    ) -> Op<'_, TenantShardMigrateResponse> {
+        let ctl = self.0.clone();
+        async move { ctl.migrate(shard, req).await }.boxed()
+    }
+
+    fn tenant_shard_migrate_secondary(
+        &self,
+        shard: TenantShardId,
+        req: TenantShardMigrateRequest,
+    ) -> Op<'_, TenantShardMigrateResponse> {
+        self.0.migrate_secondary(shard, req).boxed()
+    }
+
+    fn tenant_shard_cancel_reconcile(&self, shard: TenantShardId) -> Op<'_, ()> {
+        self.0.cancel_reconcile(shard).boxed()
     }
 
     fn secondary_download(

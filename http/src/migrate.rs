@@ -1,0 +1,54 @@
+//! Moving one shard by hand.
+//!
+//! | method | path | answer |
+//! |---|---|---|
+//! | PUT | /control/v1/tenant/{tenant_shard_id}/migrate | `TenantShardMigrateRequest`; 200 `{}` after ≤30 s for its reconcile (a prewarm's warm-up and cut-over go on in the background); 400 unknown node or nothing to migrate; 404 shard; 412 node unavailable, worse-scoring (unless `override_scheduler`) or `origin_node_id` mismatch |
+//! | PUT | /control/v1/tenant/{tenant_shard_id}/migrate_secondary | same body; the shard's secondaries become `[node_id]`; 200 `{}` |
+//! | PUT | /control/v1/tenant/{tenant_shard_id}/cancel_reconcile | ends a migration that has not cut over; 200 `null` |
+
+use axum::Json;
+use axum::extract::State;
+use state_machine::ids::TenantShardId;
+use storcon_api::migrate::{TenantShardMigrateRequest, TenantShardMigrateResponse};
+
+use crate::app::AppState;
+use crate::error::ApiError;
+use crate::extract::{ApiJson, ApiPath};
+use crate::tenants::parse_id;
+
+pub async fn migrate(
+    State(app): State<AppState>,
+    ApiPath(raw): ApiPath,
+    ApiJson(req): ApiJson<TenantShardMigrateRequest>,
+) -> Result<Json<TenantShardMigrateResponse>, ApiError> {
+    let shard = parse_id::<TenantShardId>(&raw)?;
+    Ok(Json(
+        app.leader.get()?.tenant_shard_migrate(shard, req).await?,
+    ))
+}
+
+pub async fn migrate_secondary(
+    State(app): State<AppState>,
+    ApiPath(raw): ApiPath,
+    ApiJson(req): ApiJson<TenantShardMigrateRequest>,
+) -> Result<Json<TenantShardMigrateResponse>, ApiError> {
+    let shard = parse_id::<TenantShardId>(&raw)?;
+    Ok(Json(
+        app.leader
+            .get()?
+            .tenant_shard_migrate_secondary(shard, req)
+            .await?,
+    ))
+}
+
+pub async fn cancel_reconcile(
+    State(app): State<AppState>,
+    ApiPath(raw): ApiPath,
+) -> Result<Json<()>, ApiError> {
+    let shard = parse_id::<TenantShardId>(&raw)?;
+    app.leader
+        .get()?
+        .tenant_shard_cancel_reconcile(shard)
+        .await?;
+    Ok(Json(()))
+}
