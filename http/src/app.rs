@@ -142,6 +142,14 @@ pub fn router(app: AppState) -> Router {
         .route("/control/v1/node/{node_id}", get(nodes::describe))
         .route("/control/v1/node/{node_id}/config", put(nodes::configure))
         .route("/control/v1/node/{node_id}/shards", get(nodes::shards))
+        .route(
+            "/control/v1/node/{node_id}/drain",
+            put(nodes::drain_start).delete(nodes::drain_cancel),
+        )
+        .route(
+            "/control/v1/node/{node_id}/fill",
+            put(nodes::fill_start).delete(nodes::fill_cancel),
+        )
         .route("/upcall/v1/re-attach", post(upcalls::re_attach))
         .route("/upcall/v1/validate", post(upcalls::validate))
         .route("/v1/tenant", post(tenants::create))

@@ -7,9 +7,11 @@
 //! | GET | /control/v1/node/{node_id} | `NodeDescribeResponse`; 404 unknown |
 //! | PUT | /control/v1/node/{node_id}/config | `{"node_id","availability","scheduling"}`; 200 `null`; 404 |
 //! | GET | /control/v1/node/{node_id}/shards | `NodeShardResponse`; 404 |
+//! | PUT, DELETE | /control/v1/node/{node_id}/drain, /fill | start or cancel; 202 `null`; 404; 412 another operation, policy not Active, nothing to move to, or (cancel) none running; 409 already running; 503 node unavailable |
 
 use axum::Json;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
+use state_machine::node_operation::NodeOperationKind;
 
 use state_machine::{NodeAvailability, NodeDescribeResponse, NodeId, NodeRegisterRequest, State};
 use storcon_api::wire::{NodeConfigureRequest, NodeShardResponse};
@@ -92,4 +94,46 @@ pub async fn shards(
 
 pub async fn not_found(uri: axum::http::Uri) -> ApiError {
     ApiError::NotFound(format!("no route for {}", uri.path()))
+}
+
+async fn node_operation(
+    app: AppState,
+    id: state_machine::NodeId,
+    kind: NodeOperationKind,
+    start: bool,
+) -> Result<(StatusCode, Json<()>), ApiError> {
+    app.leader.get()?.node_operation(id, kind, start).await?;
+    Ok((StatusCode::ACCEPTED, Json(())))
+}
+
+/// `PUT /control/v1/node/{node_id}/drain`: 202; the drain runs in the background.
+pub async fn drain_start(
+    axum::extract::State(app): axum::extract::State<AppState>,
+    IdPath(id): IdPath,
+) -> Result<(StatusCode, Json<()>), ApiError> {
+    node_operation(app, id, NodeOperationKind::Drain, true).await
+}
+
+/// `DELETE /control/v1/node/{node_id}/drain`: cancels a running drain; 202.
+pub async fn drain_cancel(
+    axum::extract::State(app): axum::extract::State<AppState>,
+    IdPath(id): IdPath,
+) -> Result<(StatusCode, Json<()>), ApiError> {
+    node_operation(app, id, NodeOperationKind::Drain, false).await
+}
+
+/// `PUT /control/v1/node/{node_id}/fill`: 202; the fill runs in the background.
+pub async fn fill_start(
+    axum::extract::State(app): axum::extract::State<AppState>,
+    IdPath(id): IdPath,
+) -> Result<(StatusCode, Json<()>), ApiError> {
+    node_operation(app, id, NodeOperationKind::Fill, true).await
+}
+
+/// `DELETE /control/v1/node/{node_id}/fill`: cancels a running fill; 202.
+pub async fn fill_cancel(
+    axum::extract::State(app): axum::extract::State<AppState>,
+    IdPath(id): IdPath,
+) -> Result<(StatusCode, Json<()>), ApiError> {
+    node_operation(app, id, NodeOperationKind::Fill, false).await
 }

@@ -19,6 +19,7 @@ use storcon_api::wire::{
     TenantShardSplitResponse, ValidateRequest, ValidateResponse,
 };
 
+use state_machine::node_operation::NodeOperationKind;
 use storcon_api::ids::TimelineId;
 use storcon_api::migrate::{TenantShardMigrateRequest, TenantShardMigrateResponse};
 use storcon_api::secondary::{
@@ -202,6 +203,8 @@ pub trait Operations: Send + Sync {
     /// `GET /v1/tenant/:id[/...]` relayed to the pageserver of shard zero, or of the named
     /// shard; `rest` is the path after the id, from its `/`, with the query.
     fn tenant_get(&self, shard: TenantShardId, rest: String) -> Op<'_, Relayed>;
+    /// `PUT` (start) or `DELETE` (cancel) of `/control/v1/node/:id/drain|fill`.
+    fn node_operation(&self, node: NodeId, kind: NodeOperationKind, start: bool) -> Op<'_, ()>;
     /// `PUT /control/v1/tenant/:tenant_shard_id/migrate`: a graceful (or immediate)
     /// migration of the shard's attachment.
     fn tenant_shard_migrate(

@@ -108,6 +108,13 @@ pub enum Command {
     CancelMigration {
         shard: TenantShardId,
     },
+    /// Begin a drain or fill of a node (see `node_operation.rs`); one at a time.
+    StartNodeOperation(crate::node_operation::NodeOperation),
+    /// End it: done, or cancelled.
+    FinishNodeOperation {
+        operation: crate::node_operation::NodeOperation,
+        cancelled: bool,
+    },
     /// Upstream's `POST /debug/v1/tenant/:tenant_id/drop`: forget every shard of the tenant,
     /// and a split of it in flight, whatever their state. Nothing is detached anywhere.
     DropTenant {

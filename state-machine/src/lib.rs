@@ -20,6 +20,7 @@ mod drop;
 pub mod limits;
 mod migration;
 mod node;
+pub mod node_operation;
 pub mod reconcile_plan;
 mod rows;
 pub mod scheduler;

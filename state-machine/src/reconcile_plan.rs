@@ -17,6 +17,10 @@
 //! 2. each secondary that differs: make it a secondary (the origin too, if intended so);
 //! 3. every observed location outside the intent: detach it.
 //!
+//! A location that is, or may be, attached is made a secondary or detached only once the
+//! intended attachment is in place (its attach step is done): until then it may be the only
+//! one serving. The executor plans again after the attach, so this costs no extra pass.
+//!
 //! Only nodes the caller says are active get steps; the others are handled when they return. A
 //! shard that is splitting, whose policy is `Stop`, or that is the child of a split in flight
 //! (owned by the split driver) gets none.
@@ -320,13 +324,24 @@ pub fn plan(
     {
         steps.extend(attach_steps(shard, a, step, observed, &active));
     }
+    // A location that is (or may be) attached is demoted or detached only once the intended
+    // attachment is in place: until then it may be the only one serving.
+    let settled = match shard.intent.attached {
+        Some(a) => attach_step(shard, a, observed).is_none(),
+        None => true,
+    };
+    let may_serve = |n: NodeId| match observed.get(n) {
+        ObservedLocation::Known(c) => c.mode.is_attached(),
+        ObservedLocation::Unknown => true,
+        ObservedLocation::Absent => false,
+    };
     let secondary = shard.secondary_location();
     for s in shard
         .intent
         .secondaries
         .iter()
         .copied()
-        .filter(|s| active(*s))
+        .filter(|s| active(*s) && (settled || !may_serve(*s)))
     {
         if !matches(observed.get(s), &secondary) {
             steps.push(Step::MakeSecondary { node: s });
@@ -336,6 +351,7 @@ pub fn plan(
         observed
             .nodes()
             .filter(|n| !shard.intent.contains(*n) && active(*n))
+            .filter(|n| settled || !may_serve(*n))
             .map(|node| Step::Detach { node }),
     );
     steps

@@ -11,6 +11,7 @@ pub(crate) const SHARD_PREFIX: &str = "shard/";
 pub(crate) const LEADER_KEY: &str = "meta/leader";
 pub(crate) const SPLIT_PREFIX: &str = "split/";
 pub(crate) const MIGRATION_PREFIX: &str = "migration/";
+pub(crate) const NODE_OPERATION_KEY: &str = "meta/node_operation";
 
 /// A change to one row: `value: None` deletes it.
 #[derive(Debug, Clone, PartialEq, Eq)]

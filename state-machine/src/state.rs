@@ -8,6 +8,8 @@ use crate::command::{Command, Rejection, Response};
 use crate::ids::{TenantId, TenantShardId};
 use crate::migration::MigrationRecord;
 use crate::node::{NodeId, NodeRecord, NodeRegisterRequest, RegisterOutcome};
+use crate::node_operation::NodeOperation;
+use crate::rows::NODE_OPERATION_KEY;
 use crate::rows::{
     self, DecodeError, LEADER_KEY, MIGRATION_PREFIX, Mutation, NODE_PREFIX, SHARD_PREFIX,
     SPLIT_PREFIX,
@@ -31,6 +33,7 @@ pub struct State {
     pub(crate) shards: BTreeMap<TenantShardId, TenantShard>,
     pub(crate) splits: BTreeMap<TenantId, SplitRecord>,
     pub(crate) migrations: BTreeMap<TenantShardId, MigrationRecord>,
+    pub(crate) node_operation: Option<NodeOperation>,
     leader: Option<LeaderRecord>,
 }
 
@@ -120,6 +123,11 @@ impl State {
                 self.cutover_migration(*shard, *destination)
             }
             Command::CancelMigration { shard } => self.cancel_migration(*shard),
+            Command::StartNodeOperation(op) => self.start_node_operation(*op),
+            Command::FinishNodeOperation {
+                operation,
+                cancelled,
+            } => self.finish_node_operation(*operation, *cancelled),
             Command::DropTenant { tenant_id } => self.drop_tenant(*tenant_id),
             Command::DropNode { node_id } => self.drop_node(*node_id),
         };
@@ -127,6 +135,7 @@ impl State {
             Ok((response, mut muts)) => {
                 // A change that ended a migration's preconditions ends the migration with it.
                 muts.extend(self.prune_migrations());
+                muts.extend(self.prune_node_operation());
                 (response, muts)
             }
             Err(rejection) => (Response::Rejected(rejection), Vec::new()),
@@ -221,6 +230,8 @@ impl State {
             } else if let Some(id) = key.strip_prefix(MIGRATION_PREFIX) {
                 let id: TenantShardId = id.parse().map_err(|_| bad(key))?;
                 sync(&mut self.migrations, &from.migrations, id);
+            } else if key == NODE_OPERATION_KEY {
+                self.node_operation = from.node_operation;
             } else if key == LEADER_KEY {
                 self.leader = from.leader.clone();
             } else {
@@ -248,6 +259,8 @@ impl State {
             } else if key.starts_with(MIGRATION_PREFIX) {
                 let record: MigrationRecord = rows::decode(key, value)?;
                 state.migrations.insert(record.shard, record);
+            } else if key == NODE_OPERATION_KEY {
+                state.node_operation = Some(rows::decode(key, value)?);
             } else if key == LEADER_KEY {
                 state.leader = Some(rows::decode(key, value)?);
             } else {

@@ -105,6 +105,13 @@ impl State {
                 ));
             }
         }
+        if let Some(op) = self.node_operation()
+            && !self.node_operation_fits(op)
+        {
+            return broken(format!(
+                "node operation {op:?} does not match the node's scheduling policy"
+            ));
+        }
         for record in self.migrations() {
             if !self.migration_fits(record) {
                 return broken(format!(

@@ -60,6 +60,8 @@ pub struct Controller {
     failpoints: Arc<storcon_failpoints::Failpoints>,
     /// The warm-up task of each migration this leader runs (children of `cancel`).
     warm_ups: Mutex<BTreeMap<TenantShardId, (u64, CancellationToken)>>,
+    /// The node operation task runs (one at a time).
+    node_operation_running: AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -124,6 +126,7 @@ impl Controller {
             nodes: NodeTable::default(),
             reconciles: reconcile::Queue::new(),
             warm_ups: Mutex::new(BTreeMap::new()),
+            node_operation_running: AtomicBool::new(false),
         })
     }
 
@@ -152,6 +155,7 @@ impl Controller {
         let queued = self.reconcile_all_dirty();
         // Migrations the previous leader was warming up: carried on from their records.
         self.resume_migrations();
+        self.resume_node_operation();
         // The previous leader may have changed attachments (a split it committed, say) without
         // telling compute: tell it where every tenant is, as upstream does at startup. Sends
         // wait until a tenant's shards are observed attached; the background pass retries.

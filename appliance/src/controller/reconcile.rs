@@ -323,7 +323,23 @@ impl Controller {
         let observed = lock(&self.observed).locations(id);
         let nodes = self.nodes.states();
         let active = |n: NodeId| nodes.get(&n).is_some_and(|s| s.avail == Avail::Active);
-        reconcile_plan::plan(state.shard(id), state.knows_shard(id), &observed, active)
+        let mut steps =
+            reconcile_plan::plan(state.shard(id), state.knows_shard(id), &observed, active);
+        // The node holding the current generation has not been heard from by this leader yet
+        // (it is not Offline either): what it holds decides between a live and a cold move,
+        // so the attachment waits for its first heartbeat rather than going cold.
+        let holder_unheard = state
+            .shard(id)
+            .and_then(|s| {
+                s.generation_pageserver
+                    .filter(|h| s.intent.attached != Some(*h))
+            })
+            .and_then(|h| nodes.get(&h))
+            .is_some_and(|n| matches!(n.avail, Avail::Unknown { .. } | Avail::WarmingUp { .. }));
+        if holder_unheard {
+            steps.retain(|step| !step.is_attach());
+        }
+        steps
     }
 
     /// Whether the shard's observed state differs from its intent on Active nodes: its plan is
@@ -366,8 +382,26 @@ impl Controller {
         }
     }
 
-    /// Runs the planner's steps for one shard (see the module docs for their order).
+    /// Runs the planner's steps for one shard (see the module docs for their order), planning
+    /// again after each round.
     pub(super) async fn reconcile_shard(&self, id: TenantShardId) -> Result<(), ReconcileError> {
+        // The planner holds back the demotion of what served before an attach is done: after a
+        // round, plan again so that one pass finishes the job. Bounded, and a round that
+        // changed nothing ends it.
+        let mut last: Option<Vec<Step>> = None;
+        for round in 0..3 {
+            let plan = self.plan_for(&id);
+            // The first round always runs: it also sends a pending compute notification.
+            if round > 0 && (plan.is_empty() || last.as_ref() == Some(&plan)) {
+                break;
+            }
+            self.reconcile_round(id).await?;
+            last = Some(plan);
+        }
+        Ok(())
+    }
+
+    async fn reconcile_round(&self, id: TenantShardId) -> Result<(), ReconcileError> {
         let mut first_error = None;
         let mut steps = self.plan_for(&id);
         // A read-back changes what the plan is: do it, then plan again from what was read.

@@ -18,6 +18,9 @@ mod debug;
 mod debug_dump;
 mod drop;
 mod migrate;
+mod node_drain;
+mod node_fill;
+mod node_operation;
 mod nodes;
 mod onboarding;
 mod passthrough;
@@ -39,6 +42,7 @@ use std::time::Duration;
 use futures::FutureExt;
 use raft_store::ProposeError;
 use state_machine::ids::{TenantId, TenantShardId};
+use state_machine::node_operation::{NodeOperation, NodeOperationKind};
 use state_machine::{Command, NodeAvailability, NodeId, NodeRegisterRequest, Response};
 use storcon_api::ids::TimelineId;
 use storcon_api::migrate::{TenantShardMigrateRequest, TenantShardMigrateResponse};
@@ -296,6 +300,19 @@ impl storcon_http::Operations for Operations {
 
     fn tenant_get(&self, shard: TenantShardId, rest: String) -> Op<'_, Relayed> {
         self.0.tenant_get(shard, rest).boxed()
+    }
+
+    fn node_operation(&self, node: NodeId, kind: NodeOperationKind, start: bool) -> Op<'_, ()> {
+        let ctl = self.0.clone();
+        let operation = NodeOperation { node, kind };
+        async move {
+            if start {
+                ctl.start_node_operation(operation).await
+            } else {
+                ctl.cancel_node_operation(operation).await
+            }
+        }
+        .boxed()
     }
 
     fn tenant_shard_migrate(

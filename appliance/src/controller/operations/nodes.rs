@@ -47,6 +47,13 @@ impl Controller {
         if self.state.read().node(id).is_none() {
             return Err(OperationError::NodeNotFound(id));
         }
+        // Upstream: no configuration while a drain or fill runs anywhere.
+        if let Some(op) = self.state.read().node_operation() {
+            return Err(OperationError::PreconditionFailed(format!(
+                "Background operation ongoing for node {} ({:?}); cancel it first",
+                op.node, op.kind
+            )));
+        }
         if let Some(policy) = req.scheduling {
             self.propose_request(Command::SetNodeScheduling {
                 node_id: id,
