@@ -139,7 +139,19 @@ pub fn router(app: AppState) -> Router {
 
     let leader_served = Router::new()
         .route("/control/v1/node", post(nodes::register).get(nodes::list))
-        .route("/control/v1/node/{node_id}", get(nodes::describe))
+        .route(
+            "/control/v1/node/{node_id}",
+            get(nodes::describe).delete(nodes::delete_now),
+        )
+        .route(
+            "/control/v1/node/{node_id}/delete",
+            put(nodes::delete_start).delete(nodes::delete_cancel),
+        )
+        .route("/debug/v1/tombstone", get(nodes::tombstones))
+        .route(
+            "/debug/v1/tombstone/{node_id}",
+            axum::routing::delete(nodes::tombstone_delete),
+        )
         .route("/control/v1/node/{node_id}/config", put(nodes::configure))
         .route("/control/v1/node/{node_id}/shards", get(nodes::shards))
         .route(

@@ -7,6 +7,10 @@
 //! | GET | /control/v1/node/{node_id} | `NodeDescribeResponse`; 404 unknown |
 //! | PUT | /control/v1/node/{node_id}/config | `{"node_id","availability","scheduling"}`; 200 `null`; 404 |
 //! | GET | /control/v1/node/{node_id}/shards | `NodeShardResponse`; 404 |
+//! | PUT | /control/v1/node/{node_id}/delete[?force] | 200 `null`; the delete runs in the background; then the id is tombstoned |
+//! | DELETE | /control/v1/node/{node_id}/delete | cancels it; 202; 412 none running |
+//! | DELETE | /control/v1/node/{node_id} | deprecated synchronous delete; 200 (unknown too) |
+//! | GET, DELETE | /debug/v1/tombstone, /debug/v1/tombstone/{node_id} | deleted nodes; free an id (404 none, 409 in use) |
 //! | PUT, DELETE | /control/v1/node/{node_id}/drain, /fill | start or cancel; 202 `null`; 404; 412 another operation, policy not Active, nothing to move to, or (cancel) none running; 409 already running; 503 node unavailable |
 
 use axum::Json;
@@ -102,8 +106,66 @@ async fn node_operation(
     kind: NodeOperationKind,
     start: bool,
 ) -> Result<(StatusCode, Json<()>), ApiError> {
-    app.leader.get()?.node_operation(id, kind, start).await?;
+    app.leader
+        .get()?
+        .node_operation(id, kind, start, false)
+        .await?;
     Ok((StatusCode::ACCEPTED, Json(())))
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteQuery {
+    #[serde(default)]
+    force: bool,
+}
+
+/// `PUT /control/v1/node/{node_id}/delete[?force=true]`: 200; the delete runs in the
+/// background (moves everything off, then deletes and tombstones the node).
+pub async fn delete_start(
+    axum::extract::State(app): axum::extract::State<AppState>,
+    IdPath(id): IdPath,
+    crate::extract::ApiQuery(q): crate::extract::ApiQuery<DeleteQuery>,
+) -> Result<Json<()>, ApiError> {
+    app.leader
+        .get()?
+        .node_operation(id, NodeOperationKind::Delete, true, q.force)
+        .await?;
+    Ok(Json(()))
+}
+
+/// `DELETE /control/v1/node/{node_id}/delete`: cancels a running delete; 202.
+pub async fn delete_cancel(
+    axum::extract::State(app): axum::extract::State<AppState>,
+    IdPath(id): IdPath,
+) -> Result<(StatusCode, Json<()>), ApiError> {
+    node_operation(app, id, NodeOperationKind::Delete, false).await
+}
+
+/// `DELETE /control/v1/node/{node_id}`: the deprecated synchronous delete; 200, also for an
+/// unknown node.
+pub async fn delete_now(
+    axum::extract::State(app): axum::extract::State<AppState>,
+    IdPath(id): IdPath,
+) -> Result<Json<()>, ApiError> {
+    app.leader.get()?.node_delete_now(id).await?;
+    Ok(Json(()))
+}
+
+/// `GET /debug/v1/tombstone`: `[NodeDescribeResponse]` of the deleted nodes.
+pub async fn tombstones(
+    axum::extract::State(app): axum::extract::State<AppState>,
+) -> Result<Json<Vec<NodeDescribeResponse>>, ApiError> {
+    Ok(Json(app.leader.get()?.tombstones().await?))
+}
+
+/// `DELETE /debug/v1/tombstone/{node_id}`: the id may register again; 404 none, 409 in use.
+pub async fn tombstone_delete(
+    axum::extract::State(app): axum::extract::State<AppState>,
+    IdPath(id): IdPath,
+) -> Result<Json<()>, ApiError> {
+    app.leader.get()?.tombstone_delete(id).await?;
+    Ok(Json(()))
 }
 
 /// `PUT /control/v1/node/{node_id}/drain`: 202; the drain runs in the background.

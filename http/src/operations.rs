@@ -204,7 +204,19 @@ pub trait Operations: Send + Sync {
     /// shard; `rest` is the path after the id, from its `/`, with the query.
     fn tenant_get(&self, shard: TenantShardId, rest: String) -> Op<'_, Relayed>;
     /// `PUT` (start) or `DELETE` (cancel) of `/control/v1/node/:id/drain|fill`.
-    fn node_operation(&self, node: NodeId, kind: NodeOperationKind, start: bool) -> Op<'_, ()>;
+    fn node_operation(
+        &self,
+        node: NodeId,
+        kind: NodeOperationKind,
+        start: bool,
+        force: bool,
+    ) -> Op<'_, ()>;
+    /// `DELETE /control/v1/node/:id`: the deprecated synchronous delete.
+    fn node_delete_now(&self, node: NodeId) -> Op<'_, ()>;
+    /// `GET /debug/v1/tombstone`: the deleted nodes.
+    fn tombstones(&self) -> Op<'_, Vec<state_machine::NodeDescribeResponse>>;
+    /// `DELETE /debug/v1/tombstone/:id`.
+    fn tombstone_delete(&self, node: NodeId) -> Op<'_, ()>;
     /// `PUT /control/v1/tenant/:tenant_shard_id/migrate`: a graceful (or immediate)
     /// migration of the shard's attachment.
     fn tenant_shard_migrate(

@@ -115,6 +115,15 @@ pub enum Command {
         operation: crate::node_operation::NodeOperation,
         cancelled: bool,
     },
+    /// The end of a node delete (or the legacy synchronous delete): the node goes with every
+    /// reference to it, and its id is tombstoned.
+    DeleteNode {
+        node_id: NodeId,
+    },
+    /// `DELETE /debug/v1/tombstone/:id`: the id may register again.
+    DeleteTombstone {
+        node_id: NodeId,
+    },
     /// Upstream's `POST /debug/v1/tenant/:tenant_id/drop`: forget every shard of the tenant,
     /// and a split of it in flight, whatever their state. Nothing is detached anywhere.
     DropTenant {

@@ -10,8 +10,9 @@
 //!   node; Conflict while a split record names the node, because completing that split would
 //!   attach children on it.
 //!
-//! Upstream keeps a dropped node as a tombstone so its id cannot register again; storcon has no
-//! tombstones, so a dropped node that registers again comes back as a new node.
+//! A dropped node leaves no tombstone (upstream's debug drop neither): it may register again.
+//! A *deleted* node does (`DeleteNode`, the end of a node delete): its record is kept under
+//! `tombstone/<id>`, and the id cannot register or re-attach until `DeleteTombstone`.
 
 use crate::command::{Rejection, Response};
 use crate::ids::TenantId;
@@ -36,6 +37,46 @@ impl State {
             muts.push(rows::delete(rows::split_key(tenant_id)));
         }
         Ok((Response::Done, muts))
+    }
+
+    /// The end of a node delete: the drop, a tombstone, and the operation's record gone.
+    pub(crate) fn delete_node(&mut self, node_id: NodeId) -> Applied {
+        let record = self
+            .nodes
+            .get(&node_id)
+            .cloned()
+            .ok_or_else(|| Rejection::NotFound(format!("Node {node_id} not registered")))?;
+        let (response, mut muts) = self.drop_node(node_id)?;
+        muts.push(rows::put(rows::tombstone_key(node_id), &record));
+        self.tombstones.insert(node_id, record);
+        if self.node_operation.is_some_and(|op| op.node == node_id) {
+            self.node_operation = None;
+            muts.push(rows::delete(rows::NODE_OPERATION_KEY.to_string()));
+        }
+        Ok((response, muts))
+    }
+
+    pub(crate) fn delete_tombstone(&mut self, node_id: NodeId) -> Applied {
+        if self.nodes.contains_key(&node_id) {
+            return Err(Rejection::Conflict(format!("Node {node_id} is in use")));
+        }
+        if self.tombstones.remove(&node_id).is_none() {
+            return Err(Rejection::NotFound(format!(
+                "Node {node_id} has no tombstone"
+            )));
+        }
+        Ok((
+            Response::Done,
+            vec![rows::delete(rows::tombstone_key(node_id))],
+        ))
+    }
+
+    pub fn tombstones(&self) -> impl Iterator<Item = &crate::node::NodeRecord> {
+        self.tombstones.values()
+    }
+
+    pub fn is_tombstoned(&self, node_id: NodeId) -> bool {
+        self.tombstones.contains_key(&node_id)
     }
 
     pub(crate) fn drop_node(&mut self, node_id: NodeId) -> Applied {

@@ -32,6 +32,8 @@ type Applied = Result<(Response, Vec<Mutation>), Rejection>;
 pub enum NodeOperationKind {
     Drain,
     Fill,
+    /// Move everything off, then delete the node and tombstone its id.
+    Delete,
 }
 
 impl NodeOperationKind {
@@ -40,7 +42,15 @@ impl NodeOperationKind {
         match self {
             NodeOperationKind::Drain => NodeSchedulingPolicy::Draining,
             NodeOperationKind::Fill => NodeSchedulingPolicy::Filling,
+            NodeOperationKind::Delete => NodeSchedulingPolicy::Deleting,
         }
+    }
+
+    /// Policies the node may have when the operation starts (upstream: Active; a delete also
+    /// from Pause).
+    fn may_start_from(self, policy: NodeSchedulingPolicy) -> bool {
+        policy == NodeSchedulingPolicy::Active
+            || (self == NodeOperationKind::Delete && policy == NodeSchedulingPolicy::Pause)
     }
 
     /// The node's policy once it ends.
@@ -55,6 +65,7 @@ impl NodeOperationKind {
         match self {
             NodeOperationKind::Drain => "drain",
             NodeOperationKind::Fill => "fill",
+            NodeOperationKind::Delete => "delete",
         }
     }
 }
@@ -63,6 +74,16 @@ impl NodeOperationKind {
 pub struct NodeOperation {
     pub node: NodeId,
     pub kind: NodeOperationKind,
+    /// A delete that does not wait for shards to move (they are placed afresh elsewhere).
+    #[serde(default)]
+    pub force: bool,
+}
+
+impl NodeOperation {
+    /// The same operation (of the same node), whatever its options.
+    pub fn same(&self, other: &NodeOperation) -> bool {
+        self.node == other.node && self.kind == other.kind
+    }
 }
 
 impl State {
@@ -72,7 +93,7 @@ impl State {
 
     pub(crate) fn start_node_operation(&mut self, op: NodeOperation) -> Applied {
         if let Some(running) = &self.node_operation {
-            if *running == op {
+            if running.same(&op) {
                 return Err(Rejection::Conflict(format!(
                     "Node {} is already {:?}",
                     op.node,
@@ -90,11 +111,11 @@ impl State {
             .get(&op.node)
             .cloned()
             .ok_or_else(|| Rejection::NotFound(format!("Node {} not registered", op.node)))?;
-        if node.scheduling != NodeSchedulingPolicy::Active {
+        if !op.kind.may_start_from(node.scheduling) {
             return Err(Rejection::PreconditionFailed(format!(
-                "Node {} cannot be {}ed: its scheduling policy is {:?}",
-                op.node,
+                "Cannot start a {} of node {}: its scheduling policy is {:?}",
                 op.kind.name(),
+                op.node,
                 node.scheduling
             )));
         }
@@ -109,7 +130,7 @@ impl State {
     }
 
     pub(crate) fn finish_node_operation(&mut self, op: NodeOperation, cancelled: bool) -> Applied {
-        if self.node_operation != Some(op) {
+        if !self.node_operation.is_some_and(|running| running.same(&op)) {
             return Err(Rejection::PreconditionFailed(format!(
                 "Node {} has no {} in progress",
                 op.node,

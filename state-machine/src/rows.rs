@@ -12,6 +12,7 @@ pub(crate) const LEADER_KEY: &str = "meta/leader";
 pub(crate) const SPLIT_PREFIX: &str = "split/";
 pub(crate) const MIGRATION_PREFIX: &str = "migration/";
 pub(crate) const NODE_OPERATION_KEY: &str = "meta/node_operation";
+pub(crate) const TOMBSTONE_PREFIX: &str = "tombstone/";
 
 /// A change to one row: `value: None` deletes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +47,10 @@ pub(crate) fn split_key(tenant: crate::ids::TenantId) -> String {
 
 pub(crate) fn migration_key(id: &crate::ids::TenantShardId) -> String {
     format!("{MIGRATION_PREFIX}{id}")
+}
+
+pub(crate) fn tombstone_key(id: NodeId) -> String {
+    format!("{TOMBSTONE_PREFIX}{id:020}")
 }
 
 pub(crate) fn delete(key: String) -> Mutation {

@@ -9,11 +9,11 @@ use crate::ids::{TenantId, TenantShardId};
 use crate::migration::MigrationRecord;
 use crate::node::{NodeId, NodeRecord, NodeRegisterRequest, RegisterOutcome};
 use crate::node_operation::NodeOperation;
-use crate::rows::NODE_OPERATION_KEY;
 use crate::rows::{
     self, DecodeError, LEADER_KEY, MIGRATION_PREFIX, Mutation, NODE_PREFIX, SHARD_PREFIX,
     SPLIT_PREFIX,
 };
+use crate::rows::{NODE_OPERATION_KEY, TOMBSTONE_PREFIX};
 use crate::split::SplitRecord;
 use crate::tenant::TenantShard;
 use crate::{ReplicaId, Term};
@@ -34,6 +34,8 @@ pub struct State {
     pub(crate) splits: BTreeMap<TenantId, SplitRecord>,
     pub(crate) migrations: BTreeMap<TenantShardId, MigrationRecord>,
     pub(crate) node_operation: Option<NodeOperation>,
+    /// Deleted nodes, by id: the id may not come back until the tombstone is removed.
+    pub(crate) tombstones: BTreeMap<NodeId, NodeRecord>,
     leader: Option<LeaderRecord>,
 }
 
@@ -128,6 +130,8 @@ impl State {
                 operation,
                 cancelled,
             } => self.finish_node_operation(*operation, *cancelled),
+            Command::DeleteNode { node_id } => self.delete_node(*node_id),
+            Command::DeleteTombstone { node_id } => self.delete_tombstone(*node_id),
             Command::DropTenant { tenant_id } => self.drop_tenant(*tenant_id),
             Command::DropNode { node_id } => self.drop_node(*node_id),
         };
@@ -153,6 +157,12 @@ impl State {
         req: &NodeRegisterRequest,
     ) -> Result<(Response, Vec<Mutation>), Rejection> {
         req.validate()?;
+        if self.tombstones.contains_key(&req.node_id) {
+            return Err(Rejection::Conflict(format!(
+                "Node {} was deleted: its id is tombstoned (DELETE /debug/v1/tombstone/{} frees it)",
+                req.node_id, req.node_id
+            )));
+        }
         let wanted = NodeRecord::from_request(req);
         let outcome = match self.nodes.get(&req.node_id) {
             None => RegisterOutcome::Created,
@@ -232,6 +242,9 @@ impl State {
                 sync(&mut self.migrations, &from.migrations, id);
             } else if key == NODE_OPERATION_KEY {
                 self.node_operation = from.node_operation;
+            } else if let Some(id) = key.strip_prefix(TOMBSTONE_PREFIX) {
+                let id: NodeId = id.parse().map_err(|_| bad(key))?;
+                sync(&mut self.tombstones, &from.tombstones, id);
             } else if key == LEADER_KEY {
                 self.leader = from.leader.clone();
             } else {
@@ -261,6 +274,9 @@ impl State {
                 state.migrations.insert(record.shard, record);
             } else if key == NODE_OPERATION_KEY {
                 state.node_operation = Some(rows::decode(key, value)?);
+            } else if key.starts_with(TOMBSTONE_PREFIX) {
+                let node: NodeRecord = rows::decode(key, value)?;
+                state.tombstones.insert(node.id, node);
             } else if key == LEADER_KEY {
                 state.leader = Some(rows::decode(key, value)?);
             } else {

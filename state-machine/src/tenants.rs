@@ -282,6 +282,11 @@ impl State {
     pub(crate) fn re_attach(&mut self, node_id: NodeId) -> Applied {
         // An unregistered node holds no generation (only registered nodes are issued one), so
         // it gets an empty answer, as upstream: a pageserver retries a refusal forever.
+        if self.tombstones.contains_key(&node_id) {
+            return Err(Rejection::Conflict(format!(
+                "Node {node_id} was deleted; it may not re-attach"
+            )));
+        }
         let Some(node) = self.nodes.get(&node_id).cloned() else {
             return Ok((Response::ReAttached(Vec::new()), Vec::new()));
         };

@@ -105,6 +105,9 @@ impl State {
                 ));
             }
         }
+        if let Some(n) = self.tombstones().find(|n| self.node(n.id).is_some()) {
+            return broken(format!("node {} is both registered and tombstoned", n.id));
+        }
         if let Some(op) = self.node_operation()
             && !self.node_operation_fits(op)
         {

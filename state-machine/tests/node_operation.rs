@@ -12,18 +12,7 @@ use state_machine::{
 };
 
 fn register(state: &mut State, id: u64) {
-    let (r, _) = state.apply(&Command::RegisterNode(NodeRegisterRequest {
-        node_id: NodeId(id),
-        listen_pg_addr: "h".into(),
-        listen_pg_port: id as u16,
-        listen_grpc_addr: None,
-        listen_grpc_port: None,
-        listen_http_addr: "h".into(),
-        listen_http_port: id as u16,
-        listen_https_port: None,
-        availability_zone_id: "az-a".into(),
-        node_ip_addr: None,
-    }));
+    let (r, _) = state.apply(&Command::RegisterNode(register_request(id)));
     assert!(!matches!(r, Response::Rejected(_)), "{r:?}");
 }
 
@@ -73,6 +62,21 @@ fn views(ids: &[u64]) -> Vec<NodeView> {
         .collect()
 }
 
+fn register_request(id: u64) -> NodeRegisterRequest {
+    NodeRegisterRequest {
+        node_id: NodeId(id),
+        listen_pg_addr: "h".into(),
+        listen_pg_port: id as u16,
+        listen_grpc_addr: None,
+        listen_grpc_port: None,
+        listen_http_addr: "h".into(),
+        listen_http_port: id as u16,
+        listen_https_port: None,
+        availability_zone_id: "az-a".into(),
+        node_ip_addr: None,
+    }
+}
+
 fn three_nodes() -> State {
     let mut state = State::default();
     for id in 1..=3 {
@@ -91,10 +95,12 @@ fn one_operation_at_a_time_and_how_each_ends() {
     let drain = NodeOperation {
         node: NodeId(1),
         kind: NodeOperationKind::Drain,
+        force: false,
     };
     let fill = NodeOperation {
         node: NodeId(2),
         kind: NodeOperationKind::Fill,
+        force: false,
     };
     assert_eq!(
         state.apply(&Command::StartNodeOperation(drain)).0,
@@ -201,4 +207,63 @@ fn fill_takes_its_share_from_the_most_loaded() {
         "{plan:?}"
     );
     assert_eq!(plan.len(), 1, "share is 4/3 = 1: {plan:?}");
+}
+
+#[test]
+fn a_deleted_node_leaves_a_tombstone() {
+    let mut state = three_nodes();
+    place(&mut state, 1, 0, 1, 2);
+    let delete = NodeOperation {
+        node: NodeId(1),
+        kind: NodeOperationKind::Delete,
+        force: false,
+    };
+    state.apply(&Command::StartNodeOperation(delete));
+    assert_eq!(policy(&state, 1), NodeSchedulingPolicy::Deleting);
+    assert_eq!(
+        state.apply(&Command::DeleteNode { node_id: NodeId(1) }).0,
+        Response::Done
+    );
+    assert!(state.node(NodeId(1)).is_none());
+    assert!(
+        state.node_operation().is_none(),
+        "the delete's record ends with it"
+    );
+    assert!(state.is_tombstoned(NodeId(1)));
+    let shard = state.shards().next().expect("shard");
+    assert!(!shard.intent.contains(NodeId(1)), "{shard:?}");
+    // The id can neither register nor re-attach until the tombstone goes.
+    let (r, _) = state.apply(&Command::RegisterNode(register_request(1)));
+    assert!(
+        matches!(r, Response::Rejected(Rejection::Conflict(_))),
+        "{r:?}"
+    );
+    let refused = state.apply(&Command::ReAttach { node_id: NodeId(1) }).0;
+    assert!(
+        matches!(refused, Response::Rejected(Rejection::Conflict(_))),
+        "{refused:?}"
+    );
+    let in_use = state
+        .apply(&Command::DeleteTombstone { node_id: NodeId(2) })
+        .0;
+    assert!(
+        matches!(in_use, Response::Rejected(Rejection::Conflict(_))),
+        "{in_use:?}"
+    );
+    assert_eq!(
+        state
+            .apply(&Command::DeleteTombstone { node_id: NodeId(1) })
+            .0,
+        Response::Done
+    );
+    let gone = state
+        .apply(&Command::DeleteTombstone { node_id: NodeId(1) })
+        .0;
+    assert!(
+        matches!(gone, Response::Rejected(Rejection::NotFound(_))),
+        "{gone:?}"
+    );
+    register(&mut state, 1);
+    assert!(state.node(NodeId(1)).is_some(), "registered again");
+    state.validate().expect("valid");
 }

@@ -18,6 +18,7 @@ mod debug;
 mod debug_dump;
 mod drop;
 mod migrate;
+mod node_delete;
 mod node_drain;
 mod node_fill;
 mod node_operation;
@@ -302,9 +303,15 @@ impl storcon_http::Operations for Operations {
         self.0.tenant_get(shard, rest).boxed()
     }
 
-    fn node_operation(&self, node: NodeId, kind: NodeOperationKind, start: bool) -> Op<'_, ()> {
+    fn node_operation(
+        &self,
+        node: NodeId,
+        kind: NodeOperationKind,
+        start: bool,
+        force: bool,
+    ) -> Op<'_, ()> {
         let ctl = self.0.clone();
-        let operation = NodeOperation { node, kind };
+        let operation = NodeOperation { node, kind, force };
         async move {
             if start {
                 ctl.start_node_operation(operation).await
@@ -313,6 +320,26 @@ impl storcon_http::Operations for Operations {
             }
         }
         .boxed()
+    }
+
+    fn node_delete_now(&self, node: NodeId) -> Op<'_, ()> {
+        self.0.node_delete_now(node).boxed()
+    }
+
+    fn tombstones(&self) -> Op<'_, Vec<state_machine::NodeDescribeResponse>> {
+        let ctl = self.0.clone();
+        async move {
+            let state = ctl.state.read();
+            Ok(state
+                .tombstones()
+                .map(|n| n.describe(NodeAvailability::Offline))
+                .collect())
+        }
+        .boxed()
+    }
+
+    fn tombstone_delete(&self, node: NodeId) -> Op<'_, ()> {
+        self.0.tombstone_delete(node).boxed()
     }
 
     fn tenant_shard_migrate(

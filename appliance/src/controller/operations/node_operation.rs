@@ -2,7 +2,7 @@
 //! cluster-wide, recorded in the replicated state (`state_machine::node_operation`), run by one
 //! task on the leader and resumed by a new leader from the record.
 //!
-//! Start (`PUT /control/v1/node/:id/drain|fill`, 202):
+//! Start (`PUT /control/v1/node/:id/drain|fill|delete`, 202; a delete 200 as upstream):
 //! 1. 404 unknown node; 503 unless the node is Active; 412 when nothing could take the
 //!    shards (no other node that may take work).
 //! 2. Commit `StartNodeOperation` (412 another operation runs or the policy is not Active, 409
@@ -66,7 +66,7 @@ impl Controller {
         self.propose_request(Command::StartNodeOperation(operation))
             .await?;
         tracing::info!(%node, kind = ?operation.kind, "node operation started");
-        self.spawn_node_operation(operation);
+        self.resume_node_operation();
         Ok(())
     }
 
@@ -131,6 +131,12 @@ impl Controller {
         let finished = match operation.kind {
             NodeOperationKind::Drain => self.drain(operation).await?,
             NodeOperationKind::Fill => self.fill(operation).await?,
+            NodeOperationKind::Delete => {
+                if self.delete_node_off(operation).await? && self.still_running(operation) {
+                    self.remove_node(operation.node).await?;
+                }
+                return Ok(());
+            }
         };
         if finished && self.still_running(operation) {
             self.propose_request(Command::FinishNodeOperation {
