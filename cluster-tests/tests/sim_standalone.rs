@@ -499,13 +499,13 @@ async fn serves_after_reattach_and_fences_stale_requests() -> anyhow::Result<()>
 
     // Attach in a newer generation; an older one is refused, also after a detach.
     sim.set(TENANT, "AttachedMulti", Some(3), 200).await?;
-    let body = sim.set(TENANT, "AttachedSingle", Some(2), 409).await?;
+    let body = sim.set(TENANT, "AttachedSingle", Some(2), 400).await?;
     assert!(msg_contains(&body, "older"), "{body}");
     sim.set(TENANT, "AttachedSingle", Some(3), 200).await?;
     sim.set(TENANT, "Detached", None, 200).await?;
     sim.absent(TENANT).await?;
     sim.set(TENANT, "Detached", None, 200).await?;
-    sim.set(TENANT, "AttachedSingle", Some(2), 409).await?;
+    sim.set(TENANT, "AttachedSingle", Some(2), 400).await?;
     // The detached attachment had a timeline (kept while secondary): validated first.
     let validations = stub.state().validate_calls.clone();
     assert_eq!(
@@ -638,7 +638,7 @@ async fn restart_applies_reattach_to_local_locations() -> anyhow::Result<()> {
     let listed = sim.get(&timelines, 200).await?;
     assert_eq!(listed.as_array().map(Vec::len), Some(1));
     // b held generation 4 once: an attach in 3 stays refused after the demotion.
-    sim.set(&b, "AttachedSingle", Some(3), 409).await?;
+    sim.set(&b, "AttachedSingle", Some(3), 400).await?;
 
     let history = sim.history().await?;
     let last = |tsid: &str| {

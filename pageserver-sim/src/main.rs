@@ -12,8 +12,9 @@
 //!   to its local locations only: keep attached at the new generation, demote to secondary, or
 //!   drop.
 //! - **Generation and term checks.** An attach at a generation older than any it ever held for
-//!   the shard is refused (409), and so is a request whose `x-storcon-term` is lower than the
-//!   highest it has seen; the highest term is persisted too.
+//!   the shard is refused (400, as a real pageserver does), and a request whose
+//!   `x-storcon-term` is lower than the highest it has seen is refused (409); the highest term
+//!   is persisted too.
 //! - **Remote storage.** A directory shared by a fleet's simulators (`--remote-storage`) holds
 //!   each shard's timelines and heatmap as upstream's bucket does; an attachment loads its
 //!   timelines from it, and only a deletion removes anything.

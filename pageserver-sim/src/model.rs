@@ -327,8 +327,9 @@ impl SimState {
                 ApiError::BadRequest(format!("{:?} requires a generation", conf.mode))
             })?;
             let held = self.held_generation(id);
+            // A real pageserver answers 400 for an attach older than one it held.
             if generation < held {
-                return Err(ApiError::Conflict(format!(
+                return Err(ApiError::BadRequest(format!(
                     "generation {generation} for {id} is older than generation {held} held before"
                 )));
             }
@@ -708,7 +709,7 @@ mod tests {
                 BTreeMap::new(),
             )
             .expect_err("4 < 5");
-        assert!(matches!(err, ApiError::Conflict(_)), "{err:?}");
+        assert!(matches!(err, ApiError::BadRequest(_)), "{err:?}");
         st.configure(
             s,
             &conf(Mode::AttachedMulti, Some(5), s),
