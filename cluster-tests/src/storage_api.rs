@@ -288,6 +288,17 @@ impl StorageApi {
         &self.client
     }
 
+    /// [`StorageApi::send`] for tests: the status and the body as JSON (a body that is not
+    /// JSON as a string); panics if no answer came at all.
+    pub async fn call(&self, method: Method, path: &str, body: Option<&Value>) -> (u16, Value) {
+        let raw = self
+            .send(method.clone(), path, body)
+            .await
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        let value = serde_json::from_str(&raw.body).unwrap_or(Value::String(raw.body.clone()));
+        (raw.status, value)
+    }
+
     /// One request with an optional JSON body; any status is returned as is.
     pub async fn send(
         &self,

@@ -57,15 +57,6 @@ async fn start_hook() -> (String, Received, tokio::task::JoinHandle<()>) {
     (url, received, task)
 }
 
-async fn call(api: &StorageApi, method: Method, path: &str, body: Option<&Value>) -> (u16, Value) {
-    let raw = api
-        .send(method.clone(), path, body)
-        .await
-        .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
-    let value = serde_json::from_str(&raw.body).unwrap_or(Value::String(raw.body.clone()));
-    (raw.status, value)
-}
-
 /// Every accepted event of `shard` from every simulator, by time.
 fn shard_events(sims: &Sims, shard: &str) -> Vec<Event> {
     let mut events: Vec<Event> = sims
@@ -121,13 +112,13 @@ async fn prewarmed_migration_in_order() {
     let before = wait_settled(&api, &sims, std::slice::from_ref(&tenant), SETTLE_DEADLINE)
         .await
         .expect("placed")[&shard];
-    let (got, answer) = call(
-        &api,
-        Method::POST,
-        &format!("/v1/tenant/{tenant}/timeline"),
-        Some(&json!({"new_timeline_id": TL, "pg_version": 16})),
-    )
-    .await;
+    let (got, answer) = api
+        .call(
+            Method::POST,
+            &format!("/v1/tenant/{tenant}/timeline"),
+            Some(&json!({"new_timeline_id": TL, "pg_version": 16})),
+        )
+        .await;
     assert_eq!(got, 201, "{answer}");
     let described = api.describe_tenant(&tenant).await.expect("described");
     let origin = before.node;
@@ -151,13 +142,13 @@ async fn prewarmed_migration_in_order() {
     sims.set_behaviour(&json!({"download_ms_per_layer": 150, "catch_up_ms": 800}))
         .await
         .expect("rates set");
-    let (got, answer) = call(
-        &api,
-        Method::PUT,
-        &format!("/control/v1/tenant/{shard}/migrate"),
-        Some(&json!({"node_id": destination, "origin_node_id": origin})),
-    )
-    .await;
+    let (got, answer) = api
+        .call(
+            Method::PUT,
+            &format!("/control/v1/tenant/{shard}/migrate"),
+            Some(&json!({"node_id": destination, "origin_node_id": origin})),
+        )
+        .await;
     assert_eq!(got, 200, "{answer}");
     assert_eq!(answer, json!({}));
 
@@ -352,7 +343,7 @@ async fn migrate_refusals() {
             400,
         ),
     ] {
-        let (got, answer) = call(&api, Method::PUT, path, Some(&req)).await;
+        let (got, answer) = api.call(Method::PUT, path, Some(&req)).await;
         assert_eq!(got, status, "{req}: {answer}");
         assert!(answer["msg"].is_string(), "{answer}");
     }
@@ -364,18 +355,20 @@ async fn migrate_refusals() {
     );
 
     // Where it already is: nothing happens.
-    let (got, answer) = call(&api, Method::PUT, &path, Some(&json!({"node_id": origin}))).await;
+    let (got, answer) = api
+        .call(Method::PUT, &path, Some(&json!({"node_id": origin})))
+        .await;
     assert_eq!((got, &answer), (200, &json!({})), "{answer}");
 
     // Overridden, immediate: into the other AZ, cut over at once, live.
-    let (got, answer) = call(
-        &api,
-        Method::PUT,
-        &path,
-        Some(&json!({"node_id": other_az,
+    let (got, answer) = api
+        .call(
+            Method::PUT,
+            &path,
+            Some(&json!({"node_id": other_az,
                      "migration_config": {"prewarm": false, "override_scheduler": true}})),
-    )
-    .await;
+        )
+        .await;
     assert_eq!(got, 200, "{answer}");
     let after = wait_settled(&api, &sims, std::slice::from_ref(&tenant), SETTLE_DEADLINE)
         .await

@@ -21,15 +21,6 @@ use serde_json::{Value, json};
 const TAG: u32 = 0xde1e;
 const TL: &str = "de1e0000000000000000000000000001";
 
-async fn call(api: &StorageApi, method: Method, path: &str, body: Option<&Value>) -> (u16, Value) {
-    let raw = api
-        .send(method.clone(), path, body)
-        .await
-        .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
-    let value = serde_json::from_str(&raw.body).unwrap_or(Value::String(raw.body.clone()));
-    (raw.status, value)
-}
-
 /// Shards per node by intent: (attached, secondary).
 async fn per_node(api: &StorageApi, tenants: &[String]) -> BTreeMap<u64, (usize, usize)> {
     let mut out: BTreeMap<u64, (usize, usize)> = BTreeMap::new();
@@ -76,13 +67,13 @@ async fn delete_moves_everything_then_tombstones() {
         .await
         .expect("placed");
     for t in &tenants {
-        let (got, answer) = call(
-            &api,
-            Method::POST,
-            &format!("/v1/tenant/{t}/timeline"),
-            Some(&json!({"new_timeline_id": TL})),
-        )
-        .await;
+        let (got, answer) = api
+            .call(
+                Method::POST,
+                &format!("/v1/tenant/{t}/timeline"),
+                Some(&json!({"new_timeline_id": TL})),
+            )
+            .await;
         assert_eq!(got, 201, "{answer}");
     }
     let before = per_node(&api, &tenants).await;
@@ -92,13 +83,13 @@ async fn delete_moves_everything_then_tombstones() {
         .expect("placements");
     assert!(attached >= 1, "{before:?}");
 
-    let (got, answer) = call(
-        &api,
-        Method::PUT,
-        &format!("/control/v1/node/{victim}/delete"),
-        None,
-    )
-    .await;
+    let (got, answer) = api
+        .call(
+            Method::PUT,
+            &format!("/control/v1/node/{victim}/delete"),
+            None,
+        )
+        .await;
     assert_eq!(got, 200, "{answer}");
     wait_until("the node deleted", SETTLE_DEADLINE, async || {
         let nodes = api.nodes().await?;
@@ -125,23 +116,23 @@ async fn delete_moves_everything_then_tombstones() {
 
     // The tombstone keeps the id out.
     let port = sims.addr(victim).port();
-    let (got, answer) = call(
-        &api,
-        Method::POST,
-        "/control/v1/node",
-        Some(&register_body(victim, port)),
-    )
-    .await;
+    let (got, answer) = api
+        .call(
+            Method::POST,
+            "/control/v1/node",
+            Some(&register_body(victim, port)),
+        )
+        .await;
     assert_eq!(got, 409, "{answer}");
-    let (got, answer) = call(
-        &api,
-        Method::POST,
-        "/upcall/v1/re-attach",
-        Some(&json!({"node_id": victim})),
-    )
-    .await;
+    let (got, answer) = api
+        .call(
+            Method::POST,
+            "/upcall/v1/re-attach",
+            Some(&json!({"node_id": victim})),
+        )
+        .await;
     assert_eq!(got, 409, "{answer}");
-    let (got, listed) = call(&api, Method::GET, "/debug/v1/tombstone", None).await;
+    let (got, listed) = api.call(Method::GET, "/debug/v1/tombstone", None).await;
     assert_eq!(got, 200, "{listed}");
     let ids: Vec<u64> = listed
         .as_array()
@@ -151,11 +142,11 @@ async fn delete_moves_everything_then_tombstones() {
         .collect();
     assert_eq!(ids, vec![victim]);
     let tombstone = format!("/debug/v1/tombstone/{victim}");
-    let (got, answer) = call(&api, Method::DELETE, &tombstone, None).await;
+    let (got, answer) = api.call(Method::DELETE, &tombstone, None).await;
     assert_eq!(got, 200, "{answer}");
-    let (got, _) = call(&api, Method::DELETE, &tombstone, None).await;
+    let (got, _) = api.call(Method::DELETE, &tombstone, None).await;
     assert_eq!(got, 404);
-    let (got, listed) = call(&api, Method::GET, "/debug/v1/tombstone", None).await;
+    let (got, listed) = api.call(Method::GET, "/debug/v1/tombstone", None).await;
     assert_eq!((got, listed), (200, json!([])));
 
     // A delete cancelled part-way: slow catch-ups keep it running while it is cancelled.
@@ -165,11 +156,11 @@ async fn delete_moves_everything_then_tombstones() {
     let now = per_node(&api, &tenants).await;
     let (&other, _) = now.iter().max_by_key(|(_, (a, _))| *a).expect("placements");
     let path = format!("/control/v1/node/{other}/delete");
-    let (got, answer) = call(&api, Method::PUT, &path, None).await;
+    let (got, answer) = api.call(Method::PUT, &path, None).await;
     assert_eq!(got, 200, "{answer}");
-    let (got, answer) = call(&api, Method::DELETE, &path, None).await;
+    let (got, answer) = api.call(Method::DELETE, &path, None).await;
     assert_eq!(got, 202, "{answer}");
-    let (got, _) = call(&api, Method::DELETE, &path, None).await;
+    let (got, _) = api.call(Method::DELETE, &path, None).await;
     assert_eq!(got, 412, "nothing to cancel");
     let nodes = api.nodes().await.expect("nodes");
     let node = nodes.iter().find(|n| n.id == other).expect("still listed");
@@ -178,7 +169,9 @@ async fn delete_moves_everything_then_tombstones() {
         .await
         .expect("settled after the cancel");
 
-    let (got, answer) = call(&api, Method::DELETE, "/control/v1/node/4242", None).await;
+    let (got, answer) = api
+        .call(Method::DELETE, "/control/v1/node/4242", None)
+        .await;
     assert_eq!(got, 200, "legacy delete of an unknown node: {answer}");
     history::ensure_safe(&sims.all_history().expect("histories")).expect("generation safety");
     api.consistency_check().await.expect("consistent");

@@ -24,7 +24,7 @@ use cluster_tests::sims::Sims;
 use cluster_tests::storage_api::{shard_ids, tenant_create_body, tenant_id};
 use cluster_tests::wait::wait_until;
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::json;
 
 const TAG: u32 = 0x7de1;
 const TL: &str = "0a1b2c3d4e5f60718293a4b5c6d7e8f9";
@@ -33,23 +33,14 @@ const TL: &str = "0a1b2c3d4e5f60718293a4b5c6d7e8f9";
 /// 25 s.
 const DELETE_DELAY_MS: u64 = 1500;
 
-async fn call(api: &StorageApi, method: Method, path: &str, body: Option<&Value>) -> (u16, Value) {
-    let raw = api
-        .send(method.clone(), path, body)
-        .await
-        .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
-    let value = serde_json::from_str(&raw.body).unwrap_or(Value::String(raw.body.clone()));
-    (raw.status, value)
-}
-
 async fn create_timeline(api: &StorageApi, tenant: &str) {
-    let (got, created) = call(
-        api,
-        Method::POST,
-        &format!("/v1/tenant/{tenant}/timeline"),
-        Some(&json!({"new_timeline_id": TL, "pg_version": 16})),
-    )
-    .await;
+    let (got, created) = api
+        .call(
+            Method::POST,
+            &format!("/v1/tenant/{tenant}/timeline"),
+            Some(&json!({"new_timeline_id": TL, "pg_version": 16})),
+        )
+        .await;
     assert_eq!(got, 201, "{created}");
 }
 
@@ -139,7 +130,7 @@ async fn tenant_delete_removes_remote_storage() {
     )
     .await
     .expect("delete running");
-    let (got, answer) = call(&api, Method::DELETE, &tenant_path, None).await;
+    let (got, answer) = api.call(Method::DELETE, &tenant_path, None).await;
     assert_eq!(got, 202, "a delete while one runs: {answer}");
     let first = first.await.expect("delete task").expect("delete answered");
     assert_eq!(first.status, 200, "{}", first.body);
@@ -184,16 +175,12 @@ async fn tenant_delete_removes_remote_storage() {
         held_anywhere(&sims, &tenant).await.expect("listed"),
         Vec::<String>::new()
     );
-    let (got, answer) = call(&api, Method::DELETE, &tenant_path, None).await;
+    let (got, answer) = api.call(Method::DELETE, &tenant_path, None).await;
     assert_eq!(got, 404, "{answer}");
     assert!(answer["msg"].is_string(), "{answer}");
-    let (got, answer) = call(
-        &api,
-        Method::GET,
-        &format!("/control/v1/tenant/{tenant}"),
-        None,
-    )
-    .await;
+    let (got, answer) = api
+        .call(Method::GET, &format!("/control/v1/tenant/{tenant}"), None)
+        .await;
     assert_eq!(got, 404, "{answer}");
 
     api.consistency_check().await.expect("consistent");
@@ -252,13 +239,13 @@ async fn time_travel_then_delete_detached() {
             "{shard}: no heatmap for its secondary"
         );
     }
-    let (got, answer) = call(
-        &api,
-        Method::POST,
-        &format!("/v1/tenant/{lonely}/secondary/download?wait_ms=0"),
-        None,
-    )
-    .await;
+    let (got, answer) = api
+        .call(
+            Method::POST,
+            &format!("/v1/tenant/{lonely}/secondary/download?wait_ms=0"),
+            None,
+        )
+        .await;
     assert_eq!(got, 404, "{answer}");
     assert!(answer["msg"].is_string(), "{answer}");
 
@@ -271,7 +258,7 @@ async fn time_travel_then_delete_detached() {
     };
     let good = travel("2026-01-01T00:00:00Z", &now);
     let counts = json!({"shard_counts": [0]});
-    let (got, answer) = call(&api, Method::PUT, &good, Some(&counts)).await;
+    let (got, answer) = api.call(Method::PUT, &good, Some(&counts)).await;
     assert_eq!(got, 409, "attached: {answer}");
     for (path, body) in [
         (travel("last-week", &now), counts.clone()),
@@ -279,19 +266,19 @@ async fn time_travel_then_delete_detached() {
         (good.clone(), json!({"shard_counts": ["four"]})),
         (good.clone(), json!({"counts": [0]})),
     ] {
-        let (got, answer) = call(&api, Method::PUT, &path, Some(&body)).await;
+        let (got, answer) = api.call(Method::PUT, &path, Some(&body)).await;
         assert_eq!(got, 400, "{path} {body}: {answer}");
         assert!(answer["msg"].is_string(), "{answer}");
     }
     assert!(events(&sims, "time_travel", &tenant).is_empty());
 
-    let (got, answer) = call(
-        &api,
-        Method::PUT,
-        &format!("/control/v1/tenant/{tenant}/policy"),
-        Some(&json!({"placement": "Detached"})),
-    )
-    .await;
+    let (got, answer) = api
+        .call(
+            Method::PUT,
+            &format!("/control/v1/tenant/{tenant}/policy"),
+            Some(&json!({"placement": "Detached"})),
+        )
+        .await;
     assert_eq!(got, 200, "{answer}");
     wait_until(
         "the tenant detached everywhere",
@@ -304,7 +291,7 @@ async fn time_travel_then_delete_detached() {
     )
     .await
     .expect("detached");
-    let (got, answer) = call(&api, Method::PUT, &good, Some(&counts)).await;
+    let (got, answer) = api.call(Method::PUT, &good, Some(&counts)).await;
     assert_eq!(got, 200, "{answer}");
     let travelled = events(&sims, "time_travel", &tenant);
     let ids: Vec<&str> = {
@@ -324,7 +311,9 @@ async fn time_travel_then_delete_detached() {
 
     // The detached tenant's delete still removes its remote data.
     assert!(!sims.remote_shards(&tenant).expect("remote").is_empty());
-    let (got, answer) = call(&api, Method::DELETE, &format!("/v1/tenant/{tenant}"), None).await;
+    let (got, answer) = api
+        .call(Method::DELETE, &format!("/v1/tenant/{tenant}"), None)
+        .await;
     assert_eq!(got, 200, "{answer}");
     assert_eq!(
         sims.remote_shards(&tenant).expect("remote"),

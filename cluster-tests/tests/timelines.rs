@@ -26,15 +26,6 @@ use serde_json::{Value, json};
 const TAG: u32 = 0x7173;
 const TL: &str = "de200bd42b49cc1814412c7e592dd6e9";
 
-async fn call(api: &StorageApi, method: Method, path: &str, body: Option<&Value>) -> (u16, Value) {
-    let raw = api
-        .send(method.clone(), path, body)
-        .await
-        .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
-    let value = serde_json::from_str(&raw.body).unwrap_or(Value::String(raw.body.clone()));
-    (raw.status, value)
-}
-
 /// Accepted timeline events of `kind` for `timeline`, from every simulator, by shard.
 fn timeline_events(sims: &Sims, kind: &str, timeline: &str) -> Vec<Event> {
     let mut events: Vec<Event> = sims
@@ -85,18 +76,18 @@ async fn timeline_on_four_shards() {
         ),
         (json!({"new_timeline_id": TL, "pg_version": "sixteen"}), 400),
     ] {
-        let (got, answer) = call(&api, Method::POST, &create_path, Some(&body)).await;
+        let (got, answer) = api.call(Method::POST, &create_path, Some(&body)).await;
         assert_eq!(got, status, "{body}: {answer}");
         assert!(answer["msg"].is_string(), "{body}: {answer}");
     }
     let unknown = tenant_id(TAG, 99);
-    let (got, answer) = call(
-        &api,
-        Method::POST,
-        &format!("/v1/tenant/{unknown}/timeline"),
-        Some(&json!({"new_timeline_id": TL})),
-    )
-    .await;
+    let (got, answer) = api
+        .call(
+            Method::POST,
+            &format!("/v1/tenant/{unknown}/timeline"),
+            Some(&json!({"new_timeline_id": TL})),
+        )
+        .await;
     assert_eq!(got, 404, "{answer}");
     assert!(
         timeline_events(&sims, "timeline_create", TL).is_empty(),
@@ -105,7 +96,7 @@ async fn timeline_on_four_shards() {
 
     // Create: 201 with shard zero's TimelineInfo and `safekeepers`.
     let request = json!({"new_timeline_id": TL, "pg_version": 16});
-    let (got, created) = call(&api, Method::POST, &create_path, Some(&request)).await;
+    let (got, created) = api.call(Method::POST, &create_path, Some(&request)).await;
     assert_eq!(got, 201, "{created}");
     assert_eq!(created["timeline_id"], TL, "{created}");
     assert_eq!(created["tenant_id"], shards[0], "{created}");
@@ -145,12 +136,12 @@ async fn timeline_on_four_shards() {
     );
 
     // The same request again: 201, the same timeline, no second timeline anywhere.
-    let (got, again) = call(&api, Method::POST, &create_path, Some(&request)).await;
+    let (got, again) = api.call(Method::POST, &create_path, Some(&request)).await;
     assert_eq!(got, 201, "{again}");
     assert_eq!(again["timeline_id"], TL, "{again}");
 
     // Listed through the wildcard GET, which goes to shard zero's pageserver.
-    let (got, listed) = call(&api, Method::GET, &create_path, None).await;
+    let (got, listed) = api.call(Method::GET, &create_path, None).await;
     assert_eq!(got, 200, "{listed}");
     let listed = listed.as_array().expect("a list");
     assert_eq!(listed.len(), 1, "{listed:?}");
@@ -158,13 +149,13 @@ async fn timeline_on_four_shards() {
     assert_eq!(listed[0]["tenant_id"], shards[0]);
 
     // Describe: the timeline on every shard.
-    let (got, described) = call(
-        &api,
-        Method::GET,
-        &format!("/control/v1/tenant/{tenant}/timeline/{TL}"),
-        None,
-    )
-    .await;
+    let (got, described) = api
+        .call(
+            Method::GET,
+            &format!("/control/v1/tenant/{tenant}/timeline/{TL}"),
+            None,
+        )
+        .await;
     assert_eq!(got, 200, "{described}");
     expect_keys(&described, fields::TIMELINE_DESCRIBE).expect("describe shape");
     let per_shard = described["shards"].as_array().expect("shards");
@@ -183,7 +174,7 @@ async fn timeline_on_four_shards() {
     secondary_download(&api, &sims, &tenant, &shards, &placed).await;
 
     // Delete: 200, gone everywhere, shard zero last.
-    let (got, answer) = call(&api, Method::DELETE, &timeline_path, None).await;
+    let (got, answer) = api.call(Method::DELETE, &timeline_path, None).await;
     assert_eq!(got, 200, "{answer}");
     assert_eq!(answer, Value::Null);
     let deletes = timeline_events(&sims, "timeline_delete", TL);
@@ -222,10 +213,10 @@ async fn timeline_on_four_shards() {
         assert_eq!(status, 404, "{shard} still has it: {body}");
     }
     // Not moving, so the pageserver's 404 is relayed as it is.
-    let (got, answer) = call(&api, Method::GET, &timeline_path, None).await;
+    let (got, answer) = api.call(Method::GET, &timeline_path, None).await;
     assert_eq!(got, 404, "{answer}");
     // Deleting what is gone is done, as upstream's 404-means-deleted.
-    let (got, answer) = call(&api, Method::DELETE, &timeline_path, None).await;
+    let (got, answer) = api.call(Method::DELETE, &timeline_path, None).await;
     assert_eq!(got, 200, "{answer}");
 
     api.consistency_check().await.expect("consistent");
@@ -266,17 +257,13 @@ async fn passthroughs(
         json!({"state": "Archived", "x": 1}),
         json!([]),
     ] {
-        let (got, answer) = call(api, Method::PUT, &archival, Some(&bad)).await;
+        let (got, answer) = api.call(Method::PUT, &archival, Some(&bad)).await;
         assert_eq!(got, 400, "{bad}: {answer}");
         assert!(answer["msg"].is_string(), "{answer}");
     }
-    let (got, answer) = call(
-        api,
-        Method::PUT,
-        &archival,
-        Some(&json!({"state": "Archived"})),
-    )
-    .await;
+    let (got, answer) = api
+        .call(Method::PUT, &archival, Some(&json!({"state": "Archived"})))
+        .await;
     assert_eq!((got, &answer), (200, &Value::Null), "{answer}");
     assert_eq!(reached("archival_config"), shards);
     let reasons: Vec<_> = timeline_events(sims, "archival_config", TL)
@@ -284,22 +271,18 @@ async fn passthroughs(
         .map(|e| e.reason)
         .collect();
     assert_eq!(reasons, vec![Some("Archived".to_owned()); 4]);
-    let (got, info) = call(api, Method::GET, &timeline_path, None).await;
+    let (got, info) = api.call(Method::GET, &timeline_path, None).await;
     assert_eq!(got, 200, "{info}");
     assert_eq!(info["is_archived"], true, "{info}");
 
     // A GC block: every shard; shard zero's TenantInfo shows it, until unblocked.
     let tenant_path = format!("/v1/tenant/{tenant}");
-    let (got, answer) = call(
-        api,
-        Method::POST,
-        &format!("{timeline_path}/block_gc"),
-        None,
-    )
-    .await;
+    let (got, answer) = api
+        .call(Method::POST, &format!("{timeline_path}/block_gc"), None)
+        .await;
     assert_eq!(got, 200, "{answer}");
     assert_eq!(reached("block_gc"), shards);
-    let (got, info) = call(api, Method::GET, &tenant_path, None).await;
+    let (got, info) = api.call(Method::GET, &tenant_path, None).await;
     assert_eq!(got, 200, "{info}");
     expect_keys(&info, fields::TENANT_INFO).expect("TenantInfo shape");
     assert_eq!(info["id"], shards[0], "{info}");
@@ -308,32 +291,32 @@ async fn passthroughs(
     assert_eq!(info["state"]["slug"], "Active", "{info}");
     assert!(info["gc_blocking"].is_string(), "{info}");
     // The named shard's TenantInfo comes from that shard's pageserver.
-    let (got, info) = call(api, Method::GET, &format!("/v1/tenant/{}", shards[3]), None).await;
+    let (got, info) = api
+        .call(Method::GET, &format!("/v1/tenant/{}", shards[3]), None)
+        .await;
     assert_eq!(got, 200, "{info}");
     assert_eq!(info["id"], shards[3], "{info}");
-    let (got, answer) = call(
-        api,
-        Method::POST,
-        &format!("{timeline_path}/unblock_gc"),
-        None,
-    )
-    .await;
+    let (got, answer) = api
+        .call(Method::POST, &format!("{timeline_path}/unblock_gc"), None)
+        .await;
     assert_eq!(got, 200, "{answer}");
     assert_eq!(reached("unblock_gc"), shards);
-    let (_, info) = call(api, Method::GET, &tenant_path, None).await;
+    let (_, info) = api.call(Method::GET, &tenant_path, None).await;
     assert_eq!(info["gc_blocking"], Value::Null, "{info}");
 
     // A lease: every shard; the answer is a valid-until in the future.
     let lease_path = format!("{timeline_path}/lsn_lease");
-    let (got, answer) = call(api, Method::POST, &lease_path, Some(&json!({"lsn": "zz"}))).await;
+    let (got, answer) = api
+        .call(Method::POST, &lease_path, Some(&json!({"lsn": "zz"})))
+        .await;
     assert_eq!(got, 400, "{answer}");
-    let (got, lease) = call(
-        api,
-        Method::POST,
-        &lease_path,
-        Some(&json!({"lsn": "0/16B5A50"})),
-    )
-    .await;
+    let (got, lease) = api
+        .call(
+            Method::POST,
+            &lease_path,
+            Some(&json!({"lsn": "0/16B5A50"})),
+        )
+        .await;
     assert_eq!(got, 200, "{lease}");
     expect_keys(&lease, fields::LSN_LEASE).expect("lease shape");
     let until = lease["valid_until"].as_str().expect("valid_until");
@@ -342,24 +325,24 @@ async fn passthroughs(
     assert_eq!(reached("lsn_lease"), shards);
 
     // Visibility: shard zero only. Ancestor detach: every shard, the same answer.
-    let (got, answer) = call(
-        api,
-        Method::PUT,
-        &format!("{timeline_path}/mark_invisible"),
-        None,
-    )
-    .await;
+    let (got, answer) = api
+        .call(
+            Method::PUT,
+            &format!("{timeline_path}/mark_invisible"),
+            None,
+        )
+        .await;
     assert_eq!(got, 200, "{answer}");
     assert_eq!(reached("mark_invisible"), shards[..1]);
     let detach =
         format!("{timeline_path}/detach_ancestor?detach_behavior=multi_level_and_no_reparent");
-    let (got, answer) = call(api, Method::PUT, &detach, None).await;
+    let (got, answer) = api.call(Method::PUT, &detach, None).await;
     assert_eq!(got, 200, "{answer}");
     expect_keys(&answer, fields::ANCESTOR_DETACHED).expect("detach shape");
     assert_eq!(answer, json!({"reparented_timelines": []}));
     assert_eq!(reached("detach_ancestor"), shards);
     let bad = format!("{timeline_path}/detach_ancestor?detach_behavior=sideways");
-    let (got, answer) = call(api, Method::PUT, &bad, None).await;
+    let (got, answer) = api.call(Method::PUT, &bad, None).await;
     assert_eq!(got, 400, "{answer}");
 
     // Heatmap layers of one named shard.
@@ -367,7 +350,7 @@ async fn passthroughs(
         "/v1/tenant/{}/timeline/{TL}/download_heatmap_layers?concurrency=4",
         shards[2]
     );
-    let (got, answer) = call(api, Method::POST, &one, None).await;
+    let (got, answer) = api.call(Method::POST, &one, None).await;
     assert!((200..300).contains(&got), "{got}: {answer}");
     assert_eq!(reached("download_heatmap_layers"), shards[2..3]);
 }
@@ -392,14 +375,18 @@ async fn secondary_download(
         .await
         .expect("rate set");
     let path = format!("/v1/tenant/{tenant}/secondary/download");
-    let (got, first) = call(api, Method::POST, &format!("{path}?wait_ms=0"), None).await;
+    let (got, first) = api
+        .call(Method::POST, &format!("{path}?wait_ms=0"), None)
+        .await;
     assert_eq!(got, 202, "{first}");
     expect_keys(&first, fields::SECONDARY_PROGRESS).expect("progress shape");
     assert_eq!(first["layers_total"], 40, "{first}");
     assert_eq!(first["bytes_total"], 40 << 20, "{first}");
     assert!(first["layers_downloaded"].as_u64() < Some(40), "{first}");
     assert!(first["heatmap_mtime"].is_string(), "{first}");
-    let (got, done) = call(api, Method::POST, &format!("{path}?wait_ms=30000"), None).await;
+    let (got, done) = api
+        .call(Method::POST, &format!("{path}?wait_ms=30000"), None)
+        .await;
     assert_eq!(got, 200, "{done}");
     expect_keys(&done, fields::SECONDARY_PROGRESS).expect("progress shape");
     assert_eq!(done["layers_downloaded"], 40, "{done}");
@@ -424,13 +411,13 @@ async fn secondary_download(
         );
     }
     // One shard by name: its secondary only, complete already.
-    let (got, one) = call(
-        api,
-        Method::POST,
-        &format!("/v1/tenant/{}/secondary/download", shards[1]),
-        None,
-    )
-    .await;
+    let (got, one) = api
+        .call(
+            Method::POST,
+            &format!("/v1/tenant/{}/secondary/download", shards[1]),
+            None,
+        )
+        .await;
     assert_eq!(got, 200, "{one}");
     assert_eq!(one["layers_total"], 10, "{one}");
     sims.set_behaviour(&json!({})).await.expect("rate reset");
