@@ -11,6 +11,7 @@ pub mod node;
 pub mod secondary;
 pub mod tenant_config;
 pub mod timeline;
+pub mod top_tenants;
 pub mod types;
 pub mod wire;
 

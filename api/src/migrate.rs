@@ -1,10 +1,12 @@
 //! Moving one shard by hand: `PUT /control/v1/tenant/:tenant_shard_id/migrate` and
 //! `.../migrate_secondary` (upstream's `TenantShardMigrateRequest`).
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::ids::TenantShardId;
 use crate::tenant_config::HumanDuration;
 use crate::types::NodeId;
 
@@ -66,6 +68,20 @@ impl MigrationConfig {
 /// Upstream answers an empty object.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct TenantShardMigrateResponse {}
+
+/// `PUT /control/v1/preferred_azs`: a flat map of shard id to AZ, `null` clearing it
+/// (upstream's `ShardsPreferredAzsRequest`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardsPreferredAzsRequest {
+    #[serde(flatten)]
+    pub preferred_az_ids: BTreeMap<TenantShardId, Option<String>>,
+}
+
+/// The shards whose preferred AZ changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardsPreferredAzsResponse {
+    pub updated: Vec<TenantShardId>,
+}
 
 #[cfg(test)]
 mod tests {

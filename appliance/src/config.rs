@@ -56,6 +56,21 @@ pub struct ControllerConfig {
     pub compute_hook_token_file: Option<PathBuf>,
     /// Timeout of one pageserver `shard_split` call; a split that takes longer is aborted.
     pub split_request_timeout_ms: u64,
+    /// Moves the background optimiser may begin in one pass (each a prewarmed migration or a
+    /// replaced secondary); 0 turns it off.
+    pub max_optimisations_per_pass: usize,
+    /// Auto-split (upstream's knobs, sizes in bytes): off unless a threshold is set. A tenant
+    /// whose largest timeline's logical size per shard passes `split_threshold` splits to the
+    /// power of two that brings it under, at most `max_split_shards` (≤ 1: never).
+    pub split_threshold: Option<u64>,
+    pub max_split_shards: u8,
+    /// An unsharded tenant larger than this splits at once into `initial_split_shards`
+    /// (≤ 1: never).
+    pub initial_split_threshold: Option<u64>,
+    pub initial_split_shards: u8,
+    /// Every this long, migrate one random shard gracefully within its AZ (upstream's chaos
+    /// injector, for soaking the migration path); off when unset.
+    pub chaos_interval_ms: Option<u64>,
     /// What `compute_hook_token_file` holds, read by [`Config::load`].
     #[serde(skip)]
     pub compute_hook_token: Option<BearerToken>,
@@ -80,6 +95,12 @@ impl Default for ControllerConfig {
             compute_hook_url: None,
             compute_hook_token_file: None,
             split_request_timeout_ms: 120_000,
+            max_optimisations_per_pass: 16,
+            split_threshold: None,
+            max_split_shards: 16,
+            initial_split_threshold: None,
+            initial_split_shards: 2,
+            chaos_interval_ms: None,
             compute_hook_token: None,
         }
     }
@@ -97,6 +118,14 @@ impl ControllerConfig {
     }
     pub fn background_reconcile_interval(&self) -> Duration {
         Duration::from_millis(self.background_reconcile_ms.max(1))
+    }
+    pub fn autosplit(&self) -> crate::controller::AutoSplit {
+        crate::controller::AutoSplit {
+            split_threshold: self.split_threshold,
+            max_split_shards: self.max_split_shards,
+            initial_split_threshold: self.initial_split_threshold,
+            initial_split_shards: self.initial_split_shards,
+        }
     }
     pub fn split_request_timeout(&self) -> Duration {
         Duration::from_millis(self.split_request_timeout_ms.max(1))

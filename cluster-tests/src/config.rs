@@ -87,6 +87,9 @@ pub struct ControllerOptions {
     pub compute_hook_token_file: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub split_request_timeout_ms: Option<u64>,
+    /// The background optimiser's moves per pass; 0 turns it off (the binary's default is on).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_optimisations_per_pass: Option<usize>,
     /// Renders `[testing] failpoints = true` (not part of `[controller]`).
     #[serde(skip)]
     pub failpoints: bool,
@@ -106,6 +109,7 @@ impl ControllerOptions {
             compute_hook_url: None,
             compute_hook_token_file: None,
             split_request_timeout_ms: Some(10_000),
+            max_optimisations_per_pass: None,
             failpoints: true,
         }
     }

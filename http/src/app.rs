@@ -251,6 +251,7 @@ pub fn router(app: AppState) -> Router {
             "/control/v1/tenant/{tenant_shard_id}/cancel_reconcile",
             put(migrate::cancel_reconcile),
         )
+        .route("/control/v1/preferred_azs", put(migrate::preferred_azs))
         .route("/debug/v1/inspect", post(debug::inspect))
         .route("/debug/v1/attach-hook", post(debug::attach_hook))
         .route("/debug/v1/reconcile_all", post(debug::reconcile_all))

@@ -5,11 +5,15 @@
 //! | PUT | /control/v1/tenant/{tenant_shard_id}/migrate | `TenantShardMigrateRequest`; 200 `{}` after ≤30 s for its reconcile (a prewarm's warm-up and cut-over go on in the background); 400 unknown node or nothing to migrate; 404 shard; 412 node unavailable, worse-scoring (unless `override_scheduler`) or `origin_node_id` mismatch |
 //! | PUT | /control/v1/tenant/{tenant_shard_id}/migrate_secondary | same body; the shard's secondaries become `[node_id]`; 200 `{}` |
 //! | PUT | /control/v1/tenant/{tenant_shard_id}/cancel_reconcile | ends a migration that has not cut over; 200 `null` |
+//! | PUT | /control/v1/preferred_azs | `{"<tenant_shard_id>": "az" \| null, ...}`; 200 `{"updated": [...]}` (the optimiser moves attachments there); 404 unknown shard, 400 AZ without a node, nothing changed |
 
 use axum::Json;
 use axum::extract::State;
 use state_machine::ids::TenantShardId;
-use storcon_api::migrate::{TenantShardMigrateRequest, TenantShardMigrateResponse};
+use storcon_api::migrate::{
+    ShardsPreferredAzsRequest, ShardsPreferredAzsResponse, TenantShardMigrateRequest,
+    TenantShardMigrateResponse,
+};
 
 use crate::app::AppState;
 use crate::error::ApiError;
@@ -51,4 +55,11 @@ pub async fn cancel_reconcile(
         .tenant_shard_cancel_reconcile(shard)
         .await?;
     Ok(Json(()))
+}
+
+pub async fn preferred_azs(
+    State(app): State<AppState>,
+    ApiJson(req): ApiJson<ShardsPreferredAzsRequest>,
+) -> Result<Json<ShardsPreferredAzsResponse>, ApiError> {
+    Ok(Json(app.leader.get()?.preferred_azs(req).await?))
 }

@@ -230,6 +230,11 @@ pub trait Operations: Send + Sync {
         shard: TenantShardId,
         req: TenantShardMigrateRequest,
     ) -> Op<'_, TenantShardMigrateResponse>;
+    /// `PUT /control/v1/preferred_azs`: shards' preferred AZs, all or nothing.
+    fn preferred_azs(
+        &self,
+        req: storcon_api::migrate::ShardsPreferredAzsRequest,
+    ) -> Op<'_, storcon_api::migrate::ShardsPreferredAzsResponse>;
     /// `PUT .../cancel_reconcile`: ends a migration that has not cut over.
     fn tenant_shard_cancel_reconcile(&self, shard: TenantShardId) -> Op<'_, ()>;
     /// `POST /v1/tenant/:tenant_shard_id/secondary/download`: the download on every secondary

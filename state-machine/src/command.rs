@@ -95,6 +95,9 @@ pub enum Command {
         generation_override: Option<Generation>,
         config: Option<serde_json::Value>,
     },
+    /// `PUT /control/v1/preferred_azs`: each shard's preferred AZ set (or cleared); all or
+    /// nothing (an unknown shard or an AZ without a registered node is refused).
+    SetPreferredAzs(Vec<(TenantShardId, Option<String>)>),
     /// Begin a graceful migration of a shard's attachment (see `migration.rs`): with
     /// `prewarm`, the destination becomes a secondary to warm up; without, the cut-over is at
     /// once.
@@ -173,6 +176,8 @@ pub enum Response {
     SplitBegun(SplitRecord),
     /// The record of the split that was given up.
     SplitAborted(SplitRecord),
+    /// The shards whose preferred AZ changed, in id order.
+    PreferredAzsSet(Vec<TenantShardId>),
     /// The generation an attach hook issued; `None` for a detach.
     AttachHook(Option<Generation>),
     Done,

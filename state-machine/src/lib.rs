@@ -21,6 +21,7 @@ pub mod limits;
 mod migration;
 mod node;
 pub mod node_operation;
+pub mod optimise;
 pub mod reconcile_plan;
 mod rows;
 pub mod scheduler;

@@ -195,40 +195,6 @@ impl Scheduler {
         (changed, errors)
     }
 
-    /// Places a tenant's shards afresh, as if new, and returns the intents that differ from
-    /// the current ones. For the children of a split, which all start on their parent's node:
-    /// tenant affinity then spreads their attachments and secondaries across nodes.
-    pub fn schedule_tenant_afresh<'a>(
-        &mut self,
-        shards: impl IntoIterator<Item = &'a TenantShard>,
-    ) -> Placement {
-        let originals: Vec<&TenantShard> = shards.into_iter().collect();
-        let cleared: Vec<TenantShard> = originals
-            .iter()
-            .map(|s| {
-                self.account(&s.intent, s.preferred_az.as_deref(), -1);
-                TenantShard {
-                    intent: Intent::default(),
-                    ..(*s).clone()
-                }
-            })
-            .collect();
-        let (placed, errors) = self.schedule_tenant(cleared.iter());
-        let mut changed = Vec::new();
-        for (id, intent) in placed {
-            if originals.iter().any(|s| s.id == id && s.intent != intent) {
-                changed.push((id, intent));
-            }
-        }
-        // A shard that could not be placed keeps its intent in the accounting.
-        for (id, _) in &errors {
-            if let Some(s) = originals.iter().find(|s| s.id == *id) {
-                self.account(&s.intent, s.preferred_az.as_deref(), 1);
-            }
-        }
-        (changed, errors)
-    }
-
     fn schedule_shard(
         &self,
         shard: &TenantShard,

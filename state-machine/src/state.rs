@@ -120,6 +120,7 @@ impl State {
                 generation_override,
                 config,
             } => self.attach_hook(*shard, *node_id, *generation_override, config.as_ref()),
+            Command::SetPreferredAzs(azs) => self.set_preferred_azs(azs),
             Command::StartMigration(m) => self.start_migration(m),
             Command::CutoverMigration { shard, destination } => {
                 self.cutover_migration(*shard, *destination)

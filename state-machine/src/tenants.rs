@@ -180,6 +180,35 @@ impl State {
         Ok((Response::Done, muts))
     }
 
+    pub(crate) fn set_preferred_azs(&mut self, azs: &[(TenantShardId, Option<String>)]) -> Applied {
+        for (id, az) in azs {
+            if !self.shards.contains_key(id) {
+                return Err(Rejection::NotFound(format!("Tenant shard {id} not found")));
+            }
+            if let Some(az) = az
+                && !self.nodes().any(|n| &n.availability_zone_id == az)
+            {
+                return Err(Rejection::BadRequest(format!(
+                    "No pageserver is registered in AZ {az}"
+                )));
+            }
+        }
+        let mut updated = Vec::new();
+        let mut muts = Vec::new();
+        for (id, az) in azs {
+            let Some(shard) = self.shards.get(id).filter(|s| &s.preferred_az != az) else {
+                continue;
+            };
+            let mut shard = shard.clone();
+            shard.preferred_az = az.clone();
+            updated.push(*id);
+            muts.push(self.put_shard(shard));
+        }
+        updated.sort();
+        updated.dedup();
+        Ok((Response::PreferredAzsSet(updated), muts))
+    }
+
     pub(crate) fn set_tenant_config(
         &mut self,
         tenant_id: TenantId,

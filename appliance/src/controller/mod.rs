@@ -7,6 +7,8 @@
 //! `pageserver` (the outbound client), `split` (the split driver), `compute_hook`, and
 //! `operations` (the operations API the HTTP layer calls, one workflow per file).
 
+mod autosplit;
+mod chaos;
 mod compute_hook;
 mod heartbeat;
 mod live_migration;
@@ -28,6 +30,8 @@ use state_machine::ids::{TenantId, TenantShardId};
 use state_machine::scheduler::Scheduler;
 use state_machine::{Command, NodeId, Response, Term};
 use tokio_util::sync::CancellationToken;
+
+pub use autosplit::AutoSplit;
 
 use crate::config::ControllerConfig;
 use nodes::{NodeState, NodeTable};
@@ -62,6 +66,8 @@ pub struct Controller {
     warm_ups: Mutex<BTreeMap<TenantShardId, (u64, CancellationToken)>>,
     /// The node operation task runs (one at a time).
     node_operation_running: AtomicBool,
+    /// An auto-split pass runs (one at a time).
+    autosplit_running: AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -127,6 +133,7 @@ impl Controller {
             reconciles: reconcile::Queue::new(),
             warm_ups: Mutex::new(BTreeMap::new()),
             node_operation_running: AtomicBool::new(false),
+            autosplit_running: AtomicBool::new(false),
         })
     }
 
@@ -178,15 +185,41 @@ impl Controller {
         background.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         heartbeat.tick().await;
         background.tick().await;
+        let mut chaos = self.cfg.chaos_interval_ms.map(|ms| {
+            let mut i = tokio::time::interval(Duration::from_millis(ms.max(1)));
+            i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            i
+        });
+        let mut chaos_seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64);
         loop {
             tokio::select! {
                 _ = self.cancel.cancelled() => break,
                 _ = heartbeat.tick() => self.heartbeat_round().await,
+                _ = async {
+                    match chaos.as_mut() {
+                        Some(i) => i.tick().await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    // splitmix64: the injector's randomness stays out of the state machine.
+                    chaos_seed = chaos_seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+                    let mut z = chaos_seed;
+                    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+                    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+                    self.chaos_move(z ^ (z >> 31)).await;
+                }
                 _ = background.tick() => {
                     if let Err(e) = self.schedule_all().await {
                         tracing::warn!(error = %e, "background scheduling failed");
                     }
-                    self.reconcile_all_dirty();
+                    if self.reconcile_all_dirty() == 0
+                        && let Err(e) = self.optimise().await
+                    {
+                        tracing::warn!(error = %e, "optimiser pass failed");
+                    }
+                    self.spawn_autosplit();
                     self.spawn_compute_retry();
                 }
             }
@@ -243,15 +276,6 @@ impl Controller {
     /// Schedules the given tenants in one pass and commits the changed intents in one command.
     /// Returns the shards whose intent changed.
     async fn schedule(&self, tenants: &BTreeSet<TenantId>) -> Result<Scheduled, ProposeError> {
-        self.schedule_with(tenants, false).await
-    }
-
-    /// [`Controller::schedule`]; `afresh` places every shard as if new (after a split).
-    async fn schedule_with(
-        &self,
-        tenants: &BTreeSet<TenantId>,
-        afresh: bool,
-    ) -> Result<Scheduled, ProposeError> {
         let _one_at_a_time = self.locks.schedule().await;
         let (intents, unschedulable) = {
             let state = self.state.read();
@@ -260,11 +284,7 @@ impl Controller {
             let mut intents = Vec::new();
             let mut unschedulable = Vec::new();
             for t in tenants {
-                let (c, errors) = if afresh {
-                    scheduler.schedule_tenant_afresh(state.tenant_shards(*t))
-                } else {
-                    scheduler.schedule_tenant(state.tenant_shards(*t))
-                };
+                let (c, errors) = scheduler.schedule_tenant(state.tenant_shards(*t));
                 for (shard, e) in errors {
                     tracing::warn!(%shard, error = %e, "cannot schedule shard");
                     self.reconciles

@@ -123,6 +123,26 @@ impl PageserverClient {
             .map_err(|e| PsError::Decode(e.to_string()))
     }
 
+    /// `POST /v1/top_tenants`: the node's largest tenant shards by the request's order.
+    pub async fn top_tenants(
+        &self,
+        node: &NodeRecord,
+        request: &storcon_api::top_tenants::TopTenantShardsRequest,
+    ) -> Result<storcon_api::top_tenants::TopTenantShardsResponse, PsError> {
+        let req = self
+            .request(
+                reqwest::Method::POST,
+                format!("{}/v1/top_tenants", base(node)),
+                Duration::from_secs(5),
+            )
+            .json(request);
+        self.send(req)
+            .await?
+            .json()
+            .await
+            .map_err(|e| PsError::Decode(e.to_string()))
+    }
+
     pub async fn list_locations(
         &self,
         node: &NodeRecord,

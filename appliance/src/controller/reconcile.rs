@@ -148,6 +148,12 @@ impl Queue {
         r.in_flight.contains_key(id) || requested > completed
     }
 
+    /// Nothing queued or running: the optimiser may propose moves.
+    pub fn is_idle(&self) -> bool {
+        let r = lock(&self.running);
+        r.in_flight.is_empty() && r.queued.is_empty() && r.again.is_empty()
+    }
+
     /// The last finished pass failed and no other is requested: worth a retry even if the
     /// shard now looks settled (its error would otherwise stay on show).
     pub fn last_failed(&self, id: &TenantShardId) -> bool {

@@ -9,7 +9,9 @@
 //! 6. Commit `CompleteSplit`, the single commit point (`split-before-complete`,
 //!    `split-after-complete`).
 //! 7. Detach each parent (`split-parent-detach` before each), schedule the children's
-//!    secondaries, reconcile the children, notify compute with the new stripe size.
+//!    secondaries (the children stay attached on their parent's node, as upstream; the
+//!    optimiser spreads them later with prewarmed migrations), reconcile the children, notify
+//!    compute with the new stripe size.
 //!
 //! A failure between 3 and 6 queues an abort that retries until it commits; it holds the
 //! tenant's lock, so a retried split waits for it. A failure after 6 leaves the rest to the
@@ -152,7 +154,7 @@ impl Controller {
                 let ctl = self.clone();
                 tokio::spawn(
                     async move {
-                        ctl.finish_split_quietly(tenant, true).await;
+                        ctl.finish_split_quietly(tenant).await;
                         drop(guard);
                     }
                     .instrument(tracing::info_span!("split_finish", %tenant)),
@@ -358,14 +360,15 @@ impl Controller {
                 }
             }
         }
-        self.schedule_and_reconcile(record.tenant_id, true).await;
+        self.schedule_and_reconcile(record.tenant_id).await;
         Ok(())
     }
 
-    /// Schedules a tenant (children are placed afresh, which spreads them out; aborted parents
+    /// Schedules a tenant (children stay attached on their parent's node, as upstream, and get
+    /// secondaries; the optimiser spreads them later with prewarmed migrations; aborted parents
     /// get their secondaries back), reconciles what differs, waits a while, tells compute.
-    async fn schedule_and_reconcile(&self, tenant: TenantId, afresh: bool) {
-        match self.schedule_with(&BTreeSet::from([tenant]), afresh).await {
+    async fn schedule_and_reconcile(&self, tenant: TenantId) {
+        match self.schedule(&BTreeSet::from([tenant])).await {
             Ok(s) if !s.unschedulable.is_empty() => {
                 tracing::warn!(%tenant, unplaced = s.unschedulable.len(), "shards without a full placement for now");
             }
@@ -388,7 +391,7 @@ impl Controller {
 
     /// The background end of a split whose commit landed but whose finishing step failed:
     /// leftover parents are detached, the children scheduled and reconciled.
-    async fn finish_split_quietly(&self, tenant: TenantId, afresh: bool) {
+    async fn finish_split_quietly(&self, tenant: TenantId) {
         self.hook.mark_pending(tenant);
         let observed = lock(&self.observed).shard_ids();
         let leftovers: Vec<TenantShardId> = {
@@ -401,7 +404,7 @@ impl Controller {
         for id in leftovers {
             self.reconciles.push(id);
         }
-        self.schedule_and_reconcile(tenant, afresh).await;
+        self.schedule_and_reconcile(tenant).await;
     }
 
     /// Commits `AbortSplit`, retrying until it commits or this leader stops. `None` when there
@@ -435,12 +438,12 @@ impl Controller {
         let Some(record) = self.commit_abort(tenant).await else {
             if !self.cancel.is_cancelled() {
                 // A commit we had no answer for may have landed: detach whatever it left.
-                self.finish_split_quietly(tenant, false).await;
+                self.finish_split_quietly(tenant).await;
             }
             return;
         };
         self.detach_children(&record).await;
-        self.schedule_and_reconcile(tenant, false).await;
+        self.schedule_and_reconcile(tenant).await;
     }
 
     /// Detaches an aborted split's children on every reachable parent node, a few attempts

@@ -11,12 +11,15 @@
 //!      queueing their shards), then queue every shard that needs a reconcile or whose last
 //!      pass failed (also observed locations of shards the controller no longer knows);
 //!   2. wait up to `RECONCILE_ALL_WAIT` for every pass requested or running by then;
-//!   3. a pass that failed answers 500 naming its shard and error (upstream); otherwise answer
-//!      how many shards were waited for (at least how many were queued). 0 means quiescent: a
-//!      "call until 0" loop ends with every shard reconciled. Past the wait, the count is
+//!   3. a pass that failed answers 500 naming its shard and error (upstream); otherwise, when
+//!      nothing is pending any more, run an optimiser pass (upstream too); answer how many
+//!      shards were waited for (at least how many were queued), plus the moves begun and the
+//!      migrations still warming up. 0 means quiescent: a "call until 0" loop ends with every
+//!      shard reconciled and the placement settled. Past the wait, the count is
 //!      answered all the same (upstream answers 408) and the next call waits again.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use state_machine::ids::TenantShardId;
@@ -74,7 +77,7 @@ impl Controller {
         Ok(InspectResponse { attachment })
     }
 
-    pub(super) async fn reconcile_all(&self) -> Result<usize, OperationError> {
+    pub(super) async fn reconcile_all(self: &Arc<Self>) -> Result<usize, OperationError> {
         self.schedule_all().await?;
         let queued = self.reconcile_all_dirty();
         let waiting: Vec<TenantShardId> = {
@@ -101,8 +104,18 @@ impl Controller {
                 "reconcile_all: passes still running after the wait"
             ),
         }
-        tracing::info!(queued, waited = waiting.len(), "reconcile_all");
-        Ok(waiting.len().max(queued))
+        // Quiescent: the optimiser's moves, and the migrations still warming up, count too,
+        // so a "call until 0" loop also waits for the placement to settle.
+        let optimised = self.optimise().await?;
+        let migrating = self.state.read().migrations().count();
+        tracing::info!(
+            queued,
+            waited = waiting.len(),
+            optimised,
+            migrating,
+            "reconcile_all"
+        );
+        Ok(waiting.len().max(queued) + optimised + migrating)
     }
 
     pub(super) async fn consistency_check(&self) -> Result<(), OperationError> {

@@ -96,18 +96,26 @@ impl Controller {
             download_request_timeout_ms: millis(config.download_request_timeout()),
         };
         tracing::info!(%shard, %origin, %destination, prewarm = config.prewarm, "migration requested");
-        self.propose_and_reconcile(
-            tenant,
-            Command::StartMigration(start),
-            Wait::AtMost(RECONCILE_WAIT),
-        )
-        .await?;
-        if config.prewarm
-            && let Some(record) = self.state.read().migration(&shard).cloned()
-        {
+        self.begin_migration(start, Wait::AtMost(RECONCILE_WAIT))
+            .await?;
+        Ok(TenantShardMigrateResponse {})
+    }
+
+    /// Commits `StartMigration` and, for a prewarmed one, starts its warm-up task: the one way
+    /// a migration begins (the migrate API, the optimiser, the chaos injector).
+    pub(crate) async fn begin_migration(
+        self: &Arc<Self>,
+        start: StartMigration,
+        wait: Wait,
+    ) -> Result<(), OperationError> {
+        let shard = start.shard;
+        let prewarm = start.prewarm;
+        self.propose_and_reconcile(shard.tenant_id, Command::StartMigration(start), wait)
+            .await?;
+        if prewarm && let Some(record) = self.state.read().migration(&shard).cloned() {
             self.spawn_warm_up(record);
         }
-        Ok(TenantShardMigrateResponse {})
+        Ok(())
     }
 
     /// The scheduler's objections to `destination` (upstream's, without an override).
@@ -337,6 +345,6 @@ impl Controller {
     }
 }
 
-fn millis(d: Duration) -> u64 {
+pub(super) fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }

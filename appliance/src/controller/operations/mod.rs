@@ -24,7 +24,9 @@ mod node_fill;
 mod node_operation;
 mod nodes;
 mod onboarding;
+mod optimise;
 mod passthrough;
+mod preferred_azs;
 mod secondary_download;
 mod shard_calls;
 mod tenant_change;
@@ -72,7 +74,7 @@ const REQUEST_QUORUM_WAIT: Duration = storcon_http::QUORUM_WAIT;
 
 /// How long an operation waits for the reconciles its change started.
 #[derive(Debug, Clone)]
-pub(super) enum Wait {
+pub(crate) enum Wait {
     /// Answer once the intents are committed and the reconciles queued.
     Queued,
     /// Wait up to this long; a reconcile still running is not an error (upstream answers).
@@ -357,6 +359,13 @@ impl storcon_http::Operations for Operations {
         req: TenantShardMigrateRequest,
     ) -> Op<'_, TenantShardMigrateResponse> {
         self.0.migrate_secondary(shard, req).boxed()
+    }
+
+    fn preferred_azs(
+        &self,
+        req: storcon_api::migrate::ShardsPreferredAzsRequest,
+    ) -> Op<'_, storcon_api::migrate::ShardsPreferredAzsResponse> {
+        self.0.preferred_azs(req).boxed()
     }
 
     fn tenant_shard_cancel_reconcile(&self, shard: TenantShardId) -> Op<'_, ()> {

@@ -154,7 +154,7 @@ impl Controller {
         self.state.read().node_operation() == Some(&operation)
     }
 
-    pub(super) fn node_views(&self) -> Vec<NodeView> {
+    pub(crate) fn node_views(&self) -> Vec<NodeView> {
         let state = self.state.read();
         nodes::views(&state, &self.nodes.states())
     }
