@@ -32,6 +32,7 @@ pub mod cluster;
 pub mod config;
 pub mod fixture;
 pub mod history;
+pub mod moves;
 pub mod placement;
 mod process;
 pub mod raw_http;

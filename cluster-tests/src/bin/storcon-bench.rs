@@ -11,6 +11,7 @@
 //! cargo run --release -p cluster-tests --bin storcon-bench -- split --runs 10 --bystanders 20
 //! cargo run --release -p cluster-tests --bin storcon-bench -- reconcile-failover --kills 5
 //! cargo run --release -p cluster-tests --bin storcon-bench -- timeline-create --runs 10
+//! cargo run --release -p cluster-tests --bin storcon-bench -- migrate --runs 10
 //! ```
 //!
 //! Every run is bounded (`--max-seconds`) and kills its replicas on every exit path, Ctrl-C
@@ -25,6 +26,7 @@ use anyhow::{Context, anyhow, bail};
 use clap::{Args, Parser, Subcommand};
 use cluster_tests::client::http_client;
 use cluster_tests::config::ControllerOptions;
+use cluster_tests::moves::ComputeHook;
 use cluster_tests::sims::Sims;
 use cluster_tests::stats::{Summary, ms};
 use cluster_tests::storage_api::StorageApi;
@@ -125,6 +127,22 @@ enum Cmd {
         #[arg(long, default_value_t = 4)]
         sims: u64,
     },
+    /// Three simulators in one AZ and a 1-shard `Attached(1)` tenant with timelines; prewarmed
+    /// migrations of its shard (`PUT /control/v1/tenant/:id/migrate`), each to the node holding
+    /// nothing of it, timed phase by phase from the simulators' histories and a compute hook.
+    Migrate {
+        #[arg(long, default_value_t = 10)]
+        runs: u32,
+        /// Timelines of the tenant (10 layers each in the heatmap the destination downloads).
+        #[arg(long, default_value_t = 3)]
+        timelines: u32,
+        /// The simulators' secondary download rate.
+        #[arg(long, default_value_t = 20)]
+        download_ms_per_layer: u64,
+        /// How long after an attach the simulators' timelines take to catch up (`wait_lsn`).
+        #[arg(long, default_value_t = 0)]
+        catch_up_ms: u64,
+    },
 }
 
 /// Unique pageserver ids for the whole run.
@@ -175,6 +193,17 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
         max_offline_ms: Some(600_000),
         ..ControllerOptions::default()
     });
+    // The migrate run times compute notifications: a hook receiving them, started first.
+    let hook = match cli.cmd {
+        Cmd::Migrate { .. } => Some(ComputeHook::start().await?),
+        _ => None,
+    };
+    let controller = controller.or_else(|| {
+        hook.as_ref().map(|h| ControllerOptions {
+            compute_hook_url: Some(h.url().to_owned()),
+            ..ControllerOptions::default()
+        })
+    });
     let (cluster, _) = Cluster::start_formed_with_controller(opts, controller).await?;
     eprintln!("cluster directory: {}", cluster.dir().display());
     let result = async {
@@ -190,6 +219,19 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
                 ref shard_counts,
                 sims,
             } => timeline_create(&cluster, runs, shard_counts, sims).await,
+            Cmd::Migrate {
+                runs,
+                timelines,
+                download_ms_per_layer,
+                catch_up_ms,
+            } => {
+                let hook = hook.as_ref().context("the compute hook")?;
+                let rates = serde_json::json!({
+                    "download_ms_per_layer": download_ms_per_layer,
+                    "catch_up_ms": catch_up_ms,
+                });
+                migrate(&cluster, hook, runs, timelines, &rates).await
+            }
             Cmd::Scale {
                 shards,
                 shards_per_tenant,
@@ -711,4 +753,297 @@ async fn timeline_runs(
         );
     }
     Ok(())
+}
+
+/// Tenant and timeline ids of `migrate` start with this.
+const MIGRATE_TAG: u32 = 0x3162;
+
+/// The phases of one prewarmed migration, in order, each from the previous milestone (the
+/// last two from the destination's `AttachedSingle`), named as printed.
+const PHASES: [&str; 9] = [
+    "request -> destination Secondary",
+    "Secondary -> warm-up complete",
+    "warm-up complete -> origin AttachedStale",
+    "AttachedStale -> destination AttachedMulti",
+    "AttachedMulti -> catch-up done (wait_lsn)",
+    "catch-up done -> destination AttachedSingle",
+    "AttachedSingle -> compute notified",
+    "AttachedSingle -> origin Secondary/Detached",
+    "total (request -> last of demoted, notified)",
+];
+
+/// `migrate`: three simulators in `az-a`, one 1-shard `Attached(1)` tenant with `timelines`
+/// timelines, settled; then `runs` prewarmed migrations of its shard, each to the node that
+/// holds nothing of it (the origin of one run is the destination of the next but one, so the
+/// destinations alternate between two nodes; the secondary stays put), one after another.
+/// Each run is timed from the simulators' histories (1 ms timestamps, same clock as the
+/// bench) and the compute hook's arrival times:
+///
+/// request sent -> destination `Secondary` accepted -> its warm-up download complete (a
+/// `secondary_download` recording `N of N layers`) -> origin `AttachedStale` -> destination
+/// `AttachedMulti` -> its catch-up (`wait_lsn` answered without "still catching up") ->
+/// destination `AttachedSingle` -> compute notified naming the destination, and the origin
+/// demoted (`Secondary` or `Detached`).
+///
+/// A run fails unless every milestone is found in that order and the migration ends settled
+/// (the controller and every simulator agree, `consistency_check` passes) with exactly one
+/// new generation, on the destination; at the end the histories must be generation-safe.
+async fn migrate(
+    cluster: &Cluster,
+    hook: &ComputeHook,
+    runs: u32,
+    timelines: u32,
+    rates: &serde_json::Value,
+) -> anyhow::Result<()> {
+    use cluster_tests::placement::wait_settled;
+    use cluster_tests::storage_api::{shard_ids, tenant_create_body, tenant_id};
+    let leader = cluster.wait_for_leader(deadline::ELECTION).await?;
+    let fleet = Sims::start(
+        &cluster.url(leader),
+        &[(1, "az-a"), (2, "az-a"), (3, "az-a")],
+    )
+    .await?;
+    let api = StorageApi::new(cluster.client(leader));
+    fleet
+        .wait_active(&api, &fleet.ids(), Duration::from_secs(60))
+        .await?;
+    let tenant = tenant_id(MIGRATE_TAG, 1);
+    let shard = shard_ids(&tenant, 1)[0].clone();
+    api.create_tenant(&tenant_create_body(&tenant, 1, 1))
+        .await
+        .context("creating the tenant")?;
+    let tenants = [tenant.clone()];
+    wait_settled(&api, &fleet, &tenants, Duration::from_secs(60)).await?;
+    for n in 0..timelines {
+        let timeline = format!("{MIGRATE_TAG:08x}{:024x}", n + 1);
+        let answer = api
+            .send(
+                reqwest::Method::POST,
+                &format!("/v1/tenant/{tenant}/timeline"),
+                Some(&serde_json::json!({"new_timeline_id": timeline, "pg_version": 16})),
+            )
+            .await?;
+        if answer.status != 201 {
+            bail!("timeline create: {} {}", answer.status, answer.body);
+        }
+    }
+    wait_settled(&api, &fleet, &tenants, Duration::from_secs(60)).await?;
+    fleet.set_behaviour(rates).await?;
+
+    let result = migrate_runs(&api, &fleet, hook, &tenant, &shard, runs).await;
+    if result.is_err() {
+        fleet
+            .check_no_crashes()
+            .unwrap_or_else(|e| eprintln!("{e}"));
+        fleet.print_log_tails();
+    }
+    let (samples, answered) = result?;
+    cluster_tests::history::ensure_safe(&fleet.all_history()?)?;
+    fleet.check_no_crashes()?;
+
+    println!(
+        "prewarmed migration of a 1-shard Attached(1) tenant with {timelines} timelines \
+         ({} layers), 3 simulators, rates {rates}, {runs} runs:",
+        u64::from(timelines) * 10
+    );
+    println!("| phase | median ms | min ms | max ms |");
+    println!("|---|---|---|---|");
+    let answer = Summary::of(&answered).context("no samples")?;
+    println!(
+        "| migrate answered (request -> 200) | {} | {} | {} |",
+        ms(answer.p50),
+        ms(answer.min),
+        ms(answer.max)
+    );
+    for (i, name) in PHASES.iter().enumerate() {
+        let column: Vec<Duration> = samples.iter().map(|s| s[i]).collect();
+        let s = Summary::of(&column).context("no samples")?;
+        println!("| {name} | {} | {} | {} |", ms(s.p50), ms(s.min), ms(s.max));
+    }
+    Ok(())
+}
+
+/// The timed part of [`migrate`]: per run, the [`PHASES`] durations, and the time until the
+/// migrate request was answered.
+async fn migrate_runs(
+    api: &StorageApi,
+    fleet: &Sims,
+    hook: &ComputeHook,
+    tenant: &str,
+    shard: &str,
+    runs: u32,
+) -> anyhow::Result<(Vec<[Duration; 9]>, Vec<Duration>)> {
+    use cluster_tests::moves::{event_time, new_attachments};
+    let mut samples = Vec::new();
+    let mut answered = Vec::new();
+    for run in 1..=runs {
+        let described = api.describe_tenant(tenant).await?;
+        let origin = described.shards[0]
+            .node_attached
+            .context("the shard is attached nowhere")?;
+        let secondaries = described.shards[0].node_secondary.clone();
+        let destination = fleet
+            .ids()
+            .into_iter()
+            .find(|n| *n != origin && !secondaries.contains(n))
+            .context("no node holding nothing of the shard")?;
+        let body = serde_json::json!({
+            "node_id": destination,
+            "origin_node_id": origin,
+            "migration_config": {"prewarm": true},
+        });
+        let path = format!("/control/v1/tenant/{shard}/migrate");
+        // History timestamps are whole milliseconds: compare from the start of this one.
+        let sent_at = chrono::Utc::now();
+        let since = sent_at - chrono::Duration::milliseconds(1);
+        let sent = Instant::now();
+        let answer = api.send(reqwest::Method::PUT, &path, Some(&body)).await?;
+        answered.push(sent.elapsed());
+        if answer.status != 200 {
+            bail!("run {run}: PUT {path}: {} {}", answer.status, answer.body);
+        }
+        let notified = cluster_tests::wait_until(
+            "the migration settled and compute told",
+            Duration::from_secs(120),
+            async || {
+                let described = api.describe_tenant(tenant).await?;
+                let view = fleet.view().await?;
+                let settled =
+                    cluster_tests::placement::check_tenant(&described, &view, &fleet.live_ids())?;
+                anyhow::ensure!(
+                    settled[shard].node == destination,
+                    "attached on {}",
+                    settled[shard].node
+                );
+                let told = hook
+                    .for_tenant(tenant)
+                    .into_iter()
+                    .find(|n| {
+                        n.at >= sent_at && n.placements(1) == [(shard.to_owned(), destination)]
+                    })
+                    .context("compute not told yet")?;
+                let events = fleet.all_history()?;
+                anyhow::ensure!(
+                    events.iter().any(|e| e.accepted
+                        && e.kind == "location_config"
+                        && e.node_id == origin
+                        && e.tenant_shard_id.as_deref() == Some(shard)
+                        && matches!(e.mode.as_deref(), Some("Secondary" | "Detached"))
+                        && event_time(e).is_some_and(|t| t >= since)),
+                    "origin not demoted yet"
+                );
+                Ok(told.at)
+            },
+        )
+        .await
+        .with_context(|| format!("run {run}: {origin} -> {destination}"))?;
+        api.consistency_check()
+            .await
+            .with_context(|| format!("run {run}: consistency check"))?;
+
+        let mut events: Vec<(chrono::DateTime<chrono::Utc>, cluster_tests::history::Event)> = fleet
+            .all_history()?
+            .into_iter()
+            .filter(|e| e.accepted && e.tenant_shard_id.as_deref() == Some(shard))
+            .filter_map(|e| Some((event_time(&e)?, e)))
+            .filter(|(t, _)| *t >= since)
+            .collect();
+        events.sort_by_key(|(t, _)| *t);
+        let moved: Vec<_> =
+            new_attachments(&events.iter().map(|(_, e)| e.clone()).collect::<Vec<_>>())
+                .into_iter()
+                .filter(|m| m.from.is_some() || m.node != origin)
+                .collect();
+        if moved.len() != 1 || moved[0].node != destination {
+            bail!("run {run}: expected one new attachment on {destination}, saw {moved:?}");
+        }
+        let find =
+            |from: usize, what: &str, pred: &dyn Fn(&cluster_tests::history::Event) -> bool| {
+                events
+                    .iter()
+                    .enumerate()
+                    .skip(from)
+                    .find(|(_, (_, e))| pred(e))
+                    .map(|(i, (t, _))| (i, *t))
+                    .with_context(|| format!("run {run}: no {what} in {events:#?}"))
+            };
+        let location = |node: u64, modes: &'static [&'static str]| {
+            move |e: &cluster_tests::history::Event| {
+                e.kind == "location_config"
+                    && e.node_id == node
+                    && e.mode.as_deref().is_some_and(|m| modes.contains(&m))
+            }
+        };
+        let (i, secondary) = find(
+            0,
+            "destination Secondary",
+            &location(destination, &["Secondary"]),
+        )?;
+        let (i, warmed) = find(i, "complete warm-up download", &|e| {
+            e.kind == "secondary_download"
+                && e.node_id == destination
+                && e.reason.as_deref().is_some_and(download_complete)
+        })?;
+        let (i, stale) = find(
+            i,
+            "origin AttachedStale",
+            &location(origin, &["AttachedStale"]),
+        )?;
+        let (i, multi) = find(
+            i,
+            "destination AttachedMulti",
+            &location(destination, &["AttachedMulti"]),
+        )?;
+        let (i, caught_up) = find(i, "catch-up", &|e| {
+            e.kind == "wait_lsn"
+                && e.node_id == destination
+                && e.reason
+                    .as_deref()
+                    .is_some_and(|r| !r.contains("still catching up"))
+        })?;
+        let (i, single) = find(
+            i,
+            "destination AttachedSingle",
+            &location(destination, &["AttachedSingle"]),
+        )?;
+        let (_, demoted) = find(
+            i,
+            "origin demoted",
+            &location(origin, &["Secondary", "Detached"]),
+        )?;
+        let d = |from: chrono::DateTime<chrono::Utc>, to: chrono::DateTime<chrono::Utc>| {
+            (to - from).to_std().unwrap_or_default()
+        };
+        let phases = [
+            d(sent_at, secondary),
+            d(secondary, warmed),
+            d(warmed, stale),
+            d(stale, multi),
+            d(multi, caught_up),
+            d(caught_up, single),
+            d(single, notified),
+            d(single, demoted),
+            d(sent_at, demoted.max(notified)),
+        ];
+        let line: Vec<String> = phases.iter().map(|p| ms(*p)).collect();
+        eprintln!(
+            "run {run}: {origin} -> {destination}, answered in {} ms; phases ms: {}",
+            ms(answered[answered.len() - 1]),
+            line.join(" ")
+        );
+        samples.push(phases);
+    }
+    Ok((samples, answered))
+}
+
+/// Whether a `secondary_download` reason (`"<downloaded> of <total> layers"`) says every
+/// layer of a non-empty heatmap is held.
+fn download_complete(reason: &str) -> bool {
+    let Some(counts) = reason.strip_suffix(" layers") else {
+        return false;
+    };
+    match counts.split_once(" of ") {
+        Some((done, total)) => done == total && total.parse::<u64>().is_ok_and(|t| t > 0),
+        None => false,
+    }
 }
