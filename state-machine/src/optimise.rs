@@ -123,19 +123,7 @@ impl Loads {
 /// The moves worth making now, at most `max`, in shard order.
 pub fn plan(state: &State, nodes: &[NodeView], max: usize) -> Vec<Optimisation> {
     let views: BTreeMap<NodeId, &NodeView> = nodes.iter().map(|n| (n.id, n)).collect();
-    let mut loads = Loads::default();
-    for s in state.shards() {
-        // A migration under way counts as done, so no other move is planned on stale loads.
-        let intent = match state.migration(&s.id) {
-            Some(m) => {
-                let mut after = s.clone();
-                crate::migration::cut_over(&mut after, m.destination);
-                after.intent
-            }
-            None => s.intent.clone(),
-        };
-        loads.account(s.id.tenant_id, &intent, 1);
-    }
+    let mut loads = loads_of(state);
     let mut planned = Vec::new();
     let mut last_tenant = None;
     for shard in state.shards() {
@@ -157,6 +145,41 @@ pub fn plan(state: &State, nodes: &[NodeView], max: usize) -> Vec<Optimisation> 
     planned
 }
 
+fn loads_of(state: &State) -> Loads {
+    let mut loads = Loads::default();
+    for s in state.shards() {
+        // A migration under way counts as done, so no other move is planned on stale loads.
+        let intent = match state.migration(&s.id) {
+            Some(m) => {
+                let mut after = s.clone();
+                crate::migration::cut_over(&mut after, m.destination);
+                after.intent
+            }
+            None => s.intent.clone(),
+        };
+        loads.account(s.id.tenant_id, &intent, 1);
+    }
+    loads
+}
+
+/// Whether attaching `shard` on `destination` instead of where it is scores worse by the
+/// optimiser's key, so that the optimiser would move it back: the migrate API's 412 "worse
+/// scoring" unless the scheduler is overridden (upstream refuses what its optimiser undoes).
+pub fn is_worse_attachment(
+    state: &State,
+    nodes: &[NodeView],
+    shard: &TenantShard,
+    destination: NodeId,
+) -> bool {
+    let views: BTreeMap<NodeId, &NodeView> = nodes.iter().map(|n| (n.id, n)).collect();
+    let Some(origin) = shard.intent.attached else {
+        return false;
+    };
+    let loads = loads_of(state);
+    let key = attachment_key(shard, &views, &loads);
+    key(destination, true) > key(origin, false)
+}
+
 /// Whether the optimiser (or the chaos injector) may move `shard`.
 pub fn eligible(state: &State, shard: &TenantShard, views: &BTreeMap<NodeId, &NodeView>) -> bool {
     matches!(shard.placement, PlacementPolicy::Attached(_))
@@ -176,17 +199,8 @@ fn best_move(
     views: &BTreeMap<NodeId, &NodeView>,
     loads: &Loads,
 ) -> Option<Optimisation> {
-    let tenant = shard.id.tenant_id;
-    let az = shard.preferred_az.as_deref();
-    let key = |node: NodeId, role: Role, joining: bool| -> Key {
-        let (mine, all) = loads.get(tenant, node, role);
-        let (mine, all) = if joining {
-            (mine, all + 1)
-        } else {
-            // The shard's own location is not an affinity to itself.
-            (mine.saturating_sub(1), all)
-        };
-        (az_rank(views.get(&node).copied(), az, role), mine, all)
+    let key = |node: NodeId, role: Role, joining: bool| {
+        location_key(shard, views, loads, node, role, joining)
     };
     let candidates = |role: Role| {
         views
@@ -233,6 +247,34 @@ fn best_move(
         }
     }
     None
+}
+
+/// The key of `shard`'s location on `node`: `joining` when the shard would move there (the
+/// node counted with it), else where it is (its own location is no affinity to itself).
+fn location_key(
+    shard: &TenantShard,
+    views: &BTreeMap<NodeId, &NodeView>,
+    loads: &Loads,
+    node: NodeId,
+    role: Role,
+    joining: bool,
+) -> Key {
+    let (mine, all) = loads.get(shard.id.tenant_id, node, role);
+    let (mine, all) = if joining {
+        (mine, all + 1)
+    } else {
+        (mine.saturating_sub(1), all)
+    };
+    let az = shard.preferred_az.as_deref();
+    (az_rank(views.get(&node).copied(), az, role), mine, all)
+}
+
+fn attachment_key<'a>(
+    shard: &'a TenantShard,
+    views: &'a BTreeMap<NodeId, &'a NodeView>,
+    loads: &'a Loads,
+) -> impl Fn(NodeId, bool) -> Key + 'a {
+    move |node, joining| location_key(shard, views, loads, node, Role::Attached, joining)
 }
 
 /// Attachments belong in the preferred AZ, secondaries outside it (to survive its loss).

@@ -290,14 +290,6 @@ impl Scheduler {
         Ok(intent.normalized())
     }
 
-    /// Whether moving `shard`'s attachment from `from` to `to` is worse by the scheduler's
-    /// first criterion: `to` is outside the shard's preferred AZ while `from` is inside.
-    /// (Upstream refuses such a migration unless the request overrides the scheduler.)
-    pub fn is_worse_attachment(&self, shard: &TenantShard, from: NodeId, to: NodeId) -> bool {
-        let az = shard.preferred_az.as_deref();
-        az.is_some() && self.in_az(from, az) && !self.in_az(to, az)
-    }
-
     fn is_available(&self, node: NodeId) -> bool {
         self.nodes.get(&node).is_some_and(|n| n.available)
     }

@@ -5,8 +5,11 @@
 //! 1. Check against the state: 404 unknown shard; 400 unknown node or a policy that attaches
 //!    nothing; 412 `origin_node_id` not where the shard is attached. The destination already
 //!    attached: nothing to do but wait for its reconcile.
-//! 2. Unless `override_scheduler`: 412 if the destination is not Active, or is worse for the
-//!    scheduler (outside the preferred AZ while the origin is inside).
+//! 2. Unless `override_scheduler`: 412 if the destination is not Active, or scores worse by
+//!    the optimiser's key than the origin (outside the preferred AZ, more of the tenant there,
+//!    more attachments there), so the optimiser would move it back, as upstream refuses. An
+//!    overridden move may be undone by the optimiser (upstream pins it with `preferred_node`;
+//!    storcon does not yet).
 //! 3. Commit `StartMigration`: with `prewarm` the destination becomes a secondary and the
 //!    migration is recorded; without, the intent cuts over at once.
 //! 4. Wait up to 30 s for the reconcile it started (the secondary's creation, or the live
@@ -31,7 +34,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use state_machine::ids::TenantShardId;
-use state_machine::scheduler::Scheduler;
 use state_machine::{Command, Intent, MigrationRecord, NodeId, StartMigration};
 use storcon_api::migrate::{TenantShardMigrateRequest, TenantShardMigrateResponse};
 use storcon_api::secondary::SecondaryProgress;
@@ -78,7 +80,7 @@ impl Controller {
                 })?;
                 state.check_migration(shard, origin, destination)?;
                 if !config.override_scheduler {
-                    self.check_destination(&state, s, origin, destination)?;
+                    self.check_destination(&state, s, destination)?;
                 }
                 Some(origin)
             }
@@ -123,7 +125,6 @@ impl Controller {
         &self,
         state: &state_machine::State,
         shard: &state_machine::TenantShard,
-        origin: NodeId,
         destination: NodeId,
     ) -> Result<(), OperationError> {
         let nodes = self.nodes.states();
@@ -135,8 +136,8 @@ impl Controller {
                 "Node {destination} is not available"
             )));
         }
-        let scheduler = Scheduler::new(state, nodes::views(state, &nodes));
-        if scheduler.is_worse_attachment(shard, origin, destination) {
+        let views = nodes::views(state, &nodes);
+        if state_machine::optimise::is_worse_attachment(state, &views, shard, destination) {
             return Err(OperationError::PreconditionFailed(
                 "Migration to a worse-scoring node".into(),
             ));
