@@ -90,6 +90,18 @@ pub struct ControllerOptions {
     /// The background optimiser's moves per pass; 0 turns it off (the binary's default is on).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_optimisations_per_pass: Option<usize>,
+    /// The chaos injector's period (off when unset).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chaos_interval_ms: Option<u64>,
+    /// Auto-split thresholds (bytes) and shard counts, upstream's names.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub split_threshold: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_split_shards: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub initial_split_threshold: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub initial_split_shards: Option<u8>,
     /// Renders `[testing] failpoints = true` (not part of `[controller]`).
     #[serde(skip)]
     pub failpoints: bool,
@@ -110,6 +122,11 @@ impl ControllerOptions {
             compute_hook_token_file: None,
             split_request_timeout_ms: Some(10_000),
             max_optimisations_per_pass: None,
+            chaos_interval_ms: None,
+            split_threshold: None,
+            max_split_shards: None,
+            initial_split_threshold: None,
+            initial_split_shards: None,
             failpoints: true,
         }
     }

@@ -19,7 +19,7 @@ use cluster_tests::fixture::ControllerFixture;
 use cluster_tests::history::{self, Event};
 use cluster_tests::placement::{SETTLE_DEADLINE, wait_settled};
 use cluster_tests::storage_api::{shard_ids, tenant_create_body, tenant_id};
-use cluster_tests::{Cluster, Sims, StorageApi, deadline};
+use cluster_tests::{Cluster, ClusterOptions, ControllerOptions, Sims, StorageApi, deadline};
 use reqwest::Method;
 use serde_json::json;
 
@@ -96,8 +96,9 @@ async fn run_phase(cluster: &Cluster, sims: &Sims, n: u32, phase: &'static str) 
         let api = api.clone();
         let path = format!("/control/v1/tenant/{shard}/migrate");
         tokio::spawn(async move {
-            api.send(Method::PUT, &path, Some(&json!({"node_id": destination})))
-                .await
+            let body =
+                json!({"node_id": destination, "migration_config": {"override_scheduler": true}});
+            api.send(Method::PUT, &path, Some(&body)).await
         })
     };
     let started = Instant::now();
@@ -171,10 +172,19 @@ async fn run_phase(cluster: &Cluster, sims: &Sims, n: u32, phase: &'static str) 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migration_survives_leader_kill_at_every_phase() {
-    let ControllerFixture { sims, cluster, .. } =
-        ControllerFixture::start(&[(1, "az-a"), (2, "az-a"), (3, "az-a")], SETTLE_DEADLINE)
-            .await
-            .expect("a formed cluster with Active simulators");
+    // The destination is picked by what it holds, not by its score: the scheduler is
+    // overridden and the optimiser off, so nothing moves the shard on afterwards.
+    let ControllerFixture { sims, cluster, .. } = ControllerFixture::start_with(
+        &[(1, "az-a"), (2, "az-a"), (3, "az-a")],
+        SETTLE_DEADLINE,
+        ClusterOptions::default(),
+        ControllerOptions {
+            max_optimisations_per_pass: Some(0),
+            ..ControllerOptions::test_defaults()
+        },
+    )
+    .await
+    .expect("a formed cluster with Active simulators");
     // Slow enough that the warm-up is still running at its failpoints.
     sims.set_behaviour(&json!({"download_ms_per_layer": 50, "catch_up_ms": 200}))
         .await

@@ -12,15 +12,16 @@
 //! - `CancelMigration`: the record goes, and so does a secondary added only for the warm-up.
 //!
 //! Invariants (checked in `State::validate`): a record's shard exists, is attached by intent on
-//! the record's origin, and has the destination among its secondaries. Any other change that
-//! breaks this (a failover, a policy change, a node drop) ends the migration: the record is
-//! pruned in the same command.
+//! the record's origin, and has the destination among its secondaries; the destination takes
+//! new work (Active or Filling). Any other change that breaks this (a failover, a policy
+//! change, a node drop, a drain or delete of the destination) ends the migration: the record
+//! is pruned in the same command, with a secondary added only for it.
 
 use serde::{Deserialize, Serialize};
 
 use crate::command::{Rejection, Response};
 use crate::ids::TenantShardId;
-use crate::node::NodeId;
+use crate::node::{NodeId, NodeSchedulingPolicy};
 use crate::rows::{self, Mutation};
 use crate::state::State;
 use crate::tenant::{PlacementPolicy, TenantShard};
@@ -133,6 +134,12 @@ impl State {
             }
             muts.push(rows::delete(rows::migration_key(&m.shard)));
         }
+        if m.prewarm && !self.takes_migrations(m.destination) {
+            return Err(Rejection::PreconditionFailed(format!(
+                "Node {} takes no new work: nothing can warm up there",
+                m.destination
+            )));
+        }
         if m.prewarm {
             let added = !shard.intent.secondaries.contains(&m.destination);
             if added {
@@ -204,20 +211,45 @@ impl State {
             .filter(|r| !self.migration_fits(r))
             .map(|r| r.shard)
             .collect();
-        stale
-            .into_iter()
-            .map(|id| {
-                self.migrations.remove(&id);
-                rows::delete(rows::migration_key(&id))
-            })
-            .collect()
+        let mut muts = Vec::new();
+        for id in stale {
+            let Some(record) = self.migrations.remove(&id) else {
+                continue;
+            };
+            muts.push(rows::delete(rows::migration_key(&id)));
+            // A secondary added only for the warm-up goes with it.
+            if record.added_secondary
+                && let Some(shard) = self.shards.get(&id)
+                && shard.intent.secondaries.contains(&record.destination)
+            {
+                let mut shard = shard.clone();
+                shard
+                    .intent
+                    .secondaries
+                    .retain(|n| *n != record.destination);
+                muts.push(self.put_shard(shard));
+            }
+        }
+        muts
     }
 
     pub(crate) fn migration_fits(&self, r: &MigrationRecord) -> bool {
-        self.shards.get(&r.shard).is_some_and(|s| {
-            !s.splitting
-                && s.intent.attached == Some(r.origin)
-                && s.intent.secondaries.contains(&r.destination)
+        self.takes_migrations(r.destination)
+            && self.shards.get(&r.shard).is_some_and(|s| {
+                !s.splitting
+                    && s.intent.attached == Some(r.origin)
+                    && s.intent.secondaries.contains(&r.destination)
+            })
+    }
+
+    /// A prewarmed migration may end on `node`: it takes new work (a drain or delete of it
+    /// ends the migrations warming up towards it, so none cuts over onto a node being emptied).
+    fn takes_migrations(&self, node: NodeId) -> bool {
+        self.nodes.get(&node).is_some_and(|n| {
+            matches!(
+                n.scheduling,
+                NodeSchedulingPolicy::Active | NodeSchedulingPolicy::Filling
+            )
         })
     }
 }

@@ -233,6 +233,11 @@ fn best_move(
         });
     }
     for old in &shard.intent.secondaries {
+        // A secondary on a node that takes no work (paused for a restart, draining) is left
+        // for the node operation (a fill comes back for it).
+        if !views.get(old).is_some_and(|v| v.may_schedule) {
+            continue;
+        }
         let current = key(*old, Role::Secondary, false);
         let better = candidates(Role::Secondary)
             .map(|n| (key(n, Role::Secondary, true), n))

@@ -370,3 +370,50 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn draining_the_destination_ends_a_warm_up_and_its_secondary() {
+    let mut state = State::default();
+    for id in 1..=3 {
+        register(&mut state, id, "az-a");
+    }
+    add_tenant(&mut state, 1, 0, None, |_| (1, vec![2]));
+    let shard = state.shards().next().expect("shard").id;
+    let start = StartMigration {
+        shard,
+        origin: NodeId(1),
+        destination: NodeId(3),
+        prewarm: true,
+        warmup_timeout_ms: 1000,
+        download_request_timeout_ms: 1000,
+    };
+    ok(&mut state, Command::StartMigration(start.clone()));
+    assert!(state.migration(&shard).is_some());
+    assert_eq!(
+        state.shard(&shard).expect("shard").intent.secondaries,
+        vec![NodeId(2), NodeId(3)]
+    );
+    ok(
+        &mut state,
+        Command::StartNodeOperation(state_machine::node_operation::NodeOperation {
+            node: NodeId(3),
+            kind: state_machine::node_operation::NodeOperationKind::Drain,
+            force: false,
+        }),
+    );
+    assert!(state.migration(&shard).is_none(), "ended by the drain");
+    assert_eq!(
+        state.shard(&shard).expect("shard").intent.secondaries,
+        vec![NodeId(2)],
+        "the warm-up's secondary went with it"
+    );
+    state.validate().expect("valid");
+    let (r, _) = state.apply(&Command::StartMigration(start));
+    assert!(
+        matches!(
+            r,
+            Response::Rejected(state_machine::Rejection::PreconditionFailed(_))
+        ),
+        "no warm-up towards a draining node: {r:?}"
+    );
+}
