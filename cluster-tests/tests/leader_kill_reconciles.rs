@@ -21,7 +21,9 @@ use cluster_tests::fixture::ControllerFixture;
 use cluster_tests::history;
 use cluster_tests::placement::{Attachment, SETTLE_DEADLINE, wait_settled};
 use cluster_tests::storage_api::{tenant_create_body, tenant_id};
-use cluster_tests::{Cluster, Sims, StorageApi, deadline, wait_until};
+use cluster_tests::{
+    Cluster, ClusterOptions, ControllerOptions, Sims, StorageApi, deadline, wait_until,
+};
 use serde_json::json;
 
 const TAG: u32 = 0x1d11;
@@ -60,9 +62,19 @@ async fn leader_kill_reconciles() {
         cluster,
         leader,
         follower,
-    } = ControllerFixture::start(&[(1, "az-a"), (2, "az-a"), (3, "az-b")], SETTLE_DEADLINE)
-        .await
-        .expect("a formed cluster with Active simulators");
+    } = ControllerFixture::start_with(
+        &[(1, "az-a"), (2, "az-a"), (3, "az-b")],
+        SETTLE_DEADLINE,
+        ClusterOptions::default(),
+        // It validates every generation against the placement it read: no optimiser moves
+        // (each a new generation) in between.
+        ControllerOptions {
+            max_optimisations_per_pass: Some(0),
+            ..ControllerOptions::test_defaults()
+        },
+    )
+    .await
+    .expect("a formed cluster with Active simulators");
     // Requests go through a replica that is not the one about to be killed.
     let api = StorageApi::new(cluster.client(follower));
 
