@@ -154,3 +154,33 @@ pub async fn expect_settled(
     }
     (settled, started.elapsed())
 }
+
+/// Checks a rolled-back split: each parent is attached where it was. A pageserver that split
+/// a parent dropped its location, so attaching it again took a new generation; a parent no
+/// pageserver split is kept as it was. Returns the parents a pageserver dropped.
+pub fn check_rolled_back(
+    sims: &Sims,
+    tenant: &str,
+    before: &BTreeMap<String, Attachment>,
+    settled: &BTreeMap<String, Attachment>,
+    what: &str,
+) -> Vec<String> {
+    let removed: Vec<String> = sims
+        .all_history()
+        .expect("histories")
+        .iter()
+        .filter(|e| e.kind == "split_parent_removed" && e.accepted)
+        .filter_map(|e| e.tenant_shard_id.clone())
+        .filter(|id| id.starts_with(tenant))
+        .collect();
+    for (id, was) in before {
+        let now = &settled[id];
+        assert_eq!(now.node, was.node, "{what}: {id} moved");
+        if removed.contains(id) {
+            assert!(now.generation > was.generation, "{what}: {id}: {now:?}");
+        } else {
+            assert_eq!(now, was, "{what}: {id} changed");
+        }
+    }
+    removed
+}

@@ -16,14 +16,13 @@
 //! Throughout, a bystander tenant keeps its attachments and generations; at the end the
 //! simulators' histories are safe, consistency_check passes and nothing crashed.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use cluster_tests::client::http_client;
 use cluster_tests::fixture::ControllerFixture;
 use cluster_tests::history;
-use cluster_tests::placement::{Attachment, SETTLE_DEADLINE, wait_settled};
-use cluster_tests::splits::{expect_settled, new_shards};
+use cluster_tests::placement::{SETTLE_DEADLINE, wait_settled};
+use cluster_tests::splits::{check_rolled_back, expect_settled, new_shards};
 use cluster_tests::storage_api::{shard_ids, tenant_create_body, tenant_id};
 use cluster_tests::{Client, Cluster, ControllerOptions, RawResponse, Sims, StorageApi};
 use reqwest::Method;
@@ -196,22 +195,20 @@ async fn split_failpoints() {
         );
 
         let expected = if *rolls_forward { &children } else { &parents };
-        let unmoved: Vec<&BTreeMap<String, Attachment>> = if *rolls_forward {
-            vec![&before]
-        } else {
-            vec![&before, &tenant_before]
-        };
-        let settled_after_failure = expect_settled(
+        let (settled, settled_after_failure) = expect_settled(
             &api,
             &fx.sims,
             &tenant,
             expected,
             &bystanders,
-            &unmoved,
+            &[&before],
             &format!("{failpoint}: settles after the failed split"),
         )
-        .await
-        .1;
+        .await;
+        if !*rolls_forward {
+            let removed = check_rolled_back(&fx.sims, &tenant, &tenant_before, &settled, failpoint);
+            assert_eq!(!removed.is_empty(), *pageserver_split, "{failpoint}");
+        }
 
         let retry = retry_split(&split_api, &tenant, 4).await;
         expect_settled(
@@ -271,7 +268,7 @@ async fn split_failpoints() {
     let msg = expect_failed(&r, "pageserver fails the split");
     assert_eq!(r.status, 409, "pageserver fails the split: {r:?}");
     assert!(msg.contains("Failed to split"), "{msg:?}");
-    let fail_settle = expect_settled(
+    let (_, fail_settle) = expect_settled(
         &api,
         &fx.sims,
         &tenant,
@@ -280,8 +277,7 @@ async fn split_failpoints() {
         &[&before, &tenant_before],
         "sim fail: settles rolled back",
     )
-    .await
-    .1;
+    .await;
 
     assert_eq!(
         split_events(&fx.sims, &tenant),
@@ -311,17 +307,25 @@ async fn split_failpoints() {
         !created.is_empty() && created.iter().all(|c| children.contains(c)),
         "the stalled pageserver created children before answering: {created:?}"
     );
-    let stall_settle = expect_settled(
+    let (settled_after_stall, stall_settle) = expect_settled(
         &api,
         &fx.sims,
         &tenant,
         &parents,
         &bystanders,
-        &[&before, &tenant_before],
+        &[&before],
         "sim stall: settles rolled back, children detached",
     )
-    .await
-    .1;
+    .await;
+    let what = "sim stall: settles rolled back";
+    let removed = check_rolled_back(
+        &fx.sims,
+        &tenant,
+        &tenant_before,
+        &settled_after_stall,
+        what,
+    );
+    assert!(!removed.is_empty(), "{what}: the stalled pageservers split");
 
     for node in &parent_nodes {
         set_split_behaviour(&fx.sims, *node, json!({"fail": false, "stall_ms": 0})).await;

@@ -9,11 +9,11 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use cluster_tests::StorageApi;
 use cluster_tests::fixture::ControllerFixture;
 use cluster_tests::history::{self, CheckOptions};
 use cluster_tests::placement::{SETTLE_DEADLINE, wait_settled};
 use cluster_tests::storage_api::{tenant_create_body, tenant_id};
+use cluster_tests::{ClusterOptions, ControllerOptions, StorageApi};
 use reqwest::Method;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -68,9 +68,19 @@ async fn stalled_node() {
         cluster,
         leader: _,
         follower,
-    } = ControllerFixture::start(&[(1, "az-a"), (2, "az-a"), (3, "az-b")], SETTLE_DEADLINE)
-        .await
-        .expect("a formed cluster with Active simulators");
+    } = ControllerFixture::start_with(
+        &[(1, "az-a"), (2, "az-a"), (3, "az-b")],
+        SETTLE_DEADLINE,
+        ClusterOptions::default(),
+        ControllerOptions {
+            // It checks that nothing moves once the node is back; the optimiser would
+            // rebalance onto it (tests/optimiser.rs covers that).
+            max_optimisations_per_pass: Some(0),
+            ..ControllerOptions::test_defaults()
+        },
+    )
+    .await
+    .expect("a formed cluster with Active simulators");
     let api = StorageApi::new(cluster.client(follower));
     let tenant = tenant_id(TAG, 1);
     api.create_tenant(&tenant_create_body(&tenant, 4, 1))

@@ -1,4 +1,4 @@
-//! Locations: `location_config` (set, list, get), utilization and heatmap upload.
+//! Locations: `location_config` (set, list, get), utilization, top tenants and heatmap upload.
 
 use std::sync::Arc;
 
@@ -17,6 +17,7 @@ use crate::wire::{
     LocationConfig, LocationConfigList, LocationConfigResponse, Mode, PageserverUtilization,
     TenantShardLocation,
 };
+use crate::wire::{TopTenantShardsRequest, TopTenantShardsResponse};
 
 /// Simulated disk: plenty free, so the shard count drives the utilization score.
 const FREE_SPACE_BYTES: u64 = 100 << 30;
@@ -113,6 +114,21 @@ pub async fn utilization(State(app): State<Arc<App>>, headers: HeaderMap) -> Res
     .await
 }
 
+/// `POST /v1/top_tenants`, body `{"order_by": "resident_size" | "max_logical_size" |
+/// "max_logical_size_per_shard", "limit": n, "where_shards_lt": n | null, "where_gt": bytes |
+/// null}` (unknown keys 400): `{"shards": [{"id", "resident_size", "physical_size",
+/// "max_logical_size", "max_logical_size_per_shard"}]}` with upstream's semantics (see
+/// `SimState::top_tenants`).
+pub async fn top_tenants(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
+    detached(async move {
+        let txn = app.begin(&headers, "top_tenants", None).await?;
+        let request: TopTenantShardsRequest = parse_body(&body)?;
+        let shards = txn.state().top_tenants(&request);
+        Ok(json(StatusCode::OK, &TopTenantShardsResponse { shards }))
+    })
+    .await
+}
+
 pub async fn heatmap_upload(
     State(app): State<Arc<App>>,
     Path(tsid): Path<String>,
@@ -135,8 +151,11 @@ pub async fn heatmap_upload(
 }
 
 /// The reference's score: the worse of disk fullness and shard-count fullness, 1e6 = full.
+/// The disk part counts layers only (`layer_usage_bytes`), so the logical sizes tests set do
+/// not change scheduling; `disk_usage_bytes` reports them too.
 fn utilization_of(state: &SimState) -> PageserverUtilization {
-    let usage = state.disk_usage_bytes();
+    let usage = state.layer_usage_bytes();
+    let reported = state.disk_usage_bytes();
     let shard_count = u32::try_from(state.locations.len()).unwrap_or(u32::MAX);
     let usable_pct = 100u8;
     let capacity = u128::from(usage + FREE_SPACE_BYTES) * u128::from(usable_pct) / 100;
@@ -144,9 +163,9 @@ fn utilization_of(state: &SimState) -> PageserverUtilization {
     let shard_score = u128::from(shard_count) * 1_000_000 / u128::from(MAX_SHARD_COUNT);
     let score = u64::try_from(disk_score.max(shard_score)).unwrap_or(u64::MAX);
     PageserverUtilization {
-        disk_usage_bytes: usage,
+        disk_usage_bytes: reported,
         free_space_bytes: FREE_SPACE_BYTES,
-        disk_wanted_bytes: usage,
+        disk_wanted_bytes: reported,
         disk_usable_pct: usable_pct,
         shard_count,
         max_shard_count: MAX_SHARD_COUNT,

@@ -5,6 +5,10 @@
 //! caller waits; `wait_ms` only says how long this call waits for it. With no heatmap in remote
 //! storage there is nothing to fetch: complete at once, with `heatmap_mtime: null` and no
 //! layers (what a real secondary of a tenant without `heatmap_period` reports).
+//!
+//! With `secondary_downloads_paused` a download makes no progress (its clock stands still, see
+//! `model::DownloadClock`): the call waits its whole `wait_ms` and answers 202 with what was
+//! held, unless that was already everything.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +21,7 @@ use crate::api_tenant::remote_error;
 use crate::app::App;
 use crate::error::ApiError;
 use crate::ids::TenantShardId;
-use crate::model::{Progress, layers_after, ms_until_complete};
+use crate::model::{Progress, layers_now, ms_until_complete};
 use crate::routes::{detached, json, parse_tsid, query_u64};
 
 /// 200 once every layer of the heatmap is held, 202 before.
@@ -30,7 +34,8 @@ pub async fn download(
     detached(async move {
         let id = parse_tsid(&tsid)?;
         let wait_ms = query_u64(query.as_deref(), "wait_ms")?.unwrap_or(0);
-        let rate = app.behaviour().download_ms_per_layer;
+        let behaviour = app.behaviour();
+        let rate = behaviour.download_ms_per_layer;
         let (progress, started, base) = {
             let txn = app.begin(&headers, "secondary_download", Some(id)).await?;
             let progress =
@@ -38,15 +43,18 @@ pub async fn download(
             let (started, base) = app.download_started(id, progress.layers_downloaded);
             (progress, started, base)
         };
-        let remaining = ms_until_complete(base, progress.layers_total, rate)
-            .saturating_sub(elapsed_ms(started));
+        let remaining = if behaviour.secondary_downloads_paused && !progress.is_complete() {
+            wait_ms
+        } else {
+            ms_until_complete(base, progress.layers_total, rate)
+                .saturating_sub(app.download_elapsed_ms(started))
+        };
         // Waits without the state lock: other requests go on meanwhile.
         tokio::time::sleep(Duration::from_millis(remaining.min(wait_ms))).await;
 
         let mut txn = app.begin(&headers, "secondary_download", Some(id)).await?;
         let mut progress = progress;
-        progress.layers_downloaded =
-            layers_after(base, progress.layers_total, elapsed_ms(started), rate);
+        progress.layers_downloaded = held_now(&app, base, progress.layers_total, started);
         let mut next = txn.state().clone();
         next.set_progress(id, progress.clone())?;
         let mut event = txn.event("secondary_download", Some(id));
@@ -77,9 +85,7 @@ pub async fn status(
         let mut progress =
             against_heatmap(&app, id, txn.state().secondary(id)?.progress.clone()).await?;
         if let Some((started, base)) = app.download_running(id) {
-            let rate = app.behaviour().download_ms_per_layer;
-            progress.layers_downloaded =
-                layers_after(base, progress.layers_total, elapsed_ms(started), rate);
+            progress.layers_downloaded = held_now(&app, base, progress.layers_total, started);
         }
         Ok(json(StatusCode::OK, &progress.to_wire()))
     })
@@ -107,6 +113,14 @@ async fn against_heatmap(
     Ok(progress)
 }
 
-fn elapsed_ms(since: tokio::time::Instant) -> u64 {
-    u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)
+/// Layers a download that started at `started` (download clock) with `base` layers holds now.
+fn held_now(app: &App, base: u64, total: u64, started: u64) -> u64 {
+    let behaviour = app.behaviour();
+    layers_now(
+        base,
+        total,
+        app.download_elapsed_ms(started),
+        behaviour.download_ms_per_layer,
+        behaviour.secondary_downloads_paused,
+    )
 }

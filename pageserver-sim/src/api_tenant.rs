@@ -134,9 +134,15 @@ pub async fn get(
     .await
 }
 
-/// `PUT /v1/tenant/:tsid/shard_split`. Fault injection: `fail` answers 500 without splitting;
-/// `stall_ms` delays the answer AFTER the split is durable (the lock released meanwhile), which
-/// is the case where a controller gives up on a split the pageserver did perform.
+/// `PUT /v1/tenant/:tsid/shard_split`: the children attached in the parent's generation, the
+/// parent's location dropped (history: a `split` event per child, then a
+/// `split_parent_removed` event for the parent, mode `Detached`). Asked again once done (parent
+/// gone, children attached in its generation) it answers the same children, recording a `split`
+/// event per child with the reason `already split`.
+///
+/// Fault injection: `fail` answers 500 without splitting; `stall_ms` delays the answer AFTER
+/// the split is durable (the lock released meanwhile), which is the case where a controller
+/// gives up on a split the pageserver did perform.
 pub async fn split(
     State(app): State<Arc<App>>,
     Path(tsid): Path<String>,
@@ -150,35 +156,52 @@ pub async fn split(
             let mut txn = app.begin(&headers, "split", Some(parent)).await?;
             let request: ShardSplitRequest = parse_body(&body)?;
             let mut next = txn.state().clone();
-            let generation = txn
-                .state()
-                .locations
-                .get(&parent)
-                .and_then(|l| l.generation);
             let outcome = if behaviour.fail {
                 Err(ApiError::Internal("split failure injected".into()))
             } else {
                 next.split(parent, request.new_shard_count, request.new_stripe_size)
             };
             let events = match &outcome {
-                Ok(children) => children
-                    .iter()
-                    .map(|child| {
-                        let mut event = txn.event("split", Some(*child));
-                        event.mode = next.locations.get(child).map(|l| l.mode);
-                        event.generation = generation;
-                        event.reason = Some(format!("child of {parent}"));
-                        event
-                    })
-                    .collect(),
+                Ok(done) => {
+                    let mut events: Vec<Event> = done
+                        .children
+                        .iter()
+                        .map(|child| {
+                            let mut event = txn.event("split", Some(*child));
+                            event.mode = next.locations.get(child).map(|l| l.mode);
+                            event.generation = Some(done.generation);
+                            event.reason = Some(if done.parent_removed {
+                                format!("child of {parent}")
+                            } else {
+                                format!("child of {parent}; already split")
+                            });
+                            event
+                        })
+                        .collect();
+                    if done.parent_removed {
+                        let mut event = txn.event("split_parent_removed", Some(parent));
+                        event.mode = Some(Mode::Detached);
+                        event.generation = Some(done.generation);
+                        event.reason = Some(format!(
+                            "split into {} children; remote data kept",
+                            done.children.len()
+                        ));
+                        events.push(event);
+                    }
+                    events
+                }
                 Err(_) => {
                     let mut event = txn.event("split", Some(parent));
-                    event.generation = generation;
+                    event.generation = txn
+                        .state()
+                        .locations
+                        .get(&parent)
+                        .and_then(|l| l.generation);
                     vec![event]
                 }
             };
             let (children, outcome) = match outcome {
-                Ok(children) => (children, Ok(())),
+                Ok(done) => (done.children, Ok(())),
                 Err(e) => (Vec::new(), Err(e)),
             };
             txn.conclude(next, events, outcome).await?;

@@ -17,7 +17,7 @@ use tokio::sync::{Mutex, MutexGuard};
 use crate::error::ApiError;
 use crate::history::{Event, History};
 use crate::ids::TenantShardId;
-use crate::model::SimState;
+use crate::model::{DownloadClock, SimState};
 use crate::remote::{RemoteStorage, Upload, uploads};
 use crate::store::{Change, Store};
 use crate::upcall::Controller;
@@ -40,8 +40,13 @@ pub struct App {
     /// Deletions accepted (202) whose remote part still runs. Not persisted: after a restart
     /// the controller's next delete starts what is left again.
     deleting: StdMutex<BTreeSet<Deletion>>,
-    /// Secondary downloads under way: when each started and the layers it held then.
-    downloads: StdMutex<HashMap<TenantShardId, (tokio::time::Instant, u64)>>,
+    /// Secondary downloads under way: when each started (on `download_clock`) and the layers
+    /// it held then.
+    downloads: StdMutex<HashMap<TenantShardId, (u64, u64)>>,
+    /// Download time, which stands still while `secondary_downloads_paused` is set.
+    download_clock: StdMutex<DownloadClock>,
+    /// The origin of `download_clock`'s times.
+    started: tokio::time::Instant,
     /// When each location was last attached in a new generation (its catch-up starts then).
     attached_at: StdMutex<HashMap<TenantShardId, tokio::time::Instant>>,
 }
@@ -90,6 +95,11 @@ impl App {
             remote,
             deleting: StdMutex::new(BTreeSet::new()),
             downloads: StdMutex::new(HashMap::new()),
+            download_clock: StdMutex::new(DownloadClock::new(
+                0,
+                behaviour.secondary_downloads_paused,
+            )),
+            started: tokio::time::Instant::now(),
             attached_at: StdMutex::new(HashMap::new()),
         }
     }
@@ -149,7 +159,31 @@ impl App {
     }
 
     pub fn set_behaviour(&self, behaviour: SimBehaviour) {
-        *self.behaviour.lock().unwrap_or_else(|p| p.into_inner()) = behaviour;
+        let mut current = self.behaviour.lock().unwrap_or_else(|p| p.into_inner());
+        let now = self.now_ms();
+        self.download_clock
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .set_paused(behaviour.secondary_downloads_paused, now);
+        *current = behaviour;
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Download time now (see [`DownloadClock`]).
+    fn download_time(&self) -> u64 {
+        let now = self.now_ms();
+        self.download_clock
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .at(now)
+    }
+
+    /// Download time since `start` (a time `download_started` returned).
+    pub fn download_elapsed_ms(&self, start: u64) -> u64 {
+        self.download_time().saturating_sub(start)
     }
 
     pub fn is_deleting(&self, what: &Deletion) -> bool {
@@ -174,14 +208,16 @@ impl App {
             .remove(what);
     }
 
-    /// The download of `id` under way, started now with `held` layers if none was.
-    pub fn download_started(&self, id: TenantShardId, held: u64) -> (tokio::time::Instant, u64) {
+    /// The download of `id` under way, started now with `held` layers if none was: its start
+    /// on the download clock and the layers it started with.
+    pub fn download_started(&self, id: TenantShardId, held: u64) -> (u64, u64) {
+        let now = self.download_time();
         *self
             .downloads
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .entry(id)
-            .or_insert((tokio::time::Instant::now(), held))
+            .or_insert((now, held))
     }
 
     pub fn note_attached(&self, id: TenantShardId) {
@@ -204,7 +240,7 @@ impl App {
             })
     }
 
-    pub fn download_running(&self, id: TenantShardId) -> Option<(tokio::time::Instant, u64)> {
+    pub fn download_running(&self, id: TenantShardId) -> Option<(u64, u64)> {
         self.downloads
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -54,6 +54,9 @@ pub struct Args {
     /// How long a new attachment takes to catch up with the WAL (`wait_lsn` is 202 till then).
     #[arg(long, default_value_t = 0)]
     pub catch_up_ms: u64,
+    /// Start with secondary downloads making no progress (`secondary_downloads_paused`).
+    #[arg(long)]
+    pub secondary_downloads_paused: bool,
 }
 
 impl Args {
@@ -62,6 +65,7 @@ impl Args {
             delete_delay_ms: self.delete_delay_ms,
             download_ms_per_layer: self.download_ms_per_layer,
             catch_up_ms: self.catch_up_ms,
+            secondary_downloads_paused: self.secondary_downloads_paused,
         }
     }
 

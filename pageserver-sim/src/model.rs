@@ -18,7 +18,10 @@ use serde_json::Value;
 
 use crate::error::ApiError;
 use crate::ids::TenantShardId;
-use crate::wire::{LocationConfig, Lsn, Mode, ReAttachResponse, SecondaryProgress};
+use crate::wire::{
+    LocationConfig, Lsn, Mode, ReAttachResponse, SecondaryProgress, TopTenantShardItem,
+    TopTenantShardsRequest,
+};
 
 /// Layers each timeline has in a heatmap, and their size; nothing is really fetched.
 pub const LAYERS_PER_TIMELINE: u64 = 10;
@@ -132,6 +135,12 @@ pub struct Timeline {
     pub gc_blocked: bool,
     #[serde(default)]
     pub invisible: bool,
+    /// The timeline's logical size in bytes, tenant-wide (every shard's copy holds the same
+    /// value, as upstream's is the tenant's): set by tests (`PUT
+    /// /debug/sim/tenant/:tenant_id/logical_size`), inherited by split children, uploaded with
+    /// the timeline's index. 0 for a new timeline.
+    #[serde(default)]
+    pub logical_size: u64,
 }
 
 impl Timeline {
@@ -142,6 +151,7 @@ impl Timeline {
             archived: false,
             gc_blocked: false,
             invisible: false,
+            logical_size: 0,
         }
     }
 }
@@ -152,6 +162,16 @@ pub struct RetainedData {
     pub generation: Option<u32>,
     pub timelines: BTreeMap<String, Timeline>,
     pub reason: String,
+}
+
+/// What a shard split did.
+#[derive(Debug, PartialEq)]
+pub struct SplitOutcome {
+    pub children: Vec<TenantShardId>,
+    /// The parent's generation, which the children are attached in.
+    pub generation: u32,
+    /// False for a repeated request whose split had already happened.
+    pub parent_removed: bool,
 }
 
 /// What re-attach did to one local location.
@@ -195,6 +215,30 @@ impl Location {
     /// Layers this location's heatmap lists.
     pub fn layers(&self) -> u64 {
         self.timelines.len() as u64 * LAYERS_PER_TIMELINE
+    }
+
+    /// The largest logical size of its timelines: the tenant's, as every shard holds the
+    /// tenant-wide value.
+    pub fn max_logical_size(&self) -> u64 {
+        self.timelines
+            .values()
+            .map(|t| t.logical_size)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// This shard's share (rounded up) of its timelines' logical sizes.
+    pub fn data_bytes(&self, id: TenantShardId) -> u64 {
+        let shards = u64::from(id.effective_count());
+        self.timelines
+            .values()
+            .map(|t| t.logical_size.div_ceil(shards))
+            .fold(0, u64::saturating_add)
+    }
+
+    /// Bytes this location holds: its layers plus [`Location::data_bytes`].
+    pub fn resident_bytes(&self, id: TenantShardId) -> u64 {
+        (self.layers() * LAYER_BYTES).saturating_add(self.data_bytes(id))
     }
 
     /// Whether the attached location uploads heatmaps: only with a `heatmap_period` in its
@@ -488,19 +532,22 @@ impl SimState {
         *max = (*max).max(generation);
     }
 
-    /// Creates the children of `parent` attached in its generation and mode, with its timelines.
-    /// The parent stays until the controller detaches it. Children already attached in that
-    /// generation (a repeated split request) are left as they are.
+    /// Splits `parent`, as a pageserver's `shard_split` does: the children are attached in the
+    /// parent's generation and mode, with its timelines, and the parent leaves the tenant map
+    /// (its local location only: remote storage keeps what it uploaded, and `max_generation`
+    /// keeps its generation). Children already attached in that generation (the parent
+    /// re-attached after an aborted split left them behind) are left as they are.
+    ///
+    /// A repeated request whose split already happened (the parent gone, every child attached
+    /// in the generation the parent last held) answers the same children and changes nothing:
+    /// the controller retries after losing an answer. Without the parent and without those
+    /// children it is 404, as for any shard that is not attached here.
     pub fn split(
         &mut self,
         parent: TenantShardId,
         new_count: u8,
         new_stripe: Option<u32>,
-    ) -> Result<Vec<TenantShardId>, ApiError> {
-        let source = self.attached(parent)?.clone();
-        let generation = source
-            .generation
-            .ok_or_else(|| ApiError::Internal(format!("attached {parent} has no generation")))?;
+    ) -> Result<SplitOutcome, ApiError> {
         let old_count = parent.effective_count();
         if new_count <= old_count || !new_count.is_multiple_of(old_count) {
             return Err(ApiError::BadRequest(format!(
@@ -515,6 +562,13 @@ impl SimState {
                 count: new_count,
             })
             .collect();
+        if !self.locations.contains_key(&parent) {
+            return self.split_already_done(parent, children);
+        }
+        let source = self.attached(parent)?.clone();
+        let generation = source
+            .generation
+            .ok_or_else(|| ApiError::Internal(format!("attached {parent} has no generation")))?;
         for child in &children {
             let held = self.held_generation(*child);
             if held > generation {
@@ -542,7 +596,41 @@ impl SimState {
             }
             self.note_generation(*child, generation);
         }
-        Ok(children)
+        // The children hold the parent's data now: nothing to retain or validate.
+        self.locations.remove(&parent);
+        self.note_generation(parent, generation);
+        Ok(SplitOutcome {
+            children,
+            generation,
+            parent_removed: true,
+        })
+    }
+
+    /// The answer to a split of a parent that is no longer here: its children, if every one
+    /// is attached in the generation the parent last held.
+    fn split_already_done(
+        &self,
+        parent: TenantShardId,
+        children: Vec<TenantShardId>,
+    ) -> Result<SplitOutcome, ApiError> {
+        let generation = self.max_generation.get(&parent).copied();
+        let done = generation.is_some_and(|g| {
+            children.iter().all(|c| {
+                self.locations
+                    .get(c)
+                    .is_some_and(|l| l.mode.is_attached() && l.generation == Some(g))
+            })
+        });
+        match generation {
+            Some(generation) if done => Ok(SplitOutcome {
+                children,
+                generation,
+                parent_removed: false,
+            }),
+            _ => Err(ApiError::NotFound(format!(
+                "tenant shard {parent} is not attached here"
+            ))),
+        }
     }
 
     /// Creates a timeline at the initdb LSN; `false` when it already existed (idempotent).
@@ -629,12 +717,99 @@ impl SimState {
         Ok(*tl)
     }
 
-    /// Simulated local disk usage: one full set of layers per location.
-    pub fn disk_usage_bytes(&self) -> u64 {
+    /// Simulated local disk usage by layers alone: one full set of layers per location (at
+    /// least a timeline's worth). What the utilization score is computed from, so that
+    /// logical sizes set by tests do not change scheduling.
+    pub fn layer_usage_bytes(&self) -> u64 {
         self.locations
             .values()
             .map(|l| l.layers().max(LAYERS_PER_TIMELINE) * LAYER_BYTES)
             .sum()
+    }
+
+    /// Simulated local disk usage as reported: the layers plus every location's share of its
+    /// timelines' logical sizes.
+    pub fn disk_usage_bytes(&self) -> u64 {
+        let data: u64 = self
+            .locations
+            .iter()
+            .map(|(id, l)| l.data_bytes(*id))
+            .fold(0, u64::saturating_add);
+        self.layer_usage_bytes().saturating_add(data)
+    }
+
+    /// Sets the logical size of `timeline` (or of every timeline) on every local location of
+    /// `tenant`, attached or secondary. Returns the shards changed; 404 when none has such a
+    /// timeline.
+    pub fn set_logical_size(
+        &mut self,
+        tenant: u128,
+        timeline: Option<&str>,
+        bytes: u64,
+    ) -> Result<Vec<TenantShardId>, ApiError> {
+        let mut changed = Vec::new();
+        for (id, loc) in self.locations.iter_mut() {
+            if id.tenant != tenant {
+                continue;
+            }
+            let matches = |name: &String| timeline.is_none_or(|t| t == name);
+            if !loc.timelines.keys().any(matches) {
+                continue;
+            }
+            let loc = loc.make_mut();
+            for (_, tl) in loc.timelines.iter_mut().filter(|(name, _)| matches(name)) {
+                tl.logical_size = bytes;
+            }
+            changed.push(*id);
+        }
+        if changed.is_empty() {
+            return Err(ApiError::NotFound(match timeline {
+                Some(t) => format!("no shard of tenant {tenant:032x} here has timeline {t}"),
+                None => format!("no shard of tenant {tenant:032x} here has a timeline"),
+            }));
+        }
+        Ok(changed)
+    }
+
+    /// `POST /v1/top_tenants` as upstream answers it: the attached shards only, those of
+    /// tenants with fewer shards than `where_shards_lt` (an unsharded tenant counts as one,
+    /// and so does a limit of 0) and whose `order_by` size is greater than `where_gt`, largest
+    /// first (ties by shard id), at most `limit`.
+    pub fn top_tenants(&self, request: &TopTenantShardsRequest) -> Vec<TopTenantShardItem> {
+        let mut items: Vec<TopTenantShardItem> = self
+            .locations
+            .iter()
+            .filter(|(_, loc)| loc.mode.is_attached())
+            .filter(|(id, _)| {
+                request
+                    .where_shards_lt
+                    .is_none_or(|lt| id.effective_count() < lt.max(1))
+            })
+            .map(|(id, loc)| {
+                let max_logical_size = loc.max_logical_size();
+                let resident = loc.resident_bytes(*id);
+                TopTenantShardItem {
+                    id: *id,
+                    resident_size: resident,
+                    physical_size: resident,
+                    max_logical_size,
+                    max_logical_size_per_shard: max_logical_size
+                        .div_ceil(u64::from(id.effective_count())),
+                }
+            })
+            .filter(|item| {
+                request
+                    .where_gt
+                    .is_none_or(|gt| item.size(request.order_by) > gt)
+            })
+            .collect();
+        items.sort_by(|a, b| {
+            b.size(request.order_by)
+                .cmp(&a.size(request.order_by))
+                .then(a.id.cmp(&b.id))
+        });
+        items.truncate(request.limit);
+        items
     }
 }
 
@@ -647,6 +822,54 @@ pub fn layers_after(base: u64, total: u64, elapsed_ms: u64, ms_per_layer: u64) -
     (base + elapsed_ms / ms_per_layer)
         .min(total)
         .max(base.min(total))
+}
+
+/// The time secondary downloads run on: it stands still while downloads are paused, so a
+/// download's progress is `elapsed()` since its start on this clock, and pausing and resuming
+/// neither loses nor invents progress. Times are offsets from any fixed origin (pure).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DownloadClock {
+    /// Download time accumulated before `running_since`.
+    banked_ms: u64,
+    /// When the clock last started running; `None` while paused.
+    running_since_ms: Option<u64>,
+}
+
+impl DownloadClock {
+    pub fn new(now_ms: u64, paused: bool) -> Self {
+        DownloadClock {
+            banked_ms: 0,
+            running_since_ms: (!paused).then_some(now_ms),
+        }
+    }
+
+    /// Download time at `now_ms`.
+    pub fn at(&self, now_ms: u64) -> u64 {
+        self.banked_ms
+            + self
+                .running_since_ms
+                .map_or(0, |since| now_ms.saturating_sub(since))
+    }
+
+    pub fn set_paused(&mut self, paused: bool, now_ms: u64) {
+        match (paused, self.running_since_ms) {
+            (true, Some(_)) => {
+                self.banked_ms = self.at(now_ms);
+                self.running_since_ms = None;
+            }
+            (false, None) => self.running_since_ms = Some(now_ms),
+            _ => {}
+        }
+    }
+}
+
+/// Layers a download that started with `base` of `total` holds after `elapsed_ms` of download
+/// time at `ms_per_layer`; a paused instant download (rate 0) holds only `base`.
+pub fn layers_now(base: u64, total: u64, elapsed_ms: u64, ms_per_layer: u64, paused: bool) -> u64 {
+    if paused && ms_per_layer == 0 {
+        return base.min(total);
+    }
+    layers_after(base, total, elapsed_ms, ms_per_layer)
 }
 
 /// How long a download that holds `base` of `total` layers still runs.
@@ -665,7 +888,7 @@ fn tenant_conf_or_empty(conf: &Value) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::ReAttachResponseTenant;
+    use crate::wire::{ReAttachResponseTenant, TopTenantsOrder};
 
     const NOW: &str = "2025-01-01T00:00:00.000Z";
 
@@ -781,7 +1004,7 @@ mod tests {
     }
 
     #[test]
-    fn split_children_follow_parent() {
+    fn split_children_follow_parent_which_leaves() {
         let mut st = SimState::default();
         let parent = id(1, 2);
         st.configure(
@@ -792,16 +1015,277 @@ mod tests {
         )
         .expect("attach");
         st.create_timeline(parent, "t1").expect("timeline");
-        let children = st.split(parent, 4, Some(1024)).expect("split");
-        assert_eq!(children, vec![id(1, 4), id(3, 4)]);
-        for child in children {
-            let loc = &st.locations[&child];
+        st.set_logical_size(0xabc, None, 1000).expect("size");
+        let done = st.split(parent, 4, Some(1024)).expect("split");
+        assert_eq!(done.children, vec![id(1, 4), id(3, 4)]);
+        assert_eq!((done.generation, done.parent_removed), (7, true));
+        for child in &done.children {
+            let loc = &st.locations[child];
+            assert_eq!(loc.mode, Mode::AttachedSingle);
             assert_eq!(loc.generation, Some(7));
             assert_eq!(loc.stripe_size, 1024);
-            assert!(loc.timelines.contains_key("t1"));
+            assert_eq!(loc.timelines["t1"].logical_size, 1000, "inherited");
+            assert_eq!(st.held_generation(*child), 7);
         }
-        assert!(st.locations.contains_key(&parent));
-        assert!(st.split(parent, 3, None).is_err());
+        // The parent's local location is gone, not retained (its children hold the data), and
+        // its generation is remembered.
+        assert!(!st.locations.contains_key(&parent));
+        assert!(st.retained.is_empty());
+        assert_eq!(st.held_generation(parent), 7);
+        assert_eq!(st.deletion_to_validate(parent), None);
+        // The controller's cleanup detach finds nothing to remove.
+        assert!(!st.remove(parent, None, "detach"));
+        assert!(st.retained.is_empty());
+    }
+
+    #[test]
+    fn repeated_split_answers_the_same_children() {
+        let mut st = SimState::default();
+        let parent = id(0, 0);
+        st.configure(
+            parent,
+            &conf(Mode::AttachedSingle, Some(3), parent),
+            NOW,
+            BTreeMap::new(),
+        )
+        .expect("attach");
+        let first = st.split(parent, 2, None).expect("split");
+        let before = st.clone();
+        let again = st
+            .split(parent, 2, None)
+            .expect("a retry after a lost answer");
+        assert_eq!(again.children, first.children);
+        assert_eq!((again.generation, again.parent_removed), (3, false));
+        assert_eq!(st, before, "a retry changes nothing");
+        // Another count was never split: not found.
+        let err = st.split(parent, 4, None).expect_err("never split to 4");
+        assert!(matches!(err, ApiError::NotFound(_)), "{err:?}");
+        assert!(matches!(
+            st.split(parent, 1, None),
+            Err(ApiError::BadRequest(_))
+        ));
+        // A child gone (an abort detached it): the split is no longer done here.
+        st.remove(id(1, 2), Some(true), "detach");
+        let err = st.split(parent, 2, None).expect_err("half the children");
+        assert!(matches!(err, ApiError::NotFound(_)), "{err:?}");
+        // A shard this node never held is not found either.
+        let err = st.split(id(5, 8), 16, None).expect_err("unknown");
+        assert!(matches!(err, ApiError::NotFound(_)), "{err:?}");
+    }
+
+    #[test]
+    fn split_after_an_abort_reuses_children_left_behind() {
+        let mut st = SimState::default();
+        let parent = id(0, 0);
+        let attach = |st: &mut SimState, generation| {
+            st.configure(
+                parent,
+                &conf(Mode::AttachedSingle, Some(generation), parent),
+                NOW,
+                BTreeMap::new(),
+            )
+        };
+        attach(&mut st, 3).expect("attach");
+        st.split(parent, 2, None).expect("split");
+        // An abort re-attaches the parent (same generation) without detaching the children.
+        attach(&mut st, 3).expect("parent back");
+        let done = st.split(parent, 2, None).expect("split again");
+        assert!(done.parent_removed);
+        assert!(!st.locations.contains_key(&parent));
+        // A child that held a newer generation than the parent's refuses the split.
+        attach(&mut st, 3).expect("parent back again");
+        st.configure(
+            id(0, 2),
+            &conf(Mode::AttachedSingle, Some(9), id(0, 2)),
+            NOW,
+            BTreeMap::new(),
+        )
+        .expect("child newer");
+        let err = st.split(parent, 2, None).expect_err("stale parent");
+        assert!(matches!(err, ApiError::Conflict(_)), "{err:?}");
+        assert!(st.locations.contains_key(&parent), "refused: parent kept");
+    }
+
+    fn attach_with_sizes(st: &mut SimState, shard: TenantShardId, sizes: &[u64]) {
+        st.configure(
+            shard,
+            &conf(Mode::AttachedSingle, Some(1), shard),
+            NOW,
+            BTreeMap::new(),
+        )
+        .expect("attach");
+        for (i, bytes) in sizes.iter().enumerate() {
+            let name = format!("t{i}");
+            st.create_timeline(shard, &name).expect("timeline");
+            st.update_timeline(shard, &name, |t| t.logical_size = *bytes)
+                .expect("size");
+        }
+    }
+
+    fn tenant(tenant: u128, number: u8, count: u8) -> TenantShardId {
+        TenantShardId {
+            tenant,
+            number,
+            count,
+        }
+    }
+
+    fn top(
+        st: &SimState,
+        order_by: TopTenantsOrder,
+        limit: usize,
+        where_shards_lt: Option<u8>,
+        where_gt: Option<u64>,
+    ) -> Vec<(TenantShardId, u64)> {
+        let request = TopTenantShardsRequest {
+            order_by,
+            limit,
+            where_shards_lt,
+            where_gt,
+        };
+        st.top_tenants(&request)
+            .into_iter()
+            .map(|i| (i.id, i.size(order_by)))
+            .collect()
+    }
+
+    #[test]
+    fn top_tenants_sorts_and_filters_as_upstream() {
+        use TopTenantsOrder::*;
+        let mut st = SimState::default();
+        let (a, b0, b2, c) = (
+            tenant(1, 0, 0),
+            tenant(2, 0, 4),
+            tenant(2, 2, 4),
+            tenant(3, 1, 2),
+        );
+        attach_with_sizes(&mut st, a, &[100, 300]);
+        attach_with_sizes(&mut st, b0, &[1000]);
+        attach_with_sizes(&mut st, b2, &[1000]);
+        attach_with_sizes(&mut st, c, &[401]);
+        // A secondary is never listed, whatever its size.
+        let sec = tenant(4, 0, 0);
+        st.configure(sec, &conf(Mode::Secondary, None, sec), NOW, BTreeMap::new())
+            .expect("secondary");
+        if let Some(loc) = st.locations.get_mut(&sec).map(Shared::make_mut) {
+            loc.timelines
+                .insert("t0".into(), Timeline::fresh(Lsn::INITDB));
+        }
+        st.set_logical_size(4, None, 1 << 40).expect("size");
+
+        // Largest first, ties by id; the tenant-wide size on every shard.
+        assert_eq!(
+            top(&st, MaxLogicalSize, 10, None, None),
+            vec![(b0, 1000), (b2, 1000), (c, 401), (a, 300)]
+        );
+        // Per shard: divided by the effective count, rounded up (unsharded is 1 shard).
+        assert_eq!(
+            top(&st, MaxLogicalSizePerShard, 10, None, None),
+            vec![(a, 300), (b0, 250), (b2, 250), (c, 201)]
+        );
+        // where_gt keeps strictly greater; limit cuts the sorted list.
+        assert_eq!(
+            top(&st, MaxLogicalSizePerShard, 10, None, Some(250)),
+            vec![(a, 300)]
+        );
+        assert_eq!(
+            top(&st, MaxLogicalSize, 2, None, Some(300)),
+            vec![(b0, 1000), (b2, 1000)]
+        );
+        assert!(top(&st, MaxLogicalSize, 0, None, None).is_empty());
+        // where_shards_lt: 2 keeps the unsharded tenant only (count 0 counts as 1 shard), 4 adds
+        // the 2-shard one, 1 or 0 keeps nothing.
+        assert_eq!(top(&st, MaxLogicalSize, 10, Some(2), None), vec![(a, 300)]);
+        assert_eq!(
+            top(&st, MaxLogicalSize, 10, Some(4), None),
+            vec![(c, 401), (a, 300)]
+        );
+        assert!(top(&st, MaxLogicalSize, 10, Some(1), None).is_empty());
+        assert!(top(&st, MaxLogicalSize, 10, Some(0), None).is_empty());
+        // Resident size: the layers plus the shard's share of every timeline.
+        let layers = LAYERS_PER_TIMELINE * LAYER_BYTES;
+        assert_eq!(
+            top(&st, ResidentSize, 10, None, None),
+            vec![
+                (a, 2 * layers + 400),
+                (b0, layers + 250),
+                (b2, layers + 250),
+                (c, layers + 201)
+            ]
+        );
+        let item = &st.top_tenants(&TopTenantShardsRequest {
+            order_by: ResidentSize,
+            limit: 1,
+            where_shards_lt: None,
+            where_gt: None,
+        })[0];
+        assert_eq!(item.physical_size, item.resident_size);
+        assert_eq!(item.max_logical_size_per_shard, 300);
+    }
+
+    #[test]
+    fn logical_sizes_count_in_disk_usage_not_in_layer_usage() {
+        let mut st = SimState::default();
+        let shard = tenant(9, 1, 2);
+        attach_with_sizes(&mut st, shard, &[0, 0]);
+        let layers = st.layer_usage_bytes();
+        assert_eq!(layers, 2 * LAYERS_PER_TIMELINE * LAYER_BYTES);
+        assert_eq!(st.disk_usage_bytes(), layers);
+        // One timeline named: only it changes.
+        assert_eq!(
+            st.set_logical_size(9, Some("t1"), 2001)
+                .expect("one timeline"),
+            vec![shard]
+        );
+        let loc = &st.locations[&shard];
+        assert_eq!(
+            (
+                loc.timelines["t0"].logical_size,
+                loc.timelines["t1"].logical_size
+            ),
+            (0, 2001)
+        );
+        assert_eq!(st.layer_usage_bytes(), layers);
+        assert_eq!(
+            st.disk_usage_bytes(),
+            layers + 1001,
+            "half of it, rounded up"
+        );
+        assert!(matches!(
+            st.set_logical_size(9, Some("t9"), 1),
+            Err(ApiError::NotFound(_))
+        ));
+        assert!(matches!(
+            st.set_logical_size(10, None, 1),
+            Err(ApiError::NotFound(_))
+        ));
+    }
+
+    #[test]
+    fn paused_download_clock_stands_still() {
+        let mut clock = DownloadClock::new(1_000, false);
+        assert_eq!(clock.at(1_500), 500);
+        clock.set_paused(true, 1_500);
+        assert_eq!(clock.at(9_000), 500, "no progress while paused");
+        clock.set_paused(true, 9_500);
+        assert_eq!(clock.at(9_500), 500, "pausing twice changes nothing");
+        clock.set_paused(false, 10_000);
+        assert_eq!(clock.at(10_200), 700, "resumes where it stopped");
+        let start_paused = DownloadClock::new(0, true);
+        assert_eq!(start_paused.at(5_000), 0);
+        // 10 layers at 50 ms, 3 held: paused after 100 ms of download time, 5 held for good.
+        let held = |elapsed| layers_now(3, 10, elapsed, 50, false);
+        assert_eq!(held(clock_elapsed(100)), 5);
+        // An instant download (rate 0) holds only what it had while paused.
+        assert_eq!(layers_now(3, 10, 1_000_000, 0, true), 3);
+        assert_eq!(layers_now(3, 10, 0, 0, false), 10);
+        assert_eq!(layers_now(12, 10, 0, 0, true), 10);
+    }
+
+    fn clock_elapsed(ms: u64) -> u64 {
+        let mut clock = DownloadClock::new(0, false);
+        clock.set_paused(true, ms);
+        clock.at(u64::MAX)
     }
 
     #[test]

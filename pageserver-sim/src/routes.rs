@@ -18,6 +18,7 @@ use crate::{api_debug, api_location, api_secondary, api_tenant, api_timeline, ap
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/v1/utilization", get(api_location::utilization))
+        .route("/v1/top_tenants", post(api_location::top_tenants))
         .route("/v1/location_config", get(api_location::list))
         .route("/v1/location_config/{tsid}", get(api_location::get_one))
         .route(
@@ -87,6 +88,10 @@ pub fn router(app: Arc<App>) -> Router {
         .route(
             "/debug/sim/behaviour",
             get(api_debug::get_behaviour).put(api_debug::set_behaviour),
+        )
+        .route(
+            "/debug/sim/tenant/{tenant_id}/logical_size",
+            put(api_debug::set_logical_size),
         )
         .route(
             "/debug/sim/split_behaviour",

@@ -221,6 +221,73 @@ pub struct ShardSplitResponse {
     pub new_shards: Vec<TenantShardId>,
 }
 
+/// What `POST /v1/top_tenants` orders by (and filters with `where_gt`).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum TopTenantsOrder {
+    ResidentSize,
+    MaxLogicalSize,
+    MaxLogicalSizePerShard,
+}
+
+/// Body of `POST /v1/top_tenants` (upstream's `TopTenantShardsRequest`).
+#[derive(Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TopTenantShardsRequest {
+    pub order_by: TopTenantsOrder,
+    pub limit: usize,
+    /// Only shards of tenants with fewer shards than this.
+    #[serde(default)]
+    pub where_shards_lt: Option<u8>,
+    /// Only shards whose `order_by` size is greater than this.
+    #[serde(default)]
+    pub where_gt: Option<u64>,
+}
+
+/// One shard in the answer of `POST /v1/top_tenants` (upstream's `TopTenantShardItem`); sizes
+/// in bytes.
+#[derive(Serialize, Debug, Clone, PartialEq, Eq)]
+pub struct TopTenantShardItem {
+    pub id: TenantShardId,
+    pub resident_size: u64,
+    pub physical_size: u64,
+    /// The largest timeline's logical size, tenant-wide (the same on every shard).
+    pub max_logical_size: u64,
+    /// `max_logical_size` divided by the shard count (an unsharded tenant's is 1), rounded up.
+    pub max_logical_size_per_shard: u64,
+}
+
+impl TopTenantShardItem {
+    pub fn size(&self, order: TopTenantsOrder) -> u64 {
+        match order {
+            TopTenantsOrder::ResidentSize => self.resident_size,
+            TopTenantsOrder::MaxLogicalSize => self.max_logical_size,
+            TopTenantsOrder::MaxLogicalSizePerShard => self.max_logical_size_per_shard,
+        }
+    }
+}
+
+#[derive(Serialize, Debug)]
+pub struct TopTenantShardsResponse {
+    pub shards: Vec<TopTenantShardItem>,
+}
+
+/// Body of `PUT /debug/sim/tenant/:tenant_id/logical_size`.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct LogicalSizeRequest {
+    /// One timeline; absent or null: every timeline.
+    #[serde(default)]
+    pub timeline_id: Option<String>,
+    pub bytes: u64,
+}
+
+#[derive(Serialize, Debug)]
+pub struct LogicalSizeResponse {
+    /// The local shards whose timelines were changed.
+    pub shards: Vec<TenantShardId>,
+}
+
 /// Runtime switch for split fault injection (`PUT /debug/sim/split_behaviour`).
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SplitBehaviour {
@@ -245,6 +312,12 @@ pub struct SimBehaviour {
     /// answers 202 until then (0: at once).
     #[serde(default)]
     pub catch_up_ms: u64,
+    /// Secondary downloads on this pageserver make no progress while set (a pageserver whose
+    /// downloads are stuck or starved): `secondary/download` and `secondary/status` report the
+    /// layers held when it was set, and a download waits out its whole `wait_ms` and answers
+    /// 202. Progress resumes where it stopped once it is cleared.
+    #[serde(default)]
+    pub secondary_downloads_paused: bool,
 }
 
 #[derive(Serialize, Deserialize, Debug)]
