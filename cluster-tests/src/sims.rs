@@ -296,15 +296,21 @@ impl Sims {
     /// simulator, e.g. `{"delete_delay_ms": 2000, "download_ms_per_layer": 100}`.
     pub async fn set_behaviour(&self, behaviour: &Value) -> anyhow::Result<()> {
         for id in self.live_ids() {
-            let url = format!("{}/debug/sim/behaviour", self.url(id));
-            let r = self.http.put(&url).json(behaviour).send().await?;
-            ensure!(
-                r.status().is_success(),
-                "{url}: {} {}",
-                r.status(),
-                r.text().await.unwrap_or_default()
-            );
+            self.set_behaviour_of(id, behaviour).await?;
         }
+        Ok(())
+    }
+
+    /// [`Sims::set_behaviour`] on one simulator: the whole set of knobs, unset ones default.
+    pub async fn set_behaviour_of(&self, node_id: u64, behaviour: &Value) -> anyhow::Result<()> {
+        let url = format!("{}/debug/sim/behaviour", self.url(node_id));
+        let r = self.http.put(&url).json(behaviour).send().await?;
+        ensure!(
+            r.status().is_success(),
+            "{url}: {} {}",
+            r.status(),
+            r.text().await.unwrap_or_default()
+        );
         Ok(())
     }
 

@@ -660,7 +660,7 @@ async fn restart_applies_reattach_to_local_locations() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Split: children attached in the parent's generation with its timelines, parent kept;
+/// Split: children attached in the parent's generation with its timelines, the parent dropped;
 /// injected failure and stall; children survive a restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn split_creates_children_in_parent_generation() -> anyhow::Result<()> {
@@ -688,6 +688,7 @@ async fn split_creates_children_in_parent_generation() -> anyhow::Result<()> {
         .await?;
     let one = json!({"new_shard_count": 1, "new_stripe_size": null});
     sim.req(put(&split(TENANT), one), 400).await?;
+    let four_again = four.clone();
     let body = sim.req(put(&split(TENANT), four), 200).await?;
     let children: Vec<String> = (0..4).map(|i| shard(i, 4)).collect();
     assert_eq!(body["new_shards"], json!(children));
@@ -705,7 +706,13 @@ async fn split_creates_children_in_parent_generation() -> anyhow::Result<()> {
             .await?;
         assert_eq!(tls[0]["last_record_lsn"], "0/2000000");
     }
-    sim.placement(TENANT).await?;
+    // The parent left the tenant map, as a pageserver's does; a retry after a lost answer
+    // gets the same children.
+    sim.absent(TENANT).await?;
+    let again = sim.req(put(&split(TENANT), four_again), 200).await?;
+    assert_eq!(again["new_shards"], json!(children));
+    sim.req(put(&split(TENANT), json!({"new_shard_count": 8})), 404)
+        .await?;
 
     // Injected failure: 500 and nothing created.
     let behaviour = "/debug/sim/split_behaviour";
@@ -737,25 +744,38 @@ async fn split_creates_children_in_parent_generation() -> anyhow::Result<()> {
             .into_iter()
             .filter(|e| e["accepted"] == true)
             .collect();
-        assert_eq!(created.len(), 1, "{child}: {created:?}");
+        // Created once, then named again by the retry.
+        assert_eq!(created.len(), 2, "{child}: {created:?}");
+        assert!(
+            created[1]["reason"]
+                .as_str()
+                .is_some_and(|r| r.ends_with("already split")),
+            "{child}: {created:?}"
+        );
         assert_eq!(created[0]["generation"], 5);
     }
     let failed = events(&history, "split", &children[0]);
     assert!(failed.iter().any(|e| e["accepted"] == false), "{failed:?}");
+    for parent in [TENANT, children[1].as_str()] {
+        let removed = events(&history, "split_parent_removed", parent);
+        assert_eq!(removed.len(), 1, "{parent}: {removed:?}");
+        assert_eq!(removed[0]["generation"], 5);
+    }
+    sim.absent(&children[1]).await?;
 
     // Everything survives a restart in which the controller keeps it all.
-    let mut keep: Vec<Value> = children.iter().map(|c| attached(c, 5)).collect();
-    keep.extend([
-        attached(TENANT, 5),
-        attached(&shard(1, 8), 5),
-        attached(&shard(5, 8), 5),
-    ]);
+    let mut keep: Vec<Value> = children
+        .iter()
+        .filter(|c| **c != children[1])
+        .map(|c| attached(c, 5))
+        .collect();
+    keep.extend([attached(&shard(1, 8), 5), attached(&shard(5, 8), 5)]);
     stub.state().reattach_tenants = keep;
     sim.restart().await?;
     let list = sim.get("/v1/location_config", 200).await?;
     assert_eq!(
         list["tenant_shards"].as_array().map(Vec::len),
-        Some(7),
+        Some(5),
         "{list}"
     );
     Ok(())
