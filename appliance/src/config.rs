@@ -136,8 +136,10 @@ impl ControllerConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthConfig {
-    /// EdDSA (Ed25519) public key, PEM, used to verify bearer tokens.
-    pub public_key_file: PathBuf,
+    /// EdDSA (Ed25519) public key, PEM, used to verify bearer tokens; or the PEM text in
+    /// `STORCON_PUBLIC_KEY` instead.
+    #[serde(default)]
+    pub public_key_file: Option<PathBuf>,
     /// Token this replica presents to its peers (`controller_peer` scope). Required when the
     /// cluster has more than one member.
     pub peer_token_file: Option<PathBuf>,
@@ -157,42 +159,59 @@ impl AuthConfig {
     /// Reads and checks the files: the key must be an Ed25519 public key, the peer token must be
     /// one this key accepts with scope `controller_peer` (or `admin`), so a misconfigured replica
     /// stops here instead of failing every Raft RPC later.
-    fn load(&self, members: usize) -> anyhow::Result<LoadedAuth> {
-        let path = &self.public_key_file;
-        let pem = std::fs::read(path)
-            .with_context(|| format!("cannot read [auth] public_key_file {}", path.display()))?;
-        let verifier = JwtVerifier::from_pem(&pem)
-            .with_context(|| format!("[auth] public_key_file {}", path.display()))?;
-        let peer_token = match &self.peer_token_file {
+    fn load(
+        &self,
+        members: usize,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> anyhow::Result<LoadedAuth> {
+        let key = Secret::read(
+            "[auth] public_key_file",
+            PUBLIC_KEY_ENV,
+            self.public_key_file.as_deref(),
+            env,
+        )?
+        .ok_or_else(|| {
+            anyhow::anyhow!("[auth] needs public_key_file, or the key's PEM in {PUBLIC_KEY_ENV}")
+        })?;
+        let verifier =
+            JwtVerifier::from_pem(key.text.as_bytes()).with_context(|| key.origin.clone())?;
+        let peer_token = match Secret::read(
+            "[auth] peer_token_file",
+            PEER_TOKEN_ENV,
+            self.peer_token_file.as_deref(),
+            env,
+        )? {
             None if members > 1 => bail!(
-                "[auth] needs peer_token_file: replicas authenticate to each other with a \
-                 controller_peer token"
+                "[auth] needs peer_token_file (or {PEER_TOKEN_ENV}): replicas authenticate to \
+                 each other with a controller_peer token"
             ),
             None => None,
-            Some(path) => {
-                let token = read_token("peer_token_file", path)?;
+            Some(secret) => {
+                let token = secret.token()?;
                 let claims = verifier.verify(token.token()).with_context(|| {
                     format!(
-                        "[auth] peer_token_file {}: the token is not accepted by public_key_file {}",
-                        path.display(),
-                        self.public_key_file.display()
+                        "{}: the token is not accepted by {}",
+                        secret.origin, key.origin
                     )
                 })?;
                 if !claims.scope.grants(Scope::ControllerPeer) {
                     bail!(
-                        "[auth] peer_token_file {}: scope is '{}', peers need 'controller_peer'",
-                        path.display(),
+                        "{}: scope is '{}', peers need 'controller_peer'",
+                        secret.origin,
                         claims.scope
                     );
                 }
                 Some(token)
             }
         };
-        let pageserver_token = self
-            .pageserver_token_file
-            .as_deref()
-            .map(|p| read_token("pageserver_token_file", p))
-            .transpose()?;
+        let pageserver_token = Secret::read(
+            "[auth] pageserver_token_file",
+            PAGESERVER_TOKEN_ENV,
+            self.pageserver_token_file.as_deref(),
+            env,
+        )?
+        .map(|s| s.token())
+        .transpose()?;
         Ok(LoadedAuth {
             verifier,
             peer_token,
@@ -201,10 +220,53 @@ impl AuthConfig {
     }
 }
 
-fn read_token(key: &str, path: &Path) -> anyhow::Result<BearerToken> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read [auth] {key} {}", path.display()))?;
-    BearerToken::parse(&text).with_context(|| format!("[auth] {key} {}", path.display()))
+/// Environment variables that may hold the secrets instead of their files (for secret stores
+/// that inject the environment). Prefixed, so that a stray `PUBLIC_KEY` is never picked up.
+pub const PUBLIC_KEY_ENV: &str = "STORCON_PUBLIC_KEY";
+pub const PEER_TOKEN_ENV: &str = "STORCON_PEER_TOKEN";
+pub const PAGESERVER_TOKEN_ENV: &str = "STORCON_PAGESERVER_TOKEN";
+pub const COMPUTE_HOOK_TOKEN_ENV: &str = "STORCON_COMPUTE_HOOK_TOKEN";
+
+/// A secret's text and where it came from (named in errors; the value never is).
+struct Secret {
+    text: String,
+    origin: String,
+}
+
+impl Secret {
+    /// From environment variable `var` if it is set and not empty, else from `file`; both set
+    /// is refused, as it is unclear which one the operator meant.
+    fn read(
+        key: &str,
+        var: &str,
+        file: Option<&Path>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> anyhow::Result<Option<Secret>> {
+        let from_env = env(var).filter(|v| !v.trim().is_empty());
+        match (from_env, file) {
+            (Some(_), Some(path)) => bail!(
+                "{key} {} and environment variable {var} are both set; pick one",
+                path.display()
+            ),
+            (Some(text), None) => Ok(Some(Secret {
+                text,
+                origin: format!("environment variable {var}"),
+            })),
+            (None, Some(path)) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read {key} {}", path.display()))?;
+                Ok(Some(Secret {
+                    text,
+                    origin: format!("{key} {}", path.display()),
+                }))
+            }
+            (None, None) => Ok(None),
+        }
+    }
+
+    fn token(&self) -> anyhow::Result<BearerToken> {
+        BearerToken::parse(&self.text).with_context(|| self.origin.clone())
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -255,22 +317,21 @@ impl Config {
         config
             .validate()
             .with_context(|| format!("invalid config file {}", path.display()))?;
+        let env = |var: &str| std::env::var(var).ok();
         if let Some(auth) = &config.auth {
             let loaded = auth
-                .load(config.cluster.members.len())
+                .load(config.cluster.members.len(), &env)
                 .with_context(|| format!("invalid config file {}", path.display()))?;
             config.loaded_auth = Some(Arc::new(loaded));
         }
-        if let Some(file) = &config.controller.compute_hook_token_file {
-            let token = BearerToken::parse(&std::fs::read_to_string(file).with_context(|| {
-                format!(
-                    "cannot read [controller] compute_hook_token_file {}",
-                    file.display()
-                )
-            })?)
-            .with_context(|| format!("[controller] compute_hook_token_file {}", file.display()))?;
-            config.controller.compute_hook_token = Some(token);
-        }
+        config.controller.compute_hook_token = Secret::read(
+            "[controller] compute_hook_token_file",
+            COMPUTE_HOOK_TOKEN_ENV,
+            config.controller.compute_hook_token_file.as_deref(),
+            &env,
+        )?
+        .map(|s| s.token())
+        .transpose()?;
         Ok(config)
     }
 

@@ -94,13 +94,30 @@ fn token_file(dir: &Path, name: &str, token: &str) -> std::path::PathBuf {
 }
 
 fn check_config(dir: &Path, config: &str) -> (bool, String, String) {
+    check_config_env(dir, config, &[])
+}
+
+/// The secrets' environment variables, cleared for every run but those given.
+const SECRET_VARS: &[&str] = &[
+    "STORCON_PUBLIC_KEY",
+    "STORCON_PEER_TOKEN",
+    "STORCON_PAGESERVER_TOKEN",
+    "STORCON_COMPUTE_HOOK_TOKEN",
+];
+
+fn check_config_env(dir: &Path, config: &str, env: &[(&str, &str)]) -> (bool, String, String) {
     let path = dir.join("check.toml");
     std::fs::write(
         &path,
         config.replace("DATA", &dir.join("data").display().to_string()),
     )
     .expect("write");
-    let out = Command::new(BIN)
+    let mut command = Command::new(BIN);
+    for var in SECRET_VARS {
+        command.env_remove(var);
+    }
+    let out = command
+        .envs(env.iter().copied())
         .args(["check-config", "--config"])
         .arg(&path)
         .output()
@@ -264,4 +281,101 @@ fn example_config_is_valid() {
         stdout.starts_with("ok: node 1 of members [1, 2, 3]"),
         "{stdout}"
     );
+}
+
+/// `[auth]` without files: the key and every token from `STORCON_*` environment variables.
+fn auth_from_env() -> String {
+    VALID.replace("insecure_no_auth = true", "") + "\n[auth]\n"
+}
+
+#[test]
+fn secrets_from_the_environment_are_accepted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pem = std::fs::read_to_string(fixture("test-only-ed25519-a.public.pem")).expect("pem");
+    let peer = sign("a", "controller_peer");
+    let ps = sign("a", "pageserverapi");
+    let hook = sign("a", "admin");
+    let env = [
+        ("STORCON_PUBLIC_KEY", pem.as_str()),
+        ("STORCON_PEER_TOKEN", peer.as_str()),
+        ("STORCON_PAGESERVER_TOKEN", ps.as_str()),
+        ("STORCON_COMPUTE_HOOK_TOKEN", hook.as_str()),
+    ];
+    let (ok, stdout, stderr) = check_config_env(dir.path(), &auth_from_env(), &env);
+    assert!(ok, "{stderr}");
+    assert!(stdout.starts_with("ok: node 1"), "{stdout}");
+
+    // Without the key anywhere: refused, naming both ways to give it.
+    let (ok, _, stderr) = check_config_env(dir.path(), &auth_from_env(), &env[1..]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("public_key_file") && stderr.contains("STORCON_PUBLIC_KEY"),
+        "{stderr}"
+    );
+    // An empty variable counts as unset.
+    let (ok, _, stderr) = check_config_env(
+        dir.path(),
+        &auth_from_env(),
+        &[
+            ("STORCON_PUBLIC_KEY", pem.as_str()),
+            ("STORCON_PEER_TOKEN", ""),
+        ],
+    );
+    assert!(!ok);
+    assert!(stderr.contains("STORCON_PEER_TOKEN"), "{stderr}");
+}
+
+#[test]
+fn a_secret_in_both_a_file_and_the_environment_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = fixture("test-only-ed25519-a.public.pem");
+    let peer = token_file(dir.path(), "peer.jwt", &sign("a", "controller_peer"));
+    let config = with_auth(&key, &format!("peer_token_file = \"{}\"\n", peer.display()));
+    let token = sign("a", "controller_peer");
+    let (ok, _, stderr) = check_config_env(
+        dir.path(),
+        &config,
+        &[("STORCON_PEER_TOKEN", token.as_str())],
+    );
+    assert!(!ok);
+    assert!(
+        stderr.contains("pick one") && stderr.contains("STORCON_PEER_TOKEN"),
+        "{stderr}"
+    );
+    let pem = std::fs::read_to_string(&key).expect("pem");
+    let (ok, _, stderr) =
+        check_config_env(dir.path(), &config, &[("STORCON_PUBLIC_KEY", pem.as_str())]);
+    assert!(!ok);
+    assert!(stderr.contains("STORCON_PUBLIC_KEY"), "{stderr}");
+}
+
+#[test]
+fn a_bad_secret_from_the_environment_is_named_not_printed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pem = std::fs::read_to_string(fixture("test-only-ed25519-a.public.pem")).expect("pem");
+    // Signed with the other key: refused, naming the variable and never echoing the token.
+    let wrong = sign("b", "controller_peer");
+    let (ok, _, stderr) = check_config_env(
+        dir.path(),
+        &auth_from_env(),
+        &[
+            ("STORCON_PUBLIC_KEY", pem.as_str()),
+            ("STORCON_PEER_TOKEN", wrong.as_str()),
+        ],
+    );
+    assert!(!ok);
+    assert!(
+        stderr.contains("environment variable STORCON_PEER_TOKEN")
+            && stderr.contains("not accepted"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(&wrong), "the token was printed: {stderr}");
+    // A key that is not a PEM key: named by its variable.
+    let (ok, _, stderr) = check_config_env(
+        dir.path(),
+        &auth_from_env(),
+        &[("STORCON_PUBLIC_KEY", "not a key")],
+    );
+    assert!(!ok);
+    assert!(stderr.contains("STORCON_PUBLIC_KEY"), "{stderr}");
 }
