@@ -67,9 +67,7 @@ fn parse_labels(s: &str) -> anyhow::Result<(BTreeMap<String, String>, &str)> {
         if let Some(after) = rest.strip_prefix('}') {
             return Ok((labels, after));
         }
-        let eq = rest
-            .find('=')
-            .ok_or_else(|| anyhow!("label without ="))?;
+        let eq = rest.find('=').ok_or_else(|| anyhow!("label without ="))?;
         let name = &rest[..eq];
         if !is_name(name, false) {
             bail!("bad label name {name:?}");
@@ -139,7 +137,7 @@ pub fn parse(text: &str) -> anyhow::Result<Exposition> {
     let mut out = Exposition::default();
     let mut current: Option<String> = None;
     let mut with_samples: BTreeSet<String> = BTreeSet::new();
-    let mut seen: BTreeSet<(String, Vec<(String, String)>)> = BTreeSet::new();
+    let mut seen: BTreeSet<(String, LabelKey)> = BTreeSet::new();
     let mut eof = false;
     for (n, line) in text.lines().enumerate() {
         let at = || format!("line {}: {line:?}", n + 1);
@@ -206,9 +204,13 @@ pub fn parse(text: &str) -> anyhow::Result<Exposition> {
             .iter()
             .any(|suffix| sample.name == format!("{family_name}{suffix}"));
         if !fits {
-            bail!("{}: not a sample of the {} {family_name}", at(), family.kind);
+            bail!(
+                "{}: not a sample of the {} {family_name}",
+                at(),
+                family.kind
+            );
         }
-        let key: Vec<(String, String)> = sample.labels.clone().into_iter().collect();
+        let key: LabelKey = sample.labels.clone().into_iter().collect();
         if !seen.insert((sample.name.clone(), key)) {
             bail!("{}: the same sample twice", at());
         }
@@ -226,14 +228,17 @@ pub fn parse(text: &str) -> anyhow::Result<Exposition> {
     Ok(out)
 }
 
+/// A sample's labels as a sortable key.
+type LabelKey = Vec<(String, String)>;
+
 /// Per label set (without `le`): cumulative buckets, `+Inf` last and equal to `_count`.
 fn check_histogram(name: &str, family: &MetricFamily) -> anyhow::Result<()> {
-    let mut buckets: BTreeMap<Vec<(String, String)>, Vec<(f64, f64)>> = BTreeMap::new();
-    let mut counts: BTreeMap<Vec<(String, String)>, f64> = BTreeMap::new();
+    let mut buckets: BTreeMap<LabelKey, Vec<(f64, f64)>> = BTreeMap::new();
+    let mut counts: BTreeMap<LabelKey, f64> = BTreeMap::new();
     for s in &family.samples {
         let mut labels = s.labels.clone();
         let le = labels.remove("le");
-        let key: Vec<(String, String)> = labels.into_iter().collect();
+        let key: LabelKey = labels.into_iter().collect();
         if s.name.ends_with("_bucket") {
             let le = le.ok_or_else(|| anyhow!("{name}: bucket without le"))?;
             buckets
@@ -384,7 +389,10 @@ mod tests {
             ("# TYPE x gauge\nx{a=1} 1\n", "unquoted label"),
             ("# TYPE x gauge\nx one\n", "bad value"),
             ("# TYPE x gauge\nx 1\nx 2\n", "repeated sample"),
-            ("# TYPE x gauge\nx 1\n# TYPE y gauge\ny 1\nx 3\n", "family not contiguous"),
+            (
+                "# TYPE x gauge\nx 1\n# TYPE y gauge\ny 1\nx 3\n",
+                "family not contiguous",
+            ),
             ("# hello\n", "free comment"),
             ("# TYPE x gauge\nx 1\n# EOF\nx 2\n", "text after EOF"),
             (

@@ -27,7 +27,11 @@ use reqwest::Method;
 use serde_json::json;
 
 const TAG: u32 = 0x3e7c;
-const CREATE: &[(&str, &str)] = &[("path", "/v1/tenant"), ("method", "post"), ("status", "201")];
+const CREATE: &[(&str, &str)] = &[
+    ("path", "/v1/tenant"),
+    ("method", "post"),
+    ("status", "201"),
+];
 const PUT_LOCATION: &[(&str, &str)] = &[
     ("path", "/v1/tenant/{tenant_shard_id}/location_config"),
     ("method", "put"),
@@ -86,12 +90,16 @@ async fn metrics_follow_create_reconcile_and_failover() {
     // Every replica serves its own strict exposition, without a token.
     let mut before = Vec::new();
     for id in cluster.ids() {
-        let e = wait_until("each replica counts both pageservers", deadline::CONVERGE, async || {
-            let e = scrape(&cluster, id).await?;
-            let nodes = e.value("storage_controller_pageserver_nodes", &[]);
-            ensure!(nodes == Some(2.0), "replica {id}: {nodes:?} pageservers");
-            Ok(e)
-        })
+        let e = wait_until(
+            "each replica counts both pageservers",
+            deadline::CONVERGE,
+            async || {
+                let e = scrape(&cluster, id).await?;
+                let nodes = e.value("storage_controller_pageserver_nodes", &[]);
+                ensure!(nodes == Some(2.0), "replica {id}: {nodes:?} pageservers");
+                Ok(e)
+            },
+        )
         .await
         .unwrap_or_else(|e| panic!("replica {id}: {e:#}"));
         before.push((id, e));
@@ -103,7 +111,11 @@ async fn metrics_follow_create_reconcile_and_failover() {
     // A create through the follower.
     let tenant = tenant_id(TAG, 1);
     let raw = api
-        .send(Method::POST, "/v1/tenant", Some(&tenant_create_body(&tenant, 2, 0)))
+        .send(
+            Method::POST,
+            "/v1/tenant",
+            Some(&tenant_create_body(&tenant, 2, 0)),
+        )
         .await
         .expect("create answered");
     assert_eq!(raw.status, 201, "create: {}", raw.body);
@@ -118,30 +130,46 @@ async fn metrics_follow_create_reconcile_and_failover() {
             on(id).sum("storage_controller_http_request_status_total", CREATE),
             now.sum("storage_controller_http_request_status_total", CREATE),
         );
-        assert!(is >= was + 1.0, "replica {id}: create counter {was} -> {is}");
+        assert!(
+            is >= was + 1.0,
+            "replica {id}: create counter {was} -> {is}"
+        );
         let count = now.sum(
             "storage_controller_http_request_latency_count",
             &[("path", "/v1/tenant"), ("method", "post")],
         );
-        assert!(count >= is, "replica {id}: latency count {count} < requests {is}");
+        assert!(
+            count >= is,
+            "replica {id}: latency count {count} < requests {is}"
+        );
     }
     // Every replica's shard gauge, from its own applied state.
     for id in cluster.ids() {
-        wait_until("the shard gauge counts the new shards", deadline::CONVERGE, async || {
-            let got = scrape(&cluster, id).await?.sum("storage_controller_tenant_shards", &[]);
-            ensure!(got == shards_before + 2.0, "replica {id}: {got}");
-            Ok(())
-        })
+        wait_until(
+            "the shard gauge counts the new shards",
+            deadline::CONVERGE,
+            async || {
+                let got = scrape(&cluster, id)
+                    .await?
+                    .sum("storage_controller_tenant_shards", &[]);
+                ensure!(got == shards_before + 2.0, "replica {id}: {got}");
+                Ok(())
+            },
+        )
         .await
         .expect("shard gauge");
     }
     // The leader reconciled the new shards: spawned, completed ok, location_config sent.
-    let after_create = wait_until("the leader's reconcile counters move", SETTLE_DEADLINE, async || {
-        let e = scrape(&cluster, leader).await?;
-        let work = LeaderWork::of(&e);
-        work.moved_past(&leader_before)?;
-        Ok((work, e))
-    })
+    let after_create = wait_until(
+        "the leader's reconcile counters move",
+        SETTLE_DEADLINE,
+        async || {
+            let e = scrape(&cluster, leader).await?;
+            let work = LeaderWork::of(&e);
+            work.moved_past(&leader_before)?;
+            Ok((work, e))
+        },
+    )
     .await
     .expect("reconciles counted");
     let (work_after_create, e) = after_create;
@@ -161,18 +189,23 @@ async fn metrics_follow_create_reconcile_and_failover() {
         .await
         .expect("policy answered");
     assert_eq!(raw.status, 200, "policy: {}", raw.body);
-    wait_until("secondaries are reconciled and counted", SETTLE_DEADLINE, async || {
-        let e = scrape(&cluster, leader).await?;
-        LeaderWork::of(&e).moved_past(&work_after_create)?;
-        let (attached, all) = (e.sum(ATTACHED, &[]), e.sum(LOCATIONS, &[]));
-        ensure!(
-            all - attached == on(leader).sum(LOCATIONS, &[]) - on(leader).sum(ATTACHED, &[]) + 2.0,
-            "secondary locations per node: {} attached, {} in all",
-            attached,
-            all
-        );
-        Ok(())
-    })
+    wait_until(
+        "secondaries are reconciled and counted",
+        SETTLE_DEADLINE,
+        async || {
+            let e = scrape(&cluster, leader).await?;
+            LeaderWork::of(&e).moved_past(&work_after_create)?;
+            let (attached, all) = (e.sum(ATTACHED, &[]), e.sum(LOCATIONS, &[]));
+            ensure!(
+                all - attached
+                    == on(leader).sum(LOCATIONS, &[]) - on(leader).sum(ATTACHED, &[]) + 2.0,
+                "secondary locations per node: {} attached, {} in all",
+                attached,
+                all
+            );
+            Ok(())
+        },
+    )
     .await
     .expect("policy reconcile counted");
     wait_settled(&api, &sims, std::slice::from_ref(&tenant), SETTLE_DEADLINE)
@@ -180,7 +213,8 @@ async fn metrics_follow_create_reconcile_and_failover() {
         .expect("the tenant settles with secondaries");
 
     // A passthrough GET is counted apart from the controller's own calls.
-    let passthrough = |e: &Exposition| e.sum("storage_controller_passthrough_request_latency_count", &[]);
+    let passthrough =
+        |e: &Exposition| e.sum("storage_controller_passthrough_request_latency_count", &[]);
     let was = passthrough(&scrape(&cluster, leader).await.expect("scrape"));
     let raw = api
         .send(Method::GET, &format!("/v1/tenant/{tenant}/timeline"), None)
@@ -191,7 +225,11 @@ async fn metrics_follow_create_reconcile_and_failover() {
     assert_eq!(is, was + 1.0, "one passthrough counted");
 
     // Failover: the survivors see a new term and a new leader.
-    let survivors: Vec<u64> = cluster.ids().into_iter().filter(|id| *id != leader).collect();
+    let survivors: Vec<u64> = cluster
+        .ids()
+        .into_iter()
+        .filter(|id| *id != leader)
+        .collect();
     let mut raft_before = Vec::new();
     for id in &survivors {
         let e = scrape(&cluster, *id).await.expect("scrape");
@@ -208,28 +246,46 @@ async fn metrics_follow_create_reconcile_and_failover() {
         .await
         .expect("the survivors elect a new leader");
     for (id, term, changes) in raft_before {
-        wait_until("the survivor's Raft metrics show the failover", deadline::ELECTION, async || {
-            let e = scrape(&cluster, id).await?;
-            let value = |name: &str, labels: &[(&str, &str)]| {
-                e.value(name, labels)
-                    .ok_or_else(|| anyhow!("replica {id}: no {name} {labels:?}"))
-            };
-            let leads = if id == new_leader { 1.0 } else { 0.0 };
-            ensure!(value("storcon_raft_term", &[])? > term, "replica {id}: term not past {term}");
-            ensure!(
-                value("storcon_raft_leader_changes_total", &[])? > changes,
-                "replica {id}: leader changes not past {changes}"
-            );
-            ensure!(value("storcon_raft_leader_id", &[])? == new_leader as f64, "replica {id}: leader id");
-            ensure!(value("storcon_raft_is_leader", &[])? == leads, "replica {id}: is_leader");
-            ensure!(
-                value("storage_controller_leadership_status", &[("status", "leader")])? == leads
-                    && value("storage_controller_leadership_status", &[("status", "candidate")])?
-                        == 1.0 - leads,
-                "replica {id}: leadership status"
-            );
-            Ok(())
-        })
+        wait_until(
+            "the survivor's Raft metrics show the failover",
+            deadline::ELECTION,
+            async || {
+                let e = scrape(&cluster, id).await?;
+                let value = |name: &str, labels: &[(&str, &str)]| {
+                    e.value(name, labels)
+                        .ok_or_else(|| anyhow!("replica {id}: no {name} {labels:?}"))
+                };
+                let leads = if id == new_leader { 1.0 } else { 0.0 };
+                ensure!(
+                    value("storcon_raft_term", &[])? > term,
+                    "replica {id}: term not past {term}"
+                );
+                ensure!(
+                    value("storcon_raft_leader_changes_total", &[])? > changes,
+                    "replica {id}: leader changes not past {changes}"
+                );
+                ensure!(
+                    value("storcon_raft_leader_id", &[])? == new_leader as f64,
+                    "replica {id}: leader id"
+                );
+                ensure!(
+                    value("storcon_raft_is_leader", &[])? == leads,
+                    "replica {id}: is_leader"
+                );
+                ensure!(
+                    value(
+                        "storage_controller_leadership_status",
+                        &[("status", "leader")]
+                    )? == leads
+                        && value(
+                            "storage_controller_leadership_status",
+                            &[("status", "candidate")]
+                        )? == 1.0 - leads,
+                    "replica {id}: leadership status"
+                );
+                Ok(())
+            },
+        )
         .await
         .expect("failover seen in the metrics");
     }
@@ -238,24 +294,36 @@ async fn metrics_follow_create_reconcile_and_failover() {
     // pageserver that stops answering the new leader's heartbeats.
     let new_api = StorageApi::new(cluster.client(new_leader));
     let errors = |e: &Exposition, name: &str| e.sum(name, &[]);
-    wait_until("a refused passthrough is counted", SETTLE_DEADLINE, async || {
-        new_api
-            .send(Method::GET, &format!("/v1/tenant/{tenant}/no_such_route"), None)
-            .await?;
-        let e = scrape(&cluster, new_leader).await?;
-        let got = errors(&e, "storage_controller_passthrough_request_error_total");
-        ensure!(got > 0.0, "no passthrough error counted yet");
-        Ok(())
-    })
+    wait_until(
+        "a refused passthrough is counted",
+        SETTLE_DEADLINE,
+        async || {
+            new_api
+                .send(
+                    Method::GET,
+                    &format!("/v1/tenant/{tenant}/no_such_route"),
+                    None,
+                )
+                .await?;
+            let e = scrape(&cluster, new_leader).await?;
+            let got = errors(&e, "storage_controller_passthrough_request_error_total");
+            ensure!(got > 0.0, "no passthrough error counted yet");
+            Ok(())
+        },
+    )
     .await
     .expect("passthrough error counted");
     sims.kill(2);
-    let exposition = wait_until("failed heartbeats are counted", SETTLE_DEADLINE, async || {
-        let e = scrape(&cluster, new_leader).await?;
-        let got = errors(&e, "storage_controller_pageserver_request_error_total");
-        ensure!(got > 0.0, "no pageserver error counted yet");
-        Ok(e)
-    })
+    let exposition = wait_until(
+        "failed heartbeats are counted",
+        SETTLE_DEADLINE,
+        async || {
+            let e = scrape(&cluster, new_leader).await?;
+            let got = errors(&e, "storage_controller_pageserver_request_error_total");
+            ensure!(got > 0.0, "no pageserver error counted yet");
+            Ok(e)
+        },
+    )
     .await
     .expect("pageserver errors counted");
     check_dashboard(&exposition);
@@ -264,7 +332,10 @@ async fn metrics_follow_create_reconcile_and_failover() {
 /// Every metric name the dashboard's expressions use is one `exposition` has, and the
 /// dashboard charts each area the metrics cover.
 fn check_dashboard(exposition: &Exposition) {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../packaging/grafana/storcon.json");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../packaging/grafana/storcon.json"
+    );
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
     let dashboard: serde_json::Value = serde_json::from_str(&text).expect("dashboard is JSON");
     let used = prom::dashboard_metric_names(&dashboard);
@@ -280,7 +351,10 @@ fn check_dashboard(exposition: &Exposition) {
         "storage_controller_tenant_shards",
         "storage_controller_node_shards",
     ] {
-        assert!(used.contains(needed), "the dashboard does not chart {needed}");
+        assert!(
+            used.contains(needed),
+            "the dashboard does not chart {needed}"
+        );
     }
     let exposed = exposition.exposed_names();
     let missing: BTreeSet<&String> = used.difference(&exposed).collect();

@@ -14,8 +14,7 @@ use crate::auth::HttpAuth;
 use crate::failpoints;
 use crate::{
     auth, cluster, debug, forward, guard, metrics, migrate, nodes, onboarding, probes, raft_rpc,
-    secondary,
-    tenant_config, tenants, timelines, trace, upcalls,
+    secondary, tenant_config, tenants, timelines, trace, upcalls,
 };
 use storcon_failpoints::Failpoints;
 

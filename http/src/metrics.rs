@@ -174,7 +174,9 @@ impl Metrics {
         };
         // Every outcome and status from the start, so a rate over them never begins mid-way.
         for outcome in ReconcileOutcome::ALL {
-            m.reconcile_complete.get_or_create(&outcome.label()).inc_by(0);
+            m.reconcile_complete
+                .get_or_create(&outcome.label())
+                .inc_by(0);
         }
         for status in LEADERSHIP {
             m.leadership_status
@@ -188,34 +190,134 @@ impl Metrics {
 
     fn registered(mut self) -> Metrics {
         let r = &mut self.registry;
-        r.register("storage_controller_http_request_status", "HTTP requests handled, by route template, method and status", self.http_request_status.clone());
-        r.register("storage_controller_http_request_latency", "HTTP request handling time in seconds, by route template and method", self.http_request_latency.clone());
+        r.register(
+            "storage_controller_http_request_status",
+            "HTTP requests handled, by route template, method and status",
+            self.http_request_status.clone(),
+        );
+        r.register(
+            "storage_controller_http_request_latency",
+            "HTTP request handling time in seconds, by route template and method",
+            self.http_request_latency.clone(),
+        );
         r.register("storage_controller_pageserver_request_error", "Calls to pageservers that failed (transport error or non-2xx), by node, path template and method", self.pageserver_request_error.clone());
         r.register("storage_controller_pageserver_request_latency", "Time of calls to pageservers in seconds, retries included, by node, path template and method", self.pageserver_request_latency.clone());
-        r.register("storage_controller_passthrough_request_error", "Passthrough GETs relayed to pageservers that failed", self.passthrough_request_error.clone());
-        r.register("storage_controller_passthrough_request_latency", "Time of passthrough GETs relayed to pageservers in seconds", self.passthrough_request_latency.clone());
-        r.register("storage_controller_reconcile_spawn", "Reconcile passes started by this replica's leader services", self.reconcile_spawn.clone());
-        r.register("storage_controller_reconcile_complete", "Reconcile passes finished, by outcome (ok, error, cancel)", self.reconcile_complete.clone());
-        r.register("storage_controller_reconcile_long_running", "Reconcile passes that ran longer than the long-reconcile threshold", self.reconcile_long_running.clone());
-        r.register("storage_controller_pending_reconciles", "Shards with a reconcile requested or running (leader only)", self.pending_reconciles.clone());
-        r.register("storage_controller_stuck_reconciles", "Shards whose last reconcile pass failed (leader only)", self.stuck_reconciles.clone());
-        r.register("storage_controller_schedule_optimization", "Optimiser moves begun", self.schedule_optimization.clone());
-        r.register("storage_controller_schedule_az_violation", "Shards whose intended attachment is outside their preferred AZ", self.schedule_az_violation.clone());
-        r.register("storage_controller_tenant_shards", "Tenant shards in this replica's applied state", self.tenant_shards.clone());
-        r.register("storage_controller_pageserver_nodes", "Registered pageservers in this replica's applied state", self.pageserver_nodes.clone());
-        r.register("storage_controller_https_pageserver_nodes", "Registered pageservers with an HTTPS port", self.https_pageserver_nodes.clone());
-        r.register("storage_controller_node_shards", "Shard locations (attached and secondary) intended per node", self.node_shards.clone());
-        r.register("storage_controller_node_attached_shards", "Attached shards intended per node", self.node_attached_shards.clone());
-        r.register("storage_controller_node_home_shards", "Shard locations per node in the shard's preferred AZ", self.node_home_shards.clone());
+        r.register(
+            "storage_controller_passthrough_request_error",
+            "Passthrough GETs relayed to pageservers that failed",
+            self.passthrough_request_error.clone(),
+        );
+        r.register(
+            "storage_controller_passthrough_request_latency",
+            "Time of passthrough GETs relayed to pageservers in seconds",
+            self.passthrough_request_latency.clone(),
+        );
+        r.register(
+            "storage_controller_reconcile_spawn",
+            "Reconcile passes started by this replica's leader services",
+            self.reconcile_spawn.clone(),
+        );
+        r.register(
+            "storage_controller_reconcile_complete",
+            "Reconcile passes finished, by outcome (ok, error, cancel)",
+            self.reconcile_complete.clone(),
+        );
+        r.register(
+            "storage_controller_reconcile_long_running",
+            "Reconcile passes that ran longer than the long-reconcile threshold",
+            self.reconcile_long_running.clone(),
+        );
+        r.register(
+            "storage_controller_pending_reconciles",
+            "Shards with a reconcile requested or running (leader only)",
+            self.pending_reconciles.clone(),
+        );
+        r.register(
+            "storage_controller_stuck_reconciles",
+            "Shards whose last reconcile pass failed (leader only)",
+            self.stuck_reconciles.clone(),
+        );
+        r.register(
+            "storage_controller_schedule_optimization",
+            "Optimiser moves begun",
+            self.schedule_optimization.clone(),
+        );
+        r.register(
+            "storage_controller_schedule_az_violation",
+            "Shards whose intended attachment is outside their preferred AZ",
+            self.schedule_az_violation.clone(),
+        );
+        r.register(
+            "storage_controller_tenant_shards",
+            "Tenant shards in this replica's applied state",
+            self.tenant_shards.clone(),
+        );
+        r.register(
+            "storage_controller_pageserver_nodes",
+            "Registered pageservers in this replica's applied state",
+            self.pageserver_nodes.clone(),
+        );
+        r.register(
+            "storage_controller_https_pageserver_nodes",
+            "Registered pageservers with an HTTPS port",
+            self.https_pageserver_nodes.clone(),
+        );
+        r.register(
+            "storage_controller_node_shards",
+            "Shard locations (attached and secondary) intended per node",
+            self.node_shards.clone(),
+        );
+        r.register(
+            "storage_controller_node_attached_shards",
+            "Attached shards intended per node",
+            self.node_attached_shards.clone(),
+        );
+        r.register(
+            "storage_controller_node_home_shards",
+            "Shard locations per node in the shard's preferred AZ",
+            self.node_home_shards.clone(),
+        );
         r.register("storage_controller_leadership_status", "1 for this replica's current status: leader (services running), stepped_down, candidate", self.leadership_status.clone());
-        r.register("storcon_raft_term", "Current Raft term of this replica", self.raft_term.clone());
-        r.register("storcon_raft_last_log_index", "Last log index appended on this replica", self.raft_last_log_index.clone());
-        r.register("storcon_raft_applied_index", "Last log index applied to this replica's state machine", self.raft_applied_index.clone());
-        r.register("storcon_raft_apply_lag", "Log entries appended but not yet applied on this replica", self.raft_apply_lag.clone());
-        r.register("storcon_raft_snapshot_index", "Last log index covered by this replica's snapshot", self.raft_snapshot_index.clone());
-        r.register("storcon_raft_leader_id", "Replica id of the leader this replica knows, 0 when none", self.raft_leader_id.clone());
-        r.register("storcon_raft_is_leader", "1 when this replica is the Raft leader", self.raft_is_leader.clone());
-        r.register("storcon_raft_leader_changes", "Leaderships this replica has seen begin (a known leader in a new term)", self.raft_leader_changes.clone());
+        r.register(
+            "storcon_raft_term",
+            "Current Raft term of this replica",
+            self.raft_term.clone(),
+        );
+        r.register(
+            "storcon_raft_last_log_index",
+            "Last log index appended on this replica",
+            self.raft_last_log_index.clone(),
+        );
+        r.register(
+            "storcon_raft_applied_index",
+            "Last log index applied to this replica's state machine",
+            self.raft_applied_index.clone(),
+        );
+        r.register(
+            "storcon_raft_apply_lag",
+            "Log entries appended but not yet applied on this replica",
+            self.raft_apply_lag.clone(),
+        );
+        r.register(
+            "storcon_raft_snapshot_index",
+            "Last log index covered by this replica's snapshot",
+            self.raft_snapshot_index.clone(),
+        );
+        r.register(
+            "storcon_raft_leader_id",
+            "Replica id of the leader this replica knows, 0 when none",
+            self.raft_leader_id.clone(),
+        );
+        r.register(
+            "storcon_raft_is_leader",
+            "1 when this replica is the Raft leader",
+            self.raft_is_leader.clone(),
+        );
+        r.register(
+            "storcon_raft_leader_changes",
+            "Leaderships this replica has seen begin (a known leader in a new term)",
+            self.raft_leader_changes.clone(),
+        );
         raft_store::metrics::register(r);
         self
     }
@@ -390,7 +492,9 @@ fn refresh(app: &AppState) {
                 .attached
                 .and_then(|id| state.node(id))
                 .map(|n| n.availability_zone_id.as_str());
-            s.preferred_az.is_some() && attached_az.is_some() && attached_az != s.preferred_az.as_deref()
+            s.preferred_az.is_some()
+                && attached_az.is_some()
+                && attached_az != s.preferred_az.as_deref()
         })
         .count();
     m.schedule_az_violation.set(gauge_value(outside_home));
@@ -411,11 +515,7 @@ fn refresh(app: &AppState) {
     });
     let dump = Scheduler::new(&state, views).dump();
     drop(state);
-    for family in [
-        &m.node_shards,
-        &m.node_attached_shards,
-        &m.node_home_shards,
-    ] {
+    for family in [&m.node_shards, &m.node_attached_shards, &m.node_home_shards] {
         family.clear();
     }
     for (id, node) in dump.nodes {

@@ -259,7 +259,9 @@ impl PageserverClient {
                 // A client chose the path: one label for all of them keeps the set bounded.
                 PageserverCall::Passthrough => PASSTHROUGH_TEMPLATE.to_owned(),
             };
-            let ok = result.as_ref().is_ok_and(|r| (200..300).contains(&r.status));
+            let ok = result
+                .as_ref()
+                .is_ok_and(|r| (200..300).contains(&r.status));
             metrics::pageserver_call(
                 call.kind,
                 node.id,
