@@ -212,17 +212,47 @@ async fn metrics_follow_create_reconcile_and_failover() {
         .await
         .expect("the tenant settles with secondaries");
 
-    // A passthrough GET is counted apart from the controller's own calls.
-    let passthrough =
-        |e: &Exposition| e.sum("storage_controller_passthrough_request_latency_count", &[]);
-    let was = passthrough(&scrape(&cluster, leader).await.expect("scrape"));
-    let raw = api
-        .send(Method::GET, &format!("/v1/tenant/{tenant}/timeline"), None)
-        .await
-        .expect("passthrough answered");
-    assert!(raw.status < 500, "passthrough: {} {}", raw.status, raw.body);
-    let is = passthrough(&scrape(&cluster, leader).await.expect("scrape"));
-    assert_eq!(is, was + 1.0, "one passthrough counted");
+    // A passthrough GET is counted apart from the controller's own calls, under one template.
+    let passthrough = |e: &Exposition, labels: &[(&str, &str)]| {
+        e.sum(
+            "storage_controller_passthrough_request_latency_count",
+            labels,
+        )
+    };
+    let was = passthrough(&scrape(&cluster, leader).await.expect("scrape"), &[]);
+    wait_until(
+        "a passthrough GET is answered and counted",
+        SETTLE_DEADLINE,
+        async || {
+            let raw = api
+                .send(Method::GET, &format!("/v1/tenant/{tenant}/timeline"), None)
+                .await?;
+            ensure!(
+                raw.status == 200,
+                "passthrough: {} {}",
+                raw.status,
+                raw.body
+            );
+            let e = scrape(&cluster, leader).await?;
+            let (all, templated) = (
+                passthrough(&e, &[]),
+                passthrough(
+                    &e,
+                    &[
+                        ("path", "/v1/tenant/{tenant_shard_id}/{*rest}"),
+                        ("method", "get"),
+                    ],
+                ),
+            );
+            ensure!(
+                all > was && templated == all,
+                "passthroughs {was} -> {all} ({templated} templated)"
+            );
+            Ok(())
+        },
+    )
+    .await
+    .expect("passthrough counted");
 
     // Failover: the survivors see a new term and a new leader.
     let survivors: Vec<u64> = cluster

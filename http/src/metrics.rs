@@ -82,6 +82,8 @@ fn latency_family<L: Clone + std::hash::Hash + Eq>() -> HistogramFamily<L> {
 
 pub struct Metrics {
     registry: Registry,
+    /// One scrape at a time: a scrape clears and refills the per-node gauges before encoding.
+    scrape: std::sync::Mutex<()>,
     http_request_status: Family<HttpStatusLabels, Counter>,
     http_request_latency: HistogramFamily<HttpLabels>,
     pageserver_request_error: Family<PageserverLabels, Counter>,
@@ -143,6 +145,7 @@ impl Metrics {
     fn new() -> Metrics {
         let m = Metrics {
             registry: Registry::default(),
+            scrape: std::sync::Mutex::new(()),
             http_request_status: Family::default(),
             http_request_latency: latency_family(),
             pageserver_request_error: Family::default(),
@@ -537,10 +540,13 @@ fn refresh(app: &AppState) {
 
 /// `GET /metrics`: this replica's metrics, never forwarded.
 pub async fn serve(State(app): State<AppState>) -> Result<Response, ApiError> {
-    refresh(&app);
     let mut body = String::new();
-    prometheus_client::encoding::text::encode(&mut body, &METRICS.registry)
-        .map_err(|e| ApiError::Internal(format!("cannot encode metrics: {e}")))?;
+    {
+        let _one_at_a_time = METRICS.scrape.lock().unwrap_or_else(|p| p.into_inner());
+        refresh(&app);
+        prometheus_client::encoding::text::encode(&mut body, &METRICS.registry)
+            .map_err(|e| ApiError::Internal(format!("cannot encode metrics: {e}")))?;
+    }
     let mut resp = body.into_response();
     resp.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
