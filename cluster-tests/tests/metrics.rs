@@ -1,7 +1,8 @@
 //! `GET /metrics` on every replica: strict Prometheus text that moves with what happens.
 //!
 //! - `metrics_follow_create_reconcile_and_failover`: every replica's exposition parses strictly
-//!   without a token; a tenant create through a follower counts on the follower's and the
+//!   without a token and shows its log fsyncs timed and a commit index not behind its applied
+//!   index; a tenant create through a follower counts on the follower's and the
 //!   leader's `POST /v1/tenant` series and raises the shard gauge on every replica; the
 //!   reconciles it starts, and those of a policy change that adds secondaries, count as spawned
 //!   and completed with `location_config` calls in the pageserver request histogram, and the
@@ -102,6 +103,27 @@ async fn metrics_follow_create_reconcile_and_failover() {
         )
         .await
         .unwrap_or_else(|e| panic!("replica {id}: {e:#}"));
+        // The store's own metrics on every replica: each appended (and fsynced) log entries,
+        // and its commit index is never behind what it applied.
+        let get = |name: &str| e.sum(name, &[]);
+        assert!(
+            get("storcon_raft_log_append_fsync_seconds_count") > 0.0,
+            "replica {id}: no fsync timed"
+        );
+        let (committed, applied) = (
+            get("storcon_raft_commit_index"),
+            get("storcon_raft_applied_index"),
+        );
+        assert!(
+            applied > 0.0 && committed >= applied,
+            "replica {id}: committed {committed}, applied {applied}"
+        );
+        if id == leader {
+            assert!(
+                get("storcon_raft_proposal_latency_seconds_count") > 0.0,
+                "leader timed no proposal"
+            );
+        }
         before.push((id, e));
     }
     let on = |id: u64| &before.iter().find(|(i, _)| *i == id).expect("scraped").1;
