@@ -230,6 +230,20 @@ async fn metrics_follow_create_reconcile_and_failover() {
     )
     .await
     .expect("policy reconcile counted");
+    // Routes are counted by template: no label anywhere holds the tenant's id.
+    let e = scrape(&cluster, follower).await.expect("scrape");
+    let policy = [
+        ("path", "/control/v1/tenant/{tenant_id}/policy"),
+        ("method", "put"),
+        ("status", "200"),
+    ];
+    assert!(e.sum("storage_controller_http_request_status_total", &policy) >= 1.0);
+    for sample in e.families.values().flat_map(|f| &f.samples) {
+        assert!(
+            !sample.labels.values().any(|v| v.contains(&tenant)),
+            "a label holds a tenant id: {sample:?}"
+        );
+    }
     wait_settled(&api, &sims, std::slice::from_ref(&tenant), SETTLE_DEADLINE)
         .await
         .expect("the tenant settles with secondaries");

@@ -1,6 +1,7 @@
 //! The replica's metrics: the one registry, every metric in it, and `GET /metrics`.
 //!
-//! Names: upstream's `storage_controller_*` names and labels wherever upstream has the metric,
+//! Names: upstream's `storage_controller_*` names and labels wherever upstream has the metric
+//! (but `reconcile_long_running` without upstream's per-shard labels, to keep it one series),
 //! storcon's own as `storcon_raft_*` (the Raft store registers its part, see
 //! `raft_store::metrics`). Counters are exposed with the `_total` suffix and histograms as
 //! `_bucket`/`_sum`/`_count`, in OpenMetrics text.
@@ -10,7 +11,7 @@
 //!   [`track_requests`] layer, pageserver calls and reconciles by the controller, through the
 //!   small functions below, so an instrumentation point stays one line);
 //! - gauges of the replicated state and of Raft, set from the replica's own view at scrape time
-//!   ([`refresh`]), so every replica answers for itself and nothing can drift;
+//!   (`refresh`), so every replica answers for itself and nothing can drift;
 //! - gauges of the leader's soft state (pending and stuck reconciles), set by the leader's
 //!   background pass and zeroed when leadership ends.
 //!
@@ -203,8 +204,16 @@ impl Metrics {
             "HTTP request handling time in seconds, by route template and method",
             self.http_request_latency.clone(),
         );
-        r.register("storage_controller_pageserver_request_error", "Calls to pageservers that failed (transport error or non-2xx), by node, path template and method", self.pageserver_request_error.clone());
-        r.register("storage_controller_pageserver_request_latency", "Time of calls to pageservers in seconds, retries included, by node, path template and method", self.pageserver_request_latency.clone());
+        r.register(
+            "storage_controller_pageserver_request_error",
+            "Calls to pageservers that failed (transport error or non-2xx)",
+            self.pageserver_request_error.clone(),
+        );
+        r.register(
+            "storage_controller_pageserver_request_latency",
+            "Time of calls to pageservers in seconds, retries included",
+            self.pageserver_request_latency.clone(),
+        );
         r.register(
             "storage_controller_passthrough_request_error",
             "Passthrough GETs relayed to pageservers that failed",
@@ -280,7 +289,11 @@ impl Metrics {
             "Shard locations per node in the shard's preferred AZ",
             self.node_home_shards.clone(),
         );
-        r.register("storage_controller_leadership_status", "1 for this replica's current status: leader (services running), stepped_down, candidate", self.leadership_status.clone());
+        r.register(
+            "storage_controller_leadership_status",
+            "1 for this replica's status: leader (services running), stepped_down, candidate",
+            self.leadership_status.clone(),
+        );
         r.register(
             "storcon_raft_term",
             "Current Raft term of this replica",
@@ -369,7 +382,8 @@ pub async fn track_requests(req: Request, next: Next) -> Response {
 }
 
 /// A pageserver path with its ids replaced by placeholders and the query dropped:
-/// `/v1/tenant/<id>/timeline/<id>/lsn_lease?x` is `/v1/tenant/{tenant_shard_id}/timeline/{timeline_id}/lsn_lease`.
+/// `/v1/tenant/<id>/timeline/<id>/lsn_lease?x` is
+/// `/v1/tenant/{tenant_shard_id}/timeline/{timeline_id}/lsn_lease`.
 /// Any other segment that is not a short lowercase word becomes `{id}`, so the label set stays
 /// bounded by the controller's own call sites.
 pub fn path_template(path_and_query: &str) -> String {
