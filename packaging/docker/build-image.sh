@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the container image storcon:local FROM scratch, with nothing pulled from a registry:
 #   1. cargo builds `storcon` and `pageserver-sim` (debug unless --release), under the shared
-#      cargo lock;
+#      cargo lock; with --bin-dir DIR it takes both binaries from DIR and runs no cargo (the
+#      packaging tests, which run inside cargo, use it);
 #   2. a staging directory gets the root filesystem: both binaries (debug info stripped), every
 #      shared library `ldd` lists for them and the dynamic loader, at the paths the binaries ask
 #      for; /etc/passwd and /etc/group with the unprivileged user storcon (10001), nsswitch.conf
@@ -11,23 +12,28 @@
 #      are staged apart, mode 0700, so the Dockerfile copies them owned by the user;
 #   4. `docker build` with packaging/docker/Dockerfile (the classic builder: this Docker has no
 #      buildx), tagged storcon:local (or $STORCON_IMAGE).
-# Usage: packaging/docker/build-image.sh [--release]
+# Usage: packaging/docker/build-image.sh [--release | --bin-dir DIR]
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 image="${STORCON_IMAGE:-storcon:local}"
-profile=debug
-cargo_flags=()
+usage() { echo "usage: $0 [--release | --bin-dir DIR]" >&2; exit 2; }
+bin_dir=""
 case "${1:-}" in
-  --release) profile=release; cargo_flags=(--release) ;;
-  "") ;;
-  *) echo "usage: $0 [--release]" >&2; exit 2 ;;
+  --release) (( $# == 1 )) || usage; bin_dir="$repo/target/release"; cargo_flags=(--release) ;;
+  --bin-dir) (( $# == 2 )) || usage; bin_dir="$(cd "$2" && pwd)" ;;
+  "") bin_dir="$repo/target/debug"; cargo_flags=() ;;
+  *) usage ;;
 esac
 
-cd "$repo"
-flock /tmp/cargo.lock cargo build "${cargo_flags[@]}" -p storcon -p pageserver-sim
-bins=("$repo/target/$profile/storcon" "$repo/target/$profile/pageserver-sim")
+if [[ "${1:-}" != --bin-dir ]]; then
+  (cd "$repo" && flock /tmp/cargo.lock cargo build "${cargo_flags[@]}" -p storcon -p pageserver-sim)
+fi
+bins=("$bin_dir/storcon" "$bin_dir/pageserver-sim")
+for bin in "${bins[@]}"; do
+  [[ -x "$bin" ]] || { echo "$bin is missing: cargo build -p storcon -p pageserver-sim" >&2; exit 1; }
+done
 
 stage="$(mktemp -d)"
 trap 'rm -rf "$stage"' EXIT
@@ -67,4 +73,4 @@ done
 
 cp "$here/Dockerfile" "$stage/Dockerfile"
 DOCKER_BUILDKIT=0 docker build --quiet --tag "$image" "$stage"
-echo "built $image from target/$profile ($("$root/usr/local/bin/storcon" --version))"
+echo "built $image from $bin_dir ($("$root/usr/local/bin/storcon" --version))"
