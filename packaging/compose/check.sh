@@ -215,8 +215,13 @@ log "load running: $(wc -l < "$acks") writes acknowledged"
 
 # --- 4: kill the leader -------------------------------------------------------------------------
 killed="$leader"
+killed_container="$(container "$killed")"
+docker kill --signal KILL "$killed_container" >/dev/null
+# From when the process is gone: a create sent while `docker kill` ran may still be answered by
+# the old leader, and would make the survivors look faster than they are.
+is_stopped() { [[ "$(docker inspect "$killed_container" --format '{{.State.Running}}')" == false ]]; }
+wait_for "$step_timeout" "storcon-$killed to stop" is_stopped
 t_kill=$(now)
-docker kill --signal KILL "$(container "$killed")" >/dev/null
 log "SIGKILLed storcon-$killed (the leader)"
 wait_for "$step_timeout" "a new leader after the kill" find_leader "$killed"
 t_new_leader=$(now)
@@ -227,11 +232,11 @@ kill_first_ack_ms=$(ms_between "$t_kill" "$(first_ack_after "$t_kill")")
 log "writes acknowledged through the survivors (first ${kill_first_ack_ms} ms after the kill)"
 
 # --- 5: restart it ------------------------------------------------------------------------------
-compose start "storcon-$killed" >/dev/null 2>&1 || die "compose start storcon-$killed"
 t_restart=$(now)
+compose start "storcon-$killed" >/dev/null 2>&1 || die "compose start storcon-$killed"
 wait_for "$step_timeout" "restarted storcon-$killed ready" ready "$killed"
 restart_ready_ms=$(ms_between "$t_restart" "$(now)")
-log "storcon-$killed restarted and ready after ${restart_ready_ms} ms"
+log "storcon-$killed started and ready ${restart_ready_ms} ms after the start command"
 
 # --- 6: partition the leader --------------------------------------------------------------------
 wait_for "$step_timeout" "a ready leader before the partition" find_leader
@@ -239,8 +244,9 @@ cut="$leader"
 cut_container="$(container "$cut")"
 network="$(docker inspect "$cut_container" \
   --format '{{range $name, $_ := .NetworkSettings.Networks}}{{$name}}{{end}}')"
-t_cut=$(now)
+applied_at_cut="$(cluster_field "$cut" .last_applied)" || die "storcon-$cut's applied index"
 docker network disconnect "$network" "$cut_container"
+t_cut=$(now)
 log "disconnected storcon-$cut (the leader) from $network"
 wait_for "$step_timeout" "a new leader among the connected replicas" find_leader "$cut"
 cut_failover_ms=$(ms_between "$t_cut" "$(now)")
@@ -257,14 +263,16 @@ docker network connect --ip "$(ip_of "$cut")" --alias "storcon-$cut" "$network" 
 t_reconnect=$(now)
 log "reconnected storcon-$cut"
 wait_for "$step_timeout" "a ready leader after the reconnect" find_leader
-target_index="$(cluster_field "$leader" .last_applied)"
+target_index="$(cluster_field "$leader" .last_applied)" || die "the leader's applied index"
+# Writes were acknowledged while it was cut off, so it has entries to catch up on.
+(( target_index > applied_at_cut )) || die "index $target_index is not past $applied_at_cut"
 caught_up() {
   local applied
   ready "$cut" && applied="$(cluster_field "$cut" .last_applied)" && (( applied >= target_index ))
 }
 wait_for "$step_timeout" "storcon-$cut applied up to index $target_index" caught_up
 catch_up_ms=$(ms_between "$t_reconnect" "$(now)")
-log "storcon-$cut caught up to index $target_index ${catch_up_ms} ms after the reconnect"
+log "storcon-$cut caught up from index $applied_at_cut to $target_index ${catch_up_ms} ms after the reconnect"
 
 # --- 8: stop the load, verify -------------------------------------------------------------------
 touch "$stop"
@@ -305,11 +313,11 @@ storcon compose check summary
   leader SIGKILLed                  storcon-$killed
   time to new ready leader          ${kill_failover_ms} ms
   first write acked after kill      ${kill_first_ack_ms} ms
-  killed replica ready after start  ${restart_ready_ms} ms
+  killed replica start to ready     ${restart_ready_ms} ms
   leader disconnected               storcon-$cut
   time to new ready leader          ${cut_failover_ms} ms
   first write acked after it        ${cut_first_ack_ms} ms
-  catch-up after reconnect          ${catch_up_ms} ms (to applied index $target_index)
+  catch-up after reconnect          ${catch_up_ms} ms (applied index $applied_at_cut to $target_index)
   writes acknowledged               $acked ($ack_latency per acknowledged request)
   failed attempts                   $attempts_failed (${fail_codes:-none}; status 000 = no answer)
   writes never acknowledged         $writes_unacked
