@@ -11,6 +11,8 @@
 //! The docker tests print why and pass when docker (or compose) is not usable here. The full
 //! chaos check, `packaging/compose/check.sh`, is not part of this suite (README, Packaging).
 
+use std::fs::Permissions;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
@@ -192,7 +194,11 @@ fn compose_config(cmd: &[&str], args: &[&str]) -> String {
         .args(args)
         .output()
         .expect("run compose");
-    assert!(out.status.success(), "compose {args:?}: {}", text(&out.stderr));
+    assert!(
+        out.status.success(),
+        "compose {args:?}: {}",
+        text(&out.stderr)
+    );
     text(&out.stdout)
 }
 
@@ -235,7 +241,10 @@ fn compose_file_validates_and_isolates_each_replica() {
             .collect();
         assert_eq!(restart, ["no"], "storcon-{n}: {block:#?}");
         assert!(has(&format!("storcon-{n}-data")), "own volume: {block:#?}");
-        assert!(has("/var/lib/storcon"), "volume on the data dir: {block:#?}");
+        assert!(
+            has("/var/lib/storcon"),
+            "volume on the data dir: {block:#?}"
+        );
         assert!(has(&format!("storcon-{n}.toml")), "own config: {block:#?}");
         assert!(has("127.0.0.1"), "published on loopback only: {block:#?}");
         assert!(!has("0.0.0.0"), "published on every interface: {block:#?}");
@@ -246,7 +255,7 @@ fn compose_file_validates_and_isolates_each_replica() {
 /// `storcon` (no cargo: this runs inside cargo). `false` (said) without docker.
 fn image_built() -> bool {
     static BUILT: OnceLock<bool> = OnceLock::new();
-    *BUILT.get_or_init(|| {
+    let built = *BUILT.get_or_init(|| {
         if !docker_usable() {
             return false;
         }
@@ -267,7 +276,11 @@ fn image_built() -> bool {
             text(&out.stderr)
         );
         true
-    })
+    });
+    if !built {
+        eprintln!("no {IMAGE} image without docker: skipped");
+    }
+    built
 }
 
 fn docker(args: &[&str]) -> Output {
@@ -347,10 +360,9 @@ fn image_accepts_the_compose_configs() {
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, "node_id = \"one\"\n").expect("write");
     // The container's user must be able to read it, as it reads the real ones.
-    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755))
-        .expect("chmod");
-    std::fs::set_permissions(&bad, std::os::unix::fs::PermissionsExt::from_mode(0o644))
-        .expect("chmod");
+    for (path, mode) in [(dir.path(), 0o755), (bad.as_path(), 0o644)] {
+        std::fs::set_permissions(path, Permissions::from_mode(mode)).expect("chmod");
+    }
     assert_eq!(check_config_in_image(&bad).status.code(), Some(2));
 }
 
