@@ -162,7 +162,10 @@ async fn wait_one_member_leader(cluster: &Cluster, id: u64, kind: &str) -> Value
     let restored = &status["restored_from"];
     assert_eq!(restored["kind"], kind, "{status}");
     assert_eq!(restored["generation_gap"], GAP, "{status}");
-    assert!(restored["taken_at"]["index"].as_u64().unwrap_or(0) > 0, "{status}");
+    assert!(
+        restored["taken_at"]["index"].as_u64().unwrap_or(0) > 0,
+        "{status}"
+    );
     status
 }
 
@@ -255,15 +258,22 @@ async fn backup_and_restore() {
     let out = storcon(&["backup", "--api", &follower_url, "--out", file_arg], &[]).await;
     assert_exit(&out, 0, "backup");
     let summary = text(&out.stdout);
+    eprintln!("backup_and_restore: {}", summary.trim());
     assert!(
         summary.contains("3 tenants, 5 shards, 3 nodes") && summary.contains("sha256:"),
         "{summary}"
     );
     let doc: Value = serde_json::from_slice(&std::fs::read(&file).expect("file")).expect("json");
     assert_eq!(doc["format_version"], 1);
-    assert_eq!(doc["taken_by"], leader, "served by the leader, asked through {follower}");
+    assert_eq!(
+        doc["taken_by"], leader,
+        "served by the leader, asked through {follower}"
+    );
     let index = doc["taken_at_log_id"]["index"].as_u64().expect("index");
-    assert!(summary.contains(&format!("log index {index} ")), "{summary}");
+    assert!(
+        summary.contains(&format!("log index {index} ")),
+        "{summary}"
+    );
     let checksum = doc["checksum"].as_str().expect("checksum");
     assert!(summary.contains(checksum), "{summary}");
     let by_env = cluster.dir().join("backup-env.json");
@@ -306,7 +316,13 @@ async fn backup_and_restore() {
     let corrupted = restored.dir().join("corrupted.json");
     write_corrupted(&file, &corrupted);
     let out = storcon(
-        &["restore", "--config", &config, "--from", corrupted.to_str().expect("utf-8")],
+        &[
+            "restore",
+            "--config",
+            &config,
+            "--from",
+            corrupted.to_str().expect("utf-8"),
+        ],
         &[],
     )
     .await;
@@ -321,7 +337,13 @@ async fn backup_and_restore() {
     let bytes = std::fs::read(&file).expect("backup");
     std::fs::write(&truncated, &bytes[..bytes.len() / 2]).expect("write");
     let out = storcon(
-        &["restore", "--config", &config, "--from", truncated.to_str().expect("utf-8")],
+        &[
+            "restore",
+            "--config",
+            &config,
+            "--from",
+            truncated.to_str().expect("utf-8"),
+        ],
         &[],
     )
     .await;
@@ -332,12 +354,24 @@ async fn backup_and_restore() {
         text(&out.stderr)
     );
     let out = storcon(
-        &["restore", "--config", &config, "--from", file_arg, "--generation-gap", "4294967295"],
+        &[
+            "restore",
+            "--config",
+            &config,
+            "--from",
+            file_arg,
+            "--generation-gap",
+            "4294967295",
+        ],
         &[],
     )
     .await;
     assert_exit(&out, 1, "a gap that overflows generations");
-    assert!(text(&out.stderr).contains("would overflow"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("would overflow"),
+        "{}",
+        text(&out.stderr)
+    );
     assert!(
         !data_dir.join("raft.redb").exists(),
         "a refused gap leaves no store behind"
@@ -346,16 +380,28 @@ async fn backup_and_restore() {
     // 4. Restore.
     let out = storcon(&["restore", "--config", &config, "--from", file_arg], &[]).await;
     assert_exit(&out, 0, "restore");
-    assert!(text(&out.stdout).contains("3 tenants, 5 shards, 3 nodes"), "{}", text(&out.stdout));
+    eprintln!("backup_and_restore: {}", text(&out.stdout).trim());
+    assert!(
+        text(&out.stdout).contains("3 tenants, 5 shards, 3 nodes"),
+        "{}",
+        text(&out.stdout)
+    );
     let out = storcon(&["restore", "--config", &config, "--from", file_arg], &[]).await;
     assert_exit(&out, 3, "restore into a non-empty data dir");
-    assert!(text(&out.stderr).contains("not empty"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("not empty"),
+        "{}",
+        text(&out.stderr)
+    );
 
     // 5. It starts as the leader of a cluster of itself, above the old terms (the simulators
     //    still run: it heartbeats them from the restored node records).
     restored.restart(1).expect("start the restored replica");
     let status = wait_one_member_leader(&restored, 1, "Restore").await;
-    assert!(status["term"].as_u64().expect("term") > old_term, "{status}");
+    assert!(
+        status["term"].as_u64().expect("term") > old_term,
+        "{status}"
+    );
     let new_api = StorageApi::new(restored.client(1));
     let after = dump(&new_api).await;
     assert_eq!(
@@ -368,7 +414,10 @@ async fn backup_and_restore() {
     assert_eq!(node_ids(&new_api).await, nodes_before);
     let described = new_api.list_tenants(None, None).await.expect("tenants");
     assert_eq!(
-        described.iter().map(|t| t.tenant_id.clone()).collect::<Vec<_>>(),
+        described
+            .iter()
+            .map(|t| t.tenant_id.clone())
+            .collect::<Vec<_>>(),
         tenants
     );
 
@@ -445,7 +494,11 @@ async fn recover_after_quorum_loss() {
     cluster.kill(survivor);
 
     // 2. Without --force: refused, nothing changed.
-    let config = cluster.config_path(survivor).to_str().expect("utf-8").to_owned();
+    let config = cluster
+        .config_path(survivor)
+        .to_str()
+        .expect("utf-8")
+        .to_owned();
     let data_dir = cluster.data_dir(survivor).to_path_buf();
     let listing = |dir: &Path| -> Vec<String> {
         let mut names: Vec<String> = std::fs::read_dir(dir)
@@ -459,7 +512,11 @@ async fn recover_after_quorum_loss() {
     let store_before = std::fs::read(data_dir.join("raft.redb")).expect("store");
     let out = storcon(&["recover", "--config", &config], &[]).await;
     assert_exit(&out, 3, "recover without --force");
-    assert!(text(&out.stderr).contains("without --force"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("without --force"),
+        "{}",
+        text(&out.stderr)
+    );
     assert_eq!(listing(&data_dir), files_before);
     assert_eq!(
         std::fs::read(data_dir.join("raft.redb")).expect("store"),
@@ -474,7 +531,11 @@ async fn recover_after_quorum_loss() {
         stderr.contains("WARNING") && stderr.contains("ONE-MEMBER"),
         "{stderr}"
     );
-    assert!(text(&out.stdout).contains("2 tenants, 4 shards, 3 nodes"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("2 tenants, 4 shards, 3 nodes"),
+        "{}",
+        text(&out.stdout)
+    );
     let kept: Vec<String> = listing(&data_dir)
         .into_iter()
         .filter(|n| n.starts_with("raft.redb.before-recover-"))
@@ -484,7 +545,10 @@ async fn recover_after_quorum_loss() {
     // 4. The survivor leads a cluster of itself.
     cluster.restart(survivor).expect("start the survivor");
     let status = wait_one_member_leader(&cluster, survivor, "Recover").await;
-    assert!(status["term"].as_u64().expect("term") > old_term, "{status}");
+    assert!(
+        status["term"].as_u64().expect("term") > old_term,
+        "{status}"
+    );
     let log = cluster.log_since_last_start(survivor);
     assert!(!log.contains("refusing to bootstrap"), "{log}");
 
@@ -517,19 +581,39 @@ async fn recover_after_quorum_loss() {
     // A backup of the recovered cluster cannot be restored over the survivor's own data dir.
     let file = cluster.dir().join("after-recover.json");
     let out = storcon(
-        &["backup", "--api", &cluster.url(survivor), "--out", file.to_str().expect("utf-8")],
+        &[
+            "backup",
+            "--api",
+            &cluster.url(survivor),
+            "--out",
+            file.to_str().expect("utf-8"),
+        ],
         &[],
     )
     .await;
     assert_exit(&out, 0, "backup of the recovered cluster");
-    assert!(text(&out.stdout).contains("3 tenants, 5 shards, 3 nodes"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("3 tenants, 5 shards, 3 nodes"),
+        "{}",
+        text(&out.stdout)
+    );
     let out = storcon(
-        &["restore", "--config", &config, "--from", file.to_str().expect("utf-8")],
+        &[
+            "restore",
+            "--config",
+            &config,
+            "--from",
+            file.to_str().expect("utf-8"),
+        ],
         &[],
     )
     .await;
     assert_exit(&out, 3, "restore over a live replica's data dir");
-    assert!(text(&out.stderr).contains("not empty"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("not empty"),
+        "{}",
+        text(&out.stderr)
+    );
     wait_until("the survivor still serves", deadline::WRITE, async || {
         anyhow::ensure!(
             cluster.status_of(survivor).await?.leader_id == Some(survivor),

@@ -9,11 +9,11 @@ use crate::ids::{TenantId, TenantShardId};
 use crate::migration::MigrationRecord;
 use crate::node::{NodeId, NodeRecord, NodeRegisterRequest, RegisterOutcome};
 use crate::node_operation::NodeOperation;
+use crate::restore::RestoreRecord;
 use crate::rows::{
     self, DecodeError, LEADER_KEY, MIGRATION_PREFIX, Mutation, NODE_PREFIX, SHARD_PREFIX,
     SPLIT_PREFIX,
 };
-use crate::restore::RestoreRecord;
 use crate::rows::{NODE_OPERATION_KEY, RESTORED_FROM_KEY, TOMBSTONE_PREFIX};
 use crate::split::SplitRecord;
 use crate::tenant::TenantShard;

@@ -8,10 +8,7 @@ use state_machine::{
     PlacementPolicy, Response, RestoreKind, State,
 };
 
-const AT: LogPoint = LogPoint {
-    term: 3,
-    index: 42,
-};
+const AT: LogPoint = LogPoint { term: 3, index: 42 };
 
 fn tenant(n: u8) -> TenantId {
     TenantId([n; 16])
@@ -118,12 +115,12 @@ fn state_and_rows() -> (State, Vec<state_machine::Mutation>) {
     };
     let reference = state_with_generations();
     // The same commands as `state_with_generations`, recorded.
-    register_into(&mut state, &mut run);
+    replay_state_with_generations(&mut state, &mut run);
     assert_eq!(state, reference);
     (state, history)
 }
 
-fn register_into(state: &mut State, run: &mut impl FnMut(&mut State, Command)) {
+fn replay_state_with_generations(state: &mut State, run: &mut impl FnMut(&mut State, Command)) {
     let mut scratch = State::default();
     register(&mut scratch, 1);
     create(&mut scratch, tenant(1), PlacementPolicy::Attached(0));
@@ -189,7 +186,11 @@ fn every_shard_is_raised_by_the_gap_and_recorded() {
     }
     state.validate().expect("valid");
     history.extend(muts);
-    assert_eq!(rows_of(&history), state, "the raised rows rebuild the raised state");
+    assert_eq!(
+        rows_of(&history),
+        state,
+        "the raised rows rebuild the raised state"
+    );
 
     // The next generations issued are above the raised ones.
     assert_eq!(issue(&mut state, ids1[0], 1), Generation(1002));
@@ -235,14 +236,7 @@ fn a_second_restore_raises_again_and_counts() {
         .raise_generations(RestoreKind::Restore, AT, 100)
         .expect("first");
     state
-        .raise_generations(
-            RestoreKind::Recover,
-            LogPoint {
-                term: 9,
-                index: 77,
-            },
-            100,
-        )
+        .raise_generations(RestoreKind::Recover, LogPoint { term: 9, index: 77 }, 100)
         .expect("second");
     let ids = shards(&state, tenant(1));
     assert_eq!(generation(&state, &ids[1]), Some(Generation(203)));
