@@ -193,7 +193,12 @@ fn main() -> anyhow::Result<()> {
             generation_gap,
         } => {
             let config = load_config_or_exit(&path);
-            finish(recovery::restore::run(&config, &path, &from, generation_gap))
+            finish(recovery::restore::run(
+                &config,
+                &path,
+                &from,
+                generation_gap,
+            ))
         }
         Cmd::Recover {
             config: path,
@@ -201,7 +206,12 @@ fn main() -> anyhow::Result<()> {
             generation_gap,
         } => {
             let config = load_config_or_exit(&path);
-            finish(recovery::recover::run(&config, &path, force, generation_gap))
+            finish(recovery::recover::run(
+                &config,
+                &path,
+                force,
+                generation_gap,
+            ))
         }
     }
 }

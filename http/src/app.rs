@@ -13,8 +13,8 @@ use state_machine::ReplicaId;
 use crate::auth::HttpAuth;
 use crate::failpoints;
 use crate::{
-    auth, backup, cluster, debug, forward, guard, migrate, nodes, onboarding, probes, raft_rpc, secondary,
-    tenant_config, tenants, timelines, trace, upcalls,
+    auth, backup, cluster, debug, forward, guard, migrate, nodes, onboarding, probes, raft_rpc,
+    secondary, tenant_config, tenants, timelines, trace, upcalls,
 };
 use storcon_failpoints::Failpoints;
 

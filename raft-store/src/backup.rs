@@ -267,6 +267,9 @@ mod tests {
         d.payload.row_format = 9;
         d.checksum = d.payload.checksum().unwrap();
         let err = BackupDocument::decode_verified(&serde_json::to_vec(&d).unwrap()).unwrap_err();
-        assert!(matches!(err, BackupError::RowFormat { found: 9, .. }), "{err}");
+        assert!(
+            matches!(err, BackupError::RowFormat { found: 9, .. }),
+            "{err}"
+        );
     }
 }

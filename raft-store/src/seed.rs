@@ -7,8 +7,9 @@
 //!    [`Seed::from_survivor`] reads a replica's applied rows and applies, in log order, every
 //!    entry it holds beyond `last_applied` (committed or not, as etcd's `--force-new-cluster`
 //!    does: the survivor may hold entries a lost majority committed);
-//! 2. raise every generation by the gap ([`Seed::raise_generations`], the pure
-//!    `State::raise_generations`), since generations issued after that point are unknown;
+//! 2. raise every generation by the gap ([`Seed::apply_gap`], the pure
+//!    `State::raise_generations`), since generations issued after that point are unknown, and
+//!    the starting term by the same gap, since so are the old cluster's later terms;
 //! 3. write a new `raft.redb` beside the data dir's ([`Seed::install`]) in one Immediate
 //!    transaction, then rename it into place and fsync the directory. A recovered replica's
 //!    previous file is kept as `raft.redb.before-recover-<unix ms>`.
@@ -19,8 +20,10 @@
 //!   whose membership is this replica alone, also stored as the applied membership at `L`;
 //! - an empty log purged up to `L` (`last_purged = committed = L`), so the log continues at
 //!   `L.index + 1` and a member added later is sent the snapshot;
-//! - a vote for itself, not committed, at the highest term the old log or vote reached: the
-//!   only voter elects itself at once at the next term, above every entry it holds.
+//! - a vote for itself, not committed, at the highest term the old log or vote reached plus the
+//!   gap: the only voter elects itself at once at the next term, above every entry it holds
+//!   (openraft compares terms only; a leader id in the seeded log ids that names another node
+//!   is just the old cluster's history).
 //!
 //! The store is not pristine (it has a snapshot, a purge point and a vote), so formation admits
 //! it without asking anyone and never initializes: the config's other members are ignored,
@@ -30,9 +33,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use openraft::{
-    BasicNode, EntryPayload, LogId, Membership, SnapshotMeta, StoredMembership, Vote,
-};
+use openraft::{BasicNode, EntryPayload, LogId, Membership, SnapshotMeta, StoredMembership, Vote};
 use redb::ReadableTable;
 use state_machine::{GapError, LogPoint, ReplicaId, RestoreKind, State};
 
@@ -68,10 +69,7 @@ pub enum SeedError {
     },
 }
 
-fn io_err<'a>(
-    what: &'static str,
-    path: &'a Path,
-) -> impl FnOnce(std::io::Error) -> SeedError + 'a {
+fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> SeedError + 'a {
     move |source| SeedError::Io {
         what,
         path: path.display().to_string(),
@@ -120,20 +118,23 @@ impl Seed {
         let db = Db::open(dir, node_id)?;
         let tx = db.read().map_err(SeedError::from)?;
         let sm_meta = tx.open_table(SM_META).map_err(StoreError::from)?;
-        let last_applied: Option<LogId<ReplicaId>> =
-            get_json(&sm_meta, LAST_APPLIED)?.flatten();
+        let last_applied: Option<LogId<ReplicaId>> = get_json(&sm_meta, LAST_APPLIED)?.flatten();
         let old_membership: StoredMembership<ReplicaId, BasicNode> =
             get_json(&sm_meta, MEMBERSHIP)?.unwrap_or_default();
         let raft_meta = tx.open_table(RAFT_META).map_err(StoreError::from)?;
         let vote: Option<Vote<ReplicaId>> = get_json(&raft_meta, VOTE)?;
         let mut rows = BTreeMap::new();
-        for item in tx.open_table(SM_ROWS).map_err(StoreError::from)?.iter().map_err(StoreError::from)? {
+        for item in tx
+            .open_table(SM_ROWS)
+            .map_err(StoreError::from)?
+            .iter()
+            .map_err(StoreError::from)?
+        {
             let (k, v) = item.map_err(StoreError::from)?;
             rows.insert(k.value().to_string(), v.value().to_vec());
         }
-        let mut state =
-            State::from_rows(rows.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
-                .map_err(StoreError::from)?;
+        let mut state = State::from_rows(rows.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
+            .map_err(StoreError::from)?;
         let mut last_log_id = last_applied;
         let mut applied_from_log = 0;
         let start = last_applied.map_or(0, |l| l.index + 1);
@@ -183,8 +184,10 @@ impl Seed {
     }
 
     /// Raises every generation by `gap` and records the restore (see `state_machine`'s
-    /// `restore.rs` for the guarantee). All or nothing.
-    pub fn raise_generations(&mut self, kind: RestoreKind, gap: u32) -> Result<(), SeedError> {
+    /// `restore.rs` for the guarantee), and raises the term the store starts at by `gap` too:
+    /// the old cluster may have held up to `gap` elections after that point, and pageservers
+    /// that heard its terms (`x-storcon-term`) must hear higher ones. All or nothing.
+    pub fn apply_gap(&mut self, kind: RestoreKind, gap: u32) -> Result<(), SeedError> {
         let at = LogPoint {
             term: self.last_log_id.leader_id.term,
             index: self.last_log_id.index,
@@ -195,6 +198,7 @@ impl Seed {
                 None => self.rows.remove(&m.key),
             };
         }
+        self.min_term = self.min_term.saturating_add(u64::from(gap));
         Ok(())
     }
 
@@ -387,8 +391,7 @@ mod tests {
         assert_eq!(state.nodes().count(), 2);
 
         let mut seed = Seed::from_backup(&doc, state).expect("seed");
-        seed.raise_generations(RestoreKind::Restore, 1000)
-            .expect("gap");
+        seed.apply_gap(RestoreKind::Restore, 1000).expect("gap");
         let new = tempfile::tempdir().expect("tmp");
         let previous = tokio::task::block_in_place(|| {
             seed.install(new.path(), ReplicaId(7), "127.0.0.1:7", 1)
@@ -399,7 +402,11 @@ mod tests {
         let (raft, state) = start_and_write(new.path()).await;
         let m = raft.metrics().borrow().clone();
         let applied = m.last_applied.expect("applied");
-        assert!(applied.index > 3 && applied.leader_id.term > 3, "{applied:?}");
+        // Elected above the old term plus the gap, and the log continues after the backup.
+        assert!(
+            applied.index > 3 && applied.leader_id.term > 1003,
+            "{applied:?}"
+        );
         let voters: Vec<_> = m.membership_config.membership().voter_ids().collect();
         assert_eq!(voters, [ReplicaId(7)]);
         let nodes: Vec<_> = state.read().nodes().map(|n| n.id.0).collect();
@@ -415,17 +422,16 @@ mod tests {
     async fn a_recovered_store_keeps_the_log_beyond_applied_and_the_old_file() {
         let dir = tempfile::tempdir().expect("tmp");
         drop(old_replica(dir.path(), &[12, 13]).await);
-        let (mut seed, report) = tokio::task::block_in_place(|| {
-            Seed::from_survivor(dir.path(), ReplicaId(1))
-        })
-        .expect("survivor");
+        let (mut seed, report) =
+            tokio::task::block_in_place(|| Seed::from_survivor(dir.path(), ReplicaId(1)))
+                .expect("survivor");
         assert_eq!(report.last_applied, Some(log_id(3, 3)));
         assert_eq!(report.applied_from_log, 2);
         assert_eq!(report.vote_term, 5);
         assert_eq!(report.old_voters.len(), 3);
         assert_eq!(seed.last_log_id(), log_id(4, 5));
         assert_eq!(seed.state().nodes().count(), 4);
-        seed.raise_generations(RestoreKind::Recover, 10).expect("gap");
+        seed.apply_gap(RestoreKind::Recover, 10).expect("gap");
         let previous = tokio::task::block_in_place(|| {
             seed.install(dir.path(), ReplicaId(1), "127.0.0.1:1", 42)
         })

@@ -116,7 +116,11 @@ fn write_atomically(out: &Path, bytes: &[u8]) -> Result<(), RecoveryError> {
     let name = out
         .file_name()
         .ok_or_else(|| RecoveryError::Failed(format!("{} is not a file name", out.display())))?;
-    let temp = dir.join(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id()));
+    let temp = dir.join(format!(
+        ".{}.tmp-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
     let mut f = std::fs::File::create(&temp).map_err(|e| fail("create a temp file for", e))?;
     f.write_all(bytes).map_err(|e| fail("write", e))?;
     f.sync_all().map_err(|e| fail("fsync", e))?;

@@ -17,6 +17,9 @@
 //! every generation the old cluster issued. The default gap is 1,000,000; a gap that would take
 //! any generation past `u32::MAX` is refused before anything is written.
 //!
+//! Terms: the seeded store starts at the old term plus the same gap, so pageservers that heard
+//! the old cluster's later terms (`x-storcon-term`) accept the restored leader's calls.
+//!
 //! Exit statuses: 1 could not (bad backup file, I/O), 2 bad config or arguments, 3 refused to
 //! protect data (a data dir that is not empty, `recover` without `--force`).
 
@@ -72,7 +75,11 @@ impl StateSummary {
             tenants: tenants.len(),
             shards: state.shards().count(),
             nodes: state.nodes().count(),
-            highest_generation: state.shards().filter_map(|s| s.generation).map(|g| g.0).max(),
+            highest_generation: state
+                .shards()
+                .filter_map(|s| s.generation)
+                .map(|g| g.0)
+                .max(),
         }
     }
 }
@@ -98,7 +105,7 @@ pub fn seed_one_member(
     node_id: ReplicaId,
     addr: &str,
 ) -> Result<(Seed, Option<std::path::PathBuf>), RecoveryError> {
-    seed.raise_generations(kind, gap)?;
+    seed.apply_gap(kind, gap)?;
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
