@@ -1,7 +1,8 @@
 //! `storcon`: a storage controller for Neon-style pageservers, replicated over Raft.
 //!
 //! Subcommands: `run --config FILE` starts one replica; `demo` starts a three-replica cluster on
-//! loopback for a first look.
+//! loopback for a first look; `backup`, `restore` and `recover` (see `recovery`) take a backup
+//! from a running cluster and seed a one-member cluster from a backup or a survivor.
 //!
 //! What this crate owns: start-up (config, opening the store, formation, serving HTTP), following
 //! leadership (`leadership`), and the leader-only controller (`controller`), which implements
@@ -12,6 +13,7 @@ mod controller;
 mod demo;
 mod formation;
 mod leadership;
+mod recovery;
 mod run;
 mod signals;
 
@@ -48,6 +50,62 @@ enum Cmd {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Fetch a backup of the applied state from any replica, verify it, write it atomically.
+    Backup {
+        /// Any replica's API address, e.g. http://127.0.0.1:1234 (default: $STORCON_API).
+        #[arg(long)]
+        api: Option<String>,
+        /// A token with the admin scope (default: $STORCON_TOKEN).
+        #[arg(long)]
+        token: Option<String>,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Offline: seed this replica's empty data dir as a one-member cluster from a backup.
+    Restore {
+        #[arg(long)]
+        config: PathBuf,
+        /// The backup file `storcon backup` wrote.
+        #[arg(long = "from")]
+        from: PathBuf,
+        /// Raise every generation by this much: more than the old cluster may have issued
+        /// per shard after the backup.
+        #[arg(long, default_value_t = state_machine::DEFAULT_GENERATION_GAP)]
+        generation_gap: u32,
+    },
+    /// Offline, after quorum loss: rewrite this surviving replica into a one-member cluster.
+    Recover {
+        #[arg(long)]
+        config: PathBuf,
+        /// Required: recover drops every other member.
+        #[arg(long)]
+        force: bool,
+        #[arg(long, default_value_t = state_machine::DEFAULT_GENERATION_GAP)]
+        generation_gap: u32,
+    },
+}
+
+/// Loads a config or exits 2, as `run` does.
+fn load_config_or_exit(path: &std::path::Path) -> config::Config {
+    match config::Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("storcon: {e:#}");
+            std::process::exit(2);
+        }
+    }
+}
+
+/// Ends a recovery subcommand: its message and exit status on failure.
+fn finish(result: Result<(), recovery::RecoveryError>) -> anyhow::Result<()> {
+    match result {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("storcon: {e}");
+            std::process::exit(e.exit_status());
+        }
+    }
 }
 
 fn init_tracing() {
@@ -85,13 +143,7 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     match cli.command {
         Cmd::Run { config } => {
-            let config = match config::Config::load(&config) {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("storcon: {e:#}");
-                    std::process::exit(2);
-                }
-            };
+            let config = load_config_or_exit(&config);
             // The whole cause chain, on one line (a failed start once printed only
             // "cannot start raft").
             if let Err(e) = runtime.block_on(run::run(config)) {
@@ -119,5 +171,47 @@ fn main() -> anyhow::Result<()> {
             }
         },
         Cmd::Demo { dir } => runtime.block_on(demo::run(dir)),
+        Cmd::Backup { api, token, out } => {
+            let Some(api) = api.or_else(|| std::env::var("STORCON_API").ok()) else {
+                eprintln!("storcon: backup needs --api URL (or STORCON_API)");
+                std::process::exit(2);
+            };
+            let token = token.or_else(|| std::env::var("STORCON_TOKEN").ok());
+            finish(
+                runtime
+                    .block_on(recovery::backup::fetch_and_write(
+                        &api,
+                        token.as_deref(),
+                        &out,
+                    ))
+                    .map(|summary| println!("{summary}")),
+            )
+        }
+        Cmd::Restore {
+            config: path,
+            from,
+            generation_gap,
+        } => {
+            let config = load_config_or_exit(&path);
+            finish(recovery::restore::run(
+                &config,
+                &path,
+                &from,
+                generation_gap,
+            ))
+        }
+        Cmd::Recover {
+            config: path,
+            force,
+            generation_gap,
+        } => {
+            let config = load_config_or_exit(&path);
+            finish(recovery::recover::run(
+                &config,
+                &path,
+                force,
+                generation_gap,
+            ))
+        }
     }
 }

@@ -17,6 +17,7 @@
 //!   so `purged <= snapshot <= applied` holds on disk;
 //! - redb is only called from blocking threads (`Db::run`), never on a tokio worker.
 
+pub mod backup;
 pub mod client;
 pub mod codec;
 mod db;
@@ -25,6 +26,7 @@ mod formation;
 mod log_store;
 pub mod metrics;
 mod network;
+pub mod seed;
 mod snapshot;
 mod state_machine;
 mod types;

@@ -23,6 +23,7 @@ mod node;
 pub mod node_operation;
 pub mod optimise;
 pub mod reconcile_plan;
+mod restore;
 mod rows;
 pub mod scheduler;
 mod split;
@@ -38,6 +39,7 @@ pub use node::{
     NodeAvailability, NodeDescribeResponse, NodeId, NodeRecord, NodeRegisterRequest,
     NodeSchedulingPolicy, RegisterOutcome,
 };
+pub use restore::{DEFAULT_GENERATION_GAP, GapError, LogPoint, RestoreKind, RestoreRecord};
 pub use rows::{DecodeError, Mutation};
 pub use split::{SplitParent, SplitPlan, SplitRecord};
 pub use state::{LeaderRecord, State};
