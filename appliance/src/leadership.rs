@@ -126,7 +126,7 @@ impl Leadership {
         let command = Command::RecordLeader {
             node_id: self.node_id,
             term,
-            address: format!("http://{}/", self.address),
+            address: format!("{}/", self.address),
             started_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         };
         // Bounded: a leader without a quorum would otherwise wait here forever.

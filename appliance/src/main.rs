@@ -14,6 +14,7 @@ mod formation;
 mod leadership;
 mod run;
 mod signals;
+mod tls;
 
 use std::path::PathBuf;
 

@@ -30,6 +30,10 @@ pub enum PsError {
     Decode(String),
     #[error("cancelled")]
     Cancelled,
+    /// `use_https_pageserver_api` is on but the node registered without `listen_https_port`
+    /// (it registered before the flag was turned on).
+    #[error("node {0} has no listen_https_port and pageservers are called over HTTPS")]
+    NoHttpsPort(state_machine::NodeId),
 }
 
 /// One request for [`PageserverClient::relay`].
@@ -45,24 +49,24 @@ pub struct Relay {
 #[derive(Clone)]
 pub struct PageserverClient {
     http: reqwest::Client,
+    /// `use_https_pageserver_api`: call `https://addr:listen_https_port`.
+    https: bool,
     term: Term,
     token: Option<String>,
     cancel: CancellationToken,
 }
 
-fn base(node: &NodeRecord) -> String {
-    format!("http://{}:{}", node.listen_http_addr, node.listen_http_port)
-}
-
 impl PageserverClient {
     pub fn new(
         http: reqwest::Client,
+        https: bool,
         term: Term,
         token: Option<String>,
         cancel: CancellationToken,
     ) -> Self {
         PageserverClient {
             http,
+            https,
             term,
             token,
             cancel,
@@ -74,6 +78,21 @@ impl PageserverClient {
         PageserverClient {
             cancel,
             ..self.clone()
+        }
+    }
+
+    /// The node's base URL: its HTTPS port when pageservers are called over HTTPS (never
+    /// falling back to plain HTTP), else its HTTP port.
+    fn base(&self, node: &NodeRecord) -> Result<String, PsError> {
+        if !self.https {
+            return Ok(format!(
+                "http://{}:{}",
+                node.listen_http_addr, node.listen_http_port
+            ));
+        }
+        match node.listen_https_port {
+            Some(port) => Ok(format!("https://{}:{port}", node.listen_http_addr)),
+            None => Err(PsError::NoHttpsPort(node.id)),
         }
     }
 
@@ -113,7 +132,7 @@ impl PageserverClient {
     pub async fn utilization(&self, node: &NodeRecord) -> Result<PageserverUtilization, PsError> {
         let req = self.request(
             reqwest::Method::GET,
-            format!("{}/v1/utilization", base(node)),
+            format!("{}/v1/utilization", self.base(node)?),
             Duration::from_secs(1),
         );
         self.send(req)
@@ -132,7 +151,7 @@ impl PageserverClient {
         let req = self
             .request(
                 reqwest::Method::POST,
-                format!("{}/v1/top_tenants", base(node)),
+                format!("{}/v1/top_tenants", self.base(node)?),
                 Duration::from_secs(5),
             )
             .json(request);
@@ -149,7 +168,7 @@ impl PageserverClient {
     ) -> Result<Vec<(TenantShardId, Option<LocationConfig>)>, PsError> {
         let req = self.request(
             reqwest::Method::GET,
-            format!("{}/v1/location_config", base(node)),
+            format!("{}/v1/location_config", self.base(node)?),
             Duration::from_secs(5),
         );
         let list: LocationConfigListResponse = self
@@ -169,7 +188,7 @@ impl PageserverClient {
     ) -> Result<Option<LocationConfig>, PsError> {
         let req = self.request(
             reqwest::Method::GET,
-            format!("{}/v1/location_config/{shard}", base(node)),
+            format!("{}/v1/location_config/{shard}", self.base(node)?),
             Duration::from_secs(5),
         );
         match self.send(req).await {
@@ -214,7 +233,7 @@ impl PageserverClient {
         node: &NodeRecord,
         call: &Relay,
     ) -> Result<storcon_api::timeline::Relayed, PsError> {
-        let url = format!("{}{}", base(node), call.path_and_query);
+        let url = format!("{}{}", self.base(node)?, call.path_and_query);
         let mut attempt = 0u32;
         loop {
             let mut req = self.request(call.method.clone(), url.clone(), call.timeout);
@@ -266,7 +285,7 @@ impl PageserverClient {
     ) -> Result<BTreeMap<TimelineId, Lsn>, PsError> {
         let req = self.request(
             reqwest::Method::GET,
-            format!("{}/v1/tenant/{shard}/timeline", base(node)),
+            format!("{}/v1/tenant/{shard}/timeline", self.base(node)?),
             Duration::from_secs(10),
         );
         let infos: Vec<serde_json::Value> = self
@@ -315,7 +334,7 @@ impl PageserverClient {
         let req = self
             .request(
                 reqwest::Method::POST,
-                format!("{}/v1/tenant/{shard}/wait_lsn", base(node)),
+                format!("{}/v1/tenant/{shard}/wait_lsn", self.base(node)?),
                 wait + Duration::from_secs(5),
             )
             .json(&body);
@@ -338,7 +357,7 @@ impl PageserverClient {
         let req = self
             .request(
                 reqwest::Method::PUT,
-                format!("{}/v1/tenant/{parent}/shard_split", base(node)),
+                format!("{}/v1/tenant/{parent}/shard_split", self.base(node)?),
                 timeout,
             )
             .json(request);
