@@ -365,7 +365,7 @@ async fn ask_peers(
                 Ok(resp) => resp,
                 Err(e) => {
                     if storcon_tls::client::is_tls_error(&e) {
-                        tls_error = Some(error_chain(&e));
+                        tls_error = Some(storcon_tls::client::error_chain(&e));
                     }
                     return None;
                 }
@@ -392,18 +392,6 @@ async fn ask_peers(
         }
     }
     asked
-}
-
-/// An error and its causes on one line (reqwest's own message hides the TLS reason).
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
-        cause = c.source();
-    }
-    text
 }
 
 #[cfg(test)]

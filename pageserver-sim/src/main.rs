@@ -104,14 +104,22 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let split = args.split_behaviour()?;
     let (mut store, state) = Store::open(&args.data_dir)?;
     let history = History::new(&args.data_dir, args.node_id);
-    let controller = Controller::new(&args.controller, args.token.clone())?;
+    let identity = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(storcon_tls::ReloadingIdentity::load(cert, key)?),
+        _ => None,
+    };
+    let upcall_tls = match &args.controller_ca {
+        Some(ca) => Some(storcon_tls::client::client_config(
+            storcon_tls::pem::roots("--controller-ca", ca)?,
+            identity.clone(),
+        )?),
+        None => None,
+    };
+    let controller = Controller::new(&args.controller, args.token.clone(), upcall_tls)?;
 
     // The API must not be reachable before re-attach is applied and durable.
-    let tls = match (&args.tls_cert, &args.tls_key) {
-        (Some(cert), Some(key)) => Some(storcon_tls::server::server_config(
-            storcon_tls::ReloadingIdentity::load(cert, key)?,
-            None,
-        )?),
+    let tls = match (args.https_port, identity) {
+        (Some(_), Some(identity)) => Some(storcon_tls::server::server_config(identity, None)?),
         _ => None,
     };
     let state = startup::reattach(&args, &controller, state, &mut store, &history).await?;

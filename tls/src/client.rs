@@ -38,17 +38,36 @@ pub fn with_tls(
 pub fn is_tls_error(e: &(dyn std::error::Error + 'static)) -> bool {
     let mut cause = Some(e);
     while let Some(c) = cause {
-        if c.downcast_ref::<rustls::Error>().is_some() {
-            return true;
-        }
-        if let Some(io) = c.downcast_ref::<std::io::Error>()
-            && io
-                .get_ref()
-                .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some())
-        {
+        if is_rustls(c) {
             return true;
         }
         cause = c.source();
     }
     false
+}
+
+/// `e` is a rustls error, or I/O errors wrapped around one (an `io::Error`'s `source` skips
+/// the error it wraps, so they are unwrapped here).
+fn is_rustls(mut e: &(dyn std::error::Error + 'static)) -> bool {
+    loop {
+        if e.downcast_ref::<rustls::Error>().is_some() {
+            return true;
+        }
+        match e.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+            Some(inner) => e = inner,
+            None => return false,
+        }
+    }
+}
+
+/// An error and its causes on one line (reqwest's own message hides the TLS reason).
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }

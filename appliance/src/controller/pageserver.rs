@@ -24,6 +24,9 @@ pub const TERM_HEADER: &str = "x-storcon-term";
 pub enum PsError {
     #[error("pageserver unreachable: {0}")]
     Unreachable(String),
+    /// The TLS handshake failed: a wrong CA or certificate, or a plain-HTTP listener.
+    #[error("TLS with pageserver failed: {0}")]
+    Tls(String),
     #[error("pageserver answered {status}: {body}")]
     Status { status: u16, body: String },
     #[error("bad answer from pageserver: {0}")]
@@ -34,6 +37,18 @@ pub enum PsError {
     /// (it registered before the flag was turned on).
     #[error("node {0} has no listen_https_port and pageservers are called over HTTPS")]
     NoHttpsPort(state_machine::NodeId),
+}
+
+impl PsError {
+    /// A request that got no answer, with the cause named (TLS failures apart).
+    fn transport(e: &reqwest::Error) -> PsError {
+        let text = storcon_tls::client::error_chain(e);
+        if storcon_tls::client::is_tls_error(e) {
+            PsError::Tls(text)
+        } else {
+            PsError::Unreachable(text)
+        }
+    }
 }
 
 /// One request for [`PageserverClient::relay`].
@@ -116,7 +131,7 @@ impl PageserverClient {
     async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response, PsError> {
         let resp = tokio::select! {
             _ = self.cancel.cancelled() => return Err(PsError::Cancelled),
-            r = req.send() => r.map_err(|e| PsError::Unreachable(e.to_string()))?,
+            r = req.send() => r.map_err(|e| PsError::transport(&e))?,
         };
         let status = resp.status();
         if status.is_success() {
@@ -265,7 +280,7 @@ impl PageserverClient {
                 Err(e) if attempt < call.retries => {
                     tracing::debug!(error = %e, "pageserver call failed; retrying");
                 }
-                Err(e) => return Err(PsError::Unreachable(e.to_string())),
+                Err(e) => return Err(PsError::transport(&e)),
             }
             attempt += 1;
             let backoff = Duration::from_millis(100 * u64::from(attempt.min(10)));
