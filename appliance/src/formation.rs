@@ -223,6 +223,15 @@ impl FormationProbe for Formation {
     }
 }
 
+/// How this replica calls its peers: the client (with the peers' CA under `[tls]`), the
+/// `controller_peer` token (with auth) and the scheme.
+#[derive(Clone, Copy)]
+pub struct PeerCalls<'a> {
+    pub client: &'a reqwest::Client,
+    pub token: Option<&'a BearerToken>,
+    pub scheme: PeerScheme,
+}
+
 /// Start-up refused, with the explanation for the operator.
 #[derive(Debug)]
 pub struct Refused(pub String);
@@ -239,8 +248,8 @@ const ASK_TIMEOUT: Duration = Duration::from_secs(2);
 const WAIT_LOG_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Decides how this replica enters Raft; returns once it is admitted (and, for the forming
-/// node, once the cluster is initialized). `admit` opens the Raft RPC endpoints. `peer_token`
-/// (the `controller_peer` token, with auth) goes with every question to a peer, over `scheme`.
+/// node, once the cluster is initialized). `admit` opens the Raft RPC endpoints. Peers are asked
+/// as `calls` says.
 ///
 /// Each round calls [`decide`]; the first round decides before asking anyone, so a replica
 /// with Raft state (or a single-member cluster) never waits on the network.
@@ -248,9 +257,7 @@ pub async fn enter_raft(
     formation: &Formation,
     raft: &Raft,
     members: &BTreeMap<ReplicaId, String>,
-    client: &reqwest::Client,
-    peer_token: Option<&BearerToken>,
-    scheme: PeerScheme,
+    calls: PeerCalls<'_>,
     data_dir: &Path,
     admit: impl Fn(),
 ) -> Result<(), Refused> {
@@ -330,7 +337,7 @@ pub async fn enter_raft(
                 }
             }
         }
-        let asked = ask_peers(formation.node_id, &peers, client, peer_token, scheme).await;
+        let asked = ask_peers(formation.node_id, &peers, calls).await;
         tls_failed = asked.tls_failed;
         answers = Some(asked.answers);
     }
@@ -347,16 +354,15 @@ struct Asked {
 async fn ask_peers(
     node_id: ReplicaId,
     peers: &BTreeMap<ReplicaId, String>,
-    client: &reqwest::Client,
-    peer_token: Option<&BearerToken>,
-    scheme: PeerScheme,
+    calls: PeerCalls<'_>,
 ) -> Asked {
     let asks = peers.iter().map(|(id, addr)| async move {
-        let mut ask = client
-            .get(format!("{}{FORMATION_PATH}", scheme.base(addr)))
+        let mut ask = calls
+            .client
+            .get(format!("{}{FORMATION_PATH}", calls.scheme.base(addr)))
             .header(FROM_NODE_HEADER, node_id.to_string())
             .timeout(ASK_TIMEOUT);
-        if let Some(token) = peer_token {
+        if let Some(token) = calls.token {
             ask = ask.header(reqwest::header::AUTHORIZATION, token.header_value());
         }
         let mut tls_error = None;

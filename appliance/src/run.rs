@@ -141,9 +141,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         &formation,
         &raft,
         &members,
-        &forward_client,
-        peer_token.as_ref(),
-        scheme,
+        crate::formation::PeerCalls {
+            client: &forward_client,
+            token: peer_token.as_ref(),
+            scheme,
+        },
         &data_dir,
         || app.admit_raft(),
     )

@@ -137,46 +137,49 @@ pub fn with_tls(
     }
 }
 
-/// Members may carry a scheme; it must agree with `[tls]` and with every other member. Leaves
-/// each address as `host:port`.
+/// Members may carry a scheme; the members must agree with each other, then with `[tls]`.
+/// Leaves each address as `host:port`.
 pub fn strip_member_schemes(members: &mut [Member], tls: bool) -> anyhow::Result<()> {
-    let mut seen: Option<(&'static str, u64)> = None;
-    for m in members.iter_mut() {
-        let (scheme, rest) = match m.addr.split_once("://") {
-            Some(("https", rest)) => ("https", rest.to_owned()),
-            Some(("http", rest)) => ("http", rest.to_owned()),
+    let mut schemes: Vec<(u64, &'static str)> = Vec::new();
+    for m in members.iter() {
+        match m.addr.split_once("://") {
+            Some(("https", _)) => schemes.push((m.id.0, "https")),
+            Some(("http", _)) => schemes.push((m.id.0, "http")),
             Some((other, _)) => bail!(
                 "cluster.members: member {} has address {:?} with scheme {other:?}; use \
                  host:port (or https://host:port with [tls])",
                 m.id,
                 m.addr
             ),
-            None => continue,
-        };
-        if let Some((first, first_id)) = seen
-            && first != scheme
-        {
-            bail!(
-                "cluster.members mixes HTTP and HTTPS: member {first_id} is {first}://, member {} \
-                 is {scheme}://; every member must be called the same way",
-                m.id
-            );
+            None => {}
         }
-        seen = Some((scheme, m.id.0));
-        match (scheme, tls) {
-            ("http", true) => bail!(
-                "cluster.members: member {} is http:// but [tls] is set; with [tls] every \
-                 member is called over HTTPS (mixing HTTP and HTTPS peers is refused)",
-                m.id
-            ),
-            ("https", false) => bail!(
-                "cluster.members: member {} is https:// but there is no [tls] section; add one \
-                 so that this replica serves and calls peers over HTTPS",
-                m.id
-            ),
-            _ => {}
+    }
+    if let (Some((a, first)), Some((b, other))) = (
+        schemes.first(),
+        schemes
+            .iter()
+            .find(|(_, s)| Some(s) != schemes.first().map(|(_, f)| f)),
+    ) {
+        bail!(
+            "cluster.members mixes HTTP and HTTPS: member {a} is {first}://, member {b} is \
+             {other}://; every member must be called the same way"
+        );
+    }
+    match schemes.first() {
+        Some(&(id, "http")) if tls => bail!(
+            "cluster.members: member {id} is http:// but [tls] is set; with [tls] every member \
+             is called over HTTPS (mixing HTTP and HTTPS peers is refused)"
+        ),
+        Some(&(id, "https")) if !tls => bail!(
+            "cluster.members: member {id} is https:// but there is no [tls] section; add one \
+             so that this replica serves and calls peers over HTTPS"
+        ),
+        _ => {}
+    }
+    for m in members.iter_mut() {
+        if let Some((_, rest)) = m.addr.split_once("://") {
+            m.addr = rest.trim_end_matches('/').to_owned();
         }
-        m.addr = rest.trim_end_matches('/').to_owned();
     }
     Ok(())
 }

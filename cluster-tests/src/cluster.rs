@@ -497,7 +497,10 @@ impl Cluster {
 /// The cluster's client, as [`crate::client::http_client`]: with `token`, it sends `Authorization: Bearer
 /// <token>` unless a request sets its own; with `tls`, it trusts only the test CA and presents
 /// the test client certificate if there is one.
-fn cluster_client(token: Option<&str>, tls: Option<&TlsOptions>) -> anyhow::Result<reqwest::Client> {
+fn cluster_client(
+    token: Option<&str>,
+    tls: Option<&TlsOptions>,
+) -> anyhow::Result<reqwest::Client> {
     let mut builder = reqwest::Client::builder()
         .no_proxy()
         .connect_timeout(Duration::from_secs(2))

@@ -86,17 +86,24 @@ async fn tls_cluster_forms_and_forwards_with_client_certs() {
 
     // Every replica knows all three members and the leader, whose URL is https.
     for id in cluster.ids() {
-        let status = cluster.status_of(id).await.expect("cluster status over HTTPS");
+        let status = cluster
+            .status_of(id)
+            .await
+            .expect("cluster status over HTTPS");
         assert_eq!(status.leader_id, Some(leader), "replica {id}: {status:?}");
         assert_eq!(status.members.len(), 3, "replica {id}: {status:?}");
     }
     let client = cluster.client(follower);
-    let info = wait_until("the follower to name the leader", deadline::CONVERGE, async || {
-        client
-            .leader(ReadMode::Forwarded)
-            .await?
-            .ok_or_else(|| anyhow::anyhow!("no leader yet"))
-    })
+    let info = wait_until(
+        "the follower to name the leader",
+        deadline::CONVERGE,
+        async || {
+            client
+                .leader(ReadMode::Forwarded)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("no leader yet"))
+        },
+    )
     .await
     .expect("leader info");
     assert_eq!(info.address, format!("https://{}/", cluster.addr(leader)));
@@ -138,7 +145,10 @@ async fn tls_cluster_forms_and_forwards_with_client_certs() {
     })
     .await
     .expect("shards attached on the simulators");
-    assert!(view.keys().all(|shard| shard.starts_with(&tenant)), "{view:?}");
+    assert!(
+        view.keys().all(|shard| shard.starts_with(&tenant)),
+        "{view:?}"
+    );
 
     // Plain HTTP to the listener gets no HTTP answer at all.
     let plain = reqwest::Client::builder()
@@ -150,10 +160,7 @@ async fn tls_cluster_forms_and_forwards_with_client_certs() {
         .get(format!("http://{}/status", cluster.addr(follower)))
         .send()
         .await;
-    assert!(
-        answer.is_err(),
-        "plain HTTP must not be served: {answer:?}"
-    );
+    assert!(answer.is_err(), "plain HTTP must not be served: {answer:?}");
     // HTTPS without a client certificate is refused too.
     let anonymous = tls_client(&ca.ca_file, None);
     let answer = anonymous
@@ -165,9 +172,13 @@ async fn tls_cluster_forms_and_forwards_with_client_certs() {
         "a client without a certificate must be refused: {answer:?}"
     );
     // With our client certificate it is served.
-    served_certificate(&ca.ca_file, tls.client_identity.as_ref(), &cluster.url(follower))
-        .await
-        .expect("served with a client certificate");
+    served_certificate(
+        &ca.ca_file,
+        tls.client_identity.as_ref(),
+        &cluster.url(follower),
+    )
+    .await
+    .expect("served with a client certificate");
     let follower_log = cluster.log_since_last_start(follower);
     assert!(
         follower_log.contains("TLS handshake refused"),
@@ -196,39 +207,59 @@ async fn tls_certificate_replaced_on_disk_is_served_without_restart() {
     let url = cluster.url(leader);
     let client_cert = tls.client_identity.as_ref();
     assert_eq!(
-        served_certificate(&ca.ca_file, client_cert, &url).await.expect("served"),
+        served_certificate(&ca.ca_file, client_cert, &url)
+            .await
+            .expect("served"),
         first.der,
         "the configured certificate (serial 1) is served"
     );
 
     // A new certificate and key (serial 77) replace the files.
-    let second = ca.issue(dir.path(), "replica-1", 77).expect("new certificate");
+    let second = ca
+        .issue(dir.path(), "replica-1", 77)
+        .expect("new certificate");
     assert_eq!(second.cert, first.cert, "same file names");
     assert_ne!(second.der, first.der);
-    wait_until("a new connection to see serial 77", deadline::CONVERGE, async || {
-        let served = served_certificate(&ca.ca_file, client_cert, &url).await?;
-        anyhow::ensure!(served == second.der, "still the old certificate");
-        Ok(())
-    })
+    wait_until(
+        "a new connection to see serial 77",
+        deadline::CONVERGE,
+        async || {
+            let served = served_certificate(&ca.ca_file, client_cert, &url).await?;
+            anyhow::ensure!(served == second.der, "still the old certificate");
+            Ok(())
+        },
+    )
     .await
     .expect("the replaced certificate is served");
     assert_eq!(cluster.pid(leader), Some(pid), "no restart");
 
     // A broken replacement keeps the last good certificate, and says so.
     replace_file(&second.cert, b"-----BEGIN CERTIFICATE-----\nnot base64\n").expect("write");
-    let log = wait_until("the bad certificate to be logged", deadline::CONVERGE, async || {
-        // Each new handshake looks at the files.
-        let served = served_certificate(&ca.ca_file, client_cert, &url).await?;
-        anyhow::ensure!(served == second.der, "a certificate other than serial 77 was served");
-        let log = cluster.log_since_last_start(leader);
-        anyhow::ensure!(log.contains("do not load"), "not logged yet");
-        Ok(log)
-    })
+    let log = wait_until(
+        "the bad certificate to be logged",
+        deadline::CONVERGE,
+        async || {
+            // Each new handshake looks at the files.
+            let served = served_certificate(&ca.ca_file, client_cert, &url).await?;
+            anyhow::ensure!(
+                served == second.der,
+                "a certificate other than serial 77 was served"
+            );
+            let log = cluster.log_since_last_start(leader);
+            anyhow::ensure!(log.contains("do not load"), "not logged yet");
+            Ok(log)
+        },
+    )
     .await
     .expect("the last good certificate stays in use");
-    assert!(log.contains("TLS certificate reloaded"), "the good reload was logged");
+    assert!(
+        log.contains("TLS certificate reloaded"),
+        "the good reload was logged"
+    );
     assert_eq!(
-        served_certificate(&ca.ca_file, client_cert, &url).await.expect("served"),
+        served_certificate(&ca.ca_file, client_cert, &url)
+            .await
+            .expect("served"),
         second.der
     );
     assert_eq!(cluster.pid(leader), Some(pid), "no restart");
@@ -347,7 +378,9 @@ async fn tls_pageservers_are_called_over_https_when_required() {
         &cluster.url(leader),
         &[(1, "az-a"), (2, "az-b")],
         Some(&SimTls {
-            identity: ca.issue(dir.path(), "good-sims", 4000).expect("certificate"),
+            identity: ca
+                .issue(dir.path(), "good-sims", 4000)
+                .expect("certificate"),
             ca_file: ca.ca_file.clone(),
         }),
     )
@@ -392,7 +425,9 @@ async fn tls_pageservers_are_called_over_https_when_required() {
         &cluster.url(leader),
         &[(3, "az-c")],
         Some(&SimTls {
-            identity: other_ca.issue(dir.path(), "foreign-sim", 5000).expect("cert"),
+            identity: other_ca
+                .issue(dir.path(), "foreign-sim", 5000)
+                .expect("cert"),
             ca_file: ca.ca_file.clone(),
         }),
     )

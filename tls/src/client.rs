@@ -53,7 +53,10 @@ fn is_rustls(mut e: &(dyn std::error::Error + 'static)) -> bool {
         if e.downcast_ref::<rustls::Error>().is_some() {
             return true;
         }
-        match e.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+        match e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
             Some(inner) => e = inner,
             None => return false,
         }

@@ -73,7 +73,10 @@ async fn serve(config: Option<Arc<storcon_tls::rustls::ServerConfig>>) -> String
     addr.to_string()
 }
 
-fn reqwest_client(roots: Arc<RootCertStore>, id: Option<Arc<ReloadingIdentity>>) -> reqwest::Client {
+fn reqwest_client(
+    roots: Arc<RootCertStore>,
+    id: Option<Arc<ReloadingIdentity>>,
+) -> reqwest::Client {
     client::with_tls(
         reqwest::Client::builder().no_proxy().tls_info(true),
         client::client_config(roots, id).unwrap(),
@@ -113,9 +116,12 @@ async fn handshakes_verify_both_sides_and_errors_are_tls_errors() {
     let url = format!("https://{addr}/");
 
     // The right CA and a client certificate: served, with the server's certificate.
-    let der = get(&reqwest_client(roots.clone(), Some(identity(d, "client"))), &url)
-        .await
-        .unwrap();
+    let der = get(
+        &reqwest_client(roots.clone(), Some(identity(d, "client"))),
+        &url,
+    )
+    .await
+    .unwrap();
     assert_eq!(der, server_der);
 
     // No client certificate, or one from another CA: refused, and it is a TLS error.
@@ -126,9 +132,12 @@ async fn handshakes_verify_both_sides_and_errors_are_tls_errors() {
         assert!(client::is_tls_error(&e), "{}", client::error_chain(&e));
     }
     // The client does not trust the server's CA.
-    let e = get(&reqwest_client(other_roots, Some(identity(d, "client"))), &url)
-        .await
-        .expect_err("untrusted server");
+    let e = get(
+        &reqwest_client(other_roots, Some(identity(d, "client"))),
+        &url,
+    )
+    .await
+    .expect_err("untrusted server");
     assert!(client::is_tls_error(&e), "{e:?}");
     assert!(
         client::error_chain(&e).contains("invalid peer certificate"),
@@ -149,9 +158,12 @@ async fn handshakes_verify_both_sides_and_errors_are_tls_errors() {
     let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let closed_addr = closed.local_addr().unwrap();
     drop(closed);
-    let e = get(&reqwest_client(roots, None), &format!("https://{closed_addr}/"))
-        .await
-        .expect_err("nothing listens");
+    let e = get(
+        &reqwest_client(roots, None),
+        &format!("https://{closed_addr}/"),
+    )
+    .await
+    .expect_err("nothing listens");
     assert!(!client::is_tls_error(&e), "{}", client::error_chain(&e));
 }
 
@@ -176,7 +188,11 @@ fn identity_follows_its_files_and_keeps_the_last_good_pair() {
     assert_eq!(id.leaf().unwrap().as_ref(), second.as_slice(), "kept");
     // A good pair again.
     let third = leaf(&good, d, "server", 3);
-    assert_eq!(id.leaf().unwrap().as_ref(), third.as_slice(), "reloaded again");
+    assert_eq!(
+        id.leaf().unwrap().as_ref(),
+        third.as_slice(),
+        "reloaded again"
+    );
 
     // A missing file at start is an error naming it.
     let e = ReloadingIdentity::load(&d.join("missing.crt"), &d.join("server.key")).unwrap_err();
