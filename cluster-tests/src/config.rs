@@ -168,7 +168,8 @@ struct AuthSection<'a> {
 /// The cluster's own client then speaks HTTPS, trusts `ca_file` and presents `client_identity`.
 #[derive(Clone, Debug)]
 pub struct TlsOptions {
-    /// Each replica's certificate and key, by replica id.
+    /// Each replica's certificate and key, by replica id. A replica missing here gets no
+    /// `[tls]` and serves plain HTTP (a misconfiguration, for tests of its refusal).
     pub identities: BTreeMap<u64, CertFiles>,
     /// What replicas verify peers against, and what the cluster's client trusts.
     pub ca_file: PathBuf,
@@ -214,12 +215,12 @@ struct TlsSection<'a> {
     client_ca_file: Option<&'a Path>,
 }
 
-/// The `[tls]` table of replica `node_id`, to append to its config.
+/// The `[tls]` table of replica `node_id`, to append to its config (empty for a replica
+/// without a certificate in `tls`).
 pub fn render_tls_section(node_id: u64, tls: &TlsOptions) -> String {
-    let identity = tls
-        .identities
-        .get(&node_id)
-        .unwrap_or_else(|| panic!("TlsOptions has no certificate for replica {node_id}"));
+    let Some(identity) = tls.identities.get(&node_id) else {
+        return String::new();
+    };
     #[derive(Serialize)]
     struct Wrapper<'a> {
         tls: TlsSection<'a>,

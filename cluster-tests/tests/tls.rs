@@ -8,7 +8,9 @@
 //!    broken replacement keeps the last good one and is logged.
 //! 3. A replica whose certificate is signed by another CA is refused by its peers: its Raft
 //!    RPCs fail, it never gets a vote or an entry, and the peers' logs say why.
-//! 4. With `use_https_pageserver_api` the controller calls simulators over HTTPS, verified
+//! 4. A member serving plain HTTP in an HTTPS cluster: the cluster does not form, and the
+//!    forming replica's log names the peer and the failed handshake.
+//! 5. With `use_https_pageserver_api` the controller calls simulators over HTTPS, verified
 //!    against `pageserver_ca_file`: a simulator with a certificate from another CA never
 //!    becomes Active, and a node registering without `listen_https_port` is refused (400).
 //!
@@ -349,6 +351,49 @@ async fn tls_peer_with_a_certificate_from_another_ca_is_refused() {
     .await
     .expect("the leader logs the refused certificate");
     assert!(log.contains("invalid peer certificate"));
+    cluster.check_no_crashes().expect("no crash");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_peer_serving_plain_http_is_named_and_not_joined() {
+    let _turn = SERIAL.lock().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = TestCa::new(dir.path(), "ca").expect("CA");
+    let mut tls = TlsOptions::issued_by(&ca, dir.path(), 3, false).expect("certificates");
+    // Replica 3 is configured without [tls]: it serves plain HTTP.
+    tls.identities.remove(&3);
+    let opts = ClusterOptions {
+        tls: Some(tls),
+        ..ClusterOptions::default()
+    };
+    let cluster = Cluster::start(opts).expect("replicas started");
+    let line = wait_until(
+        "replica 1 to name the plain-HTTP peer",
+        deadline::CONVERGE,
+        async || {
+            let log = cluster.log_since_last_start(1);
+            log.lines()
+                .find(|l| l.contains("TLS handshake with peer failed") && l.contains("peer=3"))
+                .map(str::to_owned)
+                .ok_or_else(|| anyhow::anyhow!("not yet"))
+        },
+    )
+    .await
+    .expect("the failed handshake with replica 3 is logged");
+    // rustls's reason for a plain-HTTP answer to its ClientHello.
+    assert!(line.contains("InvalidContentType"), "{line}");
+    // Without replica 3 the cluster cannot form (every member must answer first).
+    let status = cluster
+        .status_of(1)
+        .await
+        .expect("replica 1 answers over HTTPS");
+    assert_eq!(status.leader_id, None, "{status:?}");
+    assert!(
+        !cluster
+            .log_since_last_start(1)
+            .contains("formed a new cluster"),
+        "formed without replica 3"
+    );
     cluster.check_no_crashes().expect("no crash");
 }
 
