@@ -2,9 +2,10 @@
 //! runs each handshake in its own task (a slow or silent client never holds up the others) and
 //! hands axum only the connections whose handshake succeeded.
 
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rustls::RootCertStore;
 use rustls::server::WebPkiClientVerifier;
@@ -19,6 +20,42 @@ use crate::{ReloadingIdentity, TlsError};
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Handshaken connections waiting for axum to take them.
 const QUEUE: usize = 64;
+/// A refused handshake is logged once per client address and reason in this period (a peer
+/// with a wrong certificate retries several times a second); the repeats go to debug.
+const REFUSAL_LOG_PERIOD: Duration = Duration::from_secs(10);
+
+/// When each (client address, reason) was last logged at warn level.
+#[derive(Default)]
+struct RefusalLog(std::sync::Mutex<HashMap<(IpAddr, String), Instant>>);
+
+impl RefusalLog {
+    fn refused(&self, peer: SocketAddr, reason: String) {
+        let now = Instant::now();
+        let loud = {
+            let mut seen = match self.0.lock() {
+                Ok(seen) => seen,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            // Bounded: forget everything if many distinct clients were refused.
+            if seen.len() > 1024 {
+                seen.clear();
+            }
+            let key = (peer.ip(), reason.clone());
+            match seen.get(&key) {
+                Some(at) if now.duration_since(*at) < REFUSAL_LOG_PERIOD => false,
+                _ => {
+                    seen.insert(key, now);
+                    true
+                }
+            }
+        };
+        if loud {
+            tracing::warn!(%peer, error = %reason, "TLS handshake refused");
+        } else {
+            tracing::debug!(%peer, error = %reason, "TLS handshake refused");
+        }
+    }
+}
 
 /// The server config: `identity` is presented; with `client_ca`, every client must present a
 /// certificate that chains to it.
@@ -58,6 +95,7 @@ impl TlsListener {
         let local_addr = tcp.local_addr()?;
         let (tx, ready) = mpsc::channel(QUEUE);
         let acceptor = TlsAcceptor::from(config);
+        let refusals = Arc::new(RefusalLog::default());
         tokio::spawn(async move {
             loop {
                 let (stream, peer) = match tcp.accept().await {
@@ -72,17 +110,15 @@ impl TlsListener {
                 if tx.is_closed() {
                     return;
                 }
-                let (acceptor, tx) = (acceptor.clone(), tx.clone());
+                let (acceptor, tx, refusals) = (acceptor.clone(), tx.clone(), refusals.clone());
                 tokio::spawn(async move {
                     let _ = stream.set_nodelay(true);
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                         Ok(Ok(tls)) => {
                             let _ = tx.send((tls, peer)).await;
                         }
-                        Ok(Err(e)) => {
-                            tracing::warn!(%peer, error = %e, "TLS handshake refused")
-                        }
-                        Err(_) => tracing::warn!(%peer, "TLS handshake timed out"),
+                        Ok(Err(e)) => refusals.refused(peer, e.to_string()),
+                        Err(_) => refusals.refused(peer, "handshake timed out".into()),
                     }
                 });
             }
