@@ -20,6 +20,7 @@ use crate::controller::{Controller, Replica};
 pub struct Leadership {
     pub app: AppState,
     pub node_id: ReplicaId,
+    /// This replica's base URL (`http://host:port` or `https://`), as the leader record shows.
     pub address: String,
     /// Handed to the controller of each term.
     pub replica: Replica,

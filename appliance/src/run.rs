@@ -14,7 +14,8 @@ use crate::leadership;
 /// Exit status when start-up is refused to protect the cluster (e.g. a wiped data dir).
 pub const EXIT_REFUSED: i32 = 3;
 
-/// A client for calls to peers: HTTPS with `tls` (the peers' CA and our client certificate).
+/// A client for calls out (peers, pageservers, the compute hook); `tls` is what it verifies
+/// HTTPS servers against (and, for peers, the certificate it presents), else the system's roots.
 fn http_client(
     connect_timeout: Duration,
     tls: Option<&storcon_tls::rustls::ClientConfig>,
@@ -157,22 +158,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         std::process::exit(EXIT_REFUSED);
     }
 
-    let pageserver_http = crate::tls::with_tls(
-        reqwest::Client::builder()
-            .no_proxy()
-            .connect_timeout(Duration::from_secs(1)),
-        tls.pageservers.as_ref(),
-    )
-    .build()
-    .context("cannot build HTTP client")?;
-    let hook_http = crate::tls::with_tls(
-        reqwest::Client::builder()
-            .no_proxy()
-            .connect_timeout(Duration::from_secs(1)),
-        tls.compute_hook.as_ref(),
-    )
-    .build()
-    .context("cannot build HTTP client")?;
+    let pageserver_http = http_client(Duration::from_secs(1), tls.pageservers.as_ref())?;
+    let hook_http = http_client(Duration::from_secs(1), tls.compute_hook.as_ref())?;
     let watcher = tokio::spawn(
         leadership::Leadership {
             app: app.clone(),
