@@ -29,9 +29,14 @@ pub struct Config {
     pub controller: ControllerConfig,
     #[serde(default)]
     pub testing: TestingConfig,
+    /// HTTPS for the listener and for every call to a peer; plain HTTP without it.
+    pub tls: Option<crate::tls::TlsConfig>,
     /// What `[auth]` points at, read and checked by [`Config::load`].
     #[serde(skip)]
     pub loaded_auth: Option<Arc<LoadedAuth>>,
+    /// What `[tls]` and the controller's CA files point at, read by [`Config::load`].
+    #[serde(skip)]
+    pub loaded_tls: crate::tls::LoadedTls,
 }
 
 /// Timings of the leader-only services.
@@ -71,6 +76,15 @@ pub struct ControllerConfig {
     /// Every this long, migrate one random shard gracefully within its AZ (upstream's chaos
     /// injector, for soaking the migration path); off when unset.
     pub chaos_interval_ms: Option<u64>,
+    /// Call pageservers at `https://{listen_http_addr}:{listen_https_port}` (upstream's flag);
+    /// a node registering without `listen_https_port` is then refused.
+    pub use_https_pageserver_api: bool,
+    /// CA bundle (PEM) that pageservers' certificates are verified against; without it, the
+    /// system's trust store.
+    pub pageserver_ca_file: Option<PathBuf>,
+    /// CA bundle (PEM) that an `https` compute hook URL's certificate is verified against;
+    /// without it, the system's trust store.
+    pub compute_hook_ca_file: Option<PathBuf>,
     /// What `compute_hook_token_file` holds, read by [`Config::load`].
     #[serde(skip)]
     pub compute_hook_token: Option<BearerToken>,
@@ -101,6 +115,9 @@ impl Default for ControllerConfig {
             initial_split_threshold: None,
             initial_split_shards: 2,
             chaos_interval_ms: None,
+            use_https_pageserver_api: false,
+            pageserver_ca_file: None,
+            compute_hook_ca_file: None,
             compute_hook_token: None,
         }
     }
@@ -279,6 +296,8 @@ pub struct ClusterConfig {
 #[serde(deny_unknown_fields)]
 pub struct Member {
     pub id: ReplicaId,
+    /// `host:port`; may be written `https://host:port` (or `http://`), which must then agree
+    /// with `[tls]`. [`Config::load`] strips the scheme.
     pub addr: String,
 }
 
@@ -314,9 +333,17 @@ impl Config {
             .with_context(|| format!("cannot read config file {}", path.display()))?;
         let mut config: Config = toml::from_str(&text)
             .with_context(|| format!("invalid config file {}", path.display()))?;
+        crate::tls::strip_member_schemes(&mut config.cluster.members, config.tls.is_some())
+            .with_context(|| format!("invalid config file {}", path.display()))?;
         config
             .validate()
             .with_context(|| format!("invalid config file {}", path.display()))?;
+        config.loaded_tls = crate::tls::LoadedTls::load(
+            config.tls.as_ref(),
+            &config.controller,
+            config.cluster.members.len(),
+        )
+        .with_context(|| format!("invalid config file {}", path.display()))?;
         let env = |var: &str| std::env::var(var).ok();
         if let Some(auth) = &config.auth {
             let loaded = auth

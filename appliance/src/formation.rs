@@ -18,7 +18,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use raft_store::{FORMATION_PATH, FormationMarker, FormationStatus, Raft};
+use raft_store::{FORMATION_PATH, FormationMarker, FormationStatus, PeerScheme, Raft};
 use state_machine::ReplicaId;
 use storcon_http::{BearerToken, FROM_NODE_HEADER, FormationProbe};
 
@@ -223,6 +223,15 @@ impl FormationProbe for Formation {
     }
 }
 
+/// How this replica calls its peers: the client (with the peers' CA under `[tls]`), the
+/// `controller_peer` token (with auth) and the scheme.
+#[derive(Clone, Copy)]
+pub struct PeerCalls<'a> {
+    pub client: &'a reqwest::Client,
+    pub token: Option<&'a BearerToken>,
+    pub scheme: PeerScheme,
+}
+
 /// Start-up refused, with the explanation for the operator.
 #[derive(Debug)]
 pub struct Refused(pub String);
@@ -239,8 +248,8 @@ const ASK_TIMEOUT: Duration = Duration::from_secs(2);
 const WAIT_LOG_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Decides how this replica enters Raft; returns once it is admitted (and, for the forming
-/// node, once the cluster is initialized). `admit` opens the Raft RPC endpoints. `peer_token`
-/// (the `controller_peer` token, with auth) goes with every question to a peer.
+/// node, once the cluster is initialized). `admit` opens the Raft RPC endpoints. Peers are asked
+/// as `calls` says.
 ///
 /// Each round calls [`decide`]; the first round decides before asking anyone, so a replica
 /// with Raft state (or a single-member cluster) never waits on the network.
@@ -248,8 +257,7 @@ pub async fn enter_raft(
     formation: &Formation,
     raft: &Raft,
     members: &BTreeMap<ReplicaId, String>,
-    client: &reqwest::Client,
-    peer_token: Option<&BearerToken>,
+    calls: PeerCalls<'_>,
     data_dir: &Path,
     admit: impl Fn(),
 ) -> Result<(), Refused> {
@@ -261,6 +269,7 @@ pub async fn enter_raft(
     let mut last_log = Instant::now() - Duration::from_secs(60);
     // Nothing asked yet: every peer is silent.
     let mut answers: Option<BTreeMap<ReplicaId, PeerAnswer>> = None;
+    let mut tls_failed = BTreeMap::new();
     loop {
         let local = formation.local();
         match decide(&local, answers.as_ref().unwrap_or(&BTreeMap::new())) {
@@ -302,6 +311,15 @@ pub async fn enter_raft(
                 if answers.is_some() {
                     if last_log.elapsed() > WAIT_LOG_INTERVAL {
                         last_log = Instant::now();
+                        for (peer, error) in &tls_failed {
+                            tracing::warn!(
+                                %peer,
+                                %error,
+                                "TLS handshake with peer failed: with [tls] every member must \
+                                 serve HTTPS (a peer serving plain HTTP is refused) with a \
+                                 certificate signed by [tls] ca_file, and accept ours"
+                            );
+                        }
                         if !auth_refused.is_empty() {
                             tracing::warn!(
                                 peers = ?auth_refused,
@@ -319,27 +337,45 @@ pub async fn enter_raft(
                 }
             }
         }
-        answers = Some(ask_peers(formation.node_id, &peers, client, peer_token).await);
+        let asked = ask_peers(formation.node_id, &peers, calls).await;
+        tls_failed = asked.tls_failed;
+        answers = Some(asked.answers);
     }
+}
+
+/// One round of questions: every peer's answer, and the transport errors that were TLS
+/// failures (named in the log, as they are a misconfiguration rather than a peer that is down).
+struct Asked {
+    answers: BTreeMap<ReplicaId, PeerAnswer>,
+    tls_failed: BTreeMap<ReplicaId, String>,
 }
 
 /// Asks every peer once, concurrently; one answer per peer.
 async fn ask_peers(
     node_id: ReplicaId,
     peers: &BTreeMap<ReplicaId, String>,
-    client: &reqwest::Client,
-    peer_token: Option<&BearerToken>,
-) -> BTreeMap<ReplicaId, PeerAnswer> {
+    calls: PeerCalls<'_>,
+) -> Asked {
     let asks = peers.iter().map(|(id, addr)| async move {
-        let mut ask = client
-            .get(format!("http://{addr}{FORMATION_PATH}"))
+        let mut ask = calls
+            .client
+            .get(format!("{}{FORMATION_PATH}", calls.scheme.base(addr)))
             .header(FROM_NODE_HEADER, node_id.to_string())
             .timeout(ASK_TIMEOUT);
-        if let Some(token) = peer_token {
+        if let Some(token) = calls.token {
             ask = ask.header(reqwest::header::AUTHORIZATION, token.header_value());
         }
+        let mut tls_error = None;
         let answer = async {
-            let resp = ask.send().await.ok()?;
+            let resp = match ask.send().await {
+                Ok(resp) => resp,
+                Err(e) => {
+                    if storcon_tls::client::is_tls_error(&e) {
+                        tls_error = Some(storcon_tls::client::error_chain(&e));
+                    }
+                    return None;
+                }
+            };
             if matches!(resp.status().as_u16(), 401 | 403) {
                 return Some(PeerAnswer::AuthRefused);
             }
@@ -347,10 +383,21 @@ async fn ask_peers(
             let status: FormationStatus = resp.json().await.ok()?;
             // A peer answering for another id is mis-wired; ignore it rather than trust it.
             (status.node_id == *id).then(|| PeerAnswer::from(&status))
-        };
-        (*id, answer.await.unwrap_or(PeerAnswer::Silent))
+        }
+        .await;
+        (*id, answer.unwrap_or(PeerAnswer::Silent), tls_error)
     });
-    futures::future::join_all(asks).await.into_iter().collect()
+    let mut asked = Asked {
+        answers: BTreeMap::new(),
+        tls_failed: BTreeMap::new(),
+    };
+    for (id, answer, tls_error) in futures::future::join_all(asks).await {
+        asked.answers.insert(id, answer);
+        if let Some(e) = tls_error {
+            asked.tls_failed.insert(id, e);
+        }
+    }
+    asked
 }
 
 #[cfg(test)]

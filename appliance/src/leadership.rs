@@ -20,6 +20,7 @@ use crate::controller::{Controller, Replica};
 pub struct Leadership {
     pub app: AppState,
     pub node_id: ReplicaId,
+    /// This replica's base URL (`http://host:port` or `https://`), as the leader record shows.
     pub address: String,
     /// Handed to the controller of each term.
     pub replica: Replica,
@@ -126,7 +127,7 @@ impl Leadership {
         let command = Command::RecordLeader {
             node_id: self.node_id,
             term,
-            address: format!("http://{}/", self.address),
+            address: format!("{}/", self.address),
             started_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         };
         // Bounded: a leader without a quorum would otherwise wait here forever.

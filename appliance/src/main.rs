@@ -16,6 +16,7 @@ mod leadership;
 mod recovery;
 mod run;
 mod signals;
+mod tls;
 
 use std::path::PathBuf;
 
@@ -157,10 +158,16 @@ fn main() -> anyhow::Result<()> {
         Cmd::CheckConfig { config } => match config::Config::load(&config) {
             Ok(c) => {
                 println!(
-                    "ok: node {} of members {:?}, listening on {}, data in {}",
+                    "ok: node {} of members {:?}, listening on {} ({}), data in {}",
                     c.node_id,
                     c.members().keys().collect::<Vec<_>>(),
                     c.listen_addr,
+                    match &c.tls {
+                        None => "plain HTTP",
+                        Some(t) if t.client_ca_file.is_some() =>
+                            "HTTPS, client certificates required",
+                        Some(_) => "HTTPS",
+                    },
                     c.data_dir.display()
                 );
                 Ok(())

@@ -14,11 +14,17 @@ use crate::leadership;
 /// Exit status when start-up is refused to protect the cluster (e.g. a wiped data dir).
 pub const EXIT_REFUSED: i32 = 3;
 
-fn http_client(connect_timeout: Duration) -> anyhow::Result<reqwest::Client> {
-    reqwest::Client::builder()
+/// A client for calls out (peers, pageservers, the compute hook); `tls` is what it verifies
+/// HTTPS servers against (and, for peers, the certificate it presents), else the system's roots.
+fn http_client(
+    connect_timeout: Duration,
+    tls: Option<&storcon_tls::rustls::ClientConfig>,
+) -> anyhow::Result<reqwest::Client> {
+    let builder = reqwest::Client::builder()
         .no_proxy()
         .connect_timeout(connect_timeout)
-        .pool_idle_timeout(Duration::from_secs(30))
+        .pool_idle_timeout(Duration::from_secs(30));
+    crate::tls::with_tls(builder, tls)
         .build()
         .context("cannot build HTTP client")
 }
@@ -69,13 +75,25 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         "authentication"
     );
 
-    let raft_client = http_client(Duration::from_millis(500))?;
-    let forward_client = http_client(Duration::from_secs(2))?;
+    let tls = config.loaded_tls.clone();
+    let scheme = tls.peer_scheme();
+    tracing::info!(
+        https = tls.listener.is_some(),
+        client_certs_required = config
+            .tls
+            .as_ref()
+            .is_some_and(|t| t.client_ca_file.is_some()),
+        https_pageservers = config.controller.use_https_pageserver_api,
+        "TLS"
+    );
+    let raft_client = http_client(Duration::from_millis(500), tls.peers.as_ref())?;
+    let forward_client = http_client(Duration::from_secs(2), tls.peers.as_ref())?;
     let raft = Raft::new(
         node_id,
         Arc::new(config.raft_config()?),
         HttpNetworkFactory::new(raft_client)
-            .with_authorization(peer_token.as_ref().map(|t| t.header_value())),
+            .with_authorization(peer_token.as_ref().map(|t| t.header_value()))
+            .with_scheme(scheme),
         LogStore::new(db),
         sm,
     )
@@ -96,26 +114,42 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     )
     .with_auth(http_auth)
     .with_backup(backup)
+    .with_peer_scheme(scheme)
+    .with_pageserver_https(config.controller.use_https_pageserver_api)
     .with_failpoints(Arc::new(storcon_failpoints::Failpoints::new(
         config.testing.failpoints,
     )));
     let listener = tokio::net::TcpListener::bind(&config.listen_addr)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen_addr))?;
-    tracing::info!(%node_id, addr = %config.listen_addr, pristine, "serving");
+    tracing::info!(%node_id, addr = %config.listen_addr, pristine, scheme = ?scheme, "serving");
     let router = storcon_http::router(app.clone());
-    let server = tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(crate::signals::shutdown_signal())
-            .await
-    });
+    let server = match tls.listener.clone() {
+        None => tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(crate::signals::shutdown_signal())
+                .await
+        }),
+        Some(server_config) => {
+            let listener = storcon_tls::server::TlsListener::new(listener, server_config)
+                .context("cannot serve TLS")?;
+            tokio::spawn(async move {
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(crate::signals::shutdown_signal())
+                    .await
+            })
+        }
+    };
 
     let admitted = enter_raft(
         &formation,
         &raft,
         &members,
-        &forward_client,
-        peer_token.as_ref(),
+        crate::formation::PeerCalls {
+            client: &forward_client,
+            token: peer_token.as_ref(),
+            scheme,
+        },
         &data_dir,
         || app.admit_raft(),
     )
@@ -127,16 +161,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         std::process::exit(EXIT_REFUSED);
     }
 
-    let pageserver_http = reqwest::Client::builder()
-        .no_proxy()
-        .connect_timeout(Duration::from_secs(1))
-        .build()
-        .context("cannot build HTTP client")?;
+    let pageserver_http = http_client(Duration::from_secs(1), tls.pageservers.as_ref())?;
+    let hook_http = http_client(Duration::from_secs(1), tls.compute_hook.as_ref())?;
     let watcher = tokio::spawn(
         leadership::Leadership {
             app: app.clone(),
             node_id,
-            address: config.advertised_addr(),
+            address: scheme.base(&config.advertised_addr()),
             // Twice the leader lease: long enough for a slow peer on a busy machine. This bounds
             // the time a cut-off leader keeps acting; pageservers that heard the new term
             // already refuse it, and it can never mint a generation.
@@ -147,6 +178,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 audit,
                 cfg: config.controller.clone(),
                 http: pageserver_http,
+                hook_http,
                 pageserver_token,
                 failpoints: app.failpoints.clone(),
             },

@@ -18,9 +18,10 @@ use futures::future::join_all;
 
 use crate::api::{ClusterStatus, NodeRegisterRequest};
 use crate::binary::storcon_binary;
-use crate::client::{Client, ClientError, RawResponse, http_client};
+use crate::client::{Client, ClientError, RawResponse};
 use crate::config::{
-    AuthOptions, ClusterOptions, ControllerOptions, free_ports, render_config_with_auth,
+    AuthOptions, ClusterOptions, ControllerOptions, TlsOptions, free_ports,
+    render_config_with_auth, render_tls_section,
 };
 use crate::process::Replica;
 use crate::wait::{POLL_INTERVAL, deadline, wait_until};
@@ -38,6 +39,8 @@ pub struct Cluster {
     rust_log: String,
     replicas: Vec<Replica>,
     http: reqwest::Client,
+    /// `http` or `https` (with [`ClusterOptions::tls`]).
+    scheme: &'static str,
 }
 
 /// How a write that needed retries went.
@@ -99,7 +102,7 @@ impl Cluster {
         let mut replicas = Vec::new();
         for (id, addr) in &members {
             let replica = Replica::new(*id, *addr, dir.path());
-            let config = render_config_with_auth(
+            let mut config = render_config_with_auth(
                 *id,
                 &members,
                 &replica.data_dir,
@@ -107,6 +110,9 @@ impl Cluster {
                 controller.as_ref(),
                 auth.as_ref(),
             );
+            if let Some(tls) = &opts.tls {
+                config.push_str(&render_tls_section(*id, tls));
+            }
             std::fs::write(&replica.config_path, config)
                 .with_context(|| format!("writing {}", replica.config_path.display()))?;
             replicas.push(replica);
@@ -116,10 +122,11 @@ impl Cluster {
             bin,
             rust_log: opts.rust_log,
             replicas,
-            http: match &auth {
-                Some(a) => client_with_token(&a.client_token)?,
-                None => http_client(REQUEST_TIMEOUT),
-            },
+            http: cluster_client(
+                auth.as_ref().map(|a| a.client_token.as_str()),
+                opts.tls.as_ref(),
+            )?,
+            scheme: if opts.tls.is_some() { "https" } else { "http" },
         })
     }
 
@@ -201,9 +208,9 @@ impl Cluster {
         self.replica(id).addr
     }
 
-    /// `http://127.0.0.1:<port>` of replica `id`.
+    /// `http://127.0.0.1:<port>` of replica `id` (`https://` with TLS).
     pub fn url(&self, id: u64) -> String {
-        format!("http://{}", self.addr(id))
+        format!("{}://{}", self.scheme, self.addr(id))
     }
 
     pub fn client(&self, id: u64) -> Client {
@@ -498,18 +505,29 @@ impl Cluster {
     }
 }
 
-/// [`http_client`] that sends `Authorization: Bearer <token>` unless a request sets its own.
-fn client_with_token(token: &str) -> anyhow::Result<reqwest::Client> {
-    let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
-        .context("the client token is not a valid header value")?;
-    value.set_sensitive(true);
-    let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert(reqwest::header::AUTHORIZATION, value);
-    reqwest::Client::builder()
+/// The cluster's client, as [`crate::client::http_client`]: with `token`, it sends `Authorization: Bearer
+/// <token>` unless a request sets its own; with `tls`, it trusts only the test CA and presents
+/// the test client certificate if there is one.
+fn cluster_client(
+    token: Option<&str>,
+    tls: Option<&TlsOptions>,
+) -> anyhow::Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder()
         .no_proxy()
         .connect_timeout(Duration::from_secs(2))
-        .timeout(REQUEST_TIMEOUT)
-        .default_headers(headers)
+        .timeout(REQUEST_TIMEOUT);
+    if let Some(token) = token {
+        let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+            .context("the client token is not a valid header value")?;
+        value.set_sensitive(true);
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+        builder = builder.default_headers(headers);
+    }
+    if let Some(tls) = tls {
+        builder = crate::certs::trusting(builder, &tls.ca_file, tls.client_identity.as_ref())?;
+    }
+    builder
         .build()
         .context("building the cluster's HTTP client")
 }

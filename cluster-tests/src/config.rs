@@ -3,7 +3,11 @@
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
+
+use crate::certs::{CertFiles, TestCa};
 
 /// A TCP port on 127.0.0.1 that was free a moment ago: bind port 0, read the port, close.
 ///
@@ -102,6 +106,12 @@ pub struct ControllerOptions {
     pub initial_split_threshold: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub initial_split_shards: Option<u8>,
+    /// Call pageservers over HTTPS at their `listen_https_port`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub use_https_pageserver_api: Option<bool>,
+    /// CA bundle that pageservers' certificates are verified against.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pageserver_ca_file: Option<PathBuf>,
     /// Renders `[testing] failpoints = true` (not part of `[controller]`).
     #[serde(skip)]
     pub failpoints: bool,
@@ -127,6 +137,8 @@ impl ControllerOptions {
             max_split_shards: None,
             initial_split_threshold: None,
             initial_split_shards: None,
+            use_https_pageserver_api: None,
+            pageserver_ca_file: None,
             failpoints: true,
         }
     }
@@ -161,6 +173,78 @@ struct AuthSection<'a> {
     pageserver_token_file: Option<&'a Path>,
 }
 
+/// `[tls]` for every replica of a cluster: the test makes the files (see [`crate::certs`]).
+/// The cluster's own client then speaks HTTPS, trusts `ca_file` and presents `client_identity`.
+#[derive(Clone, Debug)]
+pub struct TlsOptions {
+    /// Each replica's certificate and key, by replica id. A replica missing here gets no
+    /// `[tls]` and serves plain HTTP (a misconfiguration, for tests of its refusal).
+    pub identities: BTreeMap<u64, CertFiles>,
+    /// What replicas verify peers against, and what the cluster's client trusts.
+    pub ca_file: PathBuf,
+    /// When set, the listener requires client certificates signed by this CA.
+    pub client_ca_file: Option<PathBuf>,
+    /// The certificate the cluster's client presents (needed with `client_ca_file`).
+    pub client_identity: Option<CertFiles>,
+}
+
+impl TlsOptions {
+    /// One certificate per replica `1..=replicas` (serial = the id), all signed by `ca`; with
+    /// `require_client_certs`, the listener requires client certificates signed by `ca` too,
+    /// and the cluster's client presents one (serial 1000).
+    pub fn issued_by(
+        ca: &TestCa,
+        dir: &Path,
+        replicas: u64,
+        require_client_certs: bool,
+    ) -> anyhow::Result<TlsOptions> {
+        let mut identities = BTreeMap::new();
+        for id in 1..=replicas {
+            identities.insert(id, ca.issue(dir, &format!("replica-{id}"), id)?);
+        }
+        Ok(TlsOptions {
+            identities,
+            ca_file: ca.ca_file.clone(),
+            client_ca_file: require_client_certs.then(|| ca.ca_file.clone()),
+            client_identity: if require_client_certs {
+                Some(ca.issue(dir, "test-client", 1000)?)
+            } else {
+                None
+            },
+        })
+    }
+}
+
+#[derive(Serialize)]
+struct TlsSection<'a> {
+    cert_file: &'a Path,
+    key_file: &'a Path,
+    ca_file: &'a Path,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_ca_file: Option<&'a Path>,
+}
+
+/// The `[tls]` table of replica `node_id`, to append to its config (empty for a replica
+/// without a certificate in `tls`).
+pub fn render_tls_section(node_id: u64, tls: &TlsOptions) -> String {
+    let Some(identity) = tls.identities.get(&node_id) else {
+        return String::new();
+    };
+    #[derive(Serialize)]
+    struct Wrapper<'a> {
+        tls: TlsSection<'a>,
+    }
+    toml::to_string(&Wrapper {
+        tls: TlsSection {
+            cert_file: &identity.cert,
+            key_file: &identity.key,
+            ca_file: &tls.ca_file,
+            client_ca_file: tls.client_ca_file.as_deref(),
+        },
+    })
+    .expect("the config types always serialize to TOML")
+}
+
 /// How to start a [`crate::Cluster`].
 #[derive(Clone, Debug)]
 pub struct ClusterOptions {
@@ -169,6 +253,8 @@ pub struct ClusterOptions {
     pub raft: RaftOptions,
     /// `RUST_LOG` for the replicas. Defaults to the test process's `RUST_LOG`, else `info`.
     pub rust_log: String,
+    /// HTTPS for the listener and between replicas; plain HTTP when `None` (the default).
+    pub tls: Option<TlsOptions>,
 }
 
 impl Default for ClusterOptions {
@@ -177,6 +263,7 @@ impl Default for ClusterOptions {
             replicas: 3,
             raft: RaftOptions::test_defaults(),
             rust_log: std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_owned()),
+            tls: None,
         }
     }
 }

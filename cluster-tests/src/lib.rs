@@ -27,6 +27,7 @@
 pub mod api;
 pub mod auth;
 pub mod binary;
+pub mod certs;
 pub mod checks;
 pub mod client;
 pub mod cluster;

@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::binary::pageserver_sim_binary;
+use crate::certs::CertFiles;
 use crate::client::http_client;
 use crate::cluster::KEEP_ENV;
 use crate::config::free_ports;
@@ -74,6 +75,8 @@ struct Sim {
     remote_dir: PathBuf,
     log_path: PathBuf,
     controller: Mutex<String>,
+    /// `--https-port` and the TLS settings, if the fleet serves HTTPS too.
+    https: Option<(u16, SimTls)>,
     state: Mutex<ProcState>,
 }
 
@@ -118,8 +121,18 @@ impl Sim {
             .arg("--controller")
             .arg(&controller)
             .arg("--az")
-            .arg(&self.az)
-            .env("RUST_LOG", rust_log)
+            .arg(&self.az);
+        if let Some((port, tls)) = &self.https {
+            cmd.arg("--https-port")
+                .arg(port.to_string())
+                .arg("--tls-cert")
+                .arg(&tls.identity.cert)
+                .arg("--tls-key")
+                .arg(&tls.identity.key)
+                .arg("--controller-ca")
+                .arg(&tls.ca_file);
+        }
+        cmd.env("RUST_LOG", rust_log)
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
@@ -197,6 +210,15 @@ impl Sim {
     }
 }
 
+/// HTTPS for a fleet: the certificate each simulator serves (and presents to an `https://`
+/// controller that asks for one), and the CA that such a controller's certificate is checked
+/// against.
+#[derive(Clone, Debug)]
+pub struct SimTls {
+    pub identity: CertFiles,
+    pub ca_file: PathBuf,
+}
+
 /// The simulated pageservers of one test.
 pub struct Sims {
     dir: Option<tempfile::TempDir>,
@@ -216,16 +238,28 @@ impl Sims {
     ///
     /// Panics with build instructions when there is no `pageserver-sim` binary.
     pub async fn start(controller: &str, specs: &[(u64, &str)]) -> anyhow::Result<Sims> {
+        Sims::start_with_https(controller, specs, None).await
+    }
+
+    /// [`Sims::start`]; with `tls`, every simulator also serves HTTPS on a port of its own
+    /// (registered as `listen_https_port`) and can re-attach to an `https://` controller.
+    pub async fn start_with_https(
+        controller: &str,
+        specs: &[(u64, &str)],
+        tls: Option<&SimTls>,
+    ) -> anyhow::Result<Sims> {
         let bin = pageserver_sim_binary();
         let dir = tempfile::Builder::new()
             .prefix("storcon-sims-")
             .tempdir()
             .context("creating the simulators' directory")?;
-        let ports = free_ports(specs.len());
+        let ports = free_ports(specs.len() * 2);
+        let (ports, https_ports) = ports.split_at(specs.len());
         let sims = specs
             .iter()
-            .zip(ports)
-            .map(|((node_id, az), port)| Sim {
+            .zip(ports.iter().copied())
+            .zip(https_ports.iter().copied())
+            .map(|(((node_id, az), port), https_port)| Sim {
                 node_id: *node_id,
                 az: (*az).to_owned(),
                 addr: SocketAddr::from(([127, 0, 0, 1], port)),
@@ -233,6 +267,7 @@ impl Sims {
                 remote_dir: dir.path().join("remote"),
                 log_path: dir.path().join(format!("sim-{node_id}.log")),
                 controller: Mutex::new(controller.to_owned()),
+                https: tls.map(|t| (https_port, t.clone())),
                 state: Mutex::new(ProcState::default()),
             })
             .collect();
@@ -337,6 +372,14 @@ impl Sims {
 
     pub fn url(&self, node_id: u64) -> String {
         format!("http://{}", self.addr(node_id))
+    }
+
+    /// `https://127.0.0.1:<https port>` of simulator `node_id`, if the fleet serves HTTPS.
+    pub fn https_url(&self, node_id: u64) -> Option<String> {
+        let sim = self.sim(node_id);
+        sim.https
+            .as_ref()
+            .map(|(port, _)| format!("https://{}:{port}", sim.addr.ip()))
     }
 
     pub fn data_dir(&self, node_id: u64) -> &Path {

@@ -34,6 +34,10 @@ pub struct AppInner {
     pub state: SharedState,
     /// Pool for requests proxied to the leader (kept apart from the Raft pool).
     pub forward_client: reqwest::Client,
+    /// How peers are called (HTTPS with `[tls]`; `forward_client` then carries the TLS config).
+    pub peer_scheme: raft_store::PeerScheme,
+    /// `use_https_pageserver_api`: a node must register a `listen_https_port`.
+    pub pageserver_https: bool,
     /// Raft RPCs are refused until start-up decided this replica may take part in Raft.
     raft_admitted: AtomicBool,
     pub formation: Arc<dyn FormationProbe>,
@@ -74,6 +78,8 @@ impl AppState {
             raft,
             state,
             forward_client,
+            peer_scheme: raft_store::PeerScheme::Http,
+            pageserver_https: false,
             raft_admitted: AtomicBool::new(false),
             formation,
             leader: Default::default(),
@@ -105,6 +111,22 @@ impl AppState {
         Arc::get_mut(&mut self.0)
             .expect("AppState::with_auth is called before the state is shared")
             .auth = auth;
+        self
+    }
+
+    /// Calls peers over HTTPS (or not); start-up wiring like `with_auth`.
+    pub fn with_peer_scheme(mut self, scheme: raft_store::PeerScheme) -> Self {
+        Arc::get_mut(&mut self.0)
+            .expect("AppState::with_peer_scheme is called before the state is shared")
+            .peer_scheme = scheme;
+        self
+    }
+
+    /// Requires an HTTPS port of registering nodes; start-up wiring like `with_auth`.
+    pub fn with_pageserver_https(mut self, required: bool) -> Self {
+        Arc::get_mut(&mut self.0)
+            .expect("AppState::with_pageserver_https is called before the state is shared")
+            .pageserver_https = required;
         self
     }
 

@@ -93,7 +93,7 @@ async fn proxy(
         .path_and_query()
         .map(|p| p.as_str())
         .unwrap_or("/");
-    let url = format!("http://{addr}{path}");
+    let url = format!("{}{path}", app.peer_scheme.base(addr));
     // The leader must see the path the client sent: refuse one that URL parsing would rewrite
     // (dot segments, backslashes, ...), rather than forward it to another route.
     let parsed = reqwest::Url::parse(&url)

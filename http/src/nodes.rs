@@ -31,7 +31,24 @@ pub async fn register(
     axum::extract::State(app): axum::extract::State<AppState>,
     ApiJson(req): ApiJson<NodeRegisterRequest>,
 ) -> Result<Json<()>, ApiError> {
+    require_https_port(&app, &req)?;
     Ok(Json(app.leader.get_starting()?.node_register(req).await?))
+}
+
+/// With `use_https_pageserver_api` the controller calls pageservers only over HTTPS, so a node
+/// that names no HTTPS port could never be reached: refuse it before anything is written.
+pub(crate) fn require_https_port(
+    app: &AppState,
+    req: &NodeRegisterRequest,
+) -> Result<(), ApiError> {
+    if app.pageserver_https && req.listen_https_port.is_none() {
+        return Err(ApiError::BadRequest(format!(
+            "node {} has no listen_https_port, but this controller calls pageservers over HTTPS \
+             only (use_https_pageserver_api)",
+            req.node_id
+        )));
+    }
+    Ok(())
 }
 
 /// Availability is the leader's soft state from heartbeats. A replica without running leader

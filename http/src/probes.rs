@@ -72,7 +72,10 @@ pub async fn ready(State(app): State<AppState>) -> Result<Json<()>, ApiError> {
         .ok_or_else(|| ApiError::Unavailable(format!("leader {leader} has no known address")))?;
     let mut ask = app
         .forward_client
-        .get(format!("http://{addr}/control/v1/cluster"))
+        .get(format!(
+            "{}/control/v1/cluster",
+            app.peer_scheme.base(&addr)
+        ))
         .timeout(LEADER_ASK_TIMEOUT);
     if let Some(token) = app.auth.peer_token() {
         ask = ask.header(axum::http::header::AUTHORIZATION, token.header_value());

@@ -17,6 +17,9 @@ pub async fn re_attach(
     State(app): State<AppState>,
     ApiJson(req): ApiJson<ReAttachRequest>,
 ) -> Result<Json<ReAttachResponse>, ApiError> {
+    if let Some(register) = &req.register {
+        crate::nodes::require_https_port(&app, register)?;
+    }
     Ok(Json(app.leader.get()?.re_attach(req).await?))
 }
 

@@ -29,6 +29,20 @@ pub struct Args {
     pub controller: String,
     #[arg(long)]
     pub az: String,
+    /// Also serve the API over HTTPS on this port (same address as `--listen`), and register it
+    /// as `listen_https_port`. Needs `--tls-cert` and `--tls-key`.
+    #[arg(long, requires_all = ["tls_cert", "tls_key"])]
+    pub https_port: Option<u16>,
+    /// PEM certificate chain served on `--https-port` (reloaded when the file changes), and
+    /// presented as the client certificate on upcalls to an `https://` controller.
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `--tls-cert`.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// CA bundle (PEM) that an `https://` controller's certificate is verified against.
+    #[arg(long)]
+    pub controller_ca: Option<PathBuf>,
     /// Registered postgres port; nothing listens there. Defaults to the HTTP port.
     #[arg(long)]
     pub pg_port: Option<u16>,

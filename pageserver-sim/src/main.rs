@@ -1,7 +1,8 @@
 //! `pageserver-sim`: a stand-in Neon pageserver, one per process, for the multi-process tests in
 //! `cluster-tests`, `storcon-bench` and `storcon demo`. It talks to the controller over HTTP only
-//! and depends on no workspace crate: `wire` is its own reading of the pageserver API and of the
-//! upcalls.
+//! and depends on no workspace crate that describes the wire: `wire` is its own reading of the
+//! pageserver API and of the upcalls. (It shares `storcon-tls`, which knows no wire format, for
+//! its optional HTTPS listener, `--https-port`.)
 //!
 //! What it owns:
 //! - **Persisted locations.** Mode, generation, stripe, secondary progress and timelines with
@@ -103,13 +104,39 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let split = args.split_behaviour()?;
     let (mut store, state) = Store::open(&args.data_dir)?;
     let history = History::new(&args.data_dir, args.node_id);
-    let controller = Controller::new(&args.controller, args.token.clone())?;
+    let identity = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(storcon_tls::ReloadingIdentity::load(cert, key)?),
+        _ => None,
+    };
+    let upcall_tls = match &args.controller_ca {
+        Some(ca) => Some(storcon_tls::client::client_config(
+            storcon_tls::pem::roots("--controller-ca", ca)?,
+            identity.clone(),
+        )?),
+        None => None,
+    };
+    let controller = Controller::new(&args.controller, args.token.clone(), upcall_tls)?;
 
     // The API must not be reachable before re-attach is applied and durable.
+    let tls = match (args.https_port, identity) {
+        (Some(_), Some(identity)) => Some(storcon_tls::server::server_config(identity, None)?),
+        _ => None,
+    };
     let state = startup::reattach(&args, &controller, state, &mut store, &history).await?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
+    let https_listener = match (args.https_port, tls) {
+        (Some(port), Some(config)) => {
+            let addr = std::net::SocketAddr::new(args.listen.ip(), port);
+            let tcp = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding {addr}"))?;
+            tracing::info!("node {} serving HTTPS on {addr}", args.node_id);
+            Some(storcon_tls::server::TlsListener::new(tcp, config)?)
+        }
+        _ => None,
+    };
     tracing::info!(
         "node {} serving on {} with {} locations",
         args.node_id,
@@ -125,7 +152,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
         remote::RemoteStorage::new(args.remote_storage()),
         (split, args.behaviour()),
     ));
-    axum::serve(listener, routes::router(app))
+    let router = routes::router(app);
+    if let Some(https) = https_listener {
+        let router = router.clone();
+        // Stops with the process; the HTTP listener below owns the graceful shutdown.
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(https, router).await {
+                tracing::error!("serving HTTPS: {e}");
+            }
+        });
+    }
+    axum::serve(listener, router)
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("serving")

@@ -27,7 +27,7 @@ pub async fn reattach(
             listen_grpc_port: None,
             listen_http_addr: host,
             listen_http_port: http_port,
-            listen_https_port: None,
+            listen_https_port: args.https_port,
             availability_zone_id: args.az.clone(),
         }),
         empty_local_disk: Some(state.locations.is_empty()),

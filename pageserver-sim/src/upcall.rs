@@ -53,11 +53,21 @@ pub struct Controller {
 impl Controller {
     /// `base` is the controller's root URL; a trailing `/upcall/v1` (the pageserver's
     /// `control_plane_api` convention) is accepted too.
-    pub fn new(base: &str, token: Option<String>) -> anyhow::Result<Self> {
+    /// With `tls` (the controller's CA, and our certificate if the controller asks for one),
+    /// an `https://` controller is verified against that CA only.
+    pub fn new(
+        base: &str,
+        token: Option<String>,
+        tls: Option<storcon_tls::rustls::ClientConfig>,
+    ) -> anyhow::Result<Self> {
         let base = base.trim_end_matches('/');
         let base = base.strip_suffix("/upcall/v1").unwrap_or(base).to_owned();
         // No proxy: the controller is on loopback in every setup the simulator is used in.
-        let http = reqwest::Client::builder().no_proxy().build()?;
+        let mut builder = reqwest::Client::builder().no_proxy();
+        if let Some(tls) = tls {
+            builder = storcon_tls::client::with_tls(builder, tls);
+        }
+        let http = builder.build()?;
         Ok(Controller { base, token, http })
     }
 

@@ -36,12 +36,31 @@ pub mod raft_paths {
     pub const SNAPSHOT: &str = "/raft/snapshot";
 }
 
+/// How peers are called: every member of a cluster the same way (the config refuses a mix).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PeerScheme {
+    #[default]
+    Http,
+    Https,
+}
+
+impl PeerScheme {
+    /// `scheme://addr`, the base URL of the peer at `addr` (`host:port`).
+    pub fn base(self, addr: &str) -> String {
+        match self {
+            PeerScheme::Http => format!("http://{addr}"),
+            PeerScheme::Https => format!("https://{addr}"),
+        }
+    }
+}
+
 /// Builds per-peer clients on one shared connection pool (the Raft pool; forwarded client
 /// requests use a pool of their own).
 #[derive(Clone)]
 pub struct HttpNetworkFactory {
     client: reqwest::Client,
     authorization: Option<HeaderValue>,
+    scheme: PeerScheme,
 }
 
 impl HttpNetworkFactory {
@@ -49,7 +68,14 @@ impl HttpNetworkFactory {
         HttpNetworkFactory {
             client,
             authorization: None,
+            scheme: PeerScheme::Http,
         }
+    }
+
+    /// HTTPS with `[tls]`; the client must then carry the TLS config.
+    pub fn with_scheme(mut self, scheme: PeerScheme) -> Self {
+        self.scheme = scheme;
+        self
     }
 
     /// The `Authorization` header value (`Bearer <controller_peer token>`) sent on every RPC;
@@ -70,7 +96,7 @@ impl RaftNetworkFactory<TypeConfig> for HttpNetworkFactory {
         HttpNetwork {
             client: self.client.clone(),
             target,
-            base: format!("http://{}", node.addr),
+            base: self.scheme.base(&node.addr),
             authorization: self.authorization.clone(),
         }
     }

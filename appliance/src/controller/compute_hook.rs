@@ -77,6 +77,10 @@ pub enum NotifyError {
     Status(u16),
     #[error("control plane unreachable: {0}")]
     Unreachable(String),
+    /// A TLS failure (certificate not signed by `compute_hook_ca_file`, plain HTTP): not
+    /// retried here, as retrying will not fix it; the background pass tries again later.
+    #[error("TLS with the control plane failed: {0}")]
+    Tls(String),
     #[error("cancelled")]
     Cancelled,
 }
@@ -182,7 +186,10 @@ impl ComputeHook {
                         return Err(last);
                     }
                 }
-                Err(e) => last = NotifyError::Unreachable(e.to_string()),
+                Err(e) if storcon_tls::client::is_tls_error(&e) => {
+                    return Err(NotifyError::Tls(storcon_tls::client::error_chain(&e)));
+                }
+                Err(e) => last = NotifyError::Unreachable(storcon_tls::client::error_chain(&e)),
             }
         }
         Err(last)
@@ -251,5 +258,83 @@ mod tests {
                 }
             );
         }
+    }
+
+    /// An `https` hook URL is verified against `compute_hook_ca_file`: notified with the right
+    /// CA, refused (a TLS error, not retried) with another.
+    #[tokio::test]
+    async fn https_hook_is_verified_against_its_ca() {
+        use cluster_tests::certs::TestCa;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ca = TestCa::new(dir.path(), "hook-ca").expect("CA");
+        let other = TestCa::new(dir.path(), "other-ca").expect("CA");
+        let cert = ca
+            .issue(dir.path(), "control-plane", 7)
+            .expect("certificate");
+
+        let received = Arc::new(std::sync::Mutex::new(Vec::<serde_json::Value>::new()));
+        let router = axum::Router::new().route(
+            "/notify-attach",
+            axum::routing::put({
+                let received = received.clone();
+                move |axum::Json(body): axum::Json<serde_json::Value>| async move {
+                    lock(&received).push(body);
+                }
+            }),
+        );
+        let tcp = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("https://{}", tcp.local_addr().expect("addr"));
+        let identity =
+            storcon_tls::ReloadingIdentity::load(&cert.cert, &cert.key).expect("identity");
+        let listener = storcon_tls::server::TlsListener::new(
+            tcp,
+            storcon_tls::server::server_config(identity, None).expect("server config"),
+        )
+        .expect("listener");
+        tokio::spawn(async move { axum::serve(listener, router).await });
+
+        let hook_with = |ca_file: &std::path::Path| {
+            let cfg = crate::config::ControllerConfig {
+                compute_hook_url: Some(url.clone()),
+                compute_hook_ca_file: Some(ca_file.to_owned()),
+                ..Default::default()
+            };
+            let tls = crate::tls::LoadedTls::load(None, &cfg, 1).expect("CA file loads");
+            let http = crate::tls::with_tls(reqwest::Client::builder(), tls.compute_hook.as_ref())
+                .build()
+                .expect("client");
+            ComputeHook::new(cfg.compute_hook_url, None, http, CancellationToken::new())
+        };
+        let tenant: TenantId = "1f359dd625e519a1a4e8d7509690f6fc".parse().expect("id");
+        let body = NotifyBody {
+            tenant_id: tenant,
+            preferred_az: None,
+            stripe_size: None,
+            shards: vec![NotifyShard {
+                node_id: NodeId(1),
+                shard_number: 0,
+            }],
+        };
+
+        hook_with(&ca.ca_file)
+            .notify(body.clone())
+            .await
+            .expect("notified over HTTPS");
+        assert_eq!(lock(&received).len(), 1);
+        assert_eq!(lock(&received)[0]["tenant_id"], tenant.to_string());
+
+        let refused = hook_with(&other.ca_file)
+            .notify(body)
+            .await
+            .expect_err("a certificate from another CA is refused");
+        assert!(matches!(refused, NotifyError::Tls(_)), "{refused}");
+        assert!(refused.to_string().contains("UnknownIssuer"), "{refused}");
+        assert_eq!(
+            lock(&received).len(),
+            1,
+            "nothing sent to the untrusted server"
+        );
     }
 }

@@ -99,6 +99,10 @@ impl Controller {
         let records: Vec<NodeRecord> = self.state.read().nodes().cloned().collect();
         let polls = records.iter().map(|n| async move {
             let r = self.ps.utilization(n).await;
+            if let Err(e @ (PsError::Tls(_) | PsError::NoHttpsPort(_))) = &r {
+                // A misconfiguration, not a node that is down: say so every round.
+                tracing::warn!(node = %n.id, error = %e, "heartbeat failed");
+            }
             (n.clone(), r)
         });
         let results = futures::future::join_all(polls).await;

@@ -88,8 +88,10 @@ pub struct Replica {
     pub state: SharedState,
     pub audit: raft_store::StateAudit,
     pub cfg: ControllerConfig,
-    /// Client for pageservers and the compute hook.
+    /// Client for pageservers (HTTPS-capable, with `pageserver_ca_file` if set).
     pub http: reqwest::Client,
+    /// Client for the compute hook (with `compute_hook_ca_file` if set).
+    pub hook_http: reqwest::Client,
     /// Bearer token on every call to a pageserver (`[auth] pageserver_token_file`).
     pub pageserver_token: Option<String>,
     /// Test-only fault injection, shared with the HTTP layer that configures it.
@@ -104,6 +106,7 @@ impl Controller {
             audit,
             cfg,
             http,
+            hook_http,
             pageserver_token,
             failpoints,
         } = replica;
@@ -112,7 +115,7 @@ impl Controller {
             cfg.compute_hook_token
                 .as_ref()
                 .map(|t| t.token().to_owned()),
-            http.clone(),
+            hook_http,
             cancel.clone(),
         );
         Arc::new(Controller {
@@ -122,7 +125,13 @@ impl Controller {
             audit,
             failpoints,
             locks: locks::TenantLocks::default(),
-            ps: PageserverClient::new(http, term, pageserver_token, cancel.clone()),
+            ps: PageserverClient::new(
+                http,
+                cfg.use_https_pageserver_api,
+                term,
+                pageserver_token,
+                cancel.clone(),
+            ),
             raft,
             state,
             term,

@@ -29,12 +29,31 @@ const PASSTHROUGH_TEMPLATE: &str = "/v1/tenant/{tenant_shard_id}/{*rest}";
 pub enum PsError {
     #[error("pageserver unreachable: {0}")]
     Unreachable(String),
+    /// The TLS handshake failed: a wrong CA or certificate, or a plain-HTTP listener.
+    #[error("TLS with pageserver failed: {0}")]
+    Tls(String),
     #[error("pageserver answered {status}: {body}")]
     Status { status: u16, body: String },
     #[error("bad answer from pageserver: {0}")]
     Decode(String),
     #[error("cancelled")]
     Cancelled,
+    /// `use_https_pageserver_api` is on but the node registered without `listen_https_port`
+    /// (it registered before the flag was turned on).
+    #[error("node {0} has no listen_https_port and pageservers are called over HTTPS")]
+    NoHttpsPort(state_machine::NodeId),
+}
+
+impl PsError {
+    /// A request that got no answer, with the cause named (TLS failures apart).
+    fn transport(e: &reqwest::Error) -> PsError {
+        let text = storcon_tls::client::error_chain(e);
+        if storcon_tls::client::is_tls_error(e) {
+            PsError::Tls(text)
+        } else {
+            PsError::Unreachable(text)
+        }
+    }
 }
 
 /// One request for [`PageserverClient::relay`].
@@ -52,24 +71,24 @@ pub struct Relay {
 #[derive(Clone)]
 pub struct PageserverClient {
     http: reqwest::Client,
+    /// `use_https_pageserver_api`: call `https://addr:listen_https_port`.
+    https: bool,
     term: Term,
     token: Option<String>,
     cancel: CancellationToken,
 }
 
-fn base(node: &NodeRecord) -> String {
-    format!("http://{}:{}", node.listen_http_addr, node.listen_http_port)
-}
-
 impl PageserverClient {
     pub fn new(
         http: reqwest::Client,
+        https: bool,
         term: Term,
         token: Option<String>,
         cancel: CancellationToken,
     ) -> Self {
         PageserverClient {
             http,
+            https,
             term,
             token,
             cancel,
@@ -81,6 +100,21 @@ impl PageserverClient {
         PageserverClient {
             cancel,
             ..self.clone()
+        }
+    }
+
+    /// The node's base URL: its HTTPS port when pageservers are called over HTTPS (never
+    /// falling back to plain HTTP), else its HTTP port.
+    fn base(&self, node: &NodeRecord) -> Result<String, PsError> {
+        if !self.https {
+            return Ok(format!(
+                "http://{}:{}",
+                node.listen_http_addr, node.listen_http_port
+            ));
+        }
+        match node.listen_https_port {
+            Some(port) => Ok(format!("https://{}:{port}", node.listen_http_addr)),
+            None => Err(PsError::NoHttpsPort(node.id)),
         }
     }
 
@@ -133,7 +167,7 @@ impl PageserverClient {
     ) -> Result<reqwest::Response, PsError> {
         let resp = tokio::select! {
             _ = self.cancel.cancelled() => return Err(PsError::Cancelled),
-            r = client.execute(req) => r.map_err(|e| PsError::Unreachable(e.to_string()))?,
+            r = client.execute(req) => r.map_err(|e| PsError::transport(&e))?,
         };
         let status = resp.status();
         if status.is_success() {
@@ -149,7 +183,7 @@ impl PageserverClient {
     pub async fn utilization(&self, node: &NodeRecord) -> Result<PageserverUtilization, PsError> {
         let req = self.request(
             reqwest::Method::GET,
-            format!("{}/v1/utilization", base(node)),
+            format!("{}/v1/utilization", self.base(node)?),
             Duration::from_secs(1),
         );
         self.send(node, req)
@@ -168,7 +202,7 @@ impl PageserverClient {
         let req = self
             .request(
                 reqwest::Method::POST,
-                format!("{}/v1/top_tenants", base(node)),
+                format!("{}/v1/top_tenants", self.base(node)?),
                 Duration::from_secs(5),
             )
             .json(request);
@@ -185,7 +219,7 @@ impl PageserverClient {
     ) -> Result<Vec<(TenantShardId, Option<LocationConfig>)>, PsError> {
         let req = self.request(
             reqwest::Method::GET,
-            format!("{}/v1/location_config", base(node)),
+            format!("{}/v1/location_config", self.base(node)?),
             Duration::from_secs(5),
         );
         let list: LocationConfigListResponse = self
@@ -205,7 +239,7 @@ impl PageserverClient {
     ) -> Result<Option<LocationConfig>, PsError> {
         let req = self.request(
             reqwest::Method::GET,
-            format!("{}/v1/location_config/{shard}", base(node)),
+            format!("{}/v1/location_config/{shard}", self.base(node)?),
             Duration::from_secs(5),
         );
         match self.send(node, req).await {
@@ -279,7 +313,7 @@ impl PageserverClient {
         node: &NodeRecord,
         call: &Relay,
     ) -> Result<storcon_api::timeline::Relayed, PsError> {
-        let url = format!("{}{}", base(node), call.path_and_query);
+        let url = format!("{}{}", self.base(node)?, call.path_and_query);
         let mut attempt = 0u32;
         loop {
             let mut req = self.request(call.method.clone(), url.clone(), call.timeout);
@@ -311,7 +345,7 @@ impl PageserverClient {
                 Err(e) if attempt < call.retries => {
                     tracing::debug!(error = %e, "pageserver call failed; retrying");
                 }
-                Err(e) => return Err(PsError::Unreachable(e.to_string())),
+                Err(e) => return Err(PsError::transport(&e)),
             }
             attempt += 1;
             let backoff = Duration::from_millis(100 * u64::from(attempt.min(10)));
@@ -331,7 +365,7 @@ impl PageserverClient {
     ) -> Result<BTreeMap<TimelineId, Lsn>, PsError> {
         let req = self.request(
             reqwest::Method::GET,
-            format!("{}/v1/tenant/{shard}/timeline", base(node)),
+            format!("{}/v1/tenant/{shard}/timeline", self.base(node)?),
             Duration::from_secs(10),
         );
         let infos: Vec<serde_json::Value> = self
@@ -380,7 +414,7 @@ impl PageserverClient {
         let req = self
             .request(
                 reqwest::Method::POST,
-                format!("{}/v1/tenant/{shard}/wait_lsn", base(node)),
+                format!("{}/v1/tenant/{shard}/wait_lsn", self.base(node)?),
                 wait + Duration::from_secs(5),
             )
             .json(&body);
@@ -403,7 +437,7 @@ impl PageserverClient {
         let req = self
             .request(
                 reqwest::Method::PUT,
-                format!("{}/v1/tenant/{parent}/shard_split", base(node)),
+                format!("{}/v1/tenant/{parent}/shard_split", self.base(node)?),
                 timeout,
             )
             .json(request);

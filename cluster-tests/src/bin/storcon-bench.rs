@@ -184,6 +184,7 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
             ..RaftOptions::default()
         },
         rust_log: cli.common.rust_log.clone(),
+        tls: None,
     };
     // The scale run: one simulator absorbs thousands of location changes, each rewriting its
     // locations file, so a heartbeat can wait behind them; give it a long offline grace so the
