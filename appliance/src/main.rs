@@ -1,12 +1,14 @@
 //! `storcon`: a storage controller for Neon-style pageservers, replicated over Raft.
 //!
 //! Subcommands: `run --config FILE` starts one replica; `demo` starts a three-replica cluster on
-//! loopback for a first look.
+//! loopback for a first look; the others are the operator CLI (`cli`), which talks to a running
+//! cluster's API (`--api`, `--token`, `--json`).
 //!
 //! What this crate owns: start-up (config, opening the store, formation, serving HTTP), following
 //! leadership (`leadership`), and the leader-only controller (`controller`), which implements
 //! the operations API that `storcon_http` declares. Everything durable goes through Raft.
 
+mod cli;
 mod config;
 mod controller;
 mod demo;
@@ -28,6 +30,8 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
+    #[command(flatten)]
+    api: cli::GlobalArgs,
 }
 
 #[derive(Subcommand)]
@@ -48,6 +52,8 @@ enum Cmd {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    #[command(flatten)]
+    Operator(cli::Command),
 }
 
 fn init_tracing() {
@@ -119,5 +125,12 @@ fn main() -> anyhow::Result<()> {
             }
         },
         Cmd::Demo { dir } => runtime.block_on(demo::run(dir)),
+        Cmd::Operator(command) => {
+            if let Err(e) = runtime.block_on(cli::run(command, &cli.api)) {
+                eprintln!("storcon: {e}");
+                std::process::exit(e.exit_code());
+            }
+            Ok(())
+        }
     }
 }
