@@ -130,6 +130,15 @@ impl ControllerOptions {
             failpoints: true,
         }
     }
+
+    /// [`Self::test_defaults`] with the background optimiser off, for tests that check exact
+    /// placements or count generations: each optimiser move is a new placement and generation.
+    pub fn without_optimiser() -> Self {
+        ControllerOptions {
+            max_optimisations_per_pass: Some(0),
+            ..Self::test_defaults()
+        }
+    }
 }
 
 /// `[auth]` for every replica of a cluster (instead of `insecure_no_auth = true`). The test writes

@@ -374,6 +374,17 @@ impl StorageApi {
         self.typed(Method::GET, "/control/v1/node", None, 200).await
     }
 
+    /// The scheduling policy of node `node_id` as listed (`Active`, `Draining`, ...), `None`
+    /// when the node is not listed.
+    pub async fn node_scheduling(&self, node_id: u64) -> Result<Option<String>, ClientError> {
+        Ok(self
+            .nodes()
+            .await?
+            .into_iter()
+            .find(|n| n.id == node_id)
+            .map(|n| n.scheduling))
+    }
+
     pub async fn node_shards(&self, node_id: u64) -> Result<NodeShardResponse, ClientError> {
         let path = format!("/control/v1/node/{node_id}/shards");
         self.typed(Method::GET, &path, None, 200).await

@@ -345,8 +345,7 @@ async fn compute_hook() {
             compute_hook_url: Some(server.url.clone()),
             compute_hook_token_file: Some(token_file.clone()),
             // It counts notifications exactly: no moves of the optimiser's in between.
-            max_optimisations_per_pass: Some(0),
-            ..ControllerOptions::test_defaults()
+            ..ControllerOptions::without_optimiser()
         },
     )
     .await

@@ -188,8 +188,7 @@ async fn debug_routes() {
     let controller = ControllerOptions {
         background_reconcile_ms: Some(3_600_000),
         // It checks exact intents after drops; reconcile_all would also run optimiser passes.
-        max_optimisations_per_pass: Some(0),
-        ..ControllerOptions::test_defaults()
+        ..ControllerOptions::without_optimiser()
     };
     let ControllerFixture {
         sims,

@@ -35,16 +35,6 @@ async fn status(api: &StorageApi, method: Method, path: &str) -> u16 {
         .status
 }
 
-async fn scheduling(api: &StorageApi, node: u64) -> String {
-    api.nodes()
-        .await
-        .expect("nodes")
-        .into_iter()
-        .find(|n| n.id == node)
-        .expect("node listed")
-        .scheduling
-}
-
 /// Attached shards per node, by intent.
 async fn attached_per_node(api: &StorageApi, tenants: &[String]) -> BTreeMap<u64, Vec<String>> {
     let mut out: BTreeMap<u64, Vec<String>> = BTreeMap::new();
@@ -88,7 +78,7 @@ async fn wait_policy(api: &StorageApi, node: u64, want: &str) {
         &format!("node {node} {want}"),
         SETTLE_DEADLINE,
         async || {
-            let now = scheduling(api, node).await;
+            let now = api.node_scheduling(node).await?.unwrap_or_default();
             anyhow::ensure!(now == want, "{now}");
             Ok(())
         },
@@ -130,7 +120,10 @@ async fn drain_restart_fill() {
 
     let drain = format!("/control/v1/node/{node}/drain");
     assert_eq!(status(&api, Method::PUT, &drain).await, 202);
-    assert_eq!(scheduling(&api, node).await, "Draining");
+    assert_eq!(
+        api.node_scheduling(node).await.expect("nodes").as_deref(),
+        Some("Draining")
+    );
     assert_eq!(
         status(&api, Method::PUT, &drain).await,
         409,
@@ -208,7 +201,10 @@ async fn drain_restart_fill() {
         "the fill to bring the node its share",
         SETTLE_DEADLINE,
         async || {
-            anyhow::ensure!(scheduling(&api, node).await == "Active", "still filling");
+            anyhow::ensure!(
+                api.node_scheduling(node).await?.as_deref() == Some("Active"),
+                "still filling"
+            );
             let per = attached_per_node(&api, &tenants).await;
             let counts: Vec<usize> = sims
                 .ids()
@@ -243,7 +239,10 @@ async fn drain_restart_fill() {
     let drain = format!("/control/v1/node/{target}/drain");
     assert_eq!(status(&api, Method::PUT, &drain).await, 202);
     assert_eq!(status(&api, Method::DELETE, &drain).await, 202);
-    assert_eq!(scheduling(&api, target).await, "Active");
+    assert_eq!(
+        api.node_scheduling(target).await.expect("nodes").as_deref(),
+        Some("Active")
+    );
     assert_eq!(
         status(&api, Method::DELETE, &drain).await,
         412,

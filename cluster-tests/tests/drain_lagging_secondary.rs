@@ -36,16 +36,6 @@ async fn create_timeline(api: &StorageApi, tenant: &str, n: u32) {
     assert_eq!(status, 201, "{tenant}: {body}");
 }
 
-async fn scheduling(api: &StorageApi, node: u64) -> String {
-    api.nodes()
-        .await
-        .expect("nodes")
-        .into_iter()
-        .find(|n| n.id == node)
-        .expect("node listed")
-        .scheduling
-}
-
 async fn drain_to_pause(api: &StorageApi, node: u64) {
     let (status, body) = api
         .call(Method::PUT, &format!("/control/v1/node/{node}/drain"), None)
@@ -55,7 +45,7 @@ async fn drain_to_pause(api: &StorageApi, node: u64) {
         &format!("node {node} PauseForRestart"),
         SETTLE_DEADLINE,
         async || {
-            let now = scheduling(api, node).await;
+            let now = api.node_scheduling(node).await?.unwrap_or_default();
             anyhow::ensure!(now == "PauseForRestart", "{now}");
             Ok(())
         },
@@ -113,11 +103,8 @@ async fn drain_skips_lagging_secondary() {
         &[(1, "az-a"), (2, "az-a")],
         SETTLE_DEADLINE,
         ClusterOptions::default(),
-        ControllerOptions {
-            // Placement is set by hand below; the optimiser would move it back.
-            max_optimisations_per_pass: Some(0),
-            ..ControllerOptions::test_defaults()
-        },
+        // Placement is set by hand below; the optimiser would move it back.
+        ControllerOptions::without_optimiser(),
     )
     .await
     .expect("a formed cluster with Active simulators");
@@ -201,7 +188,7 @@ async fn drain_skips_lagging_secondary() {
         .await
         .expect("node active");
     wait_until("node Active", SETTLE_DEADLINE, async || {
-        let now = scheduling(&api, node).await;
+        let now = api.node_scheduling(node).await?.unwrap_or_default();
         anyhow::ensure!(now == "Active", "{now}");
         Ok(())
     })

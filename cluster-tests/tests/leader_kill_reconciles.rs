@@ -68,10 +68,7 @@ async fn leader_kill_reconciles() {
         ClusterOptions::default(),
         // It validates every generation against the placement it read: no optimiser moves
         // (each a new generation) in between.
-        ControllerOptions {
-            max_optimisations_per_pass: Some(0),
-            ..ControllerOptions::test_defaults()
-        },
+        ControllerOptions::without_optimiser(),
     )
     .await
     .expect("a formed cluster with Active simulators");

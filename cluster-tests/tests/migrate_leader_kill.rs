@@ -178,10 +178,7 @@ async fn migration_survives_leader_kill_at_every_phase() {
         &[(1, "az-a"), (2, "az-a"), (3, "az-a")],
         SETTLE_DEADLINE,
         ClusterOptions::default(),
-        ControllerOptions {
-            max_optimisations_per_pass: Some(0),
-            ..ControllerOptions::test_defaults()
-        },
+        ControllerOptions::without_optimiser(),
     )
     .await
     .expect("a formed cluster with Active simulators");

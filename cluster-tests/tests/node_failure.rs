@@ -75,12 +75,9 @@ fn check_failover(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_failure() {
-    let controller = ControllerOptions {
-        // It checks that exactly the lost node's shards move, to their secondaries; the
-        // optimiser may move others meanwhile (tests/optimiser.rs covers it).
-        max_optimisations_per_pass: Some(0),
-        ..ControllerOptions::test_defaults()
-    };
+    // It checks that exactly the lost node's shards move, to their secondaries; the optimiser
+    // may move others meanwhile (tests/optimiser.rs covers it).
+    let controller = ControllerOptions::without_optimiser();
     // The last heartbeat answered before the kill may be up to one interval old.
     let earliest_failover = controller.max_offline_ms.expect("set")
         - 2 * controller.heartbeat_interval_ms.expect("set");

@@ -20,10 +20,7 @@ const TAG: u32 = 0x5b1;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn split_with_bystanders() {
-    let options = ControllerOptions {
-        max_optimisations_per_pass: Some(0),
-        ..ControllerOptions::test_defaults()
-    };
+    let options = ControllerOptions::without_optimiser();
     let fx = ControllerFixture::start_with(
         &[(1, "az-a"), (2, "az-a"), (3, "az-b")],
         SETTLE_DEADLINE,

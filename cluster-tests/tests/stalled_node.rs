@@ -72,12 +72,9 @@ async fn stalled_node() {
         &[(1, "az-a"), (2, "az-a"), (3, "az-b")],
         SETTLE_DEADLINE,
         ClusterOptions::default(),
-        ControllerOptions {
-            // It checks that nothing moves once the node is back; the optimiser would
-            // rebalance onto it (tests/optimiser.rs covers that).
-            max_optimisations_per_pass: Some(0),
-            ..ControllerOptions::test_defaults()
-        },
+        // It checks that nothing moves once the node is back; the optimiser would rebalance
+        // onto it (tests/optimiser.rs covers that).
+        ControllerOptions::without_optimiser(),
     )
     .await
     .expect("a formed cluster with Active simulators");
