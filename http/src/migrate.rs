@@ -11,8 +11,8 @@
 use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use storcon_api::dry_run::DryRunQuery;
 use state_machine::ids::TenantShardId;
+use storcon_api::dry_run::DryRunQuery;
 use storcon_api::migrate::{
     ShardsPreferredAzsRequest, ShardsPreferredAzsResponse, TenantShardMigrateRequest,
     TenantShardMigrateResponse,

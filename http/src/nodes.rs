@@ -17,8 +17,8 @@
 use axum::Json;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use storcon_api::dry_run::DryRunQuery;
 use state_machine::node_operation::NodeOperationKind;
+use storcon_api::dry_run::DryRunQuery;
 
 use state_machine::{NodeAvailability, NodeDescribeResponse, NodeId, NodeRegisterRequest, State};
 use storcon_api::wire::{NodeConfigureRequest, NodeShardResponse};

@@ -14,9 +14,9 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use storcon_api::dry_run::DryRunQuery;
 use serde::Deserialize;
 use state_machine::ids::TenantId;
+use storcon_api::dry_run::DryRunQuery;
 use storcon_api::wire::{
     TenantCreateRequest, TenantCreateResponse, TenantDescribeResponse, TenantPolicyRequest,
     TenantShardSplitRequest, TenantShardSplitResponse,

@@ -95,7 +95,7 @@ impl State {
     /// that must refuse what the real start would.
     pub fn check_start_node_operation(&self, op: &NodeOperation) -> Result<(), Rejection> {
         if let Some(running) = &self.node_operation {
-            if running.same(&op) {
+            if running.same(op) {
                 return Err(Rejection::Conflict(format!(
                     "Node {} is already {:?}",
                     op.node,

@@ -124,7 +124,9 @@ impl Api {
             return Ok(Value::Null);
         }
         serde_json::from_str(&text).map_err(|e| {
-            CliError::Failed(format!("{method} {path}: the answer is not JSON ({e}): {text}"))
+            CliError::Failed(format!(
+                "{method} {path}: the answer is not JSON ({e}): {text}"
+            ))
         })
     }
 

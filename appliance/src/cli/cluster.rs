@@ -117,14 +117,23 @@ async fn status_from_leader(api: &Api) -> Result<(Value, Option<String>), CliErr
         .and_then(|m| m["addr"].as_str())
         .map(str::to_string);
     let Some(addr) = addr else {
-        return Ok((asked, Some(format!("leader {leader} has no address: lag unknown"))));
+        return Ok((
+            asked,
+            Some(format!("leader {leader} has no address: lag unknown")),
+        ));
     };
     match api.at(&addr)?.get("/control/v1/cluster").await {
         Ok(from_leader) if from_leader["node_id"].as_u64() == Some(leader) => {
             Ok((from_leader, None))
         }
-        Ok(_) => Ok((asked, Some(format!("{addr} is no longer the leader: lag unknown")))),
-        Err(e) => Ok((asked, Some(format!("leader {leader} at {addr}: {e}: lag unknown")))),
+        Ok(_) => Ok((
+            asked,
+            Some(format!("{addr} is no longer the leader: lag unknown")),
+        )),
+        Err(e) => Ok((
+            asked,
+            Some(format!("leader {leader} at {addr}: {e}: lag unknown")),
+        )),
     }
 }
 

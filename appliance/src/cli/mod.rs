@@ -23,8 +23,8 @@ mod tenants;
 
 use clap::{Args, Subcommand};
 
-pub use client::CliError;
 use client::Api;
+pub use client::CliError;
 use output::Out;
 
 /// Options every API subcommand takes, before or after its name.
@@ -69,7 +69,10 @@ pub async fn run(command: Command, args: &GlobalArgs) -> Result<(), CliError> {
 }
 
 /// A `--config`-style JSON argument that must be an object.
-fn json_object(flag: &str, raw: &str) -> Result<serde_json::Map<String, serde_json::Value>, CliError> {
+fn json_object(
+    flag: &str,
+    raw: &str,
+) -> Result<serde_json::Map<String, serde_json::Value>, CliError> {
     match serde_json::from_str(raw) {
         Ok(serde_json::Value::Object(m)) => Ok(m),
         Ok(_) => Err(CliError::Usage(format!("{flag}: not a JSON object"))),

@@ -107,6 +107,8 @@ async fn cancel(api: &Api, out: Out, op: NodeOp, node: u64, timeout: u64) -> Res
         .delete(&format!("/control/v1/node/{node}/{}", op.path()))
         .await?;
     progress::wait_policy_left(api, node, op.policy(), timeout).await?;
-    out.print(&answer, || format!("{} of node {node} cancelled", op.name()));
+    out.print(&answer, || {
+        format!("{} of node {node} cancelled", op.name())
+    });
     Ok(())
 }

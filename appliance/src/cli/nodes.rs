@@ -218,5 +218,8 @@ pub fn nodes_table(nodes: &Value) -> String {
             cell(n.get("availability")),
         ]
     });
-    table(&["Id", "Hostname", "AZ", "Scheduling", "Availability"], rows)
+    table(
+        &["Id", "Hostname", "AZ", "Scheduling", "Availability"],
+        rows,
+    )
 }

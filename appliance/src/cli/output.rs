@@ -43,7 +43,11 @@ pub fn cell(v: Option<&Value>) -> String {
         None | Some(Value::Null) => "-".to_string(),
         Some(Value::String(s)) => s.clone(),
         Some(Value::Array(a)) if a.is_empty() => "-".to_string(),
-        Some(Value::Array(a)) => a.iter().map(|x| cell(Some(x))).collect::<Vec<_>>().join(","),
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|x| cell(Some(x)))
+            .collect::<Vec<_>>()
+            .join(","),
         Some(other) => placement(other),
     }
 }

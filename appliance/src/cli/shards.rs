@@ -13,7 +13,8 @@ use super::progress;
 #[derive(Subcommand, Debug)]
 pub enum ShardsCmd {
     /// Split every shard of a tenant (PUT /control/v1/tenant/:id/shard_split).
-    TenantShardSplit {
+    #[command(name = "tenant-shard-split")]
+    Split {
         #[arg(long)]
         tenant_id: String,
         #[arg(long)]
@@ -31,7 +32,8 @@ pub enum ShardsCmd {
         timeout: u64,
     },
     /// Move a shard's attachment to a node (PUT /control/v1/tenant/:shard/migrate).
-    TenantShardMigrate {
+    #[command(name = "tenant-shard-migrate")]
+    Migrate {
         #[arg(long)]
         tenant_shard_id: String,
         #[arg(long)]
@@ -47,15 +49,19 @@ pub enum ShardsCmd {
         dry_run: bool,
     },
     /// Make a node the shard's only secondary (PUT /control/v1/tenant/:shard/migrate_secondary).
-    TenantShardMigrateSecondary {
+    #[command(name = "tenant-shard-migrate-secondary")]
+    MigrateSecondary {
         #[arg(long)]
         tenant_shard_id: String,
         #[arg(long)]
         node: u64,
     },
     /// End a migration that has not cut over (PUT /control/v1/tenant/:shard/cancel_reconcile).
-    #[command(visible_alias = "cancel-reconcile")]
-    TenantShardCancelReconcile {
+    #[command(
+        name = "tenant-shard-cancel-reconcile",
+        visible_alias = "cancel-reconcile"
+    )]
+    CancelReconcile {
         #[arg(long)]
         tenant_shard_id: String,
     },
@@ -63,7 +69,7 @@ pub enum ShardsCmd {
 
 pub async fn run(cmd: ShardsCmd, api: &Api, out: Out) -> Result<(), CliError> {
     match cmd {
-        ShardsCmd::TenantShardSplit {
+        ShardsCmd::Split {
             tenant_id,
             shard_count,
             stripe_size,
@@ -74,7 +80,9 @@ pub async fn run(cmd: ShardsCmd, api: &Api, out: Out) -> Result<(), CliError> {
             let body = json!({"new_shard_count": shard_count, "new_stripe_size": stripe_size});
             let path = format!("/control/v1/tenant/{tenant_id}/shard_split");
             if dry_run {
-                let plan = api.put(&format!("{path}?dry_run=true"), Some(&body)).await?;
+                let plan = api
+                    .put(&format!("{path}?dry_run=true"), Some(&body))
+                    .await?;
                 out.print(&plan, || moves(&plan));
                 return Ok(());
             }
@@ -91,7 +99,7 @@ pub async fn run(cmd: ShardsCmd, api: &Api, out: Out) -> Result<(), CliError> {
                 out.print(&split, String::new);
             }
         }
-        ShardsCmd::TenantShardMigrate {
+        ShardsCmd::Migrate {
             tenant_shard_id,
             node,
             prewarm,
@@ -107,7 +115,9 @@ pub async fn run(cmd: ShardsCmd, api: &Api, out: Out) -> Result<(), CliError> {
             });
             let path = format!("/control/v1/tenant/{tenant_shard_id}/migrate");
             if dry_run {
-                let plan = api.put(&format!("{path}?dry_run=true"), Some(&body)).await?;
+                let plan = api
+                    .put(&format!("{path}?dry_run=true"), Some(&body))
+                    .await?;
                 out.print(&plan, || moves(&plan));
                 return Ok(());
             }
@@ -116,7 +126,7 @@ pub async fn run(cmd: ShardsCmd, api: &Api, out: Out) -> Result<(), CliError> {
                 format!("migration of {tenant_shard_id} to node {node} requested")
             });
         }
-        ShardsCmd::TenantShardMigrateSecondary {
+        ShardsCmd::MigrateSecondary {
             tenant_shard_id,
             node,
         } => {
@@ -131,14 +141,16 @@ pub async fn run(cmd: ShardsCmd, api: &Api, out: Out) -> Result<(), CliError> {
                 format!("secondary of {tenant_shard_id} set to node {node}")
             });
         }
-        ShardsCmd::TenantShardCancelReconcile { tenant_shard_id } => {
+        ShardsCmd::CancelReconcile { tenant_shard_id } => {
             let answer = api
                 .put(
                     &format!("/control/v1/tenant/{tenant_shard_id}/cancel_reconcile"),
                     None,
                 )
                 .await?;
-            out.print(&answer, || format!("reconcile of {tenant_shard_id} cancelled"));
+            out.print(&answer, || {
+                format!("reconcile of {tenant_shard_id} cancelled")
+            });
         }
     }
     Ok(())

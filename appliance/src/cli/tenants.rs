@@ -121,7 +121,9 @@ fn parse_placement(raw: &str) -> Result<Value, String> {
 
 pub async fn run(cmd: TenantsCmd, api: &Api, out: Out) -> Result<(), CliError> {
     match cmd {
-        TenantsCmd::Tenants { node_id: Some(node) } => {
+        TenantsCmd::Tenants {
+            node_id: Some(node),
+        } => {
             let shards = api.get(&format!("/control/v1/node/{node}/shards")).await?;
             out.print(&shards, || node_shards_table(&shards));
         }
@@ -258,13 +260,13 @@ fn config_body(tenant_id: &str, config: &str) -> Result<Value, CliError> {
     Ok(Value::Object(body))
 }
 
-async fn preferred_azs(
-    api: &Api,
-    tenant_id: &str,
-    az: Option<String>,
-) -> Result<Value, CliError> {
+async fn preferred_azs(api: &Api, tenant_id: &str, az: Option<String>) -> Result<Value, CliError> {
     let tenant = api.get(&format!("/control/v1/tenant/{tenant_id}")).await?;
-    let node_az = if az.is_none() { node_azs(api).await? } else { BTreeMap::new() };
+    let node_az = if az.is_none() {
+        node_azs(api).await?
+    } else {
+        BTreeMap::new()
+    };
     let mut body = serde_json::Map::new();
     for s in tenant["shards"].as_array().into_iter().flatten() {
         let id = cell(s.get("tenant_shard_id"));
@@ -309,7 +311,13 @@ fn tenants_table(tenants: &Value) -> String {
         ]
     });
     table(
-        &["TenantId", "ShardCount", "StripeSize", "Placement", "Scheduling"],
+        &[
+            "TenantId",
+            "ShardCount",
+            "StripeSize",
+            "Placement",
+            "Scheduling",
+        ],
         rows,
     )
 }

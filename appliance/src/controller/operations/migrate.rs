@@ -90,29 +90,29 @@ impl Controller {
     ) -> Result<Option<NodeId>, OperationError> {
         let destination = req.node_id;
         let state = self.state.read();
-            let s = state.shard(&shard).ok_or_else(|| {
-                OperationError::NotFound(format!("Tenant shard {shard} not found"))
+        let s = state
+            .shard(&shard)
+            .ok_or_else(|| OperationError::NotFound(format!("Tenant shard {shard} not found")))?;
+        let origin = s.intent.attached;
+        if let Some(expected) = req.origin_node_id
+            && origin != Some(expected)
+        {
+            return Err(OperationError::PreconditionFailed(format!(
+                "{shard} is attached on {origin:?}, not on node {expected}"
+            )));
+        }
+        if origin == Some(destination) {
+            Ok(None)
+        } else {
+            let origin = origin.ok_or_else(|| {
+                OperationError::Invalid(format!("{shard} is not attached anywhere"))
             })?;
-            let origin = s.intent.attached;
-            if let Some(expected) = req.origin_node_id
-                && origin != Some(expected)
-            {
-                return Err(OperationError::PreconditionFailed(format!(
-                    "{shard} is attached on {origin:?}, not on node {expected}"
-                )));
+            state.check_migration(shard, origin, destination)?;
+            if !req.migration_config.override_scheduler {
+                self.check_destination(&state, s, destination)?;
             }
-            if origin == Some(destination) {
-                Ok(None)
-            } else {
-                let origin = origin.ok_or_else(|| {
-                    OperationError::Invalid(format!("{shard} is not attached anywhere"))
-                })?;
-                state.check_migration(shard, origin, destination)?;
-                if !req.migration_config.override_scheduler {
-                    self.check_destination(&state, s, destination)?;
-                }
-                Ok(Some(origin))
-            }
+            Ok(Some(origin))
+        }
     }
 
     /// `?dry_run=true`: the checks of a migrate, then the move it would make; nothing is
@@ -122,18 +122,16 @@ impl Controller {
         shard: TenantShardId,
         req: &TenantShardMigrateRequest,
     ) -> Result<DryRunResponse, OperationError> {
-        let moves = self
-            .check_migrate(shard, req)?
-            .map(|origin| PlannedMove {
-                tenant_shard_id: shard,
-                from: Some(origin),
-                to: Some(req.node_id),
-                note: if req.migration_config.prewarm {
-                    "prewarmed: a secondary first, then the cut-over".into()
-                } else {
-                    "cut over at once".into()
-                },
-            });
+        let moves = self.check_migrate(shard, req)?.map(|origin| PlannedMove {
+            tenant_shard_id: shard,
+            from: Some(origin),
+            to: Some(req.node_id),
+            note: if req.migration_config.prewarm {
+                "prewarmed: a secondary first, then the cut-over".into()
+            } else {
+                "cut over at once".into()
+            },
+        });
         Ok(DryRunResponse::new(moves.into_iter().collect()))
     }
 

@@ -354,10 +354,10 @@ impl storcon_http::Operations for Operations {
     ) -> Op<'_, storcon_api::dry_run::DryRunResponse> {
         let ctl = self.0.clone();
         async move {
-            let plan = ctl
-                .state
-                .read()
-                .plan_split(tenant, req.new_shard_count, req.new_stripe_size)?;
+            let plan =
+                ctl.state
+                    .read()
+                    .plan_split(tenant, req.new_shard_count, req.new_stripe_size)?;
             Ok(storcon_api::dry_run::DryRunResponse::new(
                 state_machine::preview::split(&plan),
             ))
