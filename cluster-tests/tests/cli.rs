@@ -4,7 +4,8 @@
 //! as JSON; both are checked against what the API answers. One fixture per group:
 //!
 //! - `nodes_cluster_and_errors`: `nodes`, `cluster status` (leader, term, lag per member asked
-//!   of the leader; a follower's own answer has no lag), `node-configure`, `node-delete`,
+//!   of the leader; a follower's own answer has no lag; a SIGSTOPped replica's lag grows, then
+//!   returns to 0 once it is resumed), `node-configure`, `node-delete`,
 //!   `node-tombstones`, `node-delete-tombstone`, `node-drop`; `STORCON_API`; clap's usage
 //!   errors exit 2, server errors print the status and `msg` and exit 1, an unreachable API
 //!   exits 3.
@@ -14,8 +15,9 @@
 //!   `cancel-reconcile`, `tenant-shard-split` (`--dry-run`, then `--wait`),
 //!   `tenant-set-preferred-az`, `tenant-drop`, `tenant-delete`.
 //! - `drain_and_fill`: `start-drain --dry-run` lists each attached shard going to its
-//!   secondary and changes nothing; `--wait` exits 0 once the node is `PauseForRestart` and
-//!   empty; a fill's dry run names exactly the shards the fill then brings back.
+//!   secondary and changes nothing (a misspelt `dryrun` is a 400); `--wait` counts the shards
+//!   down and exits 0 once the node is `PauseForRestart` and empty; a fill's dry run names
+//!   exactly the shards the fill then brings back; a `--wait` shorter than the fill exits 4.
 //!
 //! The optimiser is off, so the placements checked are the operations' own.
 
@@ -325,6 +327,70 @@ async fn nodes_cluster_and_errors() {
     .await
     .expect("caught up");
 
+    // A paused follower falls behind: its lag grows with each write, and goes back to 0.
+    let paused = fx
+        .cluster
+        .ids()
+        .into_iter()
+        .find(|id| *id != leader && *id != fx.follower)
+        .expect("a third replica");
+    fx.cluster.pause(paused).expect("SIGSTOP");
+    let lag_of = |s: &Value, id: u64| {
+        s["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["id"] == json!(id))
+            .expect("member")["lag"]
+            .clone()
+    };
+    for policy in ["pause", "active"] {
+        cli(
+            &url,
+            &["node-configure", "--node-id", "1", "--scheduling", policy],
+        )
+        .await
+        .ok();
+    }
+    let behind = wait_until("the paused replica lags", SETTLE_DEADLINE, async || {
+        let s = cli(&url, &["cluster", "status", "--json"])
+            .await
+            .ok()
+            .json();
+        let lag = lag_of(&s, paused).as_u64().unwrap_or(0);
+        anyhow::ensure!(
+            lag >= 2 && lag_of(&s, fx.follower) == json!(0),
+            "lags in {s}"
+        );
+        Ok(lag)
+    })
+    .await
+    .expect("a lag");
+    let run = cli(&url, &["cluster", "status"]).await.ok();
+    let row = run
+        .table()
+        .into_iter()
+        .find(|r| r["Id"] == paused.to_string())
+        .expect("its row");
+    assert!(
+        row["Lag"].parse::<u64>().expect("numeric") >= behind,
+        "{run}"
+    );
+    fx.cluster.resume(paused).expect("SIGCONT");
+    wait_until(
+        "the resumed replica catches up",
+        SETTLE_DEADLINE,
+        async || {
+            let s = cli(&url, &["cluster", "status", "--json"])
+                .await
+                .ok()
+                .json();
+            anyhow::ensure!(lag_of(&s, paused) == json!(0), "lags in {s}");
+            Ok(())
+        },
+    )
+    .await
+    .expect("caught up");
     // node-configure, checked against the API.
     cli(
         &url,
@@ -946,6 +1012,18 @@ async fn drain_and_fill() {
     wait_settled(&api, &fx.sims, &tenants, SETTLE_DEADLINE)
         .await
         .expect("placed");
+    // A timeline each, so that a move waits for the destination to catch up.
+    for t in &tenants {
+        let body = json!({"new_timeline_id": format!("{TAG:08x}{:024x}", 1)});
+        let (status, answer) = api
+            .call(
+                Method::POST,
+                &format!("/v1/tenant/{t}/timeline"),
+                Some(&body),
+            )
+            .await;
+        assert_eq!(status, 201, "{answer}");
+    }
     let mut per_node = Vec::new();
     for n in 1..=3 {
         per_node.push((attached_on(&api, n).await.len(), n));
@@ -1010,7 +1088,12 @@ async fn drain_and_fill() {
     .await
     .fails(2, &["Usage:"]);
 
-    // The drain, waited for.
+    // The drain, waited for; each move waits for the destination to catch up, so the progress
+    // lines count the shards down.
+    fx.sims
+        .set_behaviour(&json!({"catch_up_ms": 700}))
+        .await
+        .expect("slow catch-up");
     let run = cli(
         &url,
         &[
@@ -1024,7 +1107,22 @@ async fn drain_and_fill() {
     )
     .await
     .ok();
-    assert!(run.stdout.contains("shard(s) left to move"), "{run}");
+    let prefix = format!("drain of node {busiest}: ");
+    let left: Vec<usize> = run
+        .stdout
+        .lines()
+        .filter(|l| l.contains("left to move"))
+        .filter_map(|l| l.strip_prefix(&prefix)?.split(' ').next()?.parse().ok())
+        .collect();
+    assert!(left.len() >= 2, "a line per count: {run}");
+    assert!(
+        left.windows(2).all(|w| w[0] > w[1]),
+        "counting down: {left:?}"
+    );
+    assert!(
+        left[0] <= on_busiest.len() && left[left.len() - 1] == 0,
+        "{left:?}"
+    );
     assert!(
         run.stdout.contains(&format!(
             "drain of node {busiest} done: node PauseForRestart"
@@ -1074,20 +1172,50 @@ async fn drain_and_fill() {
         dump,
         "a dry run changes nothing"
     );
+    // Each move of the fill takes 3 s: a 1 s --wait gives up with exit 4, and the fill goes on.
+    fx.sims
+        .set_behaviour(&json!({"catch_up_ms": 3000}))
+        .await
+        .expect("slower catch-up");
     let run = cli(
         &url,
-        &["start-fill", "--node-id", &node_arg, "--wait", "--json"],
+        &[
+            "start-fill",
+            "--node-id",
+            &node_arg,
+            "--wait",
+            "--timeout",
+            "1",
+            "--json",
+        ],
     )
-    .await
-    .ok();
-    assert_eq!(run.json()["scheduling"], "Active", "{run}");
+    .await;
+    let run = run.fails(
+        4,
+        &[&format!("fill of node {busiest} still running after 1s")],
+    );
     assert!(
-        run.stderr.contains(&format!("fill of node {busiest} done")),
+        run.stderr
+            .contains(&format!("fill of node {busiest}: 0 shard(s) attached")),
         "progress on stderr with --json: {run}"
     );
+    assert!(
+        run.stdout.is_empty(),
+        "no JSON for an unfinished wait: {run}"
+    );
+    wait_until("the fill ends", SETTLE_DEADLINE, async || {
+        let scheduling = api.node_scheduling(busiest).await?;
+        anyhow::ensure!(scheduling.as_deref() == Some("Active"), "{scheduling:?}");
+        Ok(())
+    })
+    .await
+    .expect("filled");
     assert_eq!(
         attached_on(&api, busiest).await,
         planned,
         "the fill moved what its dry run named"
     );
+    cli(&url, &["cancel-fill", "--node-id", &node_arg])
+        .await
+        .fails(1, &["412", "no fill in progress"]);
 }
