@@ -1,8 +1,10 @@
 //! `storcon`: a storage controller for Neon-style pageservers, replicated over Raft.
 //!
 //! Subcommands: `run --config FILE` starts one replica; `demo` starts a three-replica cluster on
-//! loopback for a first look; the others are the operator CLI (`cli`), which talks to a running
-//! cluster's API (`--api`, `--token`, `--json`).
+//! loopback for a first look; `backup`, `restore` and `recover` (see `recovery`) take a backup
+//! from a running cluster and seed a one-member cluster from a backup or a survivor; the others
+//! are the operator CLI (`cli`), which talks to a running cluster's API. `--api`, `--token` and
+//! `--json` are global options (env `STORCON_API`, `STORCON_TOKEN`), `backup`'s too.
 //!
 //! What this crate owns: start-up (config, opening the store, formation, serving HTTP), following
 //! leadership (`leadership`), and the leader-only controller (`controller`), which implements
@@ -14,6 +16,7 @@ mod controller;
 mod demo;
 mod formation;
 mod leadership;
+mod recovery;
 mod run;
 mod signals;
 
@@ -52,8 +55,59 @@ enum Cmd {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Fetch a backup of the applied state from any replica, verify it, write it atomically.
+    /// `--api` (any replica) and `--token` (admin scope) are the global options.
+    Backup {
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Offline: seed this replica's empty data dir as a one-member cluster from a backup.
+    Restore {
+        #[arg(long)]
+        config: PathBuf,
+        /// The backup file `storcon backup` wrote.
+        #[arg(long = "from")]
+        from: PathBuf,
+        /// Raise every generation by this much: more than the old cluster may have issued
+        /// per shard after the backup.
+        #[arg(long, default_value_t = state_machine::DEFAULT_GENERATION_GAP)]
+        generation_gap: u32,
+    },
+    /// Offline, after quorum loss: rewrite this surviving replica into a one-member cluster.
+    Recover {
+        #[arg(long)]
+        config: PathBuf,
+        /// Required: recover drops every other member.
+        #[arg(long)]
+        force: bool,
+        #[arg(long, default_value_t = state_machine::DEFAULT_GENERATION_GAP)]
+        generation_gap: u32,
+    },
     #[command(flatten)]
     Operator(cli::Command),
+}
+
+/// Loads a config or exits 2, as `run` does.
+fn load_config_or_exit(path: &std::path::Path) -> config::Config {
+    match config::Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("storcon: {e:#}");
+            std::process::exit(2);
+        }
+    }
+}
+
+/// Ends a recovery subcommand: its message and exit status on failure.
+fn finish(result: Result<(), recovery::RecoveryError>) -> anyhow::Result<()> {
+    match result {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("storcon: {e}");
+            std::process::exit(e.exit_status());
+        }
+    }
 }
 
 fn init_tracing() {
@@ -91,13 +145,7 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     match cli.command {
         Cmd::Run { config } => {
-            let config = match config::Config::load(&config) {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("storcon: {e:#}");
-                    std::process::exit(2);
-                }
-            };
+            let config = load_config_or_exit(&config);
             // The whole cause chain, on one line (a failed start once printed only
             // "cannot start raft").
             if let Err(e) = runtime.block_on(run::run(config)) {
@@ -131,6 +179,49 @@ fn main() -> anyhow::Result<()> {
                 std::process::exit(e.exit_code());
             }
             Ok(())
+        }
+        Cmd::Backup { out } => {
+            // The global options, which already read STORCON_API and STORCON_TOKEN.
+            let Some(api) = cli.api.api else {
+                eprintln!("storcon: backup needs --api URL (or STORCON_API)");
+                std::process::exit(2);
+            };
+            let token = cli.api.token;
+            finish(
+                runtime
+                    .block_on(recovery::backup::fetch_and_write(
+                        &api,
+                        token.as_deref(),
+                        &out,
+                    ))
+                    .map(|summary| println!("{summary}")),
+            )
+        }
+        Cmd::Restore {
+            config: path,
+            from,
+            generation_gap,
+        } => {
+            let config = load_config_or_exit(&path);
+            finish(recovery::restore::run(
+                &config,
+                &path,
+                &from,
+                generation_gap,
+            ))
+        }
+        Cmd::Recover {
+            config: path,
+            force,
+            generation_gap,
+        } => {
+            let config = load_config_or_exit(&path);
+            finish(recovery::recover::run(
+                &config,
+                &path,
+                force,
+                generation_gap,
+            ))
         }
     }
 }

@@ -50,6 +50,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     .await??;
     let state = sm.shared_state();
     let audit = sm.audit();
+    let backup = sm.backup_source(node_id);
 
     let auth = config.loaded_auth.clone();
     let peer_token = auth.as_ref().and_then(|a| a.peer_token.clone());
@@ -93,6 +94,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         formation.clone(),
     )
     .with_auth(http_auth)
+    .with_backup(backup)
     .with_failpoints(Arc::new(storcon_failpoints::Failpoints::new(
         config.testing.failpoints,
     )));

@@ -71,6 +71,21 @@ impl Cluster {
         controller: Option<ControllerOptions>,
         auth: Option<AuthOptions>,
     ) -> anyhow::Result<Cluster> {
+        let cluster = Cluster::configure(opts, controller, auth)?;
+        // `cluster` already owns the replicas, so a failed spawn kills the ones started before it.
+        for replica in &cluster.replicas {
+            replica.spawn(&cluster.bin, &cluster.rust_log)?;
+        }
+        Ok(cluster)
+    }
+
+    /// Writes every replica's config and starts none: a test prepares data dirs first (a
+    /// restore seeds one) and starts replicas with [`Cluster::restart`].
+    pub fn configure(
+        opts: ClusterOptions,
+        controller: Option<ControllerOptions>,
+        auth: Option<AuthOptions>,
+    ) -> anyhow::Result<Cluster> {
         let bin = storcon_binary();
         let dir = tempfile::Builder::new()
             .prefix("storcon-cluster-")
@@ -96,7 +111,7 @@ impl Cluster {
                 .with_context(|| format!("writing {}", replica.config_path.display()))?;
             replicas.push(replica);
         }
-        let cluster = Cluster {
+        Ok(Cluster {
             dir: Some(dir),
             bin,
             rust_log: opts.rust_log,
@@ -105,12 +120,7 @@ impl Cluster {
                 Some(a) => client_with_token(&a.client_token)?,
                 None => http_client(REQUEST_TIMEOUT),
             },
-        };
-        // `cluster` already owns the replicas, so a failed spawn kills the ones started before it.
-        for replica in &cluster.replicas {
-            replica.spawn(&cluster.bin, &cluster.rust_log)?;
-        }
-        Ok(cluster)
+        })
     }
 
     /// [`Cluster::start`], then waits until a leader is elected and every replica has applied the
@@ -255,7 +265,8 @@ impl Cluster {
         Ok(())
     }
 
-    /// Starts replica `id` again with the same config and data dir.
+    /// Starts replica `id` again with the same config and data dir (or for the first time, after
+    /// [`Cluster::configure`]).
     pub fn restart(&self, id: u64) -> anyhow::Result<()> {
         self.replica(id).spawn(&self.bin, &self.rust_log)
     }

@@ -13,8 +13,8 @@ use state_machine::ReplicaId;
 use crate::auth::HttpAuth;
 use crate::failpoints;
 use crate::{
-    auth, cluster, debug, forward, guard, migrate, nodes, onboarding, probes, raft_rpc, secondary,
-    tenant_config, tenants, timelines, trace, upcalls,
+    auth, backup, cluster, debug, forward, guard, migrate, nodes, onboarding, probes, raft_rpc,
+    secondary, tenant_config, tenants, timelines, trace, upcalls,
 };
 use storcon_failpoints::Failpoints;
 
@@ -43,6 +43,8 @@ pub struct AppInner {
     pub auth: HttpAuth,
     /// Test-only fault injection, configured per replica.
     pub failpoints: Arc<Failpoints>,
+    /// Takes backup documents of this replica's store (`GET /control/v1/backup`).
+    pub backup: Option<raft_store::backup::BackupSource>,
 }
 
 #[derive(Clone)]
@@ -77,7 +79,16 @@ impl AppState {
             leader: Default::default(),
             auth: HttpAuth::disabled(),
             failpoints: Arc::new(Failpoints::new(false)),
+            backup: None,
         }))
+    }
+
+    /// Lets this replica serve backups of its store; start-up wiring like `with_auth`.
+    pub fn with_backup(mut self, source: raft_store::backup::BackupSource) -> Self {
+        Arc::get_mut(&mut self.0)
+            .expect("AppState::with_backup is called before the state is shared")
+            .backup = Some(source);
+        self
     }
 
     /// Shares the failpoint registry with the leader services; start-up wiring like `with_auth`.
@@ -252,6 +263,7 @@ pub fn router(app: AppState) -> Router {
             put(migrate::cancel_reconcile),
         )
         .route("/control/v1/preferred_azs", put(migrate::preferred_azs))
+        .route("/control/v1/backup", get(backup::take))
         .route("/debug/v1/inspect", post(debug::inspect))
         .route("/debug/v1/attach-hook", post(debug::attach_hook))
         .route("/debug/v1/reconcile_all", post(debug::reconcile_all))

@@ -149,6 +149,8 @@ pub fn required_access(method: &Method, path: &str) -> Access {
         // storcon's own routes. Cluster status: operators read it with `admin`, and a follower
         // asks its leader with its peer token. Raft RPCs and the formation probe: peers only.
         ("GET", ["control", "v1", "cluster"]) => scope(ControllerPeer),
+        // The whole state: operators only.
+        ("GET", ["control", "v1", "backup"]) => scope(Admin),
         (_, ["raft", ..]) => Access::Only(ControllerPeer),
 
         // Anything else, including unknown routes.
@@ -586,6 +588,7 @@ mod tests {
             (Method::POST, "/debug/v1/node/7/drop", S(Admin)),
             // storcon's own
             (Method::GET, "/control/v1/cluster", S(ControllerPeer)),
+            (Method::GET, "/control/v1/backup", S(Admin)),
             (Method::POST, "/raft/append", Only(ControllerPeer)),
             (Method::POST, "/raft/vote", Only(ControllerPeer)),
             (Method::POST, "/raft/snapshot", Only(ControllerPeer)),

@@ -18,6 +18,10 @@ pub struct ClusterStatus {
     /// The log index of the last applied entry.
     pub last_applied: Option<u64>,
     pub members: Vec<MemberStatus>,
+    /// The last restore or forced recovery of the applied state (log point, generation gap),
+    /// `null` if it never was.
+    #[serde(default)]
+    pub restored_from: Option<state_machine::RestoreRecord>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -109,6 +113,7 @@ pub async fn status(State(app): State<AppState>) -> Json<ClusterStatus> {
         term: Term(m.current_term),
         last_applied: m.last_applied.map(|l| l.index),
         members,
+        restored_from: app.state.read().restored_from().cloned(),
     })
 }
 

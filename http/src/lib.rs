@@ -15,6 +15,7 @@
 
 mod app;
 pub mod auth;
+mod backup;
 mod cluster;
 mod debug;
 mod error;

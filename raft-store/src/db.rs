@@ -50,7 +50,12 @@ impl Db {
     /// Opens (or creates) `raft.redb` in `dir` for `node_id`, refusing a file of another node.
     /// Blocking: call it before the runtime starts serving, or from `spawn_blocking`.
     pub fn open(dir: &Path, node_id: ReplicaId) -> Result<Db, OpenError> {
-        let path = dir.join("raft.redb");
+        Db::open_file(&dir.join(crate::seed::STORE_FILE), node_id)
+    }
+
+    /// [`Db::open`] on a file of any name (a store being seeded is built beside the real one).
+    pub(crate) fn open_file(path: &Path, node_id: ReplicaId) -> Result<Db, OpenError> {
+        let path = path.to_path_buf();
         let open_err = |source: StoreError| OpenError::Open {
             path: path.display().to_string(),
             source,

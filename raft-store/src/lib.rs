@@ -15,6 +15,7 @@
 //!   so `purged <= snapshot <= applied` holds on disk;
 //! - redb is only called from blocking threads (`Db::run`), never on a tokio worker.
 
+pub mod backup;
 pub mod client;
 pub mod codec;
 mod db;
@@ -22,6 +23,7 @@ mod error;
 mod formation;
 mod log_store;
 mod network;
+pub mod seed;
 mod snapshot;
 mod state_machine;
 mod types;

@@ -19,9 +19,9 @@ use crate::error::StoreError;
 use crate::types::TypeConfig;
 use state_machine::ReplicaId;
 
-const VOTE: &str = "vote";
-const COMMITTED: &str = "committed";
-const LAST_PURGED: &str = "last_purged";
+pub(crate) const VOTE: &str = "vote";
+pub(crate) const COMMITTED: &str = "committed";
+pub(crate) const LAST_PURGED: &str = "last_purged";
 
 #[derive(Clone)]
 pub struct LogStore {

@@ -33,9 +33,9 @@ use crate::snapshot::{FORMAT_VERSION, SnapshotBlob, StoredSnapshot};
 use crate::types::TypeConfig;
 use state_machine::ReplicaId;
 
-const LAST_APPLIED: &str = "last_applied";
-const MEMBERSHIP: &str = "membership";
-const SNAPSHOT: &str = "snapshot";
+pub(crate) const LAST_APPLIED: &str = "last_applied";
+pub(crate) const MEMBERSHIP: &str = "membership";
+pub(crate) const SNAPSHOT: &str = "snapshot";
 
 type Membership = StoredMembership<ReplicaId, BasicNode>;
 
@@ -186,6 +186,11 @@ impl StateMachineStore {
         self.state.clone()
     }
 
+    /// Takes backup documents of this replica's applied state (see `backup.rs`).
+    pub fn backup_source(&self, node_id: ReplicaId) -> crate::backup::BackupSource {
+        crate::backup::BackupSource::new(self.db.clone(), node_id)
+    }
+
     /// A handle that compares the in-memory state with the rows on disk.
     pub fn audit(&self) -> StateAudit {
         StateAudit {
@@ -227,23 +232,26 @@ impl StateAudit {
     }
 }
 
+/// The applied state at one point of the log: rows, `last_applied` and membership from one
+/// read transaction, so they are one consistent view. Snapshots and backups both read this.
+pub(crate) fn read_blob(db: &Db) -> Result<SnapshotBlob, StoreError> {
+    let tx = db.read()?;
+    let meta = tx.open_table(SM_META)?;
+    let mut rows = Vec::new();
+    for item in tx.open_table(SM_ROWS)?.iter()? {
+        let (k, v) = item?;
+        rows.push((k.value().to_string(), v.value().to_vec()));
+    }
+    Ok(SnapshotBlob {
+        version: FORMAT_VERSION,
+        last_applied: get_json(&meta, LAST_APPLIED)?.flatten(),
+        membership: get_json(&meta, MEMBERSHIP)?.unwrap_or_default(),
+        rows,
+    })
+}
+
 fn build_snapshot_blocking(db: &Db) -> Result<Snapshot<TypeConfig>, StoreError> {
-    // One read transaction: rows, last_applied and membership are one consistent view.
-    let blob = {
-        let tx = db.read()?;
-        let meta = tx.open_table(SM_META)?;
-        let mut rows = Vec::new();
-        for item in tx.open_table(SM_ROWS)?.iter()? {
-            let (k, v) = item?;
-            rows.push((k.value().to_string(), v.value().to_vec()));
-        }
-        SnapshotBlob {
-            version: FORMAT_VERSION,
-            last_applied: get_json(&meta, LAST_APPLIED)?.flatten(),
-            membership: get_json(&meta, MEMBERSHIP)?.unwrap_or_default(),
-            rows,
-        }
-    };
+    let blob = read_blob(db)?;
     let data = codec::encode_snapshot(&blob)?;
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -64,6 +64,7 @@ impl State {
         if let Some(c) = config {
             shard.config = c.clone();
         }
+        let floor = self.generation_floor();
         let answer = match node_id {
             Some(node) => {
                 let generation = match generation_override {
@@ -81,11 +82,7 @@ impl State {
                         )));
                     }
                     Some(g) => g,
-                    None => shard.generation.map_or(Ok(Generation::FIRST), |g| {
-                        g.next().ok_or_else(|| {
-                            Rejection::Conflict(format!("{id}: generation {g} cannot be increased"))
-                        })
-                    })?,
+                    None => crate::tenants::next_generation(&shard, floor)?,
                 };
                 shard.generation = Some(generation);
                 shard.generation_pageserver = Some(node);

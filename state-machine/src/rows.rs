@@ -13,6 +13,8 @@ pub(crate) const SPLIT_PREFIX: &str = "split/";
 pub(crate) const MIGRATION_PREFIX: &str = "migration/";
 pub(crate) const NODE_OPERATION_KEY: &str = "meta/node_operation";
 pub(crate) const TOMBSTONE_PREFIX: &str = "tombstone/";
+/// The last restore or recovery of this state (see `restore.rs`).
+pub(crate) const RESTORED_FROM_KEY: &str = "meta/restored_from";
 
 /// A change to one row: `value: None` deletes it.
 #[derive(Debug, Clone, PartialEq, Eq)]

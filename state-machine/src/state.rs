@@ -9,11 +9,12 @@ use crate::ids::{TenantId, TenantShardId};
 use crate::migration::MigrationRecord;
 use crate::node::{NodeId, NodeRecord, NodeRegisterRequest, RegisterOutcome};
 use crate::node_operation::NodeOperation;
+use crate::restore::RestoreRecord;
 use crate::rows::{
     self, DecodeError, LEADER_KEY, MIGRATION_PREFIX, Mutation, NODE_PREFIX, SHARD_PREFIX,
     SPLIT_PREFIX,
 };
-use crate::rows::{NODE_OPERATION_KEY, TOMBSTONE_PREFIX};
+use crate::rows::{NODE_OPERATION_KEY, RESTORED_FROM_KEY, TOMBSTONE_PREFIX};
 use crate::split::SplitRecord;
 use crate::tenant::TenantShard;
 use crate::{ReplicaId, Term};
@@ -37,6 +38,8 @@ pub struct State {
     /// Deleted nodes, by id: the id may not come back until the tombstone is removed.
     pub(crate) tombstones: BTreeMap<NodeId, NodeRecord>,
     leader: Option<LeaderRecord>,
+    /// Set by a restore or recovery; raises the generations shards count from.
+    pub(crate) restored_from: Option<RestoreRecord>,
 }
 
 impl State {
@@ -248,6 +251,8 @@ impl State {
                 sync(&mut self.tombstones, &from.tombstones, id);
             } else if key == LEADER_KEY {
                 self.leader = from.leader.clone();
+            } else if key == RESTORED_FROM_KEY {
+                self.restored_from = from.restored_from.clone();
             } else {
                 return Err(bad(key));
             }
@@ -280,6 +285,8 @@ impl State {
                 state.tombstones.insert(node.id, node);
             } else if key == LEADER_KEY {
                 state.leader = Some(rows::decode(key, value)?);
+            } else if key == RESTORED_FROM_KEY {
+                state.restored_from = Some(rows::decode(key, value)?);
             } else {
                 return Err(DecodeError::UnknownKey(key.to_string()));
             }

@@ -12,15 +12,20 @@ use crate::tenant::{
 
 type Applied = Result<(Response, Vec<Mutation>), Rejection>;
 
-/// The generation after the shard's current one. Refused at the end of the range: reusing the
-/// last value would let two nodes hold the same generation.
-fn next_generation(shard: &TenantShard) -> Result<Generation, Rejection> {
-    match shard.generation {
-        None => Ok(Generation::FIRST),
-        Some(g) => g.next().ok_or_else(|| {
-            Rejection::Conflict(format!("{}: generation {g} cannot be increased", shard.id))
-        }),
-    }
+/// The generation after the shard's current one (after the state's generation floor for a
+/// shard without one). Refused at the end of the range: reusing the last value would let two
+/// nodes hold the same generation.
+pub(crate) fn next_generation(
+    shard: &TenantShard,
+    floor: Generation,
+) -> Result<Generation, Rejection> {
+    let current = shard.generation.unwrap_or(floor);
+    current.next().ok_or_else(|| {
+        Rejection::Conflict(format!(
+            "{}: generation {current} cannot be increased",
+            shard.id
+        ))
+    })
 }
 
 /// `config` with `patch` applied: a `null` removes a field, a value sets it.
@@ -113,7 +118,8 @@ impl State {
         }
         let generation = match c.placement {
             PlacementPolicy::Secondary => c.generation,
-            _ => Some(c.generation.unwrap_or(Generation(0))),
+            // Counts from the floor: 0, or above every generation a restored state may not know.
+            _ => Some(c.generation.unwrap_or(self.generation_floor())),
         };
         let muts = (0..ShardCount(c.shard_count).count())
             .map(|number| {
@@ -301,7 +307,7 @@ impl State {
                 "Node {node_id} not registered"
             )));
         }
-        let next = next_generation(&shard)?;
+        let next = next_generation(&shard, self.generation_floor())?;
         shard.generation = Some(next);
         shard.generation_pageserver = Some(node_id);
         let m = self.put_shard(shard);
@@ -344,7 +350,7 @@ impl State {
         let mut issued = Vec::with_capacity(ids.len());
         for id in ids {
             if let Some(mut shard) = self.shards.get(&id).cloned() {
-                let Ok(next) = next_generation(&shard) else {
+                let Ok(next) = next_generation(&shard, self.generation_floor()) else {
                     continue;
                 };
                 shard.generation = Some(next);
