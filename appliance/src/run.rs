@@ -82,6 +82,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     .await
     .context("cannot start raft")?;
 
+    tokio::spawn(storcon_http::metrics::watch_leader_changes(raft.clone()));
     let members = config.members();
     let formation = Arc::new(Formation::new(node_id, &members, pristine, marker));
     let app = AppState::new(

@@ -14,6 +14,7 @@
 //!   like the replicas; [`storage_api::StorageApi`]: typed tenant, node-shard, upcall and debug
 //!   calls; [`placement`]: the controller's intent checked against what the simulators hold;
 //!   [`history`]: the simulators' history files and the generation-safety checker.
+//! - [`prom`]: a strict parser of the `/metrics` text and a scrape of one replica.
 //! - [`auth`]: test-only JWTs and an `[auth]` section that trusts their key.
 //! - [`raw_http`]: one HTTP/1.1 request with its target sent verbatim (dot segments and other
 //!   paths an HTTP client library would normalize).
@@ -35,6 +36,7 @@ pub mod history;
 pub mod moves;
 pub mod placement;
 mod process;
+pub mod prom;
 pub mod raw_http;
 pub mod sims;
 pub mod splits;

@@ -13,8 +13,8 @@ use state_machine::ReplicaId;
 use crate::auth::HttpAuth;
 use crate::failpoints;
 use crate::{
-    auth, backup, cluster, debug, forward, guard, migrate, nodes, onboarding, probes, raft_rpc,
-    secondary, tenant_config, tenants, timelines, trace, upcalls,
+    auth, backup, cluster, debug, forward, guard, metrics, migrate, nodes, onboarding, probes,
+    raft_rpc, secondary, tenant_config, tenants, timelines, trace, upcalls,
 };
 use storcon_failpoints::Failpoints;
 
@@ -140,6 +140,7 @@ pub fn router(app: AppState) -> Router {
         .route("/status", get(probes::status))
         .route("/live", get(probes::live))
         .route("/ready", get(probes::ready))
+        .route("/metrics", get(metrics::serve))
         .route("/control/v1/cluster", get(cluster::status))
         .route("/control/v1/leader", get(cluster::leader))
         .route(
@@ -291,7 +292,9 @@ pub fn router(app: AppState) -> Router {
 
     // Auth wraps every route and the fallback, outside the forwarding layer: a follower checks the
     // token before it forwards, and the leader checks the forwarded header again.
-    // Outermost first: the span, panics caught, errors as JSON, dot segments refused, then auth.
+    // Outermost first: request metrics (by route template: every layer wraps each route, so
+    // `MatchedPath` is known), the span, panics caught, errors as JSON, dot segments refused,
+    // then auth.
     raft.merge(local)
         .merge(leader_served)
         .layer(axum::middleware::from_fn_with_state(
@@ -302,5 +305,6 @@ pub fn router(app: AppState) -> Router {
         .layer(axum::middleware::from_fn(guard::json_errors))
         .layer(axum::middleware::from_fn(guard::catch_panic))
         .layer(axum::middleware::from_fn(trace::request_span))
+        .layer(axum::middleware::from_fn(metrics::track_requests))
         .with_state(app)
 }

@@ -48,9 +48,13 @@ pub async fn propose(
 ) -> Result<Response, ProposeError> {
     // Every replica must be able to decode the entry, forever: refuse what it could not.
     command.check_admissible().map_err(ProposeError::Rejected)?;
-    let written = tokio::time::timeout(within, raft.client_write(command))
-        .await
-        .map_err(|_| ProposeError::NotCommitted { within })?;
+    let started = std::time::Instant::now();
+    let written = tokio::time::timeout(within, raft.client_write(command)).await;
+    crate::metrics::observe(
+        &crate::metrics::STORE_METRICS.proposal_latency,
+        started.elapsed(),
+    );
+    let written = written.map_err(|_| ProposeError::NotCommitted { within })?;
     match written {
         Ok(written) => match written.data {
             Response::Rejected(r) => Err(ProposeError::Rejected(r)),

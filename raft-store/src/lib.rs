@@ -3,7 +3,9 @@
 //! What this crate owns: the openraft type configuration, the log store and state machine on
 //! redb ([`LogStore`], [`StateMachineStore`]), snapshots, the Raft network client over HTTP, the
 //! on-disk marker used while a pristine cluster forms, and [`client`]: the one way to propose a
-//! command and to read the applied state linearizably, for the controller and HTTP alike.
+//! command and to read the applied state linearizably, for the controller and HTTP alike; and
+//! [`metrics`], what the store measures (fsync, proposal and snapshot timings) for the binary
+//! to register.
 //!
 //! Durability contract (see `db.rs` for the table layout):
 //! - vote, log appends, truncation and purge commit with `Durability::Immediate` before openraft
@@ -22,6 +24,7 @@ mod db;
 mod error;
 mod formation;
 mod log_store;
+pub mod metrics;
 mod network;
 pub mod seed;
 mod snapshot;

@@ -8,6 +8,7 @@
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
+use std::time::Instant;
 
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{Entry, LogId, OptionalSend, RaftLogId, StorageError, StorageIOError, Vote};
@@ -16,6 +17,7 @@ use redb::ReadableTable;
 use crate::codec;
 use crate::db::{Db, LOG, RAFT_META, get_json, put_json};
 use crate::error::StoreError;
+use crate::metrics::{self, STORE_METRICS};
 use crate::types::TypeConfig;
 use state_machine::ReplicaId;
 
@@ -129,6 +131,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         &mut self,
         committed: Option<LogId<ReplicaId>>,
     ) -> Result<(), StorageError<ReplicaId>> {
+        if let Some(c) = committed {
+            STORE_METRICS
+                .commit_index
+                .set(i64::try_from(c.index).unwrap_or(i64::MAX));
+        }
         // Not fsynced: losing it only means re-applying less of the log after a restart.
         self.db
             .run(move |db| {
@@ -164,14 +171,17 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let result = self
             .db
             .run(move |db| {
-                db.write_blocking(true, |tx| {
+                let started = Instant::now();
+                let written = db.write_blocking(true, |tx| {
                     let mut table = tx.open_table(LOG)?;
                     for e in &entries {
                         let bytes = codec::encode_entry(e)?;
                         table.insert(e.get_log_id().index, bytes.as_slice())?;
                     }
                     Ok(())
-                })
+                });
+                metrics::observe(&STORE_METRICS.log_append_fsync, started.elapsed());
+                written
             })
             .await;
         match result {

@@ -29,6 +29,7 @@ use state_machine::{Mutation, Response, State};
 use crate::codec;
 use crate::db::{Db, SM_META, SM_ROWS, get_json, put_json};
 use crate::error::StoreError;
+use crate::metrics::{self, STORE_METRICS};
 use crate::snapshot::{FORMAT_VERSION, SnapshotBlob, StoredSnapshot};
 use crate::types::TypeConfig;
 use state_machine::ReplicaId;
@@ -251,6 +252,7 @@ pub(crate) fn read_blob(db: &Db) -> Result<SnapshotBlob, StoreError> {
 }
 
 fn build_snapshot_blocking(db: &Db) -> Result<Snapshot<TypeConfig>, StoreError> {
+    let started = std::time::Instant::now();
     let blob = read_blob(db)?;
     let data = codec::encode_snapshot(&blob)?;
     let nanos = std::time::SystemTime::now()
@@ -273,6 +275,10 @@ fn build_snapshot_blocking(db: &Db) -> Result<Snapshot<TypeConfig>, StoreError> 
     // Immediate: the snapshot, and every earlier None-durability apply, is on disk before
     // openraft may purge the log behind it.
     db.write_blocking(true, |tx| put_json(tx, SM_META, SNAPSHOT, &stored))?;
+    metrics::observe(&STORE_METRICS.snapshot_build, started.elapsed());
+    STORE_METRICS
+        .snapshot_bytes
+        .set(i64::try_from(data.len()).unwrap_or(i64::MAX));
     Ok(Snapshot {
         meta,
         snapshot: Box::new(Cursor::new(data)),

@@ -211,6 +211,8 @@ impl Controller {
                     self.chaos_move(z ^ (z >> 31)).await;
                 }
                 _ = background.tick() => {
+                    let (pending, stuck) = self.reconciles.counts();
+                    storcon_http::metrics::set_reconcile_queue(pending, stuck);
                     if let Err(e) = self.schedule_all().await {
                         tracing::warn!(error = %e, "background scheduling failed");
                     }
@@ -224,6 +226,8 @@ impl Controller {
                 }
             }
         }
+        // The queue's gauges describe a leader's work: this replica has none now.
+        storcon_http::metrics::set_reconcile_queue(0, 0);
         tracing::info!(term = %self.term, "controller stopped");
     }
 

@@ -5,7 +5,8 @@
 //! cancelled with the leader's cancellation token, or with the node's own token (`for_node`),
 //! which fires when the node goes Offline or re-attaches. `relay` (and `put_location`, built on
 //! it) retries transport errors, timeouts and 503/504/408 with a short backoff, like upstream;
-//! any other status is final.
+//! any other status is final. Every call is counted in the pageserver (or passthrough)
+//! request metrics by node, path template and method; a cancelled call is not.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -16,9 +17,13 @@ use storcon_api::wire::{
     LocationConfig, LocationConfigListResponse, PageserverUtilization, TenantShardSplitRequest,
     TenantShardSplitResponse,
 };
+use storcon_http::metrics::{self, PageserverCall};
 use tokio_util::sync::CancellationToken;
 
 pub const TERM_HEADER: &str = "x-storcon-term";
+
+/// The path label of every passthrough GET, as the route that receives them is templated.
+const PASSTHROUGH_TEMPLATE: &str = "/v1/tenant/{tenant_shard_id}/{*rest}";
 
 #[derive(Debug, thiserror::Error)]
 pub enum PsError {
@@ -40,6 +45,8 @@ pub struct Relay {
     pub body: Option<Vec<u8>>,
     pub timeout: Duration,
     pub retries: u32,
+    /// Which metrics count it: the controller's own call or a client's passthrough.
+    pub kind: PageserverCall,
 }
 
 #[derive(Clone)]
@@ -94,10 +101,39 @@ impl PageserverClient {
         r
     }
 
-    async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response, PsError> {
+    /// Sends `req` to `node`, counted under its path's template.
+    async fn send(
+        &self,
+        node: &NodeRecord,
+        req: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, PsError> {
+        let (client, req) = req.build_split();
+        let req = req.map_err(|e| PsError::Unreachable(e.to_string()))?;
+        let method = req.method().clone();
+        let template = metrics::path_template(req.url().path());
+        let started = std::time::Instant::now();
+        let result = self.execute(client, req).await;
+        if !matches!(result, Err(PsError::Cancelled)) {
+            metrics::pageserver_call(
+                PageserverCall::Controller,
+                node.id,
+                template,
+                &method,
+                started.elapsed(),
+                result.is_ok(),
+            );
+        }
+        result
+    }
+
+    async fn execute(
+        &self,
+        client: reqwest::Client,
+        req: reqwest::Request,
+    ) -> Result<reqwest::Response, PsError> {
         let resp = tokio::select! {
             _ = self.cancel.cancelled() => return Err(PsError::Cancelled),
-            r = req.send() => r.map_err(|e| PsError::Unreachable(e.to_string()))?,
+            r = client.execute(req) => r.map_err(|e| PsError::Unreachable(e.to_string()))?,
         };
         let status = resp.status();
         if status.is_success() {
@@ -116,7 +152,7 @@ impl PageserverClient {
             format!("{}/v1/utilization", base(node)),
             Duration::from_secs(1),
         );
-        self.send(req)
+        self.send(node, req)
             .await?
             .json()
             .await
@@ -136,7 +172,7 @@ impl PageserverClient {
                 Duration::from_secs(5),
             )
             .json(request);
-        self.send(req)
+        self.send(node, req)
             .await?
             .json()
             .await
@@ -153,7 +189,7 @@ impl PageserverClient {
             Duration::from_secs(5),
         );
         let list: LocationConfigListResponse = self
-            .send(req)
+            .send(node, req)
             .await?
             .json()
             .await
@@ -172,7 +208,7 @@ impl PageserverClient {
             format!("{}/v1/location_config/{shard}", base(node)),
             Duration::from_secs(5),
         );
-        match self.send(req).await {
+        match self.send(node, req).await {
             Ok(resp) => resp
                 .json()
                 .await
@@ -195,6 +231,7 @@ impl PageserverClient {
             body: Some(body),
             timeout: Duration::from_secs(25),
             retries: 2,
+            kind: PageserverCall::Controller,
         };
         let answer = self.relay(node, &call).await?;
         if (200..300).contains(&answer.status) {
@@ -210,6 +247,34 @@ impl PageserverClient {
     /// the caller to interpret (timeline calls, passthroughs). Transport errors, timeouts and
     /// 503/504/408 are retried `retries` times with a short backoff.
     pub async fn relay(
+        &self,
+        node: &NodeRecord,
+        call: &Relay,
+    ) -> Result<storcon_api::timeline::Relayed, PsError> {
+        let started = std::time::Instant::now();
+        let result = self.relay_attempts(node, call).await;
+        if !matches!(result, Err(PsError::Cancelled)) {
+            let template = match call.kind {
+                PageserverCall::Controller => metrics::path_template(&call.path_and_query),
+                // A client chose the path: one label for all of them keeps the set bounded.
+                PageserverCall::Passthrough => PASSTHROUGH_TEMPLATE.to_owned(),
+            };
+            let ok = result
+                .as_ref()
+                .is_ok_and(|r| (200..300).contains(&r.status));
+            metrics::pageserver_call(
+                call.kind,
+                node.id,
+                template,
+                &call.method,
+                started.elapsed(),
+                ok,
+            );
+        }
+        result
+    }
+
+    async fn relay_attempts(
         &self,
         node: &NodeRecord,
         call: &Relay,
@@ -270,7 +335,7 @@ impl PageserverClient {
             Duration::from_secs(10),
         );
         let infos: Vec<serde_json::Value> = self
-            .send(req)
+            .send(node, req)
             .await?
             .json()
             .await
@@ -319,7 +384,7 @@ impl PageserverClient {
                 wait + Duration::from_secs(5),
             )
             .json(&body);
-        match self.send(req).await {
+        match self.send(node, req).await {
             Ok(resp) => Ok(resp.status() != reqwest::StatusCode::ACCEPTED),
             Err(PsError::Status { status: 404, .. }) => Ok(true),
             Err(e) => Err(e),
@@ -343,7 +408,7 @@ impl PageserverClient {
             )
             .json(request);
         let answer: TenantShardSplitResponse = self
-            .send(req)
+            .send(node, req)
             .await?
             .json()
             .await

@@ -32,6 +32,7 @@ use super::observed::ObservedLocation;
 use super::pageserver::PsError;
 use super::{Controller, lock};
 use raft_store::ProposeError;
+use storcon_http::metrics::{self, ReconcileOutcome};
 
 /// Why one reconcile pass of a shard failed (the first failure; later steps still ran).
 #[derive(Debug, thiserror::Error)]
@@ -188,6 +189,15 @@ impl Queue {
         }
     }
 
+    /// Shards waiting for a pass (queued, or requested again while one runs), and shards whose
+    /// last pass failed: the `pending` and `stuck` gauges.
+    pub fn counts(&self) -> (usize, usize) {
+        let r = lock(&self.running);
+        let waiting = r.queued.len() + r.again.iter().filter(|id| !r.queued.contains(id)).count();
+        let failed = r.completed.values().filter(|(_, ok)| !ok).count();
+        (waiting, failed)
+    }
+
     /// Marks `id` running; false (and remembers to run again) when it already is.
     fn start(&self, id: TenantShardId) -> bool {
         let mut r = lock(&self.running);
@@ -232,6 +242,21 @@ impl Queue {
     }
 }
 
+/// Upstream's default `--long-reconcile-threshold`: a pass running longer is logged and counted.
+const LONG_RECONCILE: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Runs one pass; past [`LONG_RECONCILE`] it warns and counts it once, and lets it carry on.
+async fn flag_long_running<F: std::future::Future>(pass: F) -> F::Output {
+    tokio::pin!(pass);
+    tokio::select! {
+        out = &mut pass => return out,
+        _ = tokio::time::sleep(LONG_RECONCILE) => {}
+    }
+    tracing::warn!(threshold = ?LONG_RECONCILE, "reconcile is running long");
+    metrics::reconcile_long_running();
+    pass.await
+}
+
 /// Receives shard ids and runs their reconciles with bounded concurrency.
 pub async fn dispatch(ctl: Arc<Controller>, mut rx: mpsc::UnboundedReceiver<TenantShardId>) {
     let limit = Arc::new(Semaphore::new(ctl.cfg.reconciler_concurrency.max(1)));
@@ -251,16 +276,24 @@ pub async fn dispatch(ctl: Arc<Controller>, mut rx: mpsc::UnboundedReceiver<Tena
         let span = tracing::info_span!("reconcile", shard = %id);
         tokio::spawn(
             async move {
-                let result = ctl.reconcile_shard(id).await;
-                match &result {
+                metrics::reconcile_spawned();
+                let result = flag_long_running(ctl.reconcile_shard(id)).await;
+                let outcome = match &result {
                     Ok(()) => {
                         ctl.reconciles.clear_error(&id);
+                        ReconcileOutcome::Ok
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "reconcile failed");
                         ctl.reconciles.record_error(id, e.to_string());
+                        if ctl.cancel.is_cancelled() {
+                            ReconcileOutcome::Cancel
+                        } else {
+                            ReconcileOutcome::Error
+                        }
                     }
-                }
+                };
+                metrics::reconcile_completed(outcome);
                 drop(permit);
                 if ctl.reconciles.finish(id, result.is_ok()) && !ctl.cancel.is_cancelled() {
                     ctl.reconciles.push(id);

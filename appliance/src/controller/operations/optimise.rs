@@ -62,6 +62,7 @@ impl Controller {
                 Err(e) => tracing::info!(optimisation = ?o, error = %e, "optimisation skipped"),
             }
         }
+        storcon_http::metrics::optimisations(begun);
         Ok(begun)
     }
 

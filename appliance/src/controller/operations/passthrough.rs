@@ -83,9 +83,7 @@ impl Controller {
             all.into_iter().find(|a| a.shard == shard)
         }
         .ok_or_else(|| OperationError::Invalid(format!("tenant {tenant} has no shard {shard}")))?;
-        let r = self
-            .call_shard(&at, reqwest::Method::GET, &rest, None)
-            .await?;
+        let r = self.passthrough_get(&at, &rest).await?;
         if r.status == 404 {
             let moving = self.is_dirty(&at.shard)
                 || self.reconciles.is_running(&at.shard)

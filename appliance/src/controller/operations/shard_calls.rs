@@ -16,6 +16,7 @@ use state_machine::ids::{TenantId, TenantShardId};
 use state_machine::{Generation, NodeRecord, PlacementPolicy};
 use storcon_api::timeline::Relayed;
 use storcon_http::OperationError;
+use storcon_http::metrics::PageserverCall;
 
 use crate::controller::Controller;
 use crate::controller::nodes::Avail;
@@ -146,11 +147,28 @@ impl Controller {
             body,
             timeout,
             retries: CALL_RETRIES,
+            kind: PageserverCall::Controller,
         };
         self.ps
             .relay(node, &call)
             .await
             .map_err(|e| call_error(node, shard, e))
+    }
+
+    /// A client's GET relayed to the shard's pageserver, counted as a passthrough.
+    pub(super) async fn passthrough_get(&self, at: &AttachedShard, rest: &str) -> CallResult {
+        let call = Relay {
+            method: reqwest::Method::GET,
+            path_and_query: format!("/v1/tenant/{}{rest}", at.shard),
+            body: None,
+            timeout: CALL_TIMEOUT,
+            retries: CALL_RETRIES,
+            kind: PageserverCall::Passthrough,
+        };
+        self.ps
+            .relay(&at.node, &call)
+            .await
+            .map_err(|e| call_error(&at.node, at.shard, e))
     }
 
     /// A pageserver to make a call that any of them can make (upstream's "any available
