@@ -5,6 +5,7 @@
 //! What this crate owns: shapes and their serde names (upstream's), plus checks that need no
 //! state. It holds no behaviour: no state, no I/O, no Raft.
 
+pub mod dry_run;
 pub mod ids;
 pub mod migrate;
 pub mod node;

@@ -2,12 +2,15 @@
 //!
 //! Subcommands: `run --config FILE` starts one replica; `demo` starts a three-replica cluster on
 //! loopback for a first look; `backup`, `restore` and `recover` (see `recovery`) take a backup
-//! from a running cluster and seed a one-member cluster from a backup or a survivor.
+//! from a running cluster and seed a one-member cluster from a backup or a survivor; the others
+//! are the operator CLI (`cli`), which talks to a running cluster's API. `--api`, `--token` and
+//! `--json` are global options (env `STORCON_API`, `STORCON_TOKEN`), `backup`'s too.
 //!
 //! What this crate owns: start-up (config, opening the store, formation, serving HTTP), following
 //! leadership (`leadership`), and the leader-only controller (`controller`), which implements
 //! the operations API that `storcon_http` declares. Everything durable goes through Raft.
 
+mod cli;
 mod config;
 mod controller;
 mod demo;
@@ -31,6 +34,8 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
+    #[command(flatten)]
+    api: cli::GlobalArgs,
 }
 
 #[derive(Subcommand)]
@@ -52,13 +57,8 @@ enum Cmd {
         dir: Option<PathBuf>,
     },
     /// Fetch a backup of the applied state from any replica, verify it, write it atomically.
+    /// `--api` (any replica) and `--token` (admin scope) are the global options.
     Backup {
-        /// Any replica's API address, e.g. http://127.0.0.1:1234 (default: $STORCON_API).
-        #[arg(long)]
-        api: Option<String>,
-        /// A token with the admin scope (default: $STORCON_TOKEN).
-        #[arg(long)]
-        token: Option<String>,
         #[arg(long)]
         out: PathBuf,
     },
@@ -84,6 +84,8 @@ enum Cmd {
         #[arg(long, default_value_t = state_machine::DEFAULT_GENERATION_GAP)]
         generation_gap: u32,
     },
+    #[command(flatten)]
+    Operator(cli::Command),
 }
 
 /// Loads a config or exits 2, as `run` does.
@@ -178,12 +180,20 @@ fn main() -> anyhow::Result<()> {
             }
         },
         Cmd::Demo { dir } => runtime.block_on(demo::run(dir)),
-        Cmd::Backup { api, token, out } => {
-            let Some(api) = api.or_else(|| std::env::var("STORCON_API").ok()) else {
+        Cmd::Operator(command) => {
+            if let Err(e) = runtime.block_on(cli::run(command, &cli.api)) {
+                eprintln!("storcon: {e}");
+                std::process::exit(e.exit_code());
+            }
+            Ok(())
+        }
+        Cmd::Backup { out } => {
+            // The global options, which already read STORCON_API and STORCON_TOKEN.
+            let Some(api) = cli.api.api else {
                 eprintln!("storcon: backup needs --api URL (or STORCON_API)");
                 std::process::exit(2);
             };
-            let token = token.or_else(|| std::env::var("STORCON_TOKEN").ok());
+            let token = cli.api.token;
             finish(
                 runtime
                     .block_on(recovery::backup::fetch_and_write(

@@ -1,4 +1,5 @@
-//! `GET /control/v1/cluster` (this replica's view of the Raft cluster) and
+//! `GET /control/v1/cluster` (this replica's view of the Raft cluster; on the leader also each
+//! member's replication lag) and
 //! `GET /control/v1/leader` (upstream shape), both answered locally.
 
 use axum::Json;
@@ -28,6 +29,33 @@ pub struct MemberStatus {
     pub id: ReplicaId,
     pub addr: String,
     pub role: String,
+    /// The last log index known replicated to this member; only the leader knows (`null` on
+    /// a follower, and for a member the leader has not heard from yet).
+    pub matched_index: Option<u64>,
+    /// Entries this member is behind the leader's last log index; `null` where
+    /// `matched_index` is unknown, except on the leader itself.
+    pub lag: Option<u64>,
+}
+
+/// `(matched_index, lag)` of member `id`, from the leader's replication metrics; both `None`
+/// unless this replica leads.
+fn replication_of(
+    m: &openraft::RaftMetrics<ReplicaId, openraft::BasicNode>,
+    own: ReplicaId,
+    id: ReplicaId,
+) -> (Option<u64>, Option<u64>) {
+    if m.state != ServerState::Leader {
+        return (None, None);
+    }
+    let last = m.last_log_index.unwrap_or(0);
+    let matched = m
+        .replication
+        .as_ref()
+        .and_then(|r| r.get(&id))
+        .map(|l| l.map_or(0, |l| l.index))
+        // The leader has every entry it wrote, whether or not openraft lists it.
+        .or((id == own).then_some(last));
+    (matched, matched.map(|i| last.saturating_sub(i)))
 }
 
 fn own_role(state: ServerState) -> &'static str {
@@ -55,10 +83,13 @@ pub async fn status(State(app): State<AppState>) -> Json<ClusterStatus> {
             } else {
                 "learner"
             };
+            let (matched_index, lag) = replication_of(&m, app.node_id, *id);
             MemberStatus {
                 id: *id,
                 addr: node.addr.clone(),
                 role: role.to_string(),
+                matched_index,
+                lag,
             }
         })
         .collect();
@@ -71,6 +102,8 @@ pub async fn status(State(app): State<AppState>) -> Json<ClusterStatus> {
                 id: *id,
                 addr: addr.clone(),
                 role: "unknown".to_string(),
+                matched_index: None,
+                lag: None,
             })
             .collect();
     }

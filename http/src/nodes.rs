@@ -12,17 +12,20 @@
 //! | DELETE | /control/v1/node/{node_id} | deprecated synchronous delete; 200 (unknown too) |
 //! | GET, DELETE | /debug/v1/tombstone, /debug/v1/tombstone/{node_id} | deleted nodes; free an id (404 none, 409 in use) |
 //! | PUT, DELETE | /control/v1/node/{node_id}/drain, /fill | start or cancel; 202 `null`; 404; 412 another operation, policy not Active, nothing to move to, or (cancel) none running; 409 already running; 503 node unavailable |
+//! | PUT | /control/v1/node/{node_id}/drain, /fill `?dry_run=true` | 200 `DryRunResponse`: the moves it would make, the same refusals, nothing started |
 
 use axum::Json;
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use state_machine::node_operation::NodeOperationKind;
+use storcon_api::dry_run::DryRunQuery;
 
 use state_machine::{NodeAvailability, NodeDescribeResponse, NodeId, NodeRegisterRequest, State};
 use storcon_api::wire::{NodeConfigureRequest, NodeShardResponse};
 
 use crate::app::AppState;
 use crate::error::ApiError;
-use crate::extract::{ApiJson, IdPath};
+use crate::extract::{ApiJson, ApiQuery, IdPath};
 use crate::forward::wants_local_read;
 use crate::read::{read_linearizable, read_local};
 
@@ -130,6 +133,20 @@ async fn node_operation(
     Ok((StatusCode::ACCEPTED, Json(())))
 }
 
+/// A start, or with `?dry_run=true` its planned moves (200) and nothing started.
+async fn node_operation_start(
+    app: AppState,
+    id: state_machine::NodeId,
+    kind: NodeOperationKind,
+    q: DryRunQuery,
+) -> Result<Response, ApiError> {
+    if q.dry_run {
+        let preview = app.leader.get()?.node_operation_preview(id, kind).await?;
+        return Ok(Json(preview).into_response());
+    }
+    Ok(node_operation(app, id, kind, true).await?.into_response())
+}
+
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeleteQuery {
@@ -185,12 +202,14 @@ pub async fn tombstone_delete(
     Ok(Json(()))
 }
 
-/// `PUT /control/v1/node/{node_id}/drain`: 202; the drain runs in the background.
+/// `PUT /control/v1/node/{node_id}/drain[?dry_run=true]`: 202; the drain runs in the
+/// background.
 pub async fn drain_start(
     axum::extract::State(app): axum::extract::State<AppState>,
     IdPath(id): IdPath,
-) -> Result<(StatusCode, Json<()>), ApiError> {
-    node_operation(app, id, NodeOperationKind::Drain, true).await
+    ApiQuery(q): ApiQuery<DryRunQuery>,
+) -> Result<Response, ApiError> {
+    node_operation_start(app, id, NodeOperationKind::Drain, q).await
 }
 
 /// `DELETE /control/v1/node/{node_id}/drain`: cancels a running drain; 202.
@@ -201,12 +220,14 @@ pub async fn drain_cancel(
     node_operation(app, id, NodeOperationKind::Drain, false).await
 }
 
-/// `PUT /control/v1/node/{node_id}/fill`: 202; the fill runs in the background.
+/// `PUT /control/v1/node/{node_id}/fill[?dry_run=true]`: 202; the fill runs in the
+/// background.
 pub async fn fill_start(
     axum::extract::State(app): axum::extract::State<AppState>,
     IdPath(id): IdPath,
-) -> Result<(StatusCode, Json<()>), ApiError> {
-    node_operation(app, id, NodeOperationKind::Fill, true).await
+    ApiQuery(q): ApiQuery<DryRunQuery>,
+) -> Result<Response, ApiError> {
+    node_operation_start(app, id, NodeOperationKind::Fill, q).await
 }
 
 /// `DELETE /control/v1/node/{node_id}/fill`: cancels a running fill; 202.

@@ -211,6 +211,24 @@ pub trait Operations: Send + Sync {
         start: bool,
         force: bool,
     ) -> Op<'_, ()>;
+    /// `?dry_run=true` on a drain or fill start: the moves it would make; nothing changes.
+    fn node_operation_preview(
+        &self,
+        node: NodeId,
+        kind: NodeOperationKind,
+    ) -> Op<'_, storcon_api::dry_run::DryRunResponse>;
+    /// `?dry_run=true` on a migrate: the move it would make after its checks; nothing changes.
+    fn tenant_shard_migrate_preview(
+        &self,
+        shard: TenantShardId,
+        req: TenantShardMigrateRequest,
+    ) -> Op<'_, storcon_api::dry_run::DryRunResponse>;
+    /// `?dry_run=true` on a split: the children it would create, and where; nothing changes.
+    fn tenant_split_preview(
+        &self,
+        tenant: TenantId,
+        req: TenantShardSplitRequest,
+    ) -> Op<'_, storcon_api::dry_run::DryRunResponse>;
     /// `DELETE /control/v1/node/:id`: the deprecated synchronous delete.
     fn node_delete_now(&self, node: NodeId) -> Op<'_, ()>;
     /// `GET /debug/v1/tombstone`: the deleted nodes.

@@ -8,12 +8,15 @@
 //! | GET | /control/v1/tenant?limit=&start_after= | `[TenantDescribeResponse]` by tenant id |
 //! | PUT | /control/v1/tenant/{tenant_id}/policy | `{"placement","scheduling"}`; 200 `null`; 404 |
 //! | PUT | /control/v1/tenant/{tenant_id}/shard_split | `{"new_shard_count","new_stripe_size"}` -> `{"new_shards"}` |
+//! | PUT | /control/v1/tenant/{tenant_id}/shard_split?dry_run=true | 200 `DryRunResponse`: the children and their nodes after the same checks; nothing changed |
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use state_machine::ids::TenantId;
+use storcon_api::dry_run::DryRunQuery;
 use storcon_api::wire::{
     TenantCreateRequest, TenantCreateResponse, TenantDescribeResponse, TenantPolicyRequest,
     TenantShardSplitRequest, TenantShardSplitResponse,
@@ -94,8 +97,15 @@ pub async fn set_policy(
 pub async fn split(
     State(app): State<AppState>,
     ApiPath(raw): ApiPath,
+    ApiQuery(q): ApiQuery<DryRunQuery>,
     ApiJson(req): ApiJson<TenantShardSplitRequest>,
-) -> Result<Json<TenantShardSplitResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     let tenant_id = parse_tenant(&raw)?;
-    Ok(Json(app.leader.get()?.tenant_split(tenant_id, req).await?))
+    let ops = app.leader.get()?;
+    if q.dry_run {
+        let preview = ops.tenant_split_preview(tenant_id, req).await?;
+        return Ok(Json(preview).into_response());
+    }
+    let split: TenantShardSplitResponse = ops.tenant_split(tenant_id, req).await?;
+    Ok(Json(split).into_response())
 }

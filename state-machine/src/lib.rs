@@ -22,6 +22,7 @@ mod migration;
 mod node;
 pub mod node_operation;
 pub mod optimise;
+pub mod preview;
 pub mod reconcile_plan;
 mod restore;
 mod rows;

@@ -91,9 +91,11 @@ impl State {
         self.node_operation.as_ref()
     }
 
-    pub(crate) fn start_node_operation(&mut self, op: NodeOperation) -> Applied {
+    /// Whether `op` may start now: what `StartNodeOperation` checks at apply, for a preview
+    /// that must refuse what the real start would.
+    pub fn check_start_node_operation(&self, op: &NodeOperation) -> Result<(), Rejection> {
         if let Some(running) = &self.node_operation {
-            if running.same(&op) {
+            if running.same(op) {
                 return Err(Rejection::Conflict(format!(
                     "Node {} is already {:?}",
                     op.node,
@@ -106,10 +108,9 @@ impl State {
                 running.kind.name()
             )));
         }
-        let mut node = self
+        let node = self
             .nodes
             .get(&op.node)
-            .cloned()
             .ok_or_else(|| Rejection::NotFound(format!("Node {} not registered", op.node)))?;
         if !op.kind.may_start_from(node.scheduling) {
             return Err(Rejection::PreconditionFailed(format!(
@@ -119,6 +120,16 @@ impl State {
                 node.scheduling
             )));
         }
+        Ok(())
+    }
+
+    pub(crate) fn start_node_operation(&mut self, op: NodeOperation) -> Applied {
+        self.check_start_node_operation(&op)?;
+        let mut node = self
+            .nodes
+            .get(&op.node)
+            .cloned()
+            .ok_or_else(|| Rejection::NotFound(format!("Node {} not registered", op.node)))?;
         node.scheduling = op.kind.policy();
         let muts = vec![
             rows::put(rows::node_key(op.node), &node),

@@ -1,5 +1,6 @@
 //! Node operations, pure: the commands that record a drain or fill (one at a time, the node's
-//! policy as the record's witness, a re-attach ending it), and the plans of what moves.
+//! policy as the record's witness, a re-attach ending it), the plans of what moves, and the
+//! dry-run previews built from them.
 
 use state_machine::ids::{ShardCount, TenantId, TenantShardId};
 use state_machine::node_operation::{
@@ -266,4 +267,82 @@ fn a_deleted_node_leaves_a_tombstone() {
     register(&mut state, 1);
     assert!(state.node(NodeId(1)).is_some(), "registered again");
     state.validate().expect("valid");
+}
+
+#[test]
+fn drain_and_fill_previews_follow_the_plans() {
+    use state_machine::preview;
+    let mut state = three_nodes();
+    place(&mut state, 1, 0, 1, 2);
+    place(&mut state, 2, 0, 1, 3);
+    place(&mut state, 3, 0, 1, 2);
+    // Tenant 3 loses its secondary: the drain would move it cold.
+    let lone = TenantShardId::unsharded(tenant(3));
+    state.apply(&Command::SetIntents(vec![(
+        lone,
+        Intent {
+            attached: Some(NodeId(1)),
+            secondaries: vec![],
+        },
+    )]));
+    let views = views(&[1, 2, 3]);
+    let moves = preview::drain(&state, NodeId(1), &views);
+    let by_shard: Vec<(TenantShardId, Option<NodeId>, Option<NodeId>)> = moves
+        .iter()
+        .map(|m| (m.tenant_shard_id, m.from, m.to))
+        .collect();
+    assert_eq!(
+        by_shard,
+        vec![
+            (
+                TenantShardId::unsharded(tenant(1)),
+                Some(NodeId(1)),
+                Some(NodeId(2))
+            ),
+            (
+                TenantShardId::unsharded(tenant(2)),
+                Some(NodeId(1)),
+                Some(NodeId(3))
+            ),
+            // The fallback: the node with the fewest attachments (none on either), lowest id.
+            (lone, Some(NodeId(1)), Some(NodeId(2))),
+        ]
+    );
+    assert!(moves[2].note.contains("cold"), "{:?}", moves[2]);
+    assert_eq!(
+        moves.len(),
+        drain_candidates(&state, NodeId(1), &views).len()
+    );
+    // A fill of node 2 takes from node 1, as the plan does.
+    let fill = preview::fill(&state, NodeId(2), &views);
+    let plan = fill_plan(&state, NodeId(2), &views);
+    assert_eq!(plan, vec![(TenantShardId::unsharded(tenant(1)), NodeId(1))]);
+    assert_eq!(
+        fill.iter()
+            .map(|m| (m.tenant_shard_id, m.from.expect("from")))
+            .collect::<Vec<_>>(),
+        plan
+    );
+    assert!(fill.iter().all(|m| m.to == Some(NodeId(2))));
+    // The start checks a preview runs are the command's own.
+    let drain = NodeOperation {
+        node: NodeId(1),
+        kind: NodeOperationKind::Drain,
+        force: false,
+    };
+    assert_eq!(state.check_start_node_operation(&drain), Ok(()));
+    state.apply(&Command::StartNodeOperation(drain));
+    assert!(matches!(
+        state.check_start_node_operation(&drain),
+        Err(Rejection::Conflict(_))
+    ));
+    let fill_op = NodeOperation {
+        node: NodeId(2),
+        kind: NodeOperationKind::Fill,
+        force: false,
+    };
+    assert!(matches!(
+        state.check_start_node_operation(&fill_op),
+        Err(Rejection::PreconditionFailed(_))
+    ));
 }

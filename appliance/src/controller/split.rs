@@ -13,6 +13,9 @@
 //!    optimiser spreads them later with prewarmed migrations), reconcile the children, notify
 //!    compute with the new stripe size.
 //!
+//! A dry run (`?dry_run=true`) is step 1 alone: the children and their parents' nodes
+//! (`state_machine::preview::split`), with nothing changed.
+//!
 //! A failure between 3 and 6 queues an abort that retries until it commits; it holds the
 //! tenant's lock, so a retried split waits for it. A failure after 6 leaves the rest to the
 //! background task that finishes splits: the split stands. A new leader aborts every split it

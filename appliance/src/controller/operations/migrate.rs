@@ -16,6 +16,9 @@
 //!    migration itself), then answer `{}`. With `prewarm`, the warm-up runs on in the
 //!    background.
 //!
+//! Preview (`?dry_run=true`): steps 1 and 2, then the move step 3 would commit, as a
+//! `DryRunResponse` (no moves when the destination is attached already); nothing is proposed.
+//!
 //! Warm-up (one task per recorded migration; a new leader starts one for each record it finds):
 //! a. Failpoint `migration-before-warmup`.
 //! b. The destination's `secondary/download?wait_ms=<request timeout>` until 200, logging
@@ -35,6 +38,7 @@ use std::time::Duration;
 
 use state_machine::ids::TenantShardId;
 use state_machine::{Command, Intent, MigrationRecord, NodeId, StartMigration};
+use storcon_api::dry_run::{DryRunResponse, PlannedMove};
 use storcon_api::migrate::{TenantShardMigrateRequest, TenantShardMigrateResponse};
 use storcon_api::secondary::SecondaryProgress;
 use storcon_http::OperationError;
@@ -59,33 +63,7 @@ impl Controller {
         let tenant = shard.tenant_id;
         let destination = req.node_id;
         let config = &req.migration_config;
-        let origin = {
-            let state = self.state.read();
-            let s = state.shard(&shard).ok_or_else(|| {
-                OperationError::NotFound(format!("Tenant shard {shard} not found"))
-            })?;
-            let origin = s.intent.attached;
-            if let Some(expected) = req.origin_node_id
-                && origin != Some(expected)
-            {
-                return Err(OperationError::PreconditionFailed(format!(
-                    "{shard} is attached on {origin:?}, not on node {expected}"
-                )));
-            }
-            if origin == Some(destination) {
-                None
-            } else {
-                let origin = origin.ok_or_else(|| {
-                    OperationError::Invalid(format!("{shard} is not attached anywhere"))
-                })?;
-                state.check_migration(shard, origin, destination)?;
-                if !config.override_scheduler {
-                    self.check_destination(&state, s, destination)?;
-                }
-                Some(origin)
-            }
-        };
-        let Some(origin) = origin else {
+        let Some(origin) = self.check_migrate(shard, &req)? else {
             self.wait_tenant_reconciled(tenant, RECONCILE_WAIT).await;
             return Ok(TenantShardMigrateResponse {});
         };
@@ -101,6 +79,60 @@ impl Controller {
         self.begin_migration(start, Wait::AtMost(RECONCILE_WAIT))
             .await?;
         Ok(TenantShardMigrateResponse {})
+    }
+
+    /// Step 1 and 2: the shard's origin, or `None` when it is attached at the destination
+    /// already; the errors a migrate answers before it changes anything.
+    fn check_migrate(
+        &self,
+        shard: TenantShardId,
+        req: &TenantShardMigrateRequest,
+    ) -> Result<Option<NodeId>, OperationError> {
+        let destination = req.node_id;
+        let state = self.state.read();
+        let s = state
+            .shard(&shard)
+            .ok_or_else(|| OperationError::NotFound(format!("Tenant shard {shard} not found")))?;
+        let origin = s.intent.attached;
+        if let Some(expected) = req.origin_node_id
+            && origin != Some(expected)
+        {
+            return Err(OperationError::PreconditionFailed(format!(
+                "{shard} is attached on {origin:?}, not on node {expected}"
+            )));
+        }
+        if origin == Some(destination) {
+            Ok(None)
+        } else {
+            let origin = origin.ok_or_else(|| {
+                OperationError::Invalid(format!("{shard} is not attached anywhere"))
+            })?;
+            state.check_migration(shard, origin, destination)?;
+            if !req.migration_config.override_scheduler {
+                self.check_destination(&state, s, destination)?;
+            }
+            Ok(Some(origin))
+        }
+    }
+
+    /// `?dry_run=true`: the checks of a migrate, then the move it would make; nothing is
+    /// proposed.
+    pub(super) fn preview_migrate(
+        &self,
+        shard: TenantShardId,
+        req: &TenantShardMigrateRequest,
+    ) -> Result<DryRunResponse, OperationError> {
+        let moves = self.check_migrate(shard, req)?.map(|origin| PlannedMove {
+            tenant_shard_id: shard,
+            from: Some(origin),
+            to: Some(req.node_id),
+            note: if req.migration_config.prewarm {
+                "prewarmed: a secondary first, then the cut-over".into()
+            } else {
+                "cut over at once".into()
+            },
+        });
+        Ok(DryRunResponse::new(moves.into_iter().collect()))
     }
 
     /// Commits `StartMigration` and, for a prewarmed one, starts its warm-up task: the one way

@@ -324,6 +324,47 @@ impl storcon_http::Operations for Operations {
         .boxed()
     }
 
+    fn node_operation_preview(
+        &self,
+        node: NodeId,
+        kind: NodeOperationKind,
+    ) -> Op<'_, storcon_api::dry_run::DryRunResponse> {
+        let operation = NodeOperation {
+            node,
+            kind,
+            force: false,
+        };
+        let ctl = self.0.clone();
+        async move { ctl.preview_node_operation(operation) }.boxed()
+    }
+
+    fn tenant_shard_migrate_preview(
+        &self,
+        shard: TenantShardId,
+        req: TenantShardMigrateRequest,
+    ) -> Op<'_, storcon_api::dry_run::DryRunResponse> {
+        let ctl = self.0.clone();
+        async move { ctl.preview_migrate(shard, &req) }.boxed()
+    }
+
+    fn tenant_split_preview(
+        &self,
+        tenant: TenantId,
+        req: TenantShardSplitRequest,
+    ) -> Op<'_, storcon_api::dry_run::DryRunResponse> {
+        let ctl = self.0.clone();
+        async move {
+            let plan =
+                ctl.state
+                    .read()
+                    .plan_split(tenant, req.new_shard_count, req.new_stripe_size)?;
+            Ok(storcon_api::dry_run::DryRunResponse::new(
+                state_machine::preview::split(&plan),
+            ))
+        }
+        .boxed()
+    }
+
     fn node_delete_now(&self, node: NodeId) -> Op<'_, ()> {
         self.0.node_delete_now(node).boxed()
     }

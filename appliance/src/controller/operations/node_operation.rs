@@ -8,6 +8,9 @@
 //! 2. Commit `StartNodeOperation` (412 another operation runs or the policy is not Active, 409
 //!    the same one runs), then start its task and answer.
 //!
+//! Preview (`?dry_run=true` on a drain or fill start, 200): step 1 and the state machine's own
+//! start checks, then the plan (`state_machine::preview`); nothing is proposed.
+//!
 //! Cancel (`DELETE` of the same path, 202): commit `FinishNodeOperation { cancelled }` (412 when
 //! that operation is not running); the task sees the record gone before its next move and
 //! stops. A move already under way finishes.
@@ -23,8 +26,10 @@ use std::time::Duration;
 
 use state_machine::ids::TenantShardId;
 use state_machine::node_operation::{NodeOperation, NodeOperationKind};
+use state_machine::preview;
 use state_machine::scheduler::NodeView;
 use state_machine::{Command, NodeId, StartMigration};
+use storcon_api::dry_run::DryRunResponse;
 use storcon_http::OperationError;
 
 use super::Wait;
@@ -40,6 +45,38 @@ impl Controller {
         self: &Arc<Self>,
         operation: NodeOperation,
     ) -> Result<(), OperationError> {
+        self.check_start(operation)?;
+        self.propose_request(Command::StartNodeOperation(operation))
+            .await?;
+        tracing::info!(node = %operation.node, kind = ?operation.kind, "node operation started");
+        self.resume_node_operation();
+        Ok(())
+    }
+
+    /// `?dry_run=true`: the same checks as a start (and the state machine's, which the start
+    /// meets at apply), then the plan; nothing is proposed.
+    pub(super) fn preview_node_operation(
+        &self,
+        operation: NodeOperation,
+    ) -> Result<DryRunResponse, OperationError> {
+        self.check_start(operation)?;
+        let views = self.node_views();
+        let state = self.state.read();
+        state.check_start_node_operation(&operation)?;
+        let moves = match operation.kind {
+            NodeOperationKind::Drain => preview::drain(&state, operation.node, &views),
+            NodeOperationKind::Fill => preview::fill(&state, operation.node, &views),
+            NodeOperationKind::Delete => {
+                return Err(OperationError::Invalid(
+                    "a node delete has no dry run".into(),
+                ));
+            }
+        };
+        Ok(DryRunResponse::new(moves))
+    }
+
+    /// Step 1 of a start: 404, 503, 412.
+    fn check_start(&self, operation: NodeOperation) -> Result<(), OperationError> {
         let node = operation.node;
         if self.state.read().node(node).is_none() {
             return Err(OperationError::NodeNotFound(node));
@@ -63,10 +100,6 @@ impl Controller {
                 operation.kind
             )));
         }
-        self.propose_request(Command::StartNodeOperation(operation))
-            .await?;
-        tracing::info!(%node, kind = ?operation.kind, "node operation started");
-        self.resume_node_operation();
         Ok(())
     }
 
