@@ -78,9 +78,15 @@ fn assert_exit(out: &Output, code: i32, what: &str) {
 }
 
 /// `GET /debug/v1/tenant` of the leader: every shard, by id.
+/// A leader just started answers 503 until its services have started: waited out.
 async fn dump(api: &StorageApi) -> BTreeMap<String, Value> {
-    let (status, body) = api.call(Method::GET, "/debug/v1/tenant", None).await;
-    assert_eq!(status, 200, "{body}");
+    let body = wait_until("the tenant dump", deadline::STARTUP, async || {
+        let (status, body) = api.call(Method::GET, "/debug/v1/tenant", None).await;
+        anyhow::ensure!(status == 200, "{status}: {body}");
+        Ok(body)
+    })
+    .await
+    .expect("the leader's tenant dump");
     body.as_array()
         .expect("array")
         .iter()
