@@ -12,8 +12,10 @@ mod controller;
 mod demo;
 mod formation;
 mod leadership;
+mod membership;
 mod run;
 mod signals;
+mod step_down;
 
 use std::path::PathBuf;
 

@@ -149,6 +149,8 @@ pub fn required_access(method: &Method, path: &str) -> Access {
         // storcon's own routes. Cluster status: operators read it with `admin`, and a follower
         // asks its leader with its peer token. Raft RPCs and the formation probe: peers only.
         ("GET", ["control", "v1", "cluster"]) => scope(ControllerPeer),
+        ("POST", ["control", "v1", "members"]) => scope(Admin),
+        ("DELETE", ["control", "v1", "members", _]) => scope(Admin),
         (_, ["raft", ..]) => Access::Only(ControllerPeer),
 
         // Anything else, including unknown routes.
@@ -589,6 +591,9 @@ mod tests {
             (Method::POST, "/raft/append", Only(ControllerPeer)),
             (Method::POST, "/raft/vote", Only(ControllerPeer)),
             (Method::POST, "/raft/snapshot", Only(ControllerPeer)),
+            (Method::POST, "/raft/elect", Only(ControllerPeer)),
+            (Method::POST, "/control/v1/members", S(Admin)),
+            (Method::DELETE, "/control/v1/members/4", S(Admin)),
             (
                 Method::GET,
                 raft_store::FORMATION_PATH,

@@ -22,6 +22,7 @@ pub mod extract;
 pub mod failpoints;
 mod forward;
 mod guard;
+pub mod members;
 mod migrate;
 mod nodes;
 mod onboarding;

@@ -1,6 +1,8 @@
 //! Probes, always answered by the replica asked.
 //!
-//! - `/status`: the HTTP server is up.
+//! - `/status`: the HTTP server is up: `null`, as upstream, or, once peers refused this
+//!   replica's Raft RPCs because it is not (or no longer) a member,
+//!   `{"removed": true, "reason": ...}`.
 //! - `/live`: Raft is running without a fatal error and this replica is a cluster member.
 //! - `/ready`: a leader is known and this replica has applied everything the leader had applied
 //!   when asked (the leader itself: it has applied an entry of its own term).
@@ -15,8 +17,14 @@ use crate::app::AppState;
 use crate::cluster::ClusterStatus;
 use crate::error::ApiError;
 
-pub async fn status() -> Json<()> {
-    Json(())
+pub async fn status(State(app): State<AppState>) -> Json<serde_json::Value> {
+    match app.refusals.last() {
+        None => Json(serde_json::Value::Null),
+        Some(r) => Json(serde_json::json!({
+            "removed": true,
+            "reason": format!("node {} refused this replica: {}", r.by, r.msg),
+        })),
+    }
 }
 
 pub async fn live(State(app): State<AppState>) -> Result<Json<()>, ApiError> {
@@ -29,6 +37,12 @@ pub async fn live(State(app): State<AppState>) -> Result<Json<()>, ApiError> {
         .membership()
         .nodes()
         .any(|(id, _)| *id == app.node_id);
+    if let Some(r) = app.refusals.last() {
+        return Err(ApiError::Unavailable(format!(
+            "node {} is not a member: node {} refused it: {}",
+            app.node_id, r.by, r.msg
+        )));
+    }
     if !member {
         return Err(ApiError::Unavailable(format!(
             "node {} is not (yet) a member of a formed cluster",

@@ -7,7 +7,7 @@
 //! next election overflowed the term (issue 8). Bodies are decoded by `raft_store::codec`, with
 //! its body limit, so a replica reads every RPC its leader can send.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use axum::Json;
 use axum::extract::{FromRequest, Request, State};
@@ -18,7 +18,7 @@ use openraft::raft::{
     VoteRequest, VoteResponse,
 };
 use openraft::{LogId, Vote};
-use raft_store::{FormationStatus, TARGET_NODE_HEADER, TypeConfig, codec};
+use raft_store::{FormationStatus, NOT_A_MEMBER, TARGET_NODE_HEADER, TypeConfig, codec};
 use serde::de::DeserializeOwned;
 use state_machine::ReplicaId;
 
@@ -54,13 +54,20 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for RaftJson<T> {
 pub fn check_sender<'a>(
     vote: &Vote<ReplicaId>,
     log_ids: impl IntoIterator<Item = &'a LogId<ReplicaId>>,
-    members: &BTreeSet<ReplicaId>,
+    members: &Members,
     current_term: u64,
 ) -> Result<(), String> {
     let (term, sender) = (vote.leader_id.term, vote.leader_id.node_id);
+    if let Some(index) = members.removed.get(&sender) {
+        return Err(format!(
+            "raft rpc from node {sender}, which {NOT_A_MEMBER}: it was removed from the cluster \
+             at log index {index}"
+        ));
+    }
+    let members = &members.current;
     if !members.contains(&sender) {
         return Err(format!(
-            "raft rpc from node {sender}, which is not a member ({members:?})"
+            "raft rpc from node {sender}, which {NOT_A_MEMBER} ({members:?})"
         ));
     }
     if term > MAX_TERM || term > current_term.saturating_add(MAX_TERM_JUMP) {
@@ -76,17 +83,35 @@ pub fn check_sender<'a>(
     Ok(())
 }
 
-/// The members an RPC may come from: Raft's membership (voters and learners) and, until that
-/// is known, the configured members.
-fn members(app: &AppState) -> BTreeSet<ReplicaId> {
+/// Who may send Raft RPCs: `current` (Raft's membership, voters and learners, and the
+/// configured members) except the `removed` ids (with the log index that removed each).
+#[derive(Debug, Clone, Default)]
+pub struct Members {
+    pub current: BTreeSet<ReplicaId>,
+    pub removed: BTreeMap<ReplicaId, u64>,
+}
+
+/// The members an RPC may come from: Raft's membership (voters and learners) and the configured
+/// members, less every id the replicated state records as removed.
+fn members(app: &AppState) -> Members {
     let metrics = app.metrics();
-    metrics
-        .membership_config
-        .membership()
-        .nodes()
-        .map(|(id, _)| *id)
-        .chain(app.configured_members.keys().copied())
-        .collect()
+    let removed = app
+        .state
+        .read()
+        .removed_replicas()
+        .values()
+        .map(|r| (r.id, r.removed_at))
+        .collect();
+    Members {
+        current: metrics
+            .membership_config
+            .membership()
+            .nodes()
+            .map(|(id, _)| *id)
+            .chain(app.configured_members.keys().copied())
+            .collect(),
+        removed,
+    }
 }
 
 fn check_rpc<'a>(
@@ -106,7 +131,7 @@ pub const FROM_NODE_HEADER: &str = "x-storcon-from-node";
 
 type RpcResult<T, E = RaftError<ReplicaId>> = Result<Json<Result<T, E>>, ApiError>;
 
-fn check(app: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+pub(crate) fn check(app: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let target = headers
         .get(TARGET_NODE_HEADER)
         .and_then(|v| v.to_str().ok())
@@ -182,8 +207,24 @@ mod tests {
 
     use super::*;
 
-    fn members() -> BTreeSet<ReplicaId> {
-        [1, 2, 3].map(ReplicaId).into()
+    fn members() -> Members {
+        Members {
+            current: [1, 2, 3].map(ReplicaId).into(),
+            removed: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn a_removed_replica_is_refused_and_told_when() {
+        let mut m = members();
+        m.removed.insert(ReplicaId(3), 42);
+        // Still in the configured members, but removed: refused.
+        let e = check_sender(&Vote::new(7, ReplicaId(3)), [], &m, 6).expect_err("removed");
+        assert!(e.contains(NOT_A_MEMBER), "{e}");
+        assert!(e.contains("log index 42"), "{e}");
+        assert!(check_sender(&Vote::new(7, ReplicaId(2)), [], &m, 6).is_ok());
+        let e = check_sender(&Vote::new(7, ReplicaId(9)), [], &m, 6).expect_err("unknown");
+        assert!(e.contains(NOT_A_MEMBER), "{e}");
     }
 
     fn log_id(term: u64, index: u64) -> LogId<ReplicaId> {

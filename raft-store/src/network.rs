@@ -5,10 +5,14 @@
 //! talk to itself. Connection failures map to `Unreachable` (openraft backs off), other transport
 //! failures to `Network`, and an error returned by the remote Raft to `RemoteError`.
 //!
+//! A peer that refuses an RPC with 403 because this replica is not (or no longer) a member is
+//! recorded in [`Refusals`]: the replica logs it loudly and reports it on `/status`.
+//!
 //! With auth configured, every RPC carries this replica's `controller_peer` token in
 //! `Authorization` (see [`HttpNetworkFactory::with_authorization`]).
 
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use openraft::BasicNode;
 use openraft::error::{
@@ -34,6 +38,51 @@ pub mod raft_paths {
     pub const APPEND: &str = "/raft/append";
     pub const VOTE: &str = "/raft/vote";
     pub const SNAPSHOT: &str = "/raft/snapshot";
+    /// Not a Raft RPC: the leader handing over asks the chosen voter to campaign now.
+    pub const ELECT: &str = "/raft/elect";
+}
+
+/// The words a replica uses when it refuses an RPC from a replica outside the membership; the
+/// refused replica recognizes its own removal by them.
+pub const NOT_A_MEMBER: &str = "is not a member";
+
+/// Peers that refused this replica's RPCs because it is not a member: the last refusal seen.
+#[derive(Clone, Default)]
+pub struct Refusals(Arc<Mutex<Option<Refusal>>>);
+
+#[derive(Clone, Debug)]
+pub struct Refusal {
+    pub by: ReplicaId,
+    pub msg: String,
+    pub at: Instant,
+}
+
+const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
+
+impl Refusals {
+    /// The last refusal, if any peer refused this replica as a non-member.
+    pub fn last(&self) -> Option<Refusal> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn record(&self, by: ReplicaId, msg: &str) {
+        let mut last = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        // Loud, but once per interval: openraft retries every 200 ms.
+        if last.as_ref().is_none_or(|l| l.at.elapsed() > REFUSAL_LOG_EVERY) {
+            tracing::error!(
+                peer = %by,
+                %msg,
+                "REFUSED BY THE CLUSTER: this replica is not a member (it was removed, or never \
+                 added). It takes no part in the cluster; stop it, or add it back under a new id \
+                 with an empty data dir and `[cluster] join = true`."
+            );
+            *last = Some(Refusal {
+                by,
+                msg: msg.to_string(),
+                at: Instant::now(),
+            });
+        }
+    }
 }
 
 /// Builds per-peer clients on one shared connection pool (the Raft pool; forwarded client
@@ -42,6 +91,7 @@ pub mod raft_paths {
 pub struct HttpNetworkFactory {
     client: reqwest::Client,
     authorization: Option<HeaderValue>,
+    refusals: Refusals,
 }
 
 impl HttpNetworkFactory {
@@ -49,7 +99,14 @@ impl HttpNetworkFactory {
         HttpNetworkFactory {
             client,
             authorization: None,
+            refusals: Refusals::default(),
         }
+    }
+
+    /// Where refusals by peers are recorded (shared with the HTTP layer's `/status`).
+    pub fn with_refusals(mut self, refusals: Refusals) -> Self {
+        self.refusals = refusals;
+        self
     }
 
     /// The `Authorization` header value (`Bearer <controller_peer token>`) sent on every RPC;
@@ -72,6 +129,7 @@ impl RaftNetworkFactory<TypeConfig> for HttpNetworkFactory {
             target,
             base: format!("http://{}", node.addr),
             authorization: self.authorization.clone(),
+            refusals: self.refusals.clone(),
         }
     }
 }
@@ -81,6 +139,7 @@ pub struct HttpNetwork {
     target: ReplicaId,
     base: String,
     authorization: Option<HeaderValue>,
+    refusals: Refusals,
 }
 
 impl HttpNetwork {
@@ -121,6 +180,9 @@ impl HttpNetwork {
         }
         if !status.is_success() {
             let body = resp.text().await.unwrap_or_default();
+            if status == reqwest::StatusCode::FORBIDDEN && body.contains(NOT_A_MEMBER) {
+                self.refusals.record(self.target, &body);
+            }
             let e = std::io::Error::other(format!("{} answered {status}: {body}", self.target));
             return Err(RPCError::Network(NetworkError::new(&e)));
         }

@@ -23,6 +23,7 @@ mod node;
 pub mod node_operation;
 pub mod optimise;
 pub mod reconcile_plan;
+mod replicas;
 mod rows;
 pub mod scheduler;
 mod split;
@@ -38,6 +39,7 @@ pub use node::{
     NodeAvailability, NodeDescribeResponse, NodeId, NodeRecord, NodeRegisterRequest,
     NodeSchedulingPolicy, RegisterOutcome,
 };
+pub use replicas::RemovedReplica;
 pub use rows::{DecodeError, Mutation};
 pub use split::{SplitParent, SplitPlan, SplitRecord};
 pub use state::{LeaderRecord, State};

@@ -13,6 +13,7 @@ pub(crate) const SPLIT_PREFIX: &str = "split/";
 pub(crate) const MIGRATION_PREFIX: &str = "migration/";
 pub(crate) const NODE_OPERATION_KEY: &str = "meta/node_operation";
 pub(crate) const TOMBSTONE_PREFIX: &str = "tombstone/";
+pub(crate) const REMOVED_REPLICA_PREFIX: &str = "replica_removed/";
 
 /// A change to one row: `value: None` deletes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +52,10 @@ pub(crate) fn migration_key(id: &crate::ids::TenantShardId) -> String {
 
 pub(crate) fn tombstone_key(id: NodeId) -> String {
     format!("{TOMBSTONE_PREFIX}{id:020}")
+}
+
+pub(crate) fn removed_replica_key(id: crate::ReplicaId) -> String {
+    format!("{REMOVED_REPLICA_PREFIX}{:020}", id.0)
 }
 
 pub(crate) fn delete(key: String) -> Mutation {

@@ -13,7 +13,8 @@ use crate::rows::{
     self, DecodeError, LEADER_KEY, MIGRATION_PREFIX, Mutation, NODE_PREFIX, SHARD_PREFIX,
     SPLIT_PREFIX,
 };
-use crate::rows::{NODE_OPERATION_KEY, TOMBSTONE_PREFIX};
+use crate::replicas::RemovedReplica;
+use crate::rows::{NODE_OPERATION_KEY, REMOVED_REPLICA_PREFIX, TOMBSTONE_PREFIX};
 use crate::split::SplitRecord;
 use crate::tenant::TenantShard;
 use crate::{ReplicaId, Term};
@@ -37,6 +38,8 @@ pub struct State {
     /// Deleted nodes, by id: the id may not come back until the tombstone is removed.
     pub(crate) tombstones: BTreeMap<NodeId, NodeRecord>,
     leader: Option<LeaderRecord>,
+    /// Replica ids removed from the Raft membership (see `replicas.rs`).
+    pub(crate) removed_replicas: BTreeMap<ReplicaId, RemovedReplica>,
 }
 
 impl State {
@@ -248,6 +251,9 @@ impl State {
                 sync(&mut self.tombstones, &from.tombstones, id);
             } else if key == LEADER_KEY {
                 self.leader = from.leader.clone();
+            } else if let Some(id) = key.strip_prefix(REMOVED_REPLICA_PREFIX) {
+                let id: u64 = id.parse().map_err(|_| bad(key))?;
+                sync(&mut self.removed_replicas, &from.removed_replicas, ReplicaId(id));
             } else {
                 return Err(bad(key));
             }
@@ -280,6 +286,9 @@ impl State {
                 state.tombstones.insert(node.id, node);
             } else if key == LEADER_KEY {
                 state.leader = Some(rows::decode(key, value)?);
+            } else if key.starts_with(REMOVED_REPLICA_PREFIX) {
+                let record: RemovedReplica = rows::decode(key, value)?;
+                state.removed_replicas.insert(record.id, record);
             } else {
                 return Err(DecodeError::UnknownKey(key.to_string()));
             }
