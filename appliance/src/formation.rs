@@ -236,7 +236,8 @@ fn decide_join(answers: &[(ReplicaId, PeerAnswer)]) -> Decision {
             .map(|(id, _)| *id)
             .collect()
     };
-    let standing = |s: Standing| move |a: &PeerAnswer| matches!(a, PeerAnswer::Status { me, .. } if *me == s);
+    let standing =
+        |s: Standing| move |a: &PeerAnswer| matches!(a, PeerAnswer::Status { me, .. } if *me == s);
     let removed = with(&standing(Standing::Removed));
     if !removed.is_empty() {
         return Decision::Refuse {
@@ -327,11 +328,7 @@ impl FormationProbe for Formation {
         let mut pristine = self.pristine.load(Ordering::SeqCst);
         // A replica in join mode is never part of a formation: it never answers pristine to the
         // forming node (and so never writes the marker).
-        if pristine
-            && !self.join
-            && asker == Some(self.lowest_id)
-            && asker != Some(self.node_id)
-        {
+        if pristine && !self.join && asker == Some(self.lowest_id) && asker != Some(self.node_id) {
             // The forming node must not count us as pristine unless we will remember it.
             if let Err(e) = self.marker.write(self.lowest_id) {
                 tracing::error!(error = %e, "cannot write formation marker; not reporting pristine");
@@ -346,7 +343,13 @@ impl FormationProbe for Formation {
             initialized: !self.pristine.load(Ordering::SeqCst),
             voters: membership.voter_ids().collect(),
             learners: membership.learner_ids().collect(),
-            removed: self.state.read().removed_replicas().keys().copied().collect(),
+            removed: self
+                .state
+                .read()
+                .removed_replicas()
+                .keys()
+                .copied()
+                .collect(),
         }
     }
 }
@@ -686,12 +689,12 @@ mod tests {
 
     #[test]
     fn join_refusals_explain_themselves() {
-        let msg = RefuseReason::JoinAsVoter { peers: ids(&[1]) }
-            .explain(ReplicaId(2), Path::new("/d"));
+        let msg =
+            RefuseReason::JoinAsVoter { peers: ids(&[1]) }.explain(ReplicaId(2), Path::new("/d"));
         assert!(msg.contains("as a voter"), "{msg}");
         assert!(msg.contains("new id"), "{msg}");
-        let msg = RefuseReason::JoinAsRemoved { peers: ids(&[1]) }
-            .explain(ReplicaId(2), Path::new("/d"));
+        let msg =
+            RefuseReason::JoinAsRemoved { peers: ids(&[1]) }.explain(ReplicaId(2), Path::new("/d"));
         assert!(msg.contains("removed"), "{msg}");
     }
 

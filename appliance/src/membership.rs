@@ -65,7 +65,9 @@ impl Membership {
         self.raft.metrics().borrow().clone()
     }
 
-    fn leading(&self) -> Result<openraft::RaftMetrics<ReplicaId, openraft::BasicNode>, OperationError> {
+    fn leading(
+        &self,
+    ) -> Result<openraft::RaftMetrics<ReplicaId, openraft::BasicNode>, OperationError> {
         let m = self.metrics();
         if m.current_leader != Some(self.node_id) {
             return Err(OperationError::NotLeading(format!(
@@ -123,7 +125,9 @@ impl Membership {
         });
         match tokio::time::timeout(CATCH_UP_WITHIN, caught_up).await {
             Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(OperationError::Internal(format!("raft metrics closed: {e}"))),
+            Ok(Err(e)) => Err(OperationError::Internal(format!(
+                "raft metrics closed: {e}"
+            ))),
             Err(_) => Err(OperationError::Timeout(format!(
                 "replica {id} did not catch up within {CATCH_UP_WITHIN:?}; it stays a learner \
                  (is it running, in join mode, at the address given?). Retry the add once it \
@@ -152,13 +156,9 @@ impl Membership {
         } else {
             ChangeMembers::RemoveNodes(BTreeSet::from([id]))
         };
-        change_membership(
-            &self.raft,
-            MembershipChange::Members(change),
-            COMMIT_WITHIN,
-        )
-        .await
-        .map_err(membership_error)?;
+        change_membership(&self.raft, MembershipChange::Members(change), COMMIT_WITHIN)
+            .await
+            .map_err(membership_error)?;
         tracing::info!(%id, "replica removed");
         Ok(())
     }

@@ -102,9 +102,7 @@ pub fn caught_up_voters(m: &Metrics, me: ReplicaId) -> Vec<ReplicaId> {
         .membership()
         .voter_ids()
         .filter(|id| *id != me)
-        .filter(|id| {
-            replication.get(id).copied().flatten().map(|l| l.index) == m.last_log_index
-        })
+        .filter(|id| replication.get(id).copied().flatten().map(|l| l.index) == m.last_log_index)
         .collect()
 }
 
@@ -145,7 +143,12 @@ impl StepDown {
             )));
         }
         if let Some(to) = to
-            && (to == self.node_id || !m.membership_config.membership().voter_ids().any(|v| v == to))
+            && (to == self.node_id
+                || !m
+                    .membership_config
+                    .membership()
+                    .voter_ids()
+                    .any(|v| v == to))
         {
             return Err(OperationError::Conflict(format!(
                 "replica {to} is not a voter other than the leader"
@@ -167,7 +170,10 @@ impl StepDown {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         };
-        if tokio::time::timeout(Duration::from_secs(5), fenced).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(5), fenced)
+            .await
+            .is_err()
+        {
             self.handover.set(false);
             return Err(OperationError::Internal(
                 "leader services did not stop within 5 s; handover abandoned".into(),
@@ -248,7 +254,9 @@ impl StepDown {
             ask = ask.header(reqwest::header::AUTHORIZATION, token.header_value());
         }
         match ask.send().await {
-            Ok(r) if r.status().is_success() => tracing::info!(%target, "asked the successor to campaign"),
+            Ok(r) if r.status().is_success() => {
+                tracing::info!(%target, "asked the successor to campaign")
+            }
             Ok(r) => tracing::warn!(%target, status = %r.status(), "successor refused to campaign"),
             Err(e) => tracing::warn!(%target, error = %e, "cannot reach the successor"),
         }
@@ -263,8 +271,15 @@ mod tests {
     fn the_successor_is_a_caught_up_voter() {
         let ids = |v: &[u64]| v.iter().copied().map(ReplicaId).collect::<Vec<_>>();
         assert_eq!(choose(&ids(&[3, 2]), None), Some(ReplicaId(2)));
-        assert_eq!(choose(&ids(&[3, 2]), Some(ReplicaId(3))), Some(ReplicaId(3)));
-        assert_eq!(choose(&ids(&[3]), Some(ReplicaId(2))), None, "2 is not caught up");
+        assert_eq!(
+            choose(&ids(&[3, 2]), Some(ReplicaId(3))),
+            Some(ReplicaId(3))
+        );
+        assert_eq!(
+            choose(&ids(&[3]), Some(ReplicaId(2))),
+            None,
+            "2 is not caught up"
+        );
         assert_eq!(choose(&[], None), None);
     }
 }

@@ -15,7 +15,13 @@ use cluster_tests::{
 use reqwest::Method;
 use tokio::sync::Mutex;
 
-async fn send(cluster: &Cluster, via: u64, method: Method, path: &str, body: Option<serde_json::Value>) -> RawResponse {
+async fn send(
+    cluster: &Cluster,
+    via: u64,
+    method: Method,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> RawResponse {
     let body = body.map(|b| ("application/json", b.to_string()));
     cluster
         .client(via)
@@ -25,11 +31,25 @@ async fn send(cluster: &Cluster, via: u64, method: Method, path: &str, body: Opt
 }
 
 async fn add_member(cluster: &Cluster, via: u64, id: u64, addr: &str) -> RawResponse {
-    send(cluster, via, Method::POST, "/control/v1/members", Some(serde_json::json!({"id": id, "addr": addr}))).await
+    send(
+        cluster,
+        via,
+        Method::POST,
+        "/control/v1/members",
+        Some(serde_json::json!({"id": id, "addr": addr})),
+    )
+    .await
 }
 
 async fn remove_member(cluster: &Cluster, via: u64, id: u64) -> RawResponse {
-    send(cluster, via, Method::DELETE, &format!("/control/v1/members/{id}"), None).await
+    send(
+        cluster,
+        via,
+        Method::DELETE,
+        &format!("/control/v1/members/{id}"),
+        None,
+    )
+    .await
 }
 
 fn voters(status: &ClusterStatus) -> BTreeSet<u64> {
@@ -99,16 +119,29 @@ async fn assert_all_present(cluster: &Cluster, via: u64, acked: &[u64]) {
     .into_iter()
     .map(|n| n.id)
     .collect();
-    let missing: Vec<u64> = acked.iter().filter(|id| !listed.contains(id)).copied().collect();
-    assert!(missing.is_empty(), "acknowledged registrations lost: {missing:?}");
+    let missing: Vec<u64> = acked
+        .iter()
+        .filter(|id| !listed.contains(id))
+        .copied()
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "acknowledged registrations lost: {missing:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn add_a_fourth_replica_and_remove_one_under_write_load() {
-    let (cluster, leader) = Cluster::start_formed(ClusterOptions::default()).await.expect("formed");
+    let (cluster, leader) = Cluster::start_formed(ClusterOptions::default())
+        .await
+        .expect("formed");
     let cluster = Arc::new(Mutex::new(cluster));
     let load = WriteLoad::start(cluster.clone(), 100);
-    let addr4 = cluster.lock().await.start_joining(4).expect("replica 4 starts");
+    let addr4 = cluster
+        .lock()
+        .await
+        .start_joining(4)
+        .expect("replica 4 starts");
     let c = cluster.lock().await;
     let follower = c.live_other_than(leader);
     // Through a follower: the add is forwarded to the leader.
@@ -120,7 +153,11 @@ async fn add_a_fourth_replica_and_remove_one_under_write_load() {
     let again = add_member(&c, leader, 4, &addr4.to_string()).await;
     assert_eq!(again.status, 409, "{}", again.body);
     // Remove a follower other than the one we talk through.
-    let gone = c.ids().into_iter().find(|id| *id != leader && *id != follower && *id != 4).expect("a third");
+    let gone = c
+        .ids()
+        .into_iter()
+        .find(|id| *id != leader && *id != follower && *id != 4)
+        .expect("a third");
     let removed = cluster_body(&remove_member(&c, follower, gone).await);
     let left: BTreeSet<u64> = [1, 2, 3, 4].into_iter().filter(|id| *id != gone).collect();
     assert_eq!(voters(&removed), left, "{removed:?}");
@@ -135,11 +172,21 @@ async fn add_a_fourth_replica_and_remove_one_under_write_load() {
     let c = cluster.lock().await;
     assert_all_present(&c, 4, &acked).await;
     // Replica 4 holds them too, in its own applied state.
-    wait_until("replica 4 applied every write", deadline::CONVERGE, async || {
-        let local: BTreeSet<u64> = c.client(4).list_nodes(ReadMode::Local).await?.into_iter().map(|n| n.id).collect();
-        anyhow::ensure!(acked.iter().all(|id| local.contains(id)), "not yet");
-        Ok(())
-    })
+    wait_until(
+        "replica 4 applied every write",
+        deadline::CONVERGE,
+        async || {
+            let local: BTreeSet<u64> = c
+                .client(4)
+                .list_nodes(ReadMode::Local)
+                .await?
+                .into_iter()
+                .map(|n| n.id)
+                .collect();
+            anyhow::ensure!(acked.iter().all(|id| local.contains(id)), "not yet");
+            Ok(())
+        },
+    )
     .await
     .expect("replica 4 has every acknowledged write");
     println!("acknowledged writes during add and remove: {}", acked.len());
@@ -147,10 +194,15 @@ async fn add_a_fourth_replica_and_remove_one_under_write_load() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replace_a_wiped_replica_under_a_new_id() {
-    let (mut cluster, leader) = Cluster::start_formed(ClusterOptions::default()).await.expect("formed");
+    let (mut cluster, leader) = Cluster::start_formed(ClusterOptions::default())
+        .await
+        .expect("formed");
     let lost = cluster.live_other_than(leader);
     for id in 1..=3 {
-        cluster.register(leader, &NodeRegisterRequest::fake(id)).await.expect("register");
+        cluster
+            .register(leader, &NodeRegisterRequest::fake(id))
+            .await
+            .expect("register");
     }
     cluster.kill(lost);
     cluster.wipe(lost).expect("wipe");
@@ -158,66 +210,115 @@ async fn replace_a_wiped_replica_under_a_new_id() {
     assert!(!voters(&removed).contains(&lost));
     // The wiped id restarted as-is is still refused (formation's wiped-disk rule).
     cluster.restart(lost).expect("restart");
-    let exit = cluster.wait_exit(lost, deadline::EXIT).await.expect("exits");
+    let exit = cluster
+        .wait_exit(lost, deadline::EXIT)
+        .await
+        .expect("exits");
     assert_eq!(exit.code(), Some(3), "refused, not joined");
     // The replacement: a new id, an empty disk, join mode.
     let addr = cluster.start_joining(7).expect("replica 7 starts");
     let added = cluster_body(&add_member(&cluster, leader, 7, &addr.to_string()).await);
     assert!(voters(&added).contains(&7), "{added:?}");
     // The cluster now needs 7 for a quorum: with the other old replica down it still serves.
-    let other = cluster.ids().into_iter().find(|id| *id != leader && *id != lost && *id != 7).expect("other");
+    let other = cluster
+        .ids()
+        .into_iter()
+        .find(|id| *id != leader && *id != lost && *id != 7)
+        .expect("other");
     cluster.kill(other);
-    cluster.register(leader, &NodeRegisterRequest::fake(4)).await.expect("write with 7 in the quorum");
-    let nodes = cluster.client(7).list_nodes(ReadMode::Forwarded).await.expect("nodes via 7");
+    cluster
+        .register(leader, &NodeRegisterRequest::fake(4))
+        .await
+        .expect("write with 7 in the quorum");
+    let nodes = cluster
+        .client(7)
+        .list_nodes(ReadMode::Forwarded)
+        .await
+        .expect("nodes via 7");
     assert_eq!(nodes.len(), 4);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_replicas_form_lose_two_and_keep_serving() {
-    let (cluster, leader) = Cluster::start_formed(ClusterOptions { replicas: 5, ..ClusterOptions::default() })
-        .await
-        .expect("five replicas form");
+    let (cluster, leader) = Cluster::start_formed(ClusterOptions {
+        replicas: 5,
+        ..ClusterOptions::default()
+    })
+    .await
+    .expect("five replicas form");
     let status = cluster.status_of(leader).await.expect("status");
     assert_eq!(voters(&status), BTreeSet::from([1, 2, 3, 4, 5]));
-    cluster.register(leader, &NodeRegisterRequest::fake(1)).await.expect("write");
+    cluster
+        .register(leader, &NodeRegisterRequest::fake(1))
+        .await
+        .expect("write");
     let other = cluster.live_other_than(leader);
     cluster.kill(leader);
     cluster.kill(other);
-    let new_leader = cluster.wait_for_new_leader(leader, deadline::ELECTION).await.expect("new leader");
+    let new_leader = cluster
+        .wait_for_new_leader(leader, deadline::ELECTION)
+        .await
+        .expect("new leader");
     assert!(new_leader != other);
     let via = cluster.live_other_than(new_leader);
-    cluster.register(via, &NodeRegisterRequest::fake(2)).await.expect("write with three of five");
-    let nodes = cluster.client(via).list_nodes(ReadMode::Forwarded).await.expect("nodes");
+    cluster
+        .register(via, &NodeRegisterRequest::fake(2))
+        .await
+        .expect("write with three of five");
+    let nodes = cluster
+        .client(via)
+        .list_nodes(ReadMode::Forwarded)
+        .await
+        .expect("nodes");
     assert_eq!(nodes.len(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_membership_change_is_refused_while_one_is_in_flight() {
-    let (cluster, leader) = Cluster::start_formed(ClusterOptions::default()).await.expect("formed");
+    let (cluster, leader) = Cluster::start_formed(ClusterOptions::default())
+        .await
+        .expect("formed");
     let cluster = Arc::new(cluster);
     // Nothing listens there: the learner never catches up, so the add stays in flight.
     let nowhere = format!("127.0.0.1:{}", free_port());
     // The add waits up to 30 s for the learner: longer than the harness clients' timeout.
-    let patient = cluster_tests::Client::new(cluster_tests::client::http_client(Duration::from_secs(60)), cluster.url(leader));
+    let patient = cluster_tests::Client::new(
+        cluster_tests::client::http_client(Duration::from_secs(60)),
+        cluster.url(leader),
+    );
     let first = tokio::spawn({
         let nowhere = nowhere.clone();
         async move {
             let body = serde_json::json!({"id": 9, "addr": nowhere}).to_string();
             patient
-                .raw(Method::POST, "/control/v1/members", Some(("application/json", body)), &[])
+                .raw(
+                    Method::POST,
+                    "/control/v1/members",
+                    Some(("application/json", body)),
+                    &[],
+                )
                 .await
                 .expect("the first add answers")
         }
     });
     wait_until("9 listed as a learner", deadline::WRITE, async || {
         let s = cluster.status_of(leader).await?;
-        anyhow::ensure!(s.members.iter().any(|m| m.id == 9 && m.role == "learner"), "not yet: {s:?}");
+        anyhow::ensure!(
+            s.members.iter().any(|m| m.id == 9 && m.role == "learner"),
+            "not yet: {s:?}"
+        );
         Ok(())
     })
     .await
     .expect("learner added");
     let follower = cluster.live_other_than(leader);
-    let second = add_member(&cluster, follower, 10, &format!("127.0.0.1:{}", free_port())).await;
+    let second = add_member(
+        &cluster,
+        follower,
+        10,
+        &format!("127.0.0.1:{}", free_port()),
+    )
+    .await;
     assert_eq!(second.status, 409, "{}", second.body);
     assert!(second.body.contains("in flight"), "{}", second.body);
     let removal = remove_member(&cluster, leader, follower).await;
@@ -228,8 +329,19 @@ async fn a_membership_change_is_refused_while_one_is_in_flight() {
     assert_eq!(first.status, 504, "{}", first.body);
     assert!(first.body.contains("stays a learner"), "{}", first.body);
     // Bad input is refused before anything changes.
-    for body in [serde_json::json!({"id": 11}), serde_json::json!({"id": 11, "addr": "x", "more": 1}), serde_json::json!({"id": 11, "addr": "no-port"})] {
-        let bad = send(&cluster, leader, Method::POST, "/control/v1/members", Some(body.clone())).await;
+    for body in [
+        serde_json::json!({"id": 11}),
+        serde_json::json!({"id": 11, "addr": "x", "more": 1}),
+        serde_json::json!({"id": 11, "addr": "no-port"}),
+    ] {
+        let bad = send(
+            &cluster,
+            leader,
+            Method::POST,
+            "/control/v1/members",
+            Some(body.clone()),
+        )
+        .await;
         assert_eq!(bad.status, 400, "{body}: {}", bad.body);
     }
     // The learner can be removed; its id is then never reused.
@@ -244,23 +356,43 @@ async fn a_membership_change_is_refused_while_one_is_in_flight() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_removed_replica_restarted_is_refused_and_says_so() {
-    let (cluster, leader) = Cluster::start_formed(ClusterOptions::default()).await.expect("formed");
+    let (cluster, leader) = Cluster::start_formed(ClusterOptions::default())
+        .await
+        .expect("formed");
     let gone = cluster.live_other_than(leader);
     cluster.kill(gone);
     cluster_body(&remove_member(&cluster, leader, gone).await);
     let before = cluster.status_of(leader).await.expect("status");
     cluster.restart(gone).expect("restart the removed replica");
-    let status = wait_until("the removed replica reports its removal", deadline::ELECTION, async || {
-        let raw = cluster.client(gone).raw(Method::GET, "/status", None, &[]).await?;
-        let v: serde_json::Value = serde_json::from_str(&raw.body)?;
-        anyhow::ensure!(v["removed"] == serde_json::json!(true), "not yet: {}", raw.body);
-        Ok(v)
-    })
+    let status = wait_until(
+        "the removed replica reports its removal",
+        deadline::ELECTION,
+        async || {
+            let raw = cluster
+                .client(gone)
+                .raw(Method::GET, "/status", None, &[])
+                .await?;
+            let v: serde_json::Value = serde_json::from_str(&raw.body)?;
+            anyhow::ensure!(
+                v["removed"] == serde_json::json!(true),
+                "not yet: {}",
+                raw.body
+            );
+            Ok(v)
+        },
+    )
     .await
     .expect("/status says removed");
     let reason = status["reason"].as_str().unwrap_or_default().to_string();
-    assert!(reason.contains("not a member") && reason.contains("removed"), "{reason}");
-    assert!(cluster.log_since_last_start(gone).contains("REFUSED BY THE CLUSTER"));
+    assert!(
+        reason.contains("not a member") && reason.contains("removed"),
+        "{reason}"
+    );
+    assert!(
+        cluster
+            .log_since_last_start(gone)
+            .contains("REFUSED BY THE CLUSTER")
+    );
     let live = cluster.client(gone).probe("/live").await.expect("/live");
     assert_eq!(live, 503);
     // Let it campaign for a while: no leader change, no term change on the members.
@@ -273,7 +405,10 @@ async fn a_removed_replica_restarted_is_refused_and_says_so() {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    cluster.register(leader, &NodeRegisterRequest::fake(1)).await.expect("still serving");
+    cluster
+        .register(leader, &NodeRegisterRequest::fake(1))
+        .await
+        .expect("still serving");
 }
 
 #[derive(serde::Deserialize, Debug)]
@@ -285,8 +420,13 @@ struct StepDown {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn step_down_hands_leadership_to_a_caught_up_voter() {
-    let (cluster, mut leader) = Cluster::start_formed(ClusterOptions::default()).await.expect("formed");
-    cluster.register(leader, &NodeRegisterRequest::fake(1)).await.expect("write");
+    let (cluster, mut leader) = Cluster::start_formed(ClusterOptions::default())
+        .await
+        .expect("formed");
+    cluster
+        .register(leader, &NodeRegisterRequest::fake(1))
+        .await
+        .expect("write");
     let mut took = Vec::new();
     for round in 0..5u64 {
         let before = cluster.status_of(leader).await.expect("status");
@@ -294,7 +434,14 @@ async fn step_down_hands_leadership_to_a_caught_up_voter() {
         let via = cluster.live_other_than(leader);
         let body = (round % 2 == 1).then(|| serde_json::json!({"to": via}));
         let started = Instant::now();
-        let raw = send(&cluster, via, Method::PUT, "/control/v1/step_down", body.clone()).await;
+        let raw = send(
+            &cluster,
+            via,
+            Method::PUT,
+            "/control/v1/step_down",
+            body.clone(),
+        )
+        .await;
         took.push(started.elapsed());
         assert_eq!(raw.status, 200, "round {round}: {}", raw.body);
         let moved: StepDown = serde_json::from_str(&raw.body).expect("step_down body");
@@ -303,32 +450,65 @@ async fn step_down_hands_leadership_to_a_caught_up_voter() {
         if body.is_some() {
             assert_eq!(moved.new_leader, via, "the named successor leads");
         }
-        assert!(moved.term > before.term, "{moved:?} after term {}", before.term);
+        assert!(
+            moved.term > before.term,
+            "{moved:?} after term {}",
+            before.term
+        );
         let log = cluster.log_since_last_start(leader);
-        assert!(log.contains("handing over leadership: stopping leader services"), "round {round}");
-        assert!(log.contains("leadership lost or handed over; stopping controller services"), "round {round}");
-        let new_leader = cluster.wait_for_new_leader(leader, deadline::ELECTION).await.expect("new leader");
+        assert!(
+            log.contains("handing over leadership: stopping leader services"),
+            "round {round}"
+        );
+        assert!(
+            log.contains("leadership lost or handed over; stopping controller services"),
+            "round {round}"
+        );
+        let new_leader = cluster
+            .wait_for_new_leader(leader, deadline::ELECTION)
+            .await
+            .expect("new leader");
         assert_eq!(new_leader, moved.new_leader);
         // The new leader records itself under its term before its services start: the record
         // is the failover's fence.
         wait_until("the new leader's record", deadline::WRITE, async || {
             let rec = cluster.client(leader).leader(ReadMode::Forwarded).await?;
             let addr = cluster.addr(new_leader).to_string();
-            anyhow::ensure!(rec.as_ref().is_some_and(|r| r.address.contains(&addr)), "not yet: {rec:?}");
+            anyhow::ensure!(
+                rec.as_ref().is_some_and(|r| r.address.contains(&addr)),
+                "not yet: {rec:?}"
+            );
             Ok(())
         })
         .await
         .expect("leader record moved");
         // A write through the old leader reaches the new one.
-        cluster.register(leader, &NodeRegisterRequest::fake(10 + round)).await.expect("write after handover");
+        cluster
+            .register(leader, &NodeRegisterRequest::fake(10 + round))
+            .await
+            .expect("write after handover");
         leader = new_leader;
     }
     // A named successor that is not a voter is refused.
-    let refused = send(&cluster, leader, Method::PUT, "/control/v1/step_down", Some(serde_json::json!({"to": 42}))).await;
+    let refused = send(
+        &cluster,
+        leader,
+        Method::PUT,
+        "/control/v1/step_down",
+        Some(serde_json::json!({"to": 42})),
+    )
+    .await;
     assert_eq!(refused.status, 409, "{}", refused.body);
     let mut sorted = took.clone();
     sorted.sort();
-    println!("step_down handover times: {took:?}; median {:?}", sorted[sorted.len() / 2]);
-    let nodes = cluster.client(leader).list_nodes(ReadMode::Forwarded).await.expect("nodes");
+    println!(
+        "step_down handover times: {took:?}; median {:?}",
+        sorted[sorted.len() / 2]
+    );
+    let nodes = cluster
+        .client(leader)
+        .list_nodes(ReadMode::Forwarded)
+        .await
+        .expect("nodes");
     assert_eq!(nodes.len(), 6);
 }

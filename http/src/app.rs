@@ -13,8 +13,8 @@ use state_machine::ReplicaId;
 use crate::auth::HttpAuth;
 use crate::failpoints;
 use crate::{
-    auth, cluster, debug, forward, guard, members, migrate, nodes, onboarding, probes, raft_rpc, secondary,
-    tenant_config, tenants, timelines, trace, upcalls,
+    auth, cluster, debug, forward, guard, members, migrate, nodes, onboarding, probes, raft_rpc,
+    secondary, tenant_config, tenants, timelines, trace, upcalls,
 };
 use storcon_failpoints::Failpoints;
 

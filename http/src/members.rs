@@ -133,14 +133,24 @@ mod tests {
         for ok in ["127.0.0.1:7004", "storcon-4.internal:80", "[::1]:7001"] {
             assert!(check_addr(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "127.0.0.1", ":80", "host:0", "host:99999", "http://h:1", "h:x"] {
+        for bad in [
+            "",
+            "127.0.0.1",
+            ":80",
+            "host:0",
+            "host:99999",
+            "http://h:1",
+            "h:x",
+        ] {
             assert!(check_addr(bad).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn requests_refuse_unknown_keys() {
-        assert!(serde_json::from_str::<AddMemberRequest>(r#"{"id":4,"addr":"a:1","x":1}"#).is_err());
+        assert!(
+            serde_json::from_str::<AddMemberRequest>(r#"{"id":4,"addr":"a:1","x":1}"#).is_err()
+        );
         assert!(serde_json::from_str::<StepDownRequest>(r#"{"too":4}"#).is_err());
         let r: StepDownRequest = serde_json::from_str(r#"{"to":4}"#).expect("parses");
         assert_eq!(r.to, Some(ReplicaId(4)));

@@ -90,12 +90,17 @@ pub async fn change_membership(
 /// What [`change_membership`] changes.
 #[derive(Debug, Clone)]
 pub enum MembershipChange {
-    AddLearner { id: ReplicaId, addr: String },
+    AddLearner {
+        id: ReplicaId,
+        addr: String,
+    },
     /// Voters or nodes added or removed; nodes left out are dropped, not kept as learners.
     Members(openraft::ChangeMembers<ReplicaId, openraft::BasicNode>),
 }
 
-fn write_error(e: RaftError<ReplicaId, ClientWriteError<ReplicaId, openraft::BasicNode>>) -> ProposeError {
+fn write_error(
+    e: RaftError<ReplicaId, ClientWriteError<ReplicaId, openraft::BasicNode>>,
+) -> ProposeError {
     match e {
         RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
             ProposeError::LeadershipMoved {

@@ -68,7 +68,10 @@ impl Refusals {
     fn record(&self, by: ReplicaId, msg: &str) {
         let mut last = self.0.lock().unwrap_or_else(|p| p.into_inner());
         // Loud, but once per interval: openraft retries every 200 ms.
-        if last.as_ref().is_none_or(|l| l.at.elapsed() > REFUSAL_LOG_EVERY) {
+        if last
+            .as_ref()
+            .is_none_or(|l| l.at.elapsed() > REFUSAL_LOG_EVERY)
+        {
             tracing::error!(
                 peer = %by,
                 %msg,

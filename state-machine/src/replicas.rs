@@ -70,10 +70,22 @@ mod tests {
     fn ids_left_out_are_recorded_with_their_index() {
         let mut state = State::default();
         // Formation: nobody before.
-        assert!(state.record_membership(&ids(&[]), &ids(&[1, 2, 3]), 1).is_empty());
+        assert!(
+            state
+                .record_membership(&ids(&[]), &ids(&[1, 2, 3]), 1)
+                .is_empty()
+        );
         // Adding a learner, then the joint and uniform configs of a removal of 2.
-        assert!(state.record_membership(&ids(&[1, 2, 3]), &ids(&[1, 2, 3, 4]), 5).is_empty());
-        assert!(state.record_membership(&ids(&[1, 2, 3, 4]), &ids(&[1, 2, 3, 4]), 8).is_empty());
+        assert!(
+            state
+                .record_membership(&ids(&[1, 2, 3]), &ids(&[1, 2, 3, 4]), 5)
+                .is_empty()
+        );
+        assert!(
+            state
+                .record_membership(&ids(&[1, 2, 3, 4]), &ids(&[1, 2, 3, 4]), 8)
+                .is_empty()
+        );
         let rows = state.record_membership(&ids(&[1, 2, 3, 4]), &ids(&[1, 3, 4]), 9);
         assert_eq!(rows.len(), 1);
         assert_eq!(
@@ -102,7 +114,14 @@ mod tests {
         let mut state = State::default();
         state.record_membership(&ids(&[1, 2, 3]), &ids(&[1, 3]), 4);
         // A (refused in practice) re-add and removal again must not move the record.
-        assert!(state.record_membership(&ids(&[1, 2, 3]), &ids(&[1, 3]), 12).is_empty());
-        assert_eq!(state.removed_replica(ReplicaId(2)).map(|r| r.removed_at), Some(4));
+        assert!(
+            state
+                .record_membership(&ids(&[1, 2, 3]), &ids(&[1, 3]), 12)
+                .is_empty()
+        );
+        assert_eq!(
+            state.removed_replica(ReplicaId(2)).map(|r| r.removed_at),
+            Some(4)
+        );
     }
 }

@@ -9,11 +9,11 @@ use crate::ids::{TenantId, TenantShardId};
 use crate::migration::MigrationRecord;
 use crate::node::{NodeId, NodeRecord, NodeRegisterRequest, RegisterOutcome};
 use crate::node_operation::NodeOperation;
+use crate::replicas::RemovedReplica;
 use crate::rows::{
     self, DecodeError, LEADER_KEY, MIGRATION_PREFIX, Mutation, NODE_PREFIX, SHARD_PREFIX,
     SPLIT_PREFIX,
 };
-use crate::replicas::RemovedReplica;
 use crate::rows::{NODE_OPERATION_KEY, REMOVED_REPLICA_PREFIX, TOMBSTONE_PREFIX};
 use crate::split::SplitRecord;
 use crate::tenant::TenantShard;
@@ -253,7 +253,11 @@ impl State {
                 self.leader = from.leader.clone();
             } else if let Some(id) = key.strip_prefix(REMOVED_REPLICA_PREFIX) {
                 let id: u64 = id.parse().map_err(|_| bad(key))?;
-                sync(&mut self.removed_replicas, &from.removed_replicas, ReplicaId(id));
+                sync(
+                    &mut self.removed_replicas,
+                    &from.removed_replicas,
+                    ReplicaId(id),
+                );
             } else {
                 return Err(bad(key));
             }
