@@ -163,6 +163,25 @@ async fn add_a_fourth_replica_and_remove_one_under_write_load() {
     assert_eq!(voters(&removed), left, "{removed:?}");
     let unknown = remove_member(&c, leader, gone).await;
     assert_eq!(unknown.status, 404, "{}", unknown.body);
+    // The removed replica, still running, applied its own removal and says so.
+    wait_until(
+        "the removed replica reports its removal",
+        deadline::WRITE,
+        async || {
+            let raw = c
+                .client(gone)
+                .raw(Method::GET, "/status", None, &[])
+                .await?;
+            anyhow::ensure!(
+                raw.body.contains("removed from the cluster at log index"),
+                "not yet: {}",
+                raw.body
+            );
+            Ok(())
+        },
+    )
+    .await
+    .expect("/status of the removed replica");
     c.kill(gone);
     drop(c);
     // Some more writes with the new membership, then stop the load.
