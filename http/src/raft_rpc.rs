@@ -18,7 +18,9 @@ use openraft::raft::{
     VoteRequest, VoteResponse,
 };
 use openraft::{LogId, Vote};
-use raft_store::{FormationStatus, NOT_A_MEMBER, TARGET_NODE_HEADER, TypeConfig, codec};
+use raft_store::{
+    FormationStatus, NOT_A_MEMBER, REMOVED_FROM_CLUSTER, TARGET_NODE_HEADER, TypeConfig, codec,
+};
 use serde::de::DeserializeOwned;
 use state_machine::ReplicaId;
 
@@ -60,7 +62,7 @@ pub fn check_sender<'a>(
     let (term, sender) = (vote.leader_id.term, vote.leader_id.node_id);
     if let Some(index) = members.removed.get(&sender) {
         return Err(format!(
-            "raft rpc from node {sender}, which {NOT_A_MEMBER}: it was removed from the cluster \
+            "raft rpc from node {sender}, which {NOT_A_MEMBER}: it was {REMOVED_FROM_CLUSTER} \
              at log index {index}"
         ));
     }
@@ -222,9 +224,14 @@ mod tests {
         let e = check_sender(&Vote::new(7, ReplicaId(3)), [], &m, 6).expect_err("removed");
         assert!(e.contains(NOT_A_MEMBER), "{e}");
         assert!(e.contains("log index 42"), "{e}");
+        assert!(e.contains(REMOVED_FROM_CLUSTER), "{e}");
         assert!(check_sender(&Vote::new(7, ReplicaId(2)), [], &m, 6).is_ok());
         let e = check_sender(&Vote::new(7, ReplicaId(9)), [], &m, 6).expect_err("unknown");
         assert!(e.contains(NOT_A_MEMBER), "{e}");
+        assert!(
+            !e.contains(REMOVED_FROM_CLUSTER),
+            "unknown is not removed: {e}"
+        );
     }
 
     fn log_id(term: u64, index: u64) -> LogId<ReplicaId> {

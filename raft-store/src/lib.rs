@@ -32,7 +32,8 @@ pub use error::StoreError;
 pub use formation::{FORMATION_PATH, FormationMarker, FormationStatus};
 pub use log_store::LogStore;
 pub use network::{
-    HttpNetworkFactory, NOT_A_MEMBER, Refusal, Refusals, TARGET_NODE_HEADER, raft_paths,
+    HttpNetworkFactory, NOT_A_MEMBER, REMOVED_FROM_CLUSTER, Refusal, Refusals, TARGET_NODE_HEADER,
+    raft_paths,
 };
 pub use snapshot::{FORMAT_VERSION, SnapshotBlob};
 pub use state_machine::{SharedState, StateAudit, StateMachineStore};

@@ -42,13 +42,23 @@ pub mod raft_paths {
     pub const ELECT: &str = "/raft/elect";
 }
 
-/// The words a replica uses when it refuses an RPC from a replica outside the membership; the
-/// refused replica recognizes its own removal by them.
+/// The words a replica uses when it refuses an RPC from a replica outside the membership.
 pub const NOT_A_MEMBER: &str = "is not a member";
+/// ... and, when the replicated state records the sender as removed, these: the refused replica
+/// recognizes its own removal by them.
+pub const REMOVED_FROM_CLUSTER: &str = "removed from the cluster";
 
-/// Peers that refused this replica's RPCs because it is not a member: the last refusal seen.
+/// Peers that refused this replica's RPCs because it was removed from the cluster: the last
+/// refusal seen.
 #[derive(Clone, Default)]
-pub struct Refusals(Arc<Mutex<Option<Refusal>>>);
+pub struct Refusals(Arc<Mutex<RefusalLog>>);
+
+#[derive(Default)]
+struct RefusalLog {
+    removed: Option<Refusal>,
+    /// When a refusal as merely unknown was last logged.
+    unknown_logged: Option<Instant>,
+}
 
 #[derive(Clone, Debug)]
 pub struct Refusal {
@@ -60,26 +70,43 @@ pub struct Refusal {
 const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
 
 impl Refusals {
-    /// The last refusal, if any peer refused this replica as a non-member.
+    /// The last refusal, if any peer refused this replica as removed.
     pub fn last(&self) -> Option<Refusal> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .removed
+            .clone()
     }
 
+    /// Logs a refusal loudly, but once per interval: openraft retries every 200 ms.
     fn record(&self, by: ReplicaId, msg: &str) {
-        let mut last = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        // Loud, but once per interval: openraft retries every 200 ms.
-        if last
+        let mut log = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if !msg.contains(REMOVED_FROM_CLUSTER) {
+            // Not known there as removed, only unknown: that peer's log lags behind a
+            // membership change that added this replica (see the README). Not a removal.
+            if log
+                .unknown_logged
+                .is_none_or(|t| t.elapsed() > REFUSAL_LOG_EVERY)
+            {
+                tracing::warn!(peer = %by, %msg, "a peer does not know this replica as a member");
+                log.unknown_logged = Some(Instant::now());
+            }
+            return;
+        }
+        if log
+            .removed
             .as_ref()
             .is_none_or(|l| l.at.elapsed() > REFUSAL_LOG_EVERY)
         {
             tracing::error!(
                 peer = %by,
                 %msg,
-                "REFUSED BY THE CLUSTER: this replica is not a member (it was removed, or never \
-                 added). It takes no part in the cluster; stop it, or add it back under a new id \
-                 with an empty data dir and `[cluster] join = true`."
+                "REFUSED BY THE CLUSTER: this replica was removed from the cluster. It takes no \
+                 part in it; stop it, or add the machine back under a new id with an empty data \
+                 dir and `[cluster] join = true`."
             );
-            *last = Some(Refusal {
+            log.removed = Some(Refusal {
                 by,
                 msg: msg.to_string(),
                 at: Instant::now(),
