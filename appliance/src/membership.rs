@@ -7,7 +7,8 @@
 //! 1. refuse (409) an id that is a member already or was ever removed (ids are never reused);
 //! 2. `add_learner(id, addr)`, not blocking: the membership entry naming the learner and its
 //!    address commits, so every replica (and any later leader) reaches it at that address;
-//! 3. wait until the learner's matched index reaches the leader's last log index, within
+//! 3. wait until the learner's matched index reaches the leader's last log index (as of step 2),
+//!    within
 //!    [`CATCH_UP_WITHIN`]; past that answer 504 (it stays a learner: remove it or retry);
 //! 4. `change_membership(AddVoterIds)`: the joint, then the uniform config commits.
 //!
@@ -112,8 +113,10 @@ impl Membership {
         Ok(())
     }
 
-    /// Step 3 of an add: the learner's matched index reaches the leader's last log index.
+    /// Step 3 of an add: the learner's matched index reaches the leader's last log index as it
+    /// was when the learner was added (so a steady write load cannot keep it "behind").
     async fn wait_caught_up(&self, id: ReplicaId) -> Result<(), OperationError> {
+        let target = self.metrics().last_log_index;
         let mut metrics = self.raft.metrics();
         let caught_up = metrics.wait_for(|m| {
             let matched = m
@@ -121,7 +124,7 @@ impl Membership {
                 .as_ref()
                 .and_then(|r| r.get(&id).copied().flatten())
                 .map(|l| l.index);
-            m.last_log_index.is_some() && matched >= m.last_log_index
+            target.is_some() && matched >= target
         });
         match tokio::time::timeout(CATCH_UP_WITHIN, caught_up).await {
             Ok(Ok(_)) => Ok(()),
@@ -179,6 +182,10 @@ impl MembershipOps for Membership {
             self.step_down.run(to).await
         }
         .boxed()
+    }
+
+    fn handing_over(&self) -> bool {
+        self.step_down.handover.active()
     }
 
     fn elect(&self) -> storcon_http::Op<'_, ()> {

@@ -12,8 +12,10 @@
 //! 2. fence: stop this leader's services exactly as when leadership is lost (the controller's
 //!    cancellation token, which aborts its in-flight pageserver calls; the leader slot is
 //!    emptied, so leader-served requests answer 503 until the new leader serves them). They
-//!    stay stopped while the handover runs ([`Handover`]);
-//! 3. stop sending heartbeats; check the successor is still caught up (nothing is proposed now);
+//!    stay stopped while the handover runs ([`Handover`]), and leader-served requests answer
+//!    503 (a linearizable read would send heartbeats and renew the lease);
+//! 3. stop sending heartbeats; wait until the successor has every entry (nothing is proposed
+//!    now);
 //! 4. wait out the lease (`election_timeout_max` + a margin): the followers now grant votes, and
 //!    none of them campaigns on its own before another random election timeout;
 //! 5. ask the successor to campaign (`POST /raft/elect`); its log is as long as any, so it wins
@@ -206,12 +208,14 @@ impl StepDown {
         old_term: u64,
     ) -> Result<(ReplicaId, u64), OperationError> {
         self.raft.runtime_config().heartbeat(false);
-        let silent_since = Instant::now();
-        if !caught_up_voters(&self.metrics(), self.node_id).contains(&target) {
+        // Nothing is proposed any more; what was proposed just before reaches the successor
+        // (those appends renew the lease too, so the lease is counted from here).
+        if self.successor(Some(target)).await.is_none() {
             return Err(OperationError::Conflict(format!(
-                "replica {target} fell behind while the handover began"
+                "replica {target} did not catch up with the leader's log"
             )));
         }
+        let silent_since = Instant::now();
         let addr = self
             .metrics()
             .membership_config

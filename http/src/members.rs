@@ -54,6 +54,9 @@ pub trait MembershipOps: Send + Sync {
     fn step_down(&self, to: Option<ReplicaId>) -> Op<'_, StepDownResponse>;
     /// This replica was asked by its leader to campaign now (handover).
     fn elect(&self) -> Op<'_, ()>;
+    /// This leader is handing over: leader-served requests answer 503 (a linearizable read
+    /// would send heartbeats and renew the followers' lease the handover waits out).
+    fn handing_over(&self) -> bool;
 }
 
 fn ops(app: &AppState) -> Result<Arc<dyn MembershipOps>, ApiError> {
