@@ -13,7 +13,6 @@ use cluster_tests::{
     wait_until,
 };
 use reqwest::Method;
-use tokio::sync::Mutex;
 
 async fn send(
     cluster: &Cluster,
@@ -66,42 +65,60 @@ fn cluster_body(raw: &RawResponse) -> ClusterStatus {
     serde_json::from_str(&raw.body).unwrap_or_else(|e| panic!("{e}: {}", raw.body))
 }
 
-/// Registers fake pageservers one after another through whichever live replica answers, until
-/// told to stop; returns the ids whose registration was acknowledged (200).
+/// Registers fake pageservers one after another through the given replicas in turn (a refused
+/// or unanswered attempt moves on to the next), until told to stop; returns the ids whose
+/// registration was acknowledged (200).
 struct WriteLoad {
     stop: Arc<AtomicBool>,
+    acked: Arc<std::sync::atomic::AtomicUsize>,
     task: tokio::task::JoinHandle<Vec<u64>>,
 }
 
 impl WriteLoad {
-    fn start(cluster: Arc<Mutex<Cluster>>, first_id: u64) -> WriteLoad {
+    fn start(clients: Vec<cluster_tests::Client>, first_id: u64) -> WriteLoad {
         let stop = Arc::new(AtomicBool::new(false));
+        let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let task = tokio::spawn({
             let stop = stop.clone();
+            let count = count.clone();
             async move {
                 let mut acked = Vec::new();
                 let mut id = first_id;
+                let mut attempt = 0usize;
                 while !stop.load(Ordering::SeqCst) {
-                    let (clients, ids) = {
-                        let c = cluster.lock().await;
-                        let ids = c.live_ids();
-                        (ids.iter().map(|i| c.client(*i)).collect::<Vec<_>>(), ids)
-                    };
-                    let client = &clients[(id as usize) % clients.len().max(1)];
-                    let _ = ids;
+                    attempt += 1;
+                    let client = &clients[attempt % clients.len()];
                     match client.register_node(&NodeRegisterRequest::fake(id)).await {
                         Ok(()) => {
                             acked.push(id);
+                            count.fetch_add(1, Ordering::SeqCst);
                             id += 1;
                         }
-                        // Not acknowledged: retried under the same id (registration is idempotent).
+                        // Not acknowledged: retried under the same id (registration is
+                        // idempotent).
                         Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
                     }
                 }
                 acked
             }
         });
-        WriteLoad { stop, task }
+        WriteLoad {
+            stop,
+            acked: count,
+            task,
+        }
+    }
+
+    /// Waits until `more` further writes were acknowledged.
+    async fn wait_for_more(&self, more: usize) {
+        let from = self.acked.load(Ordering::SeqCst);
+        wait_until("more acknowledged writes", deadline::WRITE, async || {
+            let now = self.acked.load(Ordering::SeqCst);
+            anyhow::ensure!(now >= from + more, "{} more so far", now - from);
+            Ok(())
+        })
+        .await
+        .expect("the load keeps writing");
     }
 
     async fn finish(self) -> Vec<u64> {
@@ -132,17 +149,16 @@ async fn assert_all_present(cluster: &Cluster, via: u64, acked: &[u64]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn add_a_fourth_replica_and_remove_one_under_write_load() {
-    let (cluster, leader) = Cluster::start_formed(ClusterOptions::default())
+    let (mut cluster, leader) = Cluster::start_formed(ClusterOptions::default())
         .await
         .expect("formed");
-    let cluster = Arc::new(Mutex::new(cluster));
-    let load = WriteLoad::start(cluster.clone(), 100);
-    let addr4 = cluster
-        .lock()
-        .await
-        .start_joining(4)
-        .expect("replica 4 starts");
-    let c = cluster.lock().await;
+    let load = WriteLoad::start(
+        cluster.ids().iter().map(|id| cluster.client(*id)).collect(),
+        100,
+    );
+    load.wait_for_more(3).await;
+    let addr4 = cluster.start_joining(4).expect("replica 4 starts");
+    let c = &cluster;
     let follower = c.live_other_than(leader);
     // Through a follower: the add is forwarded to the leader.
     let added = cluster_body(&add_member(&c, follower, 4, &addr4.to_string()).await);
@@ -183,13 +199,10 @@ async fn add_a_fourth_replica_and_remove_one_under_write_load() {
     .await
     .expect("/status of the removed replica");
     c.kill(gone);
-    drop(c);
     // Some more writes with the new membership, then stop the load.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    load.wait_for_more(5).await;
     let acked = load.finish().await;
-    assert!(acked.len() > 5, "the load wrote only {} nodes", acked.len());
-    let c = cluster.lock().await;
-    assert_all_present(&c, 4, &acked).await;
+    assert_all_present(c, 4, &acked).await;
     // Replica 4 holds them too, in its own applied state.
     wait_until(
         "replica 4 applied every write",
@@ -446,8 +459,14 @@ async fn step_down_hands_leadership_to_a_caught_up_voter() {
         .register(leader, &NodeRegisterRequest::fake(1))
         .await
         .expect("write");
+    // Writes through every replica all along: none acknowledged may be lost in a handover.
+    let load = WriteLoad::start(
+        cluster.ids().iter().map(|id| cluster.client(*id)).collect(),
+        1000,
+    );
     let mut took = Vec::new();
     for round in 0..5u64 {
+        load.wait_for_more(2).await;
         let before = cluster.status_of(leader).await.expect("status");
         // Ask through a follower (forwarded), naming the successor on odd rounds.
         let via = cluster.live_other_than(leader);
@@ -518,6 +537,10 @@ async fn step_down_hands_leadership_to_a_caught_up_voter() {
     )
     .await;
     assert_eq!(refused.status, 409, "{}", refused.body);
+    load.wait_for_more(2).await;
+    let acked = load.finish().await;
+    assert_all_present(&cluster, leader, &acked).await;
+    println!("acknowledged writes across the handovers: {}", acked.len());
     let mut sorted = took.clone();
     sorted.sort();
     println!(
@@ -529,7 +552,7 @@ async fn step_down_hands_leadership_to_a_caught_up_voter() {
         .list_nodes(ReadMode::Forwarded)
         .await
         .expect("nodes");
-    assert_eq!(nodes.len(), 6);
+    assert_eq!(nodes.len(), 6 + acked.len());
 }
 
 /// The handover fences the pageservers as a failover does: after step_down answers, no
