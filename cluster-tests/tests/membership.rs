@@ -158,33 +158,32 @@ async fn add_a_fourth_replica_and_remove_one_under_write_load() {
     );
     load.wait_for_more(3).await;
     let addr4 = cluster.start_joining(4).expect("replica 4 starts");
-    let c = &cluster;
-    let follower = c.live_other_than(leader);
+    let follower = cluster.live_other_than(leader);
     // Through a follower: the add is forwarded to the leader.
-    let added = cluster_body(&add_member(&c, follower, 4, &addr4.to_string()).await);
+    let added = cluster_body(&add_member(&cluster, follower, 4, &addr4.to_string()).await);
     assert_eq!(voters(&added), BTreeSet::from([1, 2, 3, 4]), "{added:?}");
     let m4 = added.members.iter().find(|m| m.id == 4).expect("4 listed");
     assert_eq!(m4.addr, addr4.to_string());
     // Adding it again: already a member.
-    let again = add_member(&c, leader, 4, &addr4.to_string()).await;
+    let again = add_member(&cluster, leader, 4, &addr4.to_string()).await;
     assert_eq!(again.status, 409, "{}", again.body);
     // Remove a follower other than the one we talk through.
-    let gone = c
+    let gone = cluster
         .ids()
         .into_iter()
         .find(|id| *id != leader && *id != follower && *id != 4)
         .expect("a third");
-    let removed = cluster_body(&remove_member(&c, follower, gone).await);
+    let removed = cluster_body(&remove_member(&cluster, follower, gone).await);
     let left: BTreeSet<u64> = [1, 2, 3, 4].into_iter().filter(|id| *id != gone).collect();
     assert_eq!(voters(&removed), left, "{removed:?}");
-    let unknown = remove_member(&c, leader, gone).await;
+    let unknown = remove_member(&cluster, leader, gone).await;
     assert_eq!(unknown.status, 404, "{}", unknown.body);
     // The removed replica, still running, applied its own removal and says so.
     wait_until(
         "the removed replica reports its removal",
         deadline::WRITE,
         async || {
-            let raw = c
+            let raw = cluster
                 .client(gone)
                 .raw(Method::GET, "/status", None, &[])
                 .await?;
@@ -198,17 +197,17 @@ async fn add_a_fourth_replica_and_remove_one_under_write_load() {
     )
     .await
     .expect("/status of the removed replica");
-    c.kill(gone);
+    cluster.kill(gone);
     // Some more writes with the new membership, then stop the load.
     load.wait_for_more(5).await;
     let acked = load.finish().await;
-    assert_all_present(c, 4, &acked).await;
+    assert_all_present(&cluster, 4, &acked).await;
     // Replica 4 holds them too, in its own applied state.
     wait_until(
         "replica 4 applied every write",
         deadline::CONVERGE,
         async || {
-            let local: BTreeSet<u64> = c
+            let local: BTreeSet<u64> = cluster
                 .client(4)
                 .list_nodes(ReadMode::Local)
                 .await?
