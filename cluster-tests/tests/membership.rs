@@ -676,3 +676,45 @@ async fn step_down_fences_pageserver_calls_like_a_failover() {
         "the old leader did talk to the pageservers before (the check above can fail)"
     );
 }
+
+/// A replica that was down while a member was added, and whose config does not list that
+/// member, still catches up once the new member leads: the leader's entries carry the
+/// membership that names it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_down_during_an_add_follows_the_new_member_as_leader() {
+    let (mut cluster, leader) = Cluster::start_formed(ClusterOptions::default())
+        .await
+        .expect("formed");
+    let down = cluster.live_other_than(leader);
+    cluster.kill(down);
+    let addr = cluster.start_joining(4).expect("replica 4 starts");
+    cluster_body(&add_member(&cluster, leader, 4, &addr.to_string()).await);
+    let raw = send(
+        &cluster,
+        leader,
+        Method::PUT,
+        "/control/v1/step_down",
+        Some(serde_json::json!({"to": 4})),
+    )
+    .await;
+    assert_eq!(raw.status, 200, "{}", raw.body);
+    cluster
+        .register(4, &NodeRegisterRequest::fake(1))
+        .await
+        .expect("write under leader 4");
+    // Its config lists 1, 2 and 3 only.
+    cluster.restart(down).expect("restart");
+    wait_until(
+        "the restarted replica follows 4",
+        deadline::CONVERGE,
+        async || {
+            let s = cluster.status_of(down).await?;
+            anyhow::ensure!(s.leader_id == Some(4), "not yet: {s:?}");
+            let nodes = cluster.client(down).list_nodes(ReadMode::Local).await?;
+            anyhow::ensure!(nodes.len() == 1, "not yet: {} nodes", nodes.len());
+            Ok(())
+        },
+    )
+    .await
+    .expect("caught up under the new member's leadership");
+}

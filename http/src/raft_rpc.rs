@@ -2,7 +2,10 @@
 //!
 //! Each RPC must name this replica in `x-storcon-target-node` (421 otherwise), and RPCs are
 //! refused with 503 until start-up has admitted this replica to Raft. An RPC is also refused
-//! (403) unless it comes from a member and its term is plausible ([`check_sender`]): a forged
+//! (403) unless it comes from a member and its term is plausible ([`check_sender`]). The members
+//! are Raft's membership, the configured members and, for an AppendEntries or a snapshot, the
+//! nodes its own membership entries name (a lagging replica meets a leader added while it was
+//! away), less every id the replicated state records as removed. A forged
 //! AppendEntries from a phantom leader at term 2^63 once made every replica follow it, and the
 //! next election overflowed the term (issue 8). Bodies are decoded by `raft_store::codec`, with
 //! its body limit, so a replica reads every RPC its leader can send.
@@ -116,13 +119,30 @@ fn members(app: &AppState) -> Members {
     }
 }
 
+/// Nodes named by membership entries an AppendEntries carries. A replica whose log lags behind
+/// the change that added its new leader learns of that leader from these entries (its config
+/// may not list it); removed ids stay refused whatever the entries say.
+fn carried_members(entries: &[openraft::Entry<TypeConfig>]) -> Vec<ReplicaId> {
+    entries
+        .iter()
+        .filter_map(|e| match &e.payload {
+            openraft::EntryPayload::Membership(m) => {
+                Some(m.nodes().map(|(id, _)| *id).collect::<Vec<_>>())
+            }
+            _ => None,
+        })
+        .flatten()
+        .collect()
+}
+
 fn check_rpc<'a>(
     app: &AppState,
+    members: &Members,
     vote: &Vote<ReplicaId>,
     log_ids: impl IntoIterator<Item = &'a LogId<ReplicaId>>,
 ) -> Result<(), ApiError> {
     let current_term = app.metrics().current_term;
-    check_sender(vote, log_ids, &members(app), current_term).map_err(|msg| {
+    check_sender(vote, log_ids, members, current_term).map_err(|msg| {
         tracing::warn!(%msg, "refused raft rpc");
         ApiError::Forbidden(msg)
     })
@@ -163,7 +183,14 @@ pub async fn append(
         .prev_log_id
         .iter()
         .chain(rpc.entries.iter().map(|e| &e.log_id));
-    check_rpc(&app, &rpc.vote, log_ids.chain(rpc.leader_commit.iter()))?;
+    let mut members = members(&app);
+    members.current.extend(carried_members(&rpc.entries));
+    check_rpc(
+        &app,
+        &members,
+        &rpc.vote,
+        log_ids.chain(rpc.leader_commit.iter()),
+    )?;
     Ok(Json(app.raft.append_entries(rpc).await))
 }
 
@@ -173,7 +200,7 @@ pub async fn vote(
     RaftJson(rpc): RaftJson<VoteRequest<ReplicaId>>,
 ) -> RpcResult<VoteResponse<ReplicaId>> {
     check(&app, &headers)?;
-    check_rpc(&app, &rpc.vote, rpc.last_log_id.iter())?;
+    check_rpc(&app, &members(&app), &rpc.vote, rpc.last_log_id.iter())?;
     Ok(Json(app.raft.vote(rpc).await))
 }
 
@@ -183,7 +210,15 @@ pub async fn snapshot(
     RaftJson(rpc): RaftJson<InstallSnapshotRequest<TypeConfig>>,
 ) -> RpcResult<InstallSnapshotResponse<ReplicaId>, RaftError<ReplicaId, InstallSnapshotError>> {
     check(&app, &headers)?;
-    check_rpc(&app, &rpc.vote, rpc.meta.last_log_id.iter())?;
+    let mut members = members(&app);
+    members.current.extend(
+        rpc.meta
+            .last_membership
+            .membership()
+            .nodes()
+            .map(|(id, _)| *id),
+    );
+    check_rpc(&app, &members, &rpc.vote, rpc.meta.last_log_id.iter())?;
     Ok(Json(app.raft.install_snapshot(rpc).await))
 }
 
@@ -214,6 +249,30 @@ mod tests {
             current: [1, 2, 3].map(ReplicaId).into(),
             removed: BTreeMap::new(),
         }
+    }
+
+    #[test]
+    fn membership_entries_name_their_nodes() {
+        use openraft::{BasicNode, Entry, EntryPayload, Membership};
+        let nodes = |ids: &[u64]| -> BTreeMap<ReplicaId, BasicNode> {
+            ids.iter()
+                .map(|i| (ReplicaId(*i), BasicNode::new("a:1")))
+                .collect()
+        };
+        let voters: BTreeSet<ReplicaId> = [1, 4].map(ReplicaId).into();
+        let membership = Membership::new(vec![voters], nodes(&[1, 4, 5]));
+        let entries: Vec<Entry<TypeConfig>> = vec![
+            Entry {
+                log_id: log_id(3, 7),
+                payload: EntryPayload::Blank,
+            },
+            Entry {
+                log_id: log_id(3, 8),
+                payload: EntryPayload::Membership(membership),
+            },
+        ];
+        assert_eq!(carried_members(&entries), [1, 4, 5].map(ReplicaId).to_vec());
+        assert!(carried_members(&entries[..1]).is_empty());
     }
 
     #[test]
