@@ -289,7 +289,15 @@ impl Secret {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterConfig {
+    /// The initial membership: the cluster forms with these. After membership changes, Raft's
+    /// replicated membership is the truth (addresses included); this list is then only used to
+    /// find peers at start-up.
     pub members: Vec<Member>,
+    /// Join mode, for a new replica id with an empty data dir: never take part in formation,
+    /// wait to be added with `POST /control/v1/members`. Refused if the peers know the id as a
+    /// voter or a removed replica.
+    #[serde(default)]
+    pub join: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -9,6 +9,16 @@
 //!   cluster formed, and joining with an empty log under the same id could lose committed
 //!   entries and double-vote: it refuses and explains.
 //!
+//! - A replica started in join mode (`[cluster] join = true`: a new replica id with an empty data
+//!   dir, to be added with `POST /control/v1/members`) never initializes and never takes part in
+//!   formation. It asks its configured peers, and enters Raft (serving RPCs, holding no
+//!   membership, so it never campaigns) once a majority of them answer that they belong to a
+//!   formed cluster and none of them knows its id as a voter or as a removed replica: a voter or
+//!   removed id with an empty disk is the wiped-disk case above, refused the same way. An id the
+//!   peers know as a learner is let in: a learner neither votes nor counts towards commits, so an
+//!   empty log under its id loses nothing (a replica whose disk was wiped while it was being
+//!   added rejoins this way).
+//!
 //! The rules above are [`decide`], a pure function of what this replica knows ([`Local`]) and
 //! what its peers answered ([`PeerAnswer`]). [`enter_raft`] is only the I/O around it: it asks
 //! the peers, calls `decide` each round, and carries out the [`Decision`].
@@ -18,7 +28,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use raft_store::{FORMATION_PATH, FormationMarker, FormationStatus, PeerScheme, Raft};
+use raft_store::{FORMATION_PATH, FormationMarker, FormationStatus, PeerScheme, Raft, SharedState};
 use state_machine::ReplicaId;
 use storcon_http::{BearerToken, FROM_NODE_HEADER, FormationProbe};
 
@@ -32,6 +42,8 @@ pub struct Local {
     pub has_raft_state: bool,
     /// The durable formation marker exists: this replica reported pristine to the forming node.
     pub marker: bool,
+    /// Started in join mode (`[cluster] join = true`): a new replica, added by the operator.
+    pub join: bool,
 }
 
 impl Local {
@@ -49,15 +61,40 @@ pub enum PeerAnswer {
     Silent,
     /// Answered 401/403: its key or our peer token is wrong.
     AuthRefused,
-    /// Its [`FormationStatus`].
-    Status { pristine: bool, initialized: bool },
+    /// Its [`FormationStatus`], and what its membership says about the asking replica.
+    Status {
+        pristine: bool,
+        initialized: bool,
+        me: Standing,
+    },
 }
 
-impl From<&FormationStatus> for PeerAnswer {
-    fn from(s: &FormationStatus) -> Self {
+/// What a peer's Raft knows about the asking replica's id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    /// Not in its membership, not removed.
+    Stranger,
+    Learner,
+    Voter,
+    Removed,
+}
+
+impl PeerAnswer {
+    /// The answer `s` gives to replica `asker`.
+    pub fn from_status(s: &FormationStatus, asker: ReplicaId) -> Self {
+        let me = if s.removed.contains(&asker) {
+            Standing::Removed
+        } else if s.voters.contains(&asker) {
+            Standing::Voter
+        } else if s.learners.contains(&asker) {
+            Standing::Learner
+        } else {
+            Standing::Stranger
+        };
         PeerAnswer::Status {
             pristine: s.pristine,
             initialized: s.initialized,
+            me,
         }
     }
 }
@@ -73,6 +110,9 @@ pub enum Decision {
     /// Peers belong to a formed cluster and the marker shows this replica took part in forming
     /// it: take part.
     Join { formed_peers: BTreeSet<ReplicaId> },
+    /// Join mode: a majority of the peers belong to a formed cluster that does not know this id
+    /// as a voter or a removed replica: serve Raft and wait to be added as a learner.
+    JoinAsNew { formed_peers: BTreeSet<ReplicaId> },
     /// Not yet: ask again. `answered` gave a status, `auth_refused` answered 401/403.
     Wait {
         answered: BTreeSet<ReplicaId>,
@@ -87,6 +127,10 @@ pub enum RefuseReason {
     /// Pristine, no formation marker, and these peers already belong to a formed cluster: the
     /// data dir was wiped or replaced after the cluster formed.
     WipedAfterFormation { formed_peers: BTreeSet<ReplicaId> },
+    /// Join mode, but these peers know this id as a voter: a member's disk was wiped.
+    JoinAsVoter { peers: BTreeSet<ReplicaId> },
+    /// Join mode, but these peers know this id as removed: ids are never reused.
+    JoinAsRemoved { peers: BTreeSet<ReplicaId> },
 }
 
 impl RefuseReason {
@@ -102,6 +146,23 @@ impl RefuseReason {
                 node_id,
                 data_dir.display(),
                 formed_peers
+            ),
+            RefuseReason::JoinAsVoter { peers } => format!(
+                "refusing to join: node {} has no Raft state in {}, but peer(s) {:?} know node {} \
+                 as a voter. A voter's data dir was wiped or replaced; joining with an empty log \
+                 under its id could lose committed entries or vote twice in one term. Remove \
+                 node {} (DELETE /control/v1/members/{}) and add this replica under a new id.",
+                node_id,
+                data_dir.display(),
+                peers,
+                node_id,
+                node_id,
+                node_id
+            ),
+            RefuseReason::JoinAsRemoved { peers } => format!(
+                "refusing to join: peer(s) {:?} record node {} as removed from the cluster; a \
+                 removed id is never reused. Start this replica under a new id.",
+                peers, node_id
             ),
         }
     }
@@ -120,6 +181,9 @@ pub fn decide(own: &Local, peers: &BTreeMap<ReplicaId, PeerAnswer>) -> Decision 
         .filter(|id| **id != own.node_id)
         .map(|id| (*id, peers.get(id).copied().unwrap_or(PeerAnswer::Silent)))
         .collect();
+    if own.join {
+        return decide_join(&answers);
+    }
     let formed_peers: BTreeSet<ReplicaId> = answers
         .iter()
         .filter(|(_, a)| {
@@ -163,6 +227,49 @@ pub fn decide(own: &Local, peers: &BTreeMap<ReplicaId, PeerAnswer>) -> Decision 
     }
 }
 
+/// [`decide`] for a pristine replica in join mode: never initialize, never join by marker.
+fn decide_join(answers: &[(ReplicaId, PeerAnswer)]) -> Decision {
+    let with = |want: &dyn Fn(&PeerAnswer) -> bool| -> BTreeSet<ReplicaId> {
+        answers
+            .iter()
+            .filter(|(_, a)| want(a))
+            .map(|(id, _)| *id)
+            .collect()
+    };
+    let standing =
+        |s: Standing| move |a: &PeerAnswer| matches!(a, PeerAnswer::Status { me, .. } if *me == s);
+    let removed = with(&standing(Standing::Removed));
+    if !removed.is_empty() {
+        return Decision::Refuse {
+            reason: RefuseReason::JoinAsRemoved { peers: removed },
+        };
+    }
+    let voter = with(&standing(Standing::Voter));
+    if !voter.is_empty() {
+        return Decision::Refuse {
+            reason: RefuseReason::JoinAsVoter { peers: voter },
+        };
+    }
+    let formed_peers = with(&|a| {
+        matches!(
+            a,
+            PeerAnswer::Status {
+                initialized: true,
+                ..
+            }
+        )
+    });
+    // A majority of the configured peers: any quorum that made this id a voter or removed it
+    // overlaps them, so one of them would have said so.
+    if !answers.is_empty() && formed_peers.len() * 2 > answers.len() {
+        return Decision::JoinAsNew { formed_peers };
+    }
+    Decision::Wait {
+        answered: with(&|a| matches!(a, PeerAnswer::Status { .. })),
+        auth_refused: with(&|a| matches!(a, PeerAnswer::AuthRefused)),
+    }
+}
+
 /// This replica's side of formation: what it answers peers.
 pub struct Formation {
     node_id: ReplicaId,
@@ -171,6 +278,10 @@ pub struct Formation {
     /// Pristine at start and not yet admitted to Raft.
     pristine: AtomicBool,
     marker: FormationMarker,
+    join: bool,
+    /// Raft and the applied state, for the membership this replica reports once admitted.
+    raft: Raft,
+    state: SharedState,
 }
 
 impl Formation {
@@ -179,6 +290,9 @@ impl Formation {
         members: &BTreeMap<ReplicaId, String>,
         pristine: bool,
         marker: FormationMarker,
+        join: bool,
+        raft: Raft,
+        state: SharedState,
     ) -> Self {
         Formation {
             node_id,
@@ -186,6 +300,9 @@ impl Formation {
             lowest_id: members.keys().next().copied().unwrap_or(node_id),
             pristine: AtomicBool::new(pristine),
             marker,
+            join,
+            raft,
+            state,
         }
     }
 
@@ -201,6 +318,7 @@ impl Formation {
             members: self.members.clone(),
             has_raft_state: !self.pristine.load(Ordering::SeqCst),
             marker: self.marker.exists(),
+            join: self.join,
         }
     }
 }
@@ -208,17 +326,30 @@ impl Formation {
 impl FormationProbe for Formation {
     fn status(&self, asker: Option<ReplicaId>) -> FormationStatus {
         let mut pristine = self.pristine.load(Ordering::SeqCst);
-        if pristine && asker == Some(self.lowest_id) && asker != Some(self.node_id) {
+        // A replica in join mode is never part of a formation: it never answers pristine to the
+        // forming node (and so never writes the marker).
+        if pristine && !self.join && asker == Some(self.lowest_id) && asker != Some(self.node_id) {
             // The forming node must not count us as pristine unless we will remember it.
             if let Err(e) = self.marker.write(self.lowest_id) {
                 tracing::error!(error = %e, "cannot write formation marker; not reporting pristine");
                 pristine = false;
             }
         }
+        let membership = self.raft.metrics().borrow().membership_config.clone();
+        let membership = membership.membership();
         FormationStatus {
             node_id: self.node_id,
-            pristine,
+            pristine: pristine && !self.join,
             initialized: !self.pristine.load(Ordering::SeqCst),
+            voters: membership.voter_ids().collect(),
+            learners: membership.learner_ids().collect(),
+            removed: self
+                .state
+                .read()
+                .removed_replicas()
+                .keys()
+                .copied()
+                .collect(),
         }
     }
 }
@@ -280,6 +411,15 @@ pub async fn enter_raft(
             }
             Decision::Join { formed_peers } => {
                 tracing::info!(initialized = ?formed_peers, "cluster formed by peers; joining it");
+                formation.admitted();
+                admit();
+                return Ok(());
+            }
+            Decision::JoinAsNew { formed_peers } => {
+                tracing::info!(
+                    peers = ?formed_peers,
+                    "join mode: serving raft; waiting to be added (POST /control/v1/members)"
+                );
                 formation.admitted();
                 admit();
                 return Ok(());
@@ -382,7 +522,7 @@ async fn ask_peers(
             let resp = resp.error_for_status().ok()?;
             let status: FormationStatus = resp.json().await.ok()?;
             // A peer answering for another id is mis-wired; ignore it rather than trust it.
-            (status.node_id == *id).then(|| PeerAnswer::from(&status))
+            (status.node_id == *id).then(|| PeerAnswer::from_status(&status, node_id))
         }
         .await;
         (*id, answer.unwrap_or(PeerAnswer::Silent), tls_error)
@@ -408,16 +548,24 @@ mod tests {
     const PRISTINE: PeerAnswer = PeerAnswer::Status {
         pristine: true,
         initialized: false,
+        me: Standing::Stranger,
     };
-    const FORMED: PeerAnswer = PeerAnswer::Status {
-        pristine: false,
-        initialized: true,
-    };
+    const FORMED: PeerAnswer = formed(Standing::Stranger);
     /// Pristine, but could not write its marker for the forming node, so it does not say so.
     const UNMARKED: PeerAnswer = PeerAnswer::Status {
         pristine: false,
         initialized: false,
+        me: Standing::Stranger,
     };
+
+    /// A peer in a formed cluster, and what its membership says about the asker.
+    const fn formed(me: Standing) -> PeerAnswer {
+        PeerAnswer::Status {
+            pristine: false,
+            initialized: true,
+            me,
+        }
+    }
 
     fn ids(v: &[u64]) -> BTreeSet<ReplicaId> {
         v.iter().copied().map(ReplicaId).collect()
@@ -436,6 +584,14 @@ mod tests {
             members: ids(members),
             has_raft_state,
             marker,
+            join: false,
+        }
+    }
+
+    fn joining(node_id: u64, members: &[u64]) -> Local {
+        Local {
+            join: true,
+            ..local(node_id, members, false, false)
         }
     }
 
@@ -522,6 +678,74 @@ mod tests {
     }
 
     #[test]
+    fn join_mode_decide_table() {
+        use Standing::{Learner, Removed, Voter};
+        // A new replica 4 whose config lists the three members and itself.
+        let m4 = [1, 2, 3, 4];
+        let refuse = |reason| Decision::Refuse { reason };
+        #[rustfmt::skip]
+        let cases: Vec<Case> = vec![
+            ("join mode with raft state: admitted like any replica",
+             Local { has_raft_state: true, ..joining(4, &m4) }, vec![], Decision::Admit),
+            ("a majority formed and none knows us: join as new",
+             joining(4, &m4), vec![(1, FORMED), (2, FORMED), (3, Silent)],
+             Decision::JoinAsNew { formed_peers: ids(&[1, 2]) }),
+            ("already added as a learner (add before start): join as new",
+             joining(4, &m4), vec![(1, formed(Learner)), (2, FORMED), (3, formed(Learner))],
+             Decision::JoinAsNew { formed_peers: ids(&[1, 2, 3]) }),
+            ("only one of three peers formed: wait for a majority",
+             joining(4, &m4), vec![(1, FORMED), (2, Silent), (3, AuthRefused)], wait(&[1], &[3])),
+            ("nothing asked yet: wait",
+             joining(4, &m4), vec![], wait(&[], &[])),
+            ("every peer pristine: never initialize, never take part in formation",
+             joining(1, &[1, 2, 3]), vec![(2, PRISTINE), (3, PRISTINE)], wait(&[2, 3], &[])),
+            ("alone in its config: never initializes a cluster of one",
+             joining(7, &[7]), vec![], wait(&[], &[])),
+            ("a peer knows our id as a voter: a wiped member, refuse",
+             joining(4, &m4), vec![(1, FORMED), (2, formed(Voter)), (3, FORMED)],
+             refuse(RefuseReason::JoinAsVoter { peers: ids(&[2]) })),
+            ("a single peer that knows us as a voter is enough to refuse",
+             joining(4, &m4), vec![(1, formed(Voter)), (2, Silent), (3, Silent)],
+             refuse(RefuseReason::JoinAsVoter { peers: ids(&[1]) })),
+            ("an existing member id in join mode with a wiped disk: refuse",
+             joining(2, &[1, 2, 3]), vec![(1, formed(Voter)), (3, formed(Voter))],
+             refuse(RefuseReason::JoinAsVoter { peers: ids(&[1, 3]) })),
+            ("a removed id: refuse, even where others know it as a voter",
+             joining(3, &[1, 2, 3]), vec![(1, formed(Removed)), (2, formed(Voter))],
+             refuse(RefuseReason::JoinAsRemoved { peers: ids(&[1]) })),
+            ("five members, two of four peers formed: not a majority, wait",
+             joining(6, &[1, 2, 3, 4, 6]), vec![(1, FORMED), (2, FORMED)], wait(&[1, 2], &[])),
+            ("five members, three of four peers formed: join",
+             joining(6, &[1, 2, 3, 4, 6]), vec![(1, FORMED), (2, FORMED), (3, FORMED)],
+             Decision::JoinAsNew { formed_peers: ids(&[1, 2, 3]) }),
+        ];
+        for (name, own, answers, want) in cases {
+            let answers = answers_by_id(answers);
+            assert_eq!(decide(&own, &answers), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn without_join_mode_a_new_id_beside_a_formed_cluster_is_refused() {
+        // The wiped-disk protection is unchanged: a pristine replica without the marker and
+        // without join mode never enters a formed cluster.
+        let own = local(4, &[1, 2, 3, 4], false, false);
+        let answers = answers_by_id(vec![(1, FORMED), (2, FORMED), (3, FORMED)]);
+        assert_eq!(decide(&own, &answers), wiped(&[1, 2, 3]));
+    }
+
+    #[test]
+    fn join_refusals_explain_themselves() {
+        let msg =
+            RefuseReason::JoinAsVoter { peers: ids(&[1]) }.explain(ReplicaId(2), Path::new("/d"));
+        assert!(msg.contains("as a voter"), "{msg}");
+        assert!(msg.contains("new id"), "{msg}");
+        let msg =
+            RefuseReason::JoinAsRemoved { peers: ids(&[1]) }.explain(ReplicaId(2), Path::new("/d"));
+        assert!(msg.contains("removed"), "{msg}");
+    }
+
+    #[test]
     fn formation_decide_is_repeatable_round_by_round() {
         // The node that is not lowest, through a formation: wait, then (marker written when the
         // lowest asked) join once the lowest has formed.
@@ -556,11 +780,27 @@ mod tests {
 
     #[test]
     fn formation_peer_answer_from_status() {
-        let s = FormationStatus {
+        let mut s = FormationStatus {
             node_id: ReplicaId(3),
             pristine: true,
             initialized: false,
+            voters: vec![],
+            learners: vec![],
+            removed: vec![],
         };
-        assert_eq!(PeerAnswer::from(&s), PRISTINE);
+        assert_eq!(PeerAnswer::from_status(&s, ReplicaId(1)), PRISTINE);
+        s.pristine = false;
+        s.initialized = true;
+        s.voters = vec![ReplicaId(1), ReplicaId(3)];
+        s.learners = vec![ReplicaId(4)];
+        s.removed = vec![ReplicaId(2)];
+        let me = |id| match PeerAnswer::from_status(&s, ReplicaId(id)) {
+            PeerAnswer::Status { me, .. } => me,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(me(1), Standing::Voter);
+        assert_eq!(me(4), Standing::Learner);
+        assert_eq!(me(2), Standing::Removed);
+        assert_eq!(me(5), Standing::Stranger);
     }
 }

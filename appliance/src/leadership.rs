@@ -3,7 +3,8 @@
 //! On becoming leader in term T the replica first records itself (`RecordLeader`, its first
 //! command of the term). Only after that entry applied does it start the controller services
 //! for T; they are cancelled the moment metrics show another term or another role, which also
-//! aborts their in-flight pageserver calls.
+//! aborts their in-flight pageserver calls. A planned handover (`step_down.rs`) stops them
+//! the same way and keeps them stopped while it runs.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +27,8 @@ pub struct Leadership {
     pub replica: Replica,
     /// How long a quorum may take to confirm this leader before its services stop.
     pub quorum_timeout: Duration,
+    /// Set while this leader hands over: its services stay stopped.
+    pub handover: Arc<crate::step_down::Handover>,
 }
 
 const QUORUM_CHECK_EVERY: Duration = Duration::from_secs(1);
@@ -51,18 +54,23 @@ impl Leadership {
                 std::process::exit(70);
             }
             let leading = state == ServerState::Leader;
+            let handing_over = self.handover.active();
             if let Some(r) = &running
-                && (!leading || r.term != term)
+                && (!leading || r.term != term || handing_over)
             {
                 tracing::info!(
                     term = %r.term,
-                    "leadership lost; stopping controller services"
+                    handing_over,
+                    "leadership lost or handed over; stopping controller services"
                 );
                 r.cancel.cancel();
                 self.app.leader.set(None);
                 running = None;
             }
-            if leading && running.is_none() {
+            if handing_over && running.is_none() {
+                self.handover.mark_fenced();
+            }
+            if leading && running.is_none() && !handing_over {
                 let recorded = self
                     .record_leader(term)
                     .instrument(tracing::info_span!("leadership", %term))
@@ -76,6 +84,7 @@ impl Leadership {
                 continue;
             }
             tokio::select! {
+                _ = self.handover.changed() => {}
                 changed = metrics.changed() => {
                     if changed.is_err() {
                         if let Some(r) = running {

@@ -16,9 +16,11 @@ mod controller;
 mod demo;
 mod formation;
 mod leadership;
+mod membership;
 mod recovery;
 mod run;
 mod signals;
+mod step_down;
 mod tls;
 
 use std::path::PathBuf;

@@ -4,12 +4,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use raft_store::{Db, FormationMarker, HttpNetworkFactory, LogStore, Raft, StateMachineStore};
+use raft_store::{
+    Db, FormationMarker, HttpNetworkFactory, LogStore, Raft, Refusals, StateMachineStore,
+};
 use storcon_http::{AppState, HttpAuth};
 
 use crate::config::Config;
 use crate::formation::{Formation, enter_raft};
 use crate::leadership;
+use crate::membership::Membership;
+use crate::step_down::{Handover, StepDown};
 
 /// Exit status when start-up is refused to protect the cluster (e.g. a wiped data dir).
 pub const EXIT_REFUSED: i32 = 3;
@@ -88,12 +92,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     );
     let raft_client = http_client(Duration::from_millis(500), tls.peers.as_ref())?;
     let forward_client = http_client(Duration::from_secs(2), tls.peers.as_ref())?;
+    let refusals = Refusals::default();
     let raft = Raft::new(
         node_id,
         Arc::new(config.raft_config()?),
         HttpNetworkFactory::new(raft_client)
             .with_authorization(peer_token.as_ref().map(|t| t.header_value()))
-            .with_scheme(scheme),
+            .with_scheme(scheme)
+            .with_refusals(refusals.clone()),
         LogStore::new(db),
         sm,
     )
@@ -102,7 +108,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     tokio::spawn(storcon_http::metrics::watch_leader_changes(raft.clone()));
     let members = config.members();
-    let formation = Arc::new(Formation::new(node_id, &members, pristine, marker));
+    let formation = Arc::new(Formation::new(
+        node_id,
+        &members,
+        pristine,
+        marker,
+        config.cluster.join,
+        raft.clone(),
+        state.clone(),
+    ));
     let app = AppState::new(
         node_id,
         config.advertised_addr(),
@@ -119,6 +133,25 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     .with_failpoints(Arc::new(storcon_failpoints::Failpoints::new(
         config.testing.failpoints,
     )));
+    let handover = Arc::new(Handover::default());
+    let app = {
+        let step_down = StepDown {
+            node_id,
+            raft: raft.clone(),
+            handover: handover.clone(),
+            http: forward_client.clone(),
+            peer_token: peer_token.clone(),
+            lease: Duration::from_millis(config.raft.election_timeout_max_ms),
+        };
+        let membership = Membership {
+            node_id,
+            raft: raft.clone(),
+            state: app.state.clone(),
+            in_flight: Default::default(),
+            step_down,
+        };
+        app.with_membership(Arc::new(membership), refusals)
+    };
     let listener = tokio::net::TcpListener::bind(&config.listen_addr)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen_addr))?;
@@ -172,6 +205,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             // the time a cut-off leader keeps acting; pageservers that heard the new term
             // already refuse it, and it can never mint a generation.
             quorum_timeout: Duration::from_millis(2 * config.raft.election_timeout_max_ms),
+            handover,
             replica: crate::controller::Replica {
                 raft: raft.clone(),
                 state: app.state.clone(),

@@ -41,6 +41,10 @@ pub struct Cluster {
     http: reqwest::Client,
     /// `http` or `https` (with [`ClusterOptions::tls`]).
     scheme: &'static str,
+    /// What every replica's config was rendered from, for replicas added later.
+    raft: crate::config::RaftOptions,
+    controller: Option<ControllerOptions>,
+    auth: Option<AuthOptions>,
 }
 
 /// How a write that needed retries went.
@@ -127,6 +131,9 @@ impl Cluster {
                 opts.tls.as_ref(),
             )?,
             scheme: if opts.tls.is_some() { "https" } else { "http" },
+            raft: opts.raft.clone(),
+            controller,
+            auth,
         })
     }
 
@@ -166,6 +173,34 @@ impl Cluster {
                 Err(e.context("forming the cluster"))
             }
         }
+    }
+
+    /// Starts a new replica `id` in join mode (`[cluster] join = true`) with an empty data dir; its
+    /// config lists every replica of this cluster and itself. It waits to be added with
+    /// `POST /control/v1/members`. Returns its address.
+    pub fn start_joining(&mut self, id: u64) -> anyhow::Result<SocketAddr> {
+        if self.replicas.iter().any(|r| r.id == id) {
+            bail!("replica {id} exists already");
+        }
+        let addr = SocketAddr::from(([127, 0, 0, 1], crate::config::free_port()));
+        let mut members: Vec<(u64, SocketAddr)> =
+            self.replicas.iter().map(|r| (r.id, r.addr)).collect();
+        members.push((id, addr));
+        let replica = Replica::new(id, addr, self.dir());
+        let config = render_config_with_auth(
+            id,
+            &members,
+            &replica.data_dir,
+            &self.raft,
+            self.controller.as_ref(),
+            self.auth.as_ref(),
+        );
+        let config = crate::config::with_join_mode(&config);
+        std::fs::write(&replica.config_path, config)
+            .with_context(|| format!("writing {}", replica.config_path.display()))?;
+        self.replicas.push(replica);
+        self.replica(id).spawn(&self.bin, &self.rust_log)?;
+        Ok(addr)
     }
 
     fn replica(&self, id: u64) -> &Replica {

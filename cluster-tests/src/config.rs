@@ -364,6 +364,15 @@ pub fn render_config_with_auth(
     toml::to_string(&file).expect("the config types always serialize to TOML")
 }
 
+/// A rendered config with `join = true` in its `[cluster]` section (see `storcon`'s join mode).
+pub fn with_join_mode(config: &str) -> String {
+    let mut table: toml::Table = config.parse().expect("a rendered config is valid TOML");
+    if let Some(cluster) = table.get_mut("cluster").and_then(|c| c.as_table_mut()) {
+        cluster.insert("join".into(), toml::Value::Boolean(true));
+    }
+    toml::to_string(&table).expect("a TOML table serializes")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,8 +13,8 @@ use state_machine::ReplicaId;
 use crate::auth::HttpAuth;
 use crate::failpoints;
 use crate::{
-    auth, backup, cluster, debug, forward, guard, metrics, migrate, nodes, onboarding, probes,
-    raft_rpc, secondary, tenant_config, tenants, timelines, trace, upcalls,
+    auth, backup, cluster, debug, forward, guard, members, metrics, migrate, nodes, onboarding,
+    probes, raft_rpc, secondary, tenant_config, tenants, timelines, trace, upcalls,
 };
 use storcon_failpoints::Failpoints;
 
@@ -49,6 +49,10 @@ pub struct AppInner {
     pub failpoints: Arc<Failpoints>,
     /// Takes backup documents of this replica's store (`GET /control/v1/backup`).
     pub backup: Option<raft_store::backup::BackupSource>,
+    /// Membership changes and the leader handover (see `members.rs`).
+    pub membership: Option<Arc<dyn crate::members::MembershipOps>>,
+    /// Peers that refused this replica's Raft RPCs as a non-member (reported on `/status`).
+    pub refusals: raft_store::Refusals,
 }
 
 #[derive(Clone)]
@@ -86,6 +90,8 @@ impl AppState {
             auth: HttpAuth::disabled(),
             failpoints: Arc::new(Failpoints::new(false)),
             backup: None,
+            membership: None,
+            refusals: Default::default(),
         }))
     }
 
@@ -94,6 +100,20 @@ impl AppState {
         Arc::get_mut(&mut self.0)
             .expect("AppState::with_backup is called before the state is shared")
             .backup = Some(source);
+        self
+    }
+
+    /// Sets the membership workflows and the refusal record the Raft network writes; start-up
+    /// wiring like `with_auth`.
+    pub fn with_membership(
+        mut self,
+        membership: Arc<dyn crate::members::MembershipOps>,
+        refusals: raft_store::Refusals,
+    ) -> Self {
+        let inner = Arc::get_mut(&mut self.0)
+            .expect("AppState::with_membership is called before the state is shared");
+        inner.membership = Some(membership);
+        inner.refusals = refusals;
         self
     }
 
@@ -156,6 +176,7 @@ pub fn router(app: AppState) -> Router {
         .route(raft_store::raft_paths::VOTE, post(raft_rpc::vote))
         .route(raft_store::raft_paths::SNAPSHOT, post(raft_rpc::snapshot))
         .route(raft_store::FORMATION_PATH, get(raft_rpc::formation))
+        .route(raft_store::raft_paths::ELECT, post(members::elect))
         .layer(DefaultBodyLimit::max(raft_store::codec::RAFT_BODY_LIMIT));
 
     let local = Router::new()
@@ -287,6 +308,9 @@ pub fn router(app: AppState) -> Router {
         )
         .route("/control/v1/preferred_azs", put(migrate::preferred_azs))
         .route("/control/v1/backup", get(backup::take))
+        .route("/control/v1/members", post(members::add))
+        .route("/control/v1/members/{id}", delete(members::remove))
+        .route("/control/v1/step_down", put(members::step_down))
         .route("/debug/v1/inspect", post(debug::inspect))
         .route("/debug/v1/attach-hook", post(debug::attach_hook))
         .route("/debug/v1/reconcile_all", post(debug::reconcile_all))

@@ -151,6 +151,8 @@ pub fn required_access(method: &Method, path: &str) -> Access {
         ("GET", ["control", "v1", "cluster"]) => scope(ControllerPeer),
         // The whole state: operators only.
         ("GET", ["control", "v1", "backup"]) => scope(Admin),
+        ("POST", ["control", "v1", "members"]) => scope(Admin),
+        ("DELETE", ["control", "v1", "members", _]) => scope(Admin),
         (_, ["raft", ..]) => Access::Only(ControllerPeer),
 
         // Anything else, including unknown routes.
@@ -592,6 +594,9 @@ mod tests {
             (Method::POST, "/raft/append", Only(ControllerPeer)),
             (Method::POST, "/raft/vote", Only(ControllerPeer)),
             (Method::POST, "/raft/snapshot", Only(ControllerPeer)),
+            (Method::POST, "/raft/elect", Only(ControllerPeer)),
+            (Method::POST, "/control/v1/members", S(Admin)),
+            (Method::DELETE, "/control/v1/members/4", S(Admin)),
             (
                 Method::GET,
                 raft_store::FORMATION_PATH,

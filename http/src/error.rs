@@ -30,6 +30,9 @@ pub enum ApiError {
     Misdirected(String),
     #[error("{0}")]
     Internal(String),
+    /// Not done within the request's deadline (504).
+    #[error("{0}")]
+    Timeout(String),
     /// A pageserver's error status, passed on to the client as upstream's passthroughs do.
     #[error("{msg}")]
     Relayed { status: StatusCode, msg: String },
@@ -48,6 +51,7 @@ impl ApiError {
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Misdirected(_) => StatusCode::MISDIRECTED_REQUEST,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Relayed { status, .. } => *status,
         }
     }

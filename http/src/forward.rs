@@ -2,7 +2,7 @@
 //!
 //! A proxied request carries [`FORWARDED_HEADER`]; a replica that receives one and is not the
 //! leader answers 503 instead of forwarding again, so a request never bounces between replicas
-//! while leadership moves.
+//! while leadership moves. A leader handing over (`PUT /control/v1/step_down`) answers 503 too.
 
 use std::time::Duration;
 
@@ -46,6 +46,16 @@ pub async fn to_leader(State(app): State<AppState>, req: Request, next: Next) ->
     }
     let metrics = app.metrics();
     match metrics.current_leader {
+        Some(leader)
+            if leader == app.node_id
+                && app.membership.as_ref().is_some_and(|m| m.handing_over()) =>
+        {
+            ApiError::Unavailable(format!(
+                "node {} is handing leadership over; retry",
+                app.node_id
+            ))
+            .into_response()
+        }
         Some(leader) if leader == app.node_id => next.run(req).await,
         _ if req.headers().contains_key(FORWARDED_HEADER) => ApiError::Unavailable(format!(
             "node {} received a forwarded request but is not the leader; retry",

@@ -23,6 +23,7 @@ pub mod extract;
 pub mod failpoints;
 mod forward;
 mod guard;
+pub mod members;
 pub mod metrics;
 mod migrate;
 mod nodes;

@@ -86,6 +86,9 @@ pub enum OperationError {
     /// Leader services are not running on this replica (starting, or leadership lost).
     #[error("{0}")]
     NotLeading(String),
+    /// Not done within the request's deadline; what was done stands (504).
+    #[error("{0}")]
+    Timeout(String),
     #[error("consistency check failed: {}", .0.join("; "))]
     Inconsistent(Vec<String>),
     #[error("{0}")]
@@ -129,6 +132,7 @@ impl From<OperationError> for ApiError {
                 ApiError::PreconditionFailed(msg)
             }
             OperationError::NotYet(_) | OperationError::NotLeading(_) => ApiError::Unavailable(msg),
+            OperationError::Timeout(_) => ApiError::Timeout(msg),
             OperationError::Inconsistent(_) | OperationError::Internal(_) => {
                 ApiError::Internal(msg)
             }
@@ -321,6 +325,11 @@ impl LeaderSlot {
     pub fn get_starting(&self) -> Result<Arc<dyn Operations>, ApiError> {
         self.get_elected()
             .ok_or_else(|| ApiError::Unavailable("leader services are starting; retry".into()))
+    }
+
+    /// No leader services run on this replica.
+    pub fn is_empty(&self) -> bool {
+        self.get_elected().is_none()
     }
 
     fn get_elected(&self) -> Option<Arc<dyn Operations>> {

@@ -1,6 +1,8 @@
 //! Probes, always answered by the replica asked.
 //!
-//! - `/status`: the HTTP server is up.
+//! - `/status`: the HTTP server is up: `null`, as upstream, or, once peers refused this
+//!   replica's Raft RPCs because it is not (or no longer) a member, or it applied its own
+//!   removal, `{"removed": true, "reason": ...}`.
 //! - `/live`: Raft is running without a fatal error and this replica is a cluster member.
 //! - `/ready`: a leader is known and this replica has applied everything the leader had applied
 //!   when asked (the leader itself: it has applied an entry of its own term).
@@ -15,8 +17,25 @@ use crate::app::AppState;
 use crate::cluster::ClusterStatus;
 use crate::error::ApiError;
 
-pub async fn status() -> Json<()> {
-    Json(())
+pub async fn status(State(app): State<AppState>) -> Json<serde_json::Value> {
+    match removal(&app) {
+        None => Json(serde_json::Value::Null),
+        Some(reason) => Json(serde_json::json!({"removed": true, "reason": reason})),
+    }
+}
+
+/// Why this replica is no longer a member, if it knows: a peer refused it as a non-member, or
+/// it applied the membership change that removed it.
+fn removal(app: &AppState) -> Option<String> {
+    if let Some(r) = app.refusals.last() {
+        return Some(format!("node {} refused this replica: {}", r.by, r.msg));
+    }
+    app.state.read().removed_replica(app.node_id).map(|r| {
+        format!(
+            "node {} was removed from the cluster at log index {}",
+            r.id, r.removed_at
+        )
+    })
 }
 
 pub async fn live(State(app): State<AppState>) -> Result<Json<()>, ApiError> {
@@ -29,6 +48,12 @@ pub async fn live(State(app): State<AppState>) -> Result<Json<()>, ApiError> {
         .membership()
         .nodes()
         .any(|(id, _)| *id == app.node_id);
+    if let Some(reason) = removal(&app) {
+        return Err(ApiError::Unavailable(format!(
+            "node {} is not a member: {reason}",
+            app.node_id
+        )));
+    }
     if !member {
         return Err(ApiError::Unavailable(format!(
             "node {} is not (yet) a member of a formed cluster",

@@ -2,12 +2,15 @@
 //!
 //! Each RPC must name this replica in `x-storcon-target-node` (421 otherwise), and RPCs are
 //! refused with 503 until start-up has admitted this replica to Raft. An RPC is also refused
-//! (403) unless it comes from a member and its term is plausible ([`check_sender`]): a forged
+//! (403) unless it comes from a member and its term is plausible ([`check_sender`]). The members
+//! are Raft's membership, the configured members and, for an AppendEntries or a snapshot, the
+//! nodes its own membership entries name (a lagging replica meets a leader added while it was
+//! away), less every id the replicated state records as removed. A forged
 //! AppendEntries from a phantom leader at term 2^63 once made every replica follow it, and the
 //! next election overflowed the term (issue 8). Bodies are decoded by `raft_store::codec`, with
 //! its body limit, so a replica reads every RPC its leader can send.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use axum::Json;
 use axum::extract::{FromRequest, Request, State};
@@ -18,7 +21,9 @@ use openraft::raft::{
     VoteRequest, VoteResponse,
 };
 use openraft::{LogId, Vote};
-use raft_store::{FormationStatus, TARGET_NODE_HEADER, TypeConfig, codec};
+use raft_store::{
+    FormationStatus, NOT_A_MEMBER, REMOVED_FROM_CLUSTER, TARGET_NODE_HEADER, TypeConfig, codec,
+};
 use serde::de::DeserializeOwned;
 use state_machine::ReplicaId;
 
@@ -54,13 +59,20 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for RaftJson<T> {
 pub fn check_sender<'a>(
     vote: &Vote<ReplicaId>,
     log_ids: impl IntoIterator<Item = &'a LogId<ReplicaId>>,
-    members: &BTreeSet<ReplicaId>,
+    members: &Members,
     current_term: u64,
 ) -> Result<(), String> {
     let (term, sender) = (vote.leader_id.term, vote.leader_id.node_id);
+    if let Some(index) = members.removed.get(&sender) {
+        return Err(format!(
+            "raft rpc from node {sender}, which {NOT_A_MEMBER}: it was {REMOVED_FROM_CLUSTER} \
+             at log index {index}"
+        ));
+    }
+    let members = &members.current;
     if !members.contains(&sender) {
         return Err(format!(
-            "raft rpc from node {sender}, which is not a member ({members:?})"
+            "raft rpc from node {sender}, which {NOT_A_MEMBER} ({members:?})"
         ));
     }
     if term > MAX_TERM || term > current_term.saturating_add(MAX_TERM_JUMP) {
@@ -76,26 +88,61 @@ pub fn check_sender<'a>(
     Ok(())
 }
 
-/// The members an RPC may come from: Raft's membership (voters and learners) and, until that
-/// is known, the configured members.
-fn members(app: &AppState) -> BTreeSet<ReplicaId> {
+/// Who may send Raft RPCs: `current` (Raft's membership, voters and learners, and the
+/// configured members) except the `removed` ids (with the log index that removed each).
+#[derive(Debug, Clone, Default)]
+pub struct Members {
+    pub current: BTreeSet<ReplicaId>,
+    pub removed: BTreeMap<ReplicaId, u64>,
+}
+
+/// The members an RPC may come from: Raft's membership (voters and learners) and the configured
+/// members, less every id the replicated state records as removed.
+fn members(app: &AppState) -> Members {
     let metrics = app.metrics();
-    metrics
-        .membership_config
-        .membership()
-        .nodes()
-        .map(|(id, _)| *id)
-        .chain(app.configured_members.keys().copied())
+    let removed = app
+        .state
+        .read()
+        .removed_replicas()
+        .values()
+        .map(|r| (r.id, r.removed_at))
+        .collect();
+    Members {
+        current: metrics
+            .membership_config
+            .membership()
+            .nodes()
+            .map(|(id, _)| *id)
+            .chain(app.configured_members.keys().copied())
+            .collect(),
+        removed,
+    }
+}
+
+/// Nodes named by membership entries an AppendEntries carries. A replica whose log lags behind
+/// the change that added its new leader learns of that leader from these entries (its config
+/// may not list it); removed ids stay refused whatever the entries say.
+fn carried_members(entries: &[openraft::Entry<TypeConfig>]) -> Vec<ReplicaId> {
+    entries
+        .iter()
+        .filter_map(|e| match &e.payload {
+            openraft::EntryPayload::Membership(m) => {
+                Some(m.nodes().map(|(id, _)| *id).collect::<Vec<_>>())
+            }
+            _ => None,
+        })
+        .flatten()
         .collect()
 }
 
 fn check_rpc<'a>(
     app: &AppState,
+    members: &Members,
     vote: &Vote<ReplicaId>,
     log_ids: impl IntoIterator<Item = &'a LogId<ReplicaId>>,
 ) -> Result<(), ApiError> {
     let current_term = app.metrics().current_term;
-    check_sender(vote, log_ids, &members(app), current_term).map_err(|msg| {
+    check_sender(vote, log_ids, members, current_term).map_err(|msg| {
         tracing::warn!(%msg, "refused raft rpc");
         ApiError::Forbidden(msg)
     })
@@ -106,7 +153,7 @@ pub const FROM_NODE_HEADER: &str = "x-storcon-from-node";
 
 type RpcResult<T, E = RaftError<ReplicaId>> = Result<Json<Result<T, E>>, ApiError>;
 
-fn check(app: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+pub(crate) fn check(app: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let target = headers
         .get(TARGET_NODE_HEADER)
         .and_then(|v| v.to_str().ok())
@@ -136,7 +183,14 @@ pub async fn append(
         .prev_log_id
         .iter()
         .chain(rpc.entries.iter().map(|e| &e.log_id));
-    check_rpc(&app, &rpc.vote, log_ids.chain(rpc.leader_commit.iter()))?;
+    let mut members = members(&app);
+    members.current.extend(carried_members(&rpc.entries));
+    check_rpc(
+        &app,
+        &members,
+        &rpc.vote,
+        log_ids.chain(rpc.leader_commit.iter()),
+    )?;
     Ok(Json(app.raft.append_entries(rpc).await))
 }
 
@@ -146,7 +200,7 @@ pub async fn vote(
     RaftJson(rpc): RaftJson<VoteRequest<ReplicaId>>,
 ) -> RpcResult<VoteResponse<ReplicaId>> {
     check(&app, &headers)?;
-    check_rpc(&app, &rpc.vote, rpc.last_log_id.iter())?;
+    check_rpc(&app, &members(&app), &rpc.vote, rpc.last_log_id.iter())?;
     Ok(Json(app.raft.vote(rpc).await))
 }
 
@@ -156,7 +210,15 @@ pub async fn snapshot(
     RaftJson(rpc): RaftJson<InstallSnapshotRequest<TypeConfig>>,
 ) -> RpcResult<InstallSnapshotResponse<ReplicaId>, RaftError<ReplicaId, InstallSnapshotError>> {
     check(&app, &headers)?;
-    check_rpc(&app, &rpc.vote, rpc.meta.last_log_id.iter())?;
+    let mut members = members(&app);
+    members.current.extend(
+        rpc.meta
+            .last_membership
+            .membership()
+            .nodes()
+            .map(|(id, _)| *id),
+    );
+    check_rpc(&app, &members, &rpc.vote, rpc.meta.last_log_id.iter())?;
     Ok(Json(app.raft.install_snapshot(rpc).await))
 }
 
@@ -182,8 +244,53 @@ mod tests {
 
     use super::*;
 
-    fn members() -> BTreeSet<ReplicaId> {
-        [1, 2, 3].map(ReplicaId).into()
+    fn members() -> Members {
+        Members {
+            current: [1, 2, 3].map(ReplicaId).into(),
+            removed: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn membership_entries_name_their_nodes() {
+        use openraft::{BasicNode, Entry, EntryPayload, Membership};
+        let nodes = |ids: &[u64]| -> BTreeMap<ReplicaId, BasicNode> {
+            ids.iter()
+                .map(|i| (ReplicaId(*i), BasicNode::new("a:1")))
+                .collect()
+        };
+        let voters: BTreeSet<ReplicaId> = [1, 4].map(ReplicaId).into();
+        let membership = Membership::new(vec![voters], nodes(&[1, 4, 5]));
+        let entries: Vec<Entry<TypeConfig>> = vec![
+            Entry {
+                log_id: log_id(3, 7),
+                payload: EntryPayload::Blank,
+            },
+            Entry {
+                log_id: log_id(3, 8),
+                payload: EntryPayload::Membership(membership),
+            },
+        ];
+        assert_eq!(carried_members(&entries), [1, 4, 5].map(ReplicaId).to_vec());
+        assert!(carried_members(&entries[..1]).is_empty());
+    }
+
+    #[test]
+    fn a_removed_replica_is_refused_and_told_when() {
+        let mut m = members();
+        m.removed.insert(ReplicaId(3), 42);
+        // Still in the configured members, but removed: refused.
+        let e = check_sender(&Vote::new(7, ReplicaId(3)), [], &m, 6).expect_err("removed");
+        assert!(e.contains(NOT_A_MEMBER), "{e}");
+        assert!(e.contains("log index 42"), "{e}");
+        assert!(e.contains(REMOVED_FROM_CLUSTER), "{e}");
+        assert!(check_sender(&Vote::new(7, ReplicaId(2)), [], &m, 6).is_ok());
+        let e = check_sender(&Vote::new(7, ReplicaId(9)), [], &m, 6).expect_err("unknown");
+        assert!(e.contains(NOT_A_MEMBER), "{e}");
+        assert!(
+            !e.contains(REMOVED_FROM_CLUSTER),
+            "unknown is not removed: {e}"
+        );
     }
 
     fn log_id(term: u64, index: u64) -> LogId<ReplicaId> {

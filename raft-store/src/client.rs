@@ -60,15 +60,61 @@ pub async fn propose(
             Response::Rejected(r) => Err(ProposeError::Rejected(r)),
             other => Ok(other),
         },
-        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-            Err(ProposeError::LeadershipMoved {
+        Err(e) => Err(write_error(e)),
+    }
+}
+
+/// A membership change (`add_learner` or `change_membership`) bounded by `within`, its errors
+/// spelled as a proposal's: a change refused because another is in flight is
+/// [`ProposeError::Membership`].
+pub async fn change_membership(
+    raft: &Raft,
+    change: MembershipChange,
+    within: Duration,
+) -> Result<(), ProposeError> {
+    let written = match change {
+        MembershipChange::AddLearner { id, addr } => {
+            // Not blocking: the caller waits for the catch-up itself, with its own deadline.
+            tokio::time::timeout(
+                within,
+                raft.add_learner(id, openraft::BasicNode::new(addr), false),
+            )
+            .await
+        }
+        MembershipChange::Members(members) => {
+            tokio::time::timeout(within, raft.change_membership(members, false)).await
+        }
+    };
+    match written.map_err(|_| ProposeError::NotCommitted { within })? {
+        Ok(_) => Ok(()),
+        Err(e) => Err(write_error(e)),
+    }
+}
+
+/// What [`change_membership`] changes.
+#[derive(Debug, Clone)]
+pub enum MembershipChange {
+    AddLearner {
+        id: ReplicaId,
+        addr: String,
+    },
+    /// Voters or nodes added or removed; nodes left out are dropped, not kept as learners.
+    Members(openraft::ChangeMembers<ReplicaId, openraft::BasicNode>),
+}
+
+fn write_error(
+    e: RaftError<ReplicaId, ClientWriteError<ReplicaId, openraft::BasicNode>>,
+) -> ProposeError {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
+            ProposeError::LeadershipMoved {
                 leader: f.leader_id,
-            })
+            }
         }
-        Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
-            Err(ProposeError::Membership(e.to_string()))
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
+            ProposeError::Membership(e.to_string())
         }
-        Err(RaftError::Fatal(e)) => Err(ProposeError::Stopped(e.to_string())),
+        RaftError::Fatal(e) => ProposeError::Stopped(e.to_string()),
     }
 }
 

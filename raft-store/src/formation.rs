@@ -58,6 +58,15 @@ pub struct FormationStatus {
     pub pristine: bool,
     /// Holds Raft state or serves Raft: it belongs to a formed cluster.
     pub initialized: bool,
+    /// What this replica's Raft knows of the membership (empty while pristine): voters,
+    /// learners, and ids removed from the cluster. A replica joining under a new id reads them
+    /// to make sure its id is not a member's or a removed one's.
+    #[serde(default)]
+    pub voters: Vec<ReplicaId>,
+    #[serde(default)]
+    pub learners: Vec<ReplicaId>,
+    #[serde(default)]
+    pub removed: Vec<ReplicaId>,
 }
 
 #[cfg(test)]

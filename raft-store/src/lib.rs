@@ -36,7 +36,10 @@ pub use db::{Db, OpenError};
 pub use error::StoreError;
 pub use formation::{FORMATION_PATH, FormationMarker, FormationStatus};
 pub use log_store::LogStore;
-pub use network::{HttpNetworkFactory, PeerScheme, TARGET_NODE_HEADER, raft_paths};
+pub use network::{
+    HttpNetworkFactory, NOT_A_MEMBER, PeerScheme, REMOVED_FROM_CLUSTER, Refusal, Refusals,
+    TARGET_NODE_HEADER, raft_paths,
+};
 pub use snapshot::{FORMAT_VERSION, SnapshotBlob};
 pub use state_machine::{SharedState, StateAudit, StateMachineStore};
 pub use types::{Raft, TypeConfig};

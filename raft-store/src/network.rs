@@ -5,10 +5,14 @@
 //! talk to itself. Connection failures map to `Unreachable` (openraft backs off), other transport
 //! failures to `Network`, and an error returned by the remote Raft to `RemoteError`.
 //!
+//! A peer that refuses an RPC with 403 because this replica is not (or no longer) a member is
+//! recorded in [`Refusals`]: the replica logs it loudly and reports it on `/status`.
+//!
 //! With auth configured, every RPC carries this replica's `controller_peer` token in
 //! `Authorization` (see [`HttpNetworkFactory::with_authorization`]).
 
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use openraft::BasicNode;
 use openraft::error::{
@@ -34,6 +38,81 @@ pub mod raft_paths {
     pub const APPEND: &str = "/raft/append";
     pub const VOTE: &str = "/raft/vote";
     pub const SNAPSHOT: &str = "/raft/snapshot";
+    /// Not a Raft RPC: the leader handing over asks the chosen voter to campaign now.
+    pub const ELECT: &str = "/raft/elect";
+}
+
+/// The words a replica uses when it refuses an RPC from a replica outside the membership.
+pub const NOT_A_MEMBER: &str = "is not a member";
+/// ... and, when the replicated state records the sender as removed, these: the refused replica
+/// recognizes its own removal by them.
+pub const REMOVED_FROM_CLUSTER: &str = "removed from the cluster";
+
+/// Peers that refused this replica's RPCs because it was removed from the cluster: the last
+/// refusal seen.
+#[derive(Clone, Default)]
+pub struct Refusals(Arc<Mutex<RefusalLog>>);
+
+#[derive(Default)]
+struct RefusalLog {
+    removed: Option<Refusal>,
+    /// When a refusal as merely unknown was last logged.
+    unknown_logged: Option<Instant>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Refusal {
+    pub by: ReplicaId,
+    pub msg: String,
+    pub at: Instant,
+}
+
+const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
+
+impl Refusals {
+    /// The last refusal, if any peer refused this replica as removed.
+    pub fn last(&self) -> Option<Refusal> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .removed
+            .clone()
+    }
+
+    /// Logs a refusal loudly, but once per interval: openraft retries every 200 ms.
+    fn record(&self, by: ReplicaId, msg: &str) {
+        let mut log = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if !msg.contains(REMOVED_FROM_CLUSTER) {
+            // Not known there as removed, only unknown: that peer's log lags behind a
+            // membership change that added this replica (see the README). Not a removal.
+            if log
+                .unknown_logged
+                .is_none_or(|t| t.elapsed() > REFUSAL_LOG_EVERY)
+            {
+                tracing::warn!(peer = %by, %msg, "a peer does not know this replica as a member");
+                log.unknown_logged = Some(Instant::now());
+            }
+            return;
+        }
+        if log
+            .removed
+            .as_ref()
+            .is_none_or(|l| l.at.elapsed() > REFUSAL_LOG_EVERY)
+        {
+            tracing::error!(
+                peer = %by,
+                %msg,
+                "REFUSED BY THE CLUSTER: this replica was removed from the cluster. It takes no \
+                 part in it; stop it, or add the machine back under a new id with an empty data \
+                 dir and `[cluster] join = true`."
+            );
+            log.removed = Some(Refusal {
+                by,
+                msg: msg.to_string(),
+                at: Instant::now(),
+            });
+        }
+    }
 }
 
 /// How peers are called: every member of a cluster the same way (the config refuses a mix).
@@ -61,6 +140,7 @@ pub struct HttpNetworkFactory {
     client: reqwest::Client,
     authorization: Option<HeaderValue>,
     scheme: PeerScheme,
+    refusals: Refusals,
 }
 
 impl HttpNetworkFactory {
@@ -69,12 +149,19 @@ impl HttpNetworkFactory {
             client,
             authorization: None,
             scheme: PeerScheme::Http,
+            refusals: Refusals::default(),
         }
     }
 
     /// HTTPS with `[tls]`; the client must then carry the TLS config.
     pub fn with_scheme(mut self, scheme: PeerScheme) -> Self {
         self.scheme = scheme;
+        self
+    }
+
+    /// Where refusals by peers are recorded (shared with the HTTP layer's `/status`).
+    pub fn with_refusals(mut self, refusals: Refusals) -> Self {
+        self.refusals = refusals;
         self
     }
 
@@ -98,6 +185,7 @@ impl RaftNetworkFactory<TypeConfig> for HttpNetworkFactory {
             target,
             base: self.scheme.base(&node.addr),
             authorization: self.authorization.clone(),
+            refusals: self.refusals.clone(),
         }
     }
 }
@@ -107,6 +195,7 @@ pub struct HttpNetwork {
     target: ReplicaId,
     base: String,
     authorization: Option<HeaderValue>,
+    refusals: Refusals,
 }
 
 impl HttpNetwork {
@@ -147,6 +236,9 @@ impl HttpNetwork {
         }
         if !status.is_success() {
             let body = resp.text().await.unwrap_or_default();
+            if status == reqwest::StatusCode::FORBIDDEN && body.contains(NOT_A_MEMBER) {
+                self.refusals.record(self.target, &body);
+            }
             let e = std::io::Error::other(format!("{} answered {status}: {body}", self.target));
             return Err(RPCError::Network(NetworkError::new(&e)));
         }

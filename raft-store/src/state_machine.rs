@@ -15,6 +15,7 @@
 //! of the batch reached disk and the twin is reset from the published state (a clone, on the
 //! failure path only). The price is a second copy of the state in memory.
 
+use std::collections::BTreeSet;
 use std::io::Cursor;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
 
@@ -91,7 +92,7 @@ fn lock_staging<'a>(staging: &'a Mutex<State>, published: &SharedState) -> Mutex
 }
 
 /// Applies a batch to `staging` and writes its rows, `last_applied` and membership in `tx`.
-/// Returns the responses and, per normal entry, the rows it changed.
+/// Returns the responses and, per normal or membership entry, the rows it changed.
 fn apply_batch(
     tx: &redb::WriteTransaction,
     staging: &mut State,
@@ -100,29 +101,47 @@ fn apply_batch(
     let mut responses = Vec::with_capacity(entries.len());
     let mut changed = Vec::new();
     let mut last_applied = None;
-    let mut membership = None;
+    let mut membership: Option<Membership> = None;
+    // The nodes of the membership in force before this batch: a membership entry that leaves
+    // one out records it as removed.
+    let mut members_before: BTreeSet<ReplicaId> = {
+        let meta = tx.open_table(SM_META)?;
+        let stored: Option<Membership> = get_json(&meta, MEMBERSHIP)?;
+        stored.map(|m| node_ids(&m)).unwrap_or_default()
+    };
     {
         let mut rows = tx.open_table(SM_ROWS)?;
+        let mut write = |mutations: &[Mutation]| -> Result<(), StoreError> {
+            for m in mutations {
+                match &m.value {
+                    Some(v) => {
+                        rows.insert(m.key.as_str(), v.as_slice())?;
+                    }
+                    None => {
+                        rows.remove(m.key.as_str())?;
+                    }
+                }
+            }
+            Ok(())
+        };
         for entry in entries {
             last_applied = Some(entry.log_id);
             let response = match &entry.payload {
                 EntryPayload::Blank => Response::None,
                 EntryPayload::Membership(m) => {
-                    membership = Some(StoredMembership::new(Some(entry.log_id), m.clone()));
+                    let stored = StoredMembership::new(Some(entry.log_id), m.clone());
+                    let after = node_ids(&stored);
+                    let mutations =
+                        staging.record_membership(&members_before, &after, entry.log_id.index);
+                    write(&mutations)?;
+                    changed.push(mutations);
+                    members_before = after;
+                    membership = Some(stored);
                     Response::None
                 }
                 EntryPayload::Normal(cmd) => {
                     let (response, mutations) = staging.apply(cmd);
-                    for m in &mutations {
-                        match &m.value {
-                            Some(v) => {
-                                rows.insert(m.key.as_str(), v.as_slice())?;
-                            }
-                            None => {
-                                rows.remove(m.key.as_str())?;
-                            }
-                        }
-                    }
+                    write(&mutations)?;
                     changed.push(mutations);
                     response
                 }
@@ -137,6 +156,10 @@ fn apply_batch(
         put_json(tx, SM_META, MEMBERSHIP, &m)?;
     }
     Ok((responses, changed))
+}
+
+fn node_ids(m: &Membership) -> BTreeSet<ReplicaId> {
+    m.membership().nodes().map(|(id, _)| *id).collect()
 }
 
 /// Publishes a committed batch: `staging` (the batch applied) becomes the published state, and

@@ -24,6 +24,7 @@ pub mod node_operation;
 pub mod optimise;
 pub mod preview;
 pub mod reconcile_plan;
+mod replicas;
 mod restore;
 mod rows;
 pub mod scheduler;
@@ -40,6 +41,7 @@ pub use node::{
     NodeAvailability, NodeDescribeResponse, NodeId, NodeRecord, NodeRegisterRequest,
     NodeSchedulingPolicy, RegisterOutcome,
 };
+pub use replicas::RemovedReplica;
 pub use restore::{DEFAULT_GENERATION_GAP, GapError, LogPoint, RestoreKind, RestoreRecord};
 pub use rows::{DecodeError, Mutation};
 pub use split::{SplitParent, SplitPlan, SplitRecord};

@@ -15,6 +15,7 @@ pub(crate) const NODE_OPERATION_KEY: &str = "meta/node_operation";
 pub(crate) const TOMBSTONE_PREFIX: &str = "tombstone/";
 /// The last restore or recovery of this state (see `restore.rs`).
 pub(crate) const RESTORED_FROM_KEY: &str = "meta/restored_from";
+pub(crate) const REMOVED_REPLICA_PREFIX: &str = "replica_removed/";
 
 /// A change to one row: `value: None` deletes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +54,10 @@ pub(crate) fn migration_key(id: &crate::ids::TenantShardId) -> String {
 
 pub(crate) fn tombstone_key(id: NodeId) -> String {
     format!("{TOMBSTONE_PREFIX}{id:020}")
+}
+
+pub(crate) fn removed_replica_key(id: crate::ReplicaId) -> String {
+    format!("{REMOVED_REPLICA_PREFIX}{:020}", id.0)
 }
 
 pub(crate) fn delete(key: String) -> Mutation {

@@ -9,12 +9,15 @@ use crate::ids::{TenantId, TenantShardId};
 use crate::migration::MigrationRecord;
 use crate::node::{NodeId, NodeRecord, NodeRegisterRequest, RegisterOutcome};
 use crate::node_operation::NodeOperation;
+use crate::replicas::RemovedReplica;
 use crate::restore::RestoreRecord;
 use crate::rows::{
     self, DecodeError, LEADER_KEY, MIGRATION_PREFIX, Mutation, NODE_PREFIX, SHARD_PREFIX,
     SPLIT_PREFIX,
 };
-use crate::rows::{NODE_OPERATION_KEY, RESTORED_FROM_KEY, TOMBSTONE_PREFIX};
+use crate::rows::{
+    NODE_OPERATION_KEY, REMOVED_REPLICA_PREFIX, RESTORED_FROM_KEY, TOMBSTONE_PREFIX,
+};
 use crate::split::SplitRecord;
 use crate::tenant::TenantShard;
 use crate::{ReplicaId, Term};
@@ -40,6 +43,8 @@ pub struct State {
     leader: Option<LeaderRecord>,
     /// Set by a restore or recovery; raises the generations shards count from.
     pub(crate) restored_from: Option<RestoreRecord>,
+    /// Replica ids removed from the Raft membership (see `replicas.rs`).
+    pub(crate) removed_replicas: BTreeMap<ReplicaId, RemovedReplica>,
 }
 
 impl State {
@@ -253,6 +258,13 @@ impl State {
                 self.leader = from.leader.clone();
             } else if key == RESTORED_FROM_KEY {
                 self.restored_from = from.restored_from.clone();
+            } else if let Some(id) = key.strip_prefix(REMOVED_REPLICA_PREFIX) {
+                let id: u64 = id.parse().map_err(|_| bad(key))?;
+                sync(
+                    &mut self.removed_replicas,
+                    &from.removed_replicas,
+                    ReplicaId(id),
+                );
             } else {
                 return Err(bad(key));
             }
@@ -287,6 +299,9 @@ impl State {
                 state.leader = Some(rows::decode(key, value)?);
             } else if key == RESTORED_FROM_KEY {
                 state.restored_from = Some(rows::decode(key, value)?);
+            } else if key.starts_with(REMOVED_REPLICA_PREFIX) {
+                let record: RemovedReplica = rows::decode(key, value)?;
+                state.removed_replicas.insert(record.id, record);
             } else {
                 return Err(DecodeError::UnknownKey(key.to_string()));
             }
