@@ -119,6 +119,17 @@ pub struct ClusterStatus {
     pub members: Vec<ClusterMember>,
 }
 
+impl ClusterStatus {
+    /// The members that vote (every role but `learner`).
+    pub fn voters(&self) -> std::collections::BTreeSet<u64> {
+        self.members
+            .iter()
+            .filter(|m| m.role != "learner")
+            .map(|m| m.id)
+            .collect()
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterMember {
     pub id: u64,

@@ -179,12 +179,20 @@ impl Cluster {
     /// config lists every replica of this cluster and itself. It waits to be added with
     /// `POST /control/v1/members`. Returns its address.
     pub fn start_joining(&mut self, id: u64) -> anyhow::Result<SocketAddr> {
+        let peers = self.ids();
+        self.start_joining_peers(id, &peers)
+    }
+
+    /// [`Cluster::start_joining`] with only `peers` (and itself) in its config: join mode waits
+    /// for a majority of the listed peers, so after a restore or a recovery (a one-member
+    /// cluster) the operator lists the members there are, not the replicas there were.
+    pub fn start_joining_peers(&mut self, id: u64, peers: &[u64]) -> anyhow::Result<SocketAddr> {
         if self.replicas.iter().any(|r| r.id == id) {
             bail!("replica {id} exists already");
         }
         let addr = SocketAddr::from(([127, 0, 0, 1], crate::config::free_port()));
         let mut members: Vec<(u64, SocketAddr)> =
-            self.replicas.iter().map(|r| (r.id, r.addr)).collect();
+            peers.iter().map(|p| (*p, self.replica(*p).addr)).collect();
         members.push((id, addr));
         let replica = Replica::new(id, addr, self.dir());
         let config = render_config_with_auth(

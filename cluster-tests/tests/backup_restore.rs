@@ -10,23 +10,28 @@
 //! the old one, and restoring again into that dir is refused. The simulators re-attach to it
 //! and end up holding generations strictly above every generation the old cluster issued (its
 //! last known ones and the simulators' histories); a new tenant is created above the floor.
+//! `storcon members add` then adds a replica back (join mode, a new id, an empty data dir): it
+//! becomes a voter, catches up, and serves the tenants.
 //!
 //! `recover_after_quorum_loss`: three replicas, two SIGKILLed, the survivor stopped; `storcon
 //! recover` without `--force` refuses and changes nothing; with it, it warns loudly, keeps the
 //! old store file, and the survivor starts as a one-member cluster that serves reads and
-//! writes with the tenants intact and generations above every one issued.
+//! writes with the tenants intact and generations above every one issued; a replica is then
+//! added back as after a restore.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::Output;
 
 use cluster_tests::binary::storcon_binary;
+use cluster_tests::client::READ_LOCAL_HEADER;
 use cluster_tests::fixture::ControllerFixture;
 use cluster_tests::history;
 use cluster_tests::placement::{SETTLE_DEADLINE, wait_settled};
 use cluster_tests::storage_api::{tenant_create_body, tenant_id};
 use cluster_tests::{
-    Cluster, ClusterOptions, ControllerOptions, Sims, StorageApi, deadline, wait_until,
+    Cluster, ClusterOptions, ClusterStatus, ControllerOptions, Sims, StorageApi, deadline,
+    wait_until,
 };
 use reqwest::Method;
 use serde_json::Value;
@@ -215,6 +220,78 @@ async fn assert_generations_above(
     history::ensure_safe(&sims.all_history().expect("histories")).expect("generation safety");
 }
 
+/// A replica added back to the one-member cluster `leader` leads (after a restore or a
+/// recovery) with `storcon members add`: a new `id`, an empty data dir, join mode, the member
+/// there is as its only peer. It becomes a voter, its applied index reaches the leader's, and it
+/// serves exactly `tenants` from its own applied state and forwarded.
+async fn add_back_a_replica(cluster: &mut Cluster, leader: u64, id: u64, tenants: &[String]) {
+    let addr = cluster
+        .start_joining_peers(id, &[leader])
+        .expect("the new replica starts")
+        .to_string();
+    let out = storcon(
+        &[
+            "members",
+            "add",
+            "--api",
+            &cluster.url(leader),
+            "--id",
+            &id.to_string(),
+            "--addr",
+            &addr,
+            "--json",
+        ],
+        &[],
+    )
+    .await;
+    assert_exit(&out, 0, "members add");
+    let added: ClusterStatus = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", text(&out.stdout)));
+    assert_eq!(added.voters(), BTreeSet::from([leader, id]), "{added:?}");
+    let target = cluster
+        .status_of(leader)
+        .await
+        .expect("the leader's status")
+        .last_applied;
+    assert!(target.is_some());
+    wait_until("the added replica catches up", deadline::CONVERGE, async || {
+        let s = cluster.status_of(id).await?;
+        anyhow::ensure!(
+            s.leader_id == Some(leader) && s.last_applied >= target,
+            "not yet: {s:?}, the leader had applied {target:?}"
+        );
+        Ok(())
+    })
+    .await
+    .expect("caught up with the leader");
+    let expected: BTreeSet<&str> = tenants.iter().map(String::as_str).collect();
+    let raw = cluster
+        .client(id)
+        .raw(
+            Method::GET,
+            "/control/v1/tenant",
+            None,
+            &[(READ_LOCAL_HEADER, "true")],
+        )
+        .await
+        .expect("a local read");
+    assert_eq!(raw.status, 200, "{}", raw.body);
+    let local: Value = serde_json::from_str(&raw.body).expect("json");
+    let local: BTreeSet<&str> = local
+        .as_array()
+        .expect("tenant list")
+        .iter()
+        .map(|t| t["tenant_id"].as_str().expect("tenant_id"))
+        .collect();
+    assert_eq!(local, expected, "its own applied state");
+    let forwarded = StorageApi::new(cluster.client(id))
+        .list_tenants(None, None)
+        .await
+        .expect("tenants forwarded through it");
+    let forwarded: BTreeSet<&str> = forwarded.iter().map(|t| t.tenant_id.as_str()).collect();
+    assert_eq!(forwarded, expected, "forwarded to the leader");
+}
+
 fn write_corrupted(from: &Path, to: &Path) {
     let original = std::fs::read_to_string(from).expect("backup");
     // A row's text changes, the JSON stays valid: only the checksum can tell.
@@ -314,7 +391,7 @@ async fn backup_and_restore() {
     }
 
     // 3. A new cluster's configs (three members listed); only replica 1 will run.
-    let restored = Cluster::configure(ClusterOptions::default(), Some(controller_options()), None)
+    let mut restored = Cluster::configure(ClusterOptions::default(), Some(controller_options()), None)
         .expect("configs");
     let config = restored.config_path(1).to_str().expect("utf-8").to_owned();
     let data_dir = restored.data_dir(1).to_path_buf();
@@ -458,6 +535,9 @@ async fn backup_and_restore() {
         .map(|(_, a)| a.generation)
         .expect("fresh attached");
     assert!(gen_fresh > GAP, "{gen_fresh}");
+
+    // 8. A replica is added back: the restored cluster grows again.
+    add_back_a_replica(&mut restored, 1, 4, &all).await;
     restored.check_no_crashes().expect("no crashes");
     sims.check_no_crashes().expect("no simulator crashes");
 }
@@ -466,7 +546,7 @@ async fn backup_and_restore() {
 async fn recover_after_quorum_loss() {
     let ControllerFixture {
         sims,
-        cluster,
+        mut cluster,
         leader,
         follower,
     } = ControllerFixture::start_with(
@@ -583,6 +663,8 @@ async fn recover_after_quorum_loss() {
     wait_settled(&api, &sims, &all, SETTLE_DEADLINE)
         .await
         .expect("new tenant settled");
+    // A replica is added back to the recovered cluster.
+    add_back_a_replica(&mut cluster, survivor, 4, &all).await;
 
     // A backup of the recovered cluster cannot be restored over the survivor's own data dir.
     let file = cluster.dir().join("after-recover.json");

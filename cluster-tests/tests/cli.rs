@@ -18,6 +18,10 @@
 //!   secondary and changes nothing (a misspelt `dryrun` is a 400); `--wait` counts the shards
 //!   down and exits 0 once the node is `PauseForRestart` and empty; a fill's dry run names
 //!   exactly the shards the fill then brings back; a `--wait` shorter than the fill exits 4.
+//! - `members_and_step_down`: `cluster status` (table and JSON), `members add` of a replica
+//!   in join mode (a voter, by `cluster status --json`), a second add of the same id (the
+//!   server's 409 and `msg`, exit 1), `members remove`, `step-down` (the leader `cluster
+//!   status` names moves) and `step-down --to N` (lands on N); bad arguments exit 2.
 //! - `token_from_flag_or_env`: with auth on, no token is a 401 and a wrong scope a 403 (exit
 //!   1); `--token` and `STORCON_TOKEN` work, and `cluster status` sends it to the leader too.
 //!
@@ -33,7 +37,9 @@ use cluster_tests::config::ControllerOptions;
 use cluster_tests::fixture::ControllerFixture;
 use cluster_tests::placement::{SETTLE_DEADLINE, wait_settled};
 use cluster_tests::storage_api::tenant_id;
-use cluster_tests::{Cluster, ClusterOptions, StorageApi, deadline, free_port, wait_until};
+use cluster_tests::{
+    Cluster, ClusterOptions, ClusterStatus, StorageApi, deadline, free_port, wait_until,
+};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -1272,4 +1278,138 @@ async fn token_from_flag_or_env() {
             .all(|m| m["lag"].is_u64()),
         "{status}"
     );
+}
+
+/// `cluster status --json` parsed as the harness's typed status.
+async fn cluster_status(api: &str) -> ClusterStatus {
+    let run = cli(api, &["cluster", "status", "--json"]).await.ok();
+    serde_json::from_value(run.json()).unwrap_or_else(|e| panic!("{e}: {run}"))
+}
+
+/// `step-down` printed `leadership moved from replica A to replica B (term T)`: (A, B).
+fn moved(run: &Run) -> (u64, u64) {
+    let line = run
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("leadership moved from replica "))
+        .unwrap_or_else(|| panic!("no handover line: {run}"));
+    let (from, rest) = line.split_once(" to replica ").expect("to replica");
+    let (to, _) = rest.split_once(' ').expect("term");
+    (
+        from.parse().expect("numeric"),
+        to.parse().expect("numeric"),
+    )
+}
+
+/// Waits until `cluster status` (the table's `Leader:` line) names `leader`.
+async fn wait_cli_leader(api: &str, leader: u64) {
+    wait_until("cluster status names the new leader", deadline::ELECTION, async || {
+        let run = cli(api, &["cluster", "status"]).await;
+        anyhow::ensure!(run.code == 0, "{run}");
+        anyhow::ensure!(run.field("Leader") == leader.to_string(), "{run}");
+        Ok(())
+    })
+    .await
+    .expect("the leader moved");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_and_step_down() {
+    let (mut cluster, leader) = Cluster::start_formed(ClusterOptions::default())
+        .await
+        .expect("a formed cluster");
+    let url = cluster.url(cluster.live_other_than(leader));
+
+    // cluster status, table and JSON, through a follower.
+    let run = cli(&url, &["cluster", "status"]).await.ok();
+    assert_eq!(run.field("Leader"), leader.to_string(), "{run}");
+    let roles: BTreeMap<String, String> = run
+        .table()
+        .into_iter()
+        .map(|r| (r["Id"].clone(), r["Role"].clone()))
+        .collect();
+    let expected: BTreeMap<String, String> = cluster
+        .ids()
+        .into_iter()
+        .map(|id| {
+            let role = if id == leader { "leader" } else { "follower" };
+            (id.to_string(), role.to_string())
+        })
+        .collect();
+    assert_eq!(roles, expected, "{run}");
+    let status = cluster_status(&url).await;
+    assert_eq!(status.leader_id, Some(leader));
+    assert_eq!(status.voters(), BTreeSet::from([1, 2, 3]), "{status:?}");
+
+    // members add: a replica in join mode becomes a voter.
+    let addr4 = cluster.start_joining(4).expect("replica 4 starts").to_string();
+    let run = cli(&url, &["members", "add", "--id", "4", "--addr", &addr4])
+        .await
+        .ok();
+    assert!(run.stdout.contains("replica 4 added"), "{run}");
+    let status = cluster_status(&url).await;
+    assert_eq!(status.voters(), BTreeSet::from([1, 2, 3, 4]), "{status:?}");
+    let m4 = status.members.iter().find(|m| m.id == 4).expect("4 listed");
+    assert_eq!(m4.addr, addr4);
+    assert_ne!(m4.role, "learner", "{status:?}");
+
+    // Adding it again: the server's 409 and msg, exit 1, membership unchanged.
+    let again = cli(&url, &["members", "add", "--id", "4", "--addr", &addr4]).await;
+    let (code, body) = StorageApi::new(cluster.client(leader))
+        .call(
+            Method::POST,
+            "/control/v1/members",
+            Some(&json!({"id": 4, "addr": addr4})),
+        )
+        .await;
+    assert_eq!(code, 409, "{body}");
+    let msg = body["msg"].as_str().expect("msg");
+    assert!(msg.contains("already a member"), "{msg}");
+    again.fails(1, &["409", msg, "/control/v1/members"]);
+    assert_eq!(cluster_status(&url).await.voters().len(), 4);
+
+    // members remove: gone from the list.
+    let run = cli(&url, &["members", "remove", "--id", "4"]).await.ok();
+    assert!(run.stdout.contains("replica 4 removed"), "{run}");
+    let status = cluster_status(&url).await;
+    assert!(status.members.iter().all(|m| m.id != 4), "{status:?}");
+    assert_eq!(status.voters(), BTreeSet::from([1, 2, 3]), "{status:?}");
+    cluster.kill(4);
+
+    // step-down: leadership moves off the leader.
+    let term = status.term;
+    let run = cli(&url, &["step-down"]).await.ok();
+    let (from, to) = moved(&run);
+    assert_eq!(from, leader, "{run}");
+    assert_ne!(to, leader, "{run}");
+    wait_cli_leader(&url, to).await;
+    let status = cluster_status(&url).await;
+    assert!(status.term > term, "{status:?} after term {term}");
+
+    // step-down --to a named voter: it lands there (one not leading, the highest id).
+    let named = [1u64, 2, 3].into_iter().rfind(|id| *id != to).expect("named");
+    let answer = cli(&url, &["step-down", "--to", &named.to_string(), "--json"])
+        .await
+        .ok()
+        .json();
+    assert_eq!(answer["previous_leader"], json!(to), "{answer}");
+    assert_eq!(answer["new_leader"], json!(named), "{answer}");
+    wait_cli_leader(&url, named).await;
+    assert_eq!(cluster_status(&url).await.leader_id, Some(named));
+
+    // Bad arguments: clap's usage errors, exit 2, nothing sent.
+    for args in [
+        &["members", "add", "--id", "5"][..],
+        &["members", "add", "--id", "five", "--addr", &addr4],
+        &["members", "remove"],
+        &["members", "remove", "--id", "-1"],
+        &["members"],
+        &["step-down", "--to", "two"],
+        &["cluster"],
+    ] {
+        cli(&url, args).await.fails(2, &[]);
+    }
+    let status = cluster_status(&url).await;
+    assert_eq!(status.voters(), BTreeSet::from([1, 2, 3]), "{status:?}");
+    assert_eq!(status.leader_id, Some(named));
 }

@@ -51,15 +51,6 @@ async fn remove_member(cluster: &Cluster, via: u64, id: u64) -> RawResponse {
     .await
 }
 
-fn voters(status: &ClusterStatus) -> BTreeSet<u64> {
-    status
-        .members
-        .iter()
-        .filter(|m| m.role != "learner")
-        .map(|m| m.id)
-        .collect()
-}
-
 fn cluster_body(raw: &RawResponse) -> ClusterStatus {
     assert_eq!(raw.status, 200, "{}", raw.body);
     serde_json::from_str(&raw.body).unwrap_or_else(|e| panic!("{e}: {}", raw.body))
@@ -161,7 +152,7 @@ async fn add_a_fourth_replica_and_remove_one_under_write_load() {
     let follower = cluster.live_other_than(leader);
     // Through a follower: the add is forwarded to the leader.
     let added = cluster_body(&add_member(&cluster, follower, 4, &addr4.to_string()).await);
-    assert_eq!(voters(&added), BTreeSet::from([1, 2, 3, 4]), "{added:?}");
+    assert_eq!(added.voters(), BTreeSet::from([1, 2, 3, 4]), "{added:?}");
     let m4 = added.members.iter().find(|m| m.id == 4).expect("4 listed");
     assert_eq!(m4.addr, addr4.to_string());
     // Adding it again: already a member.
@@ -175,7 +166,7 @@ async fn add_a_fourth_replica_and_remove_one_under_write_load() {
         .expect("a third");
     let removed = cluster_body(&remove_member(&cluster, follower, gone).await);
     let left: BTreeSet<u64> = [1, 2, 3, 4].into_iter().filter(|id| *id != gone).collect();
-    assert_eq!(voters(&removed), left, "{removed:?}");
+    assert_eq!(removed.voters(), left, "{removed:?}");
     let unknown = remove_member(&cluster, leader, gone).await;
     assert_eq!(unknown.status, 404, "{}", unknown.body);
     // The removed replica, still running, applied its own removal and says so.
@@ -238,7 +229,7 @@ async fn replace_a_wiped_replica_under_a_new_id() {
     cluster.kill(lost);
     cluster.wipe(lost).expect("wipe");
     let removed = cluster_body(&remove_member(&cluster, leader, lost).await);
-    assert!(!voters(&removed).contains(&lost));
+    assert!(!removed.voters().contains(&lost));
     // The wiped id restarted as-is is still refused (formation's wiped-disk rule).
     cluster.restart(lost).expect("restart");
     let exit = cluster
@@ -249,7 +240,7 @@ async fn replace_a_wiped_replica_under_a_new_id() {
     // The replacement: a new id, an empty disk, join mode.
     let addr = cluster.start_joining(7).expect("replica 7 starts");
     let added = cluster_body(&add_member(&cluster, leader, 7, &addr.to_string()).await);
-    assert!(voters(&added).contains(&7), "{added:?}");
+    assert!(added.voters().contains(&7), "{added:?}");
     // The cluster now needs 7 for a quorum: with the other old replica down it still serves.
     let other = cluster
         .ids()
@@ -278,7 +269,7 @@ async fn five_replicas_form_lose_two_and_keep_serving() {
     .await
     .expect("five replicas form");
     let status = cluster.status_of(leader).await.expect("status");
-    assert_eq!(voters(&status), BTreeSet::from([1, 2, 3, 4, 5]));
+    assert_eq!(status.voters(), BTreeSet::from([1, 2, 3, 4, 5]));
     cluster
         .register(leader, &NodeRegisterRequest::fake(1))
         .await
