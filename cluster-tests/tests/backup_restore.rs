@@ -24,14 +24,13 @@ use std::path::Path;
 use std::process::Output;
 
 use cluster_tests::binary::storcon_binary;
-use cluster_tests::client::READ_LOCAL_HEADER;
 use cluster_tests::fixture::ControllerFixture;
 use cluster_tests::history;
 use cluster_tests::placement::{SETTLE_DEADLINE, wait_settled};
 use cluster_tests::storage_api::{tenant_create_body, tenant_id};
 use cluster_tests::{
-    Cluster, ClusterOptions, ClusterStatus, ControllerOptions, Sims, StorageApi, deadline,
-    wait_until,
+    Cluster, ClusterOptions, ClusterStatus, ControllerOptions, ReadMode, Sims, StorageApi,
+    deadline, wait_until,
 };
 use reqwest::Method;
 use serde_json::Value;
@@ -222,8 +221,8 @@ async fn assert_generations_above(
 
 /// A replica added back to the one-member cluster `leader` leads (after a restore or a
 /// recovery) with `storcon members add`: a new `id`, an empty data dir, join mode, the member
-/// there is as its only peer. It becomes a voter, its applied index reaches the leader's, and it
-/// serves exactly `tenants` from its own applied state and forwarded.
+/// there is as its only peer. It becomes a voter, its applied index reaches the leader's, its
+/// own node records are the leader's, and `tenants` are read through it.
 async fn add_back_a_replica(cluster: &mut Cluster, leader: u64, id: u64, tenants: &[String]) {
     let addr = cluster
         .start_joining_peers(id, &[leader])
@@ -254,42 +253,52 @@ async fn add_back_a_replica(cluster: &mut Cluster, leader: u64, id: u64, tenants
         .expect("the leader's status")
         .last_applied;
     assert!(target.is_some());
-    wait_until("the added replica catches up", deadline::CONVERGE, async || {
-        let s = cluster.status_of(id).await?;
-        anyhow::ensure!(
-            s.leader_id == Some(leader) && s.last_applied >= target,
-            "not yet: {s:?}, the leader had applied {target:?}"
-        );
-        Ok(())
-    })
+    wait_until(
+        "the added replica catches up",
+        deadline::CONVERGE,
+        async || {
+            let s = cluster.status_of(id).await?;
+            anyhow::ensure!(
+                s.leader_id == Some(leader) && s.last_applied >= target,
+                "not yet: {s:?}, the leader had applied {target:?}"
+            );
+            Ok(())
+        },
+    )
     .await
     .expect("caught up with the leader");
-    let expected: BTreeSet<&str> = tenants.iter().map(String::as_str).collect();
-    let raw = cluster
+    // Its own applied state: the node records, read without forwarding (tenant reads are the
+    // leader's only).
+    let leader_api = StorageApi::new(cluster.client(leader));
+    let mut local: Vec<u64> = cluster
         .client(id)
-        .raw(
-            Method::GET,
-            "/control/v1/tenant",
-            None,
-            &[(READ_LOCAL_HEADER, "true")],
-        )
+        .list_nodes(ReadMode::Local)
         .await
-        .expect("a local read");
-    assert_eq!(raw.status, 200, "{}", raw.body);
-    let local: Value = serde_json::from_str(&raw.body).expect("json");
-    let local: BTreeSet<&str> = local
-        .as_array()
-        .expect("tenant list")
+        .expect("a local read")
         .iter()
-        .map(|t| t["tenant_id"].as_str().expect("tenant_id"))
+        .map(|n| n.id)
         .collect();
-    assert_eq!(local, expected, "its own applied state");
-    let forwarded = StorageApi::new(cluster.client(id))
+    local.sort();
+    assert_eq!(local, node_ids(&leader_api).await, "its own applied state");
+    // The tenants through it (forwarded to the leader): every one, every shard.
+    let through = StorageApi::new(cluster.client(id));
+    let listed: BTreeSet<String> = through
         .list_tenants(None, None)
         .await
-        .expect("tenants forwarded through it");
-    let forwarded: BTreeSet<&str> = forwarded.iter().map(|t| t.tenant_id.as_str()).collect();
-    assert_eq!(forwarded, expected, "forwarded to the leader");
+        .expect("tenants through it")
+        .into_iter()
+        .map(|t| t.tenant_id)
+        .collect();
+    assert_eq!(
+        listed,
+        tenants.iter().cloned().collect(),
+        "tenants via {id}"
+    );
+    assert_eq!(
+        dump(&through).await.keys().collect::<Vec<_>>(),
+        dump(&leader_api).await.keys().collect::<Vec<_>>(),
+        "shards via {id}"
+    );
 }
 
 fn write_corrupted(from: &Path, to: &Path) {
@@ -391,8 +400,9 @@ async fn backup_and_restore() {
     }
 
     // 3. A new cluster's configs (three members listed); only replica 1 will run.
-    let mut restored = Cluster::configure(ClusterOptions::default(), Some(controller_options()), None)
-        .expect("configs");
+    let mut restored =
+        Cluster::configure(ClusterOptions::default(), Some(controller_options()), None)
+            .expect("configs");
     let config = restored.config_path(1).to_str().expect("utf-8").to_owned();
     let data_dir = restored.data_dir(1).to_path_buf();
 

@@ -1295,20 +1295,21 @@ fn moved(run: &Run) -> (u64, u64) {
         .unwrap_or_else(|| panic!("no handover line: {run}"));
     let (from, rest) = line.split_once(" to replica ").expect("to replica");
     let (to, _) = rest.split_once(' ').expect("term");
-    (
-        from.parse().expect("numeric"),
-        to.parse().expect("numeric"),
-    )
+    (from.parse().expect("numeric"), to.parse().expect("numeric"))
 }
 
 /// Waits until `cluster status` (the table's `Leader:` line) names `leader`.
 async fn wait_cli_leader(api: &str, leader: u64) {
-    wait_until("cluster status names the new leader", deadline::ELECTION, async || {
-        let run = cli(api, &["cluster", "status"]).await;
-        anyhow::ensure!(run.code == 0, "{run}");
-        anyhow::ensure!(run.field("Leader") == leader.to_string(), "{run}");
-        Ok(())
-    })
+    wait_until(
+        "cluster status names the new leader",
+        deadline::ELECTION,
+        async || {
+            let run = cli(api, &["cluster", "status"]).await;
+            anyhow::ensure!(run.code == 0, "{run}");
+            anyhow::ensure!(run.field("Leader") == leader.to_string(), "{run}");
+            Ok(())
+        },
+    )
     .await
     .expect("the leader moved");
 }
@@ -1342,7 +1343,10 @@ async fn members_and_step_down() {
     assert_eq!(status.voters(), BTreeSet::from([1, 2, 3]), "{status:?}");
 
     // members add: a replica in join mode becomes a voter.
-    let addr4 = cluster.start_joining(4).expect("replica 4 starts").to_string();
+    let addr4 = cluster
+        .start_joining(4)
+        .expect("replica 4 starts")
+        .to_string();
     let run = cli(&url, &["members", "add", "--id", "4", "--addr", &addr4])
         .await
         .ok();
@@ -1387,7 +1391,10 @@ async fn members_and_step_down() {
     assert!(status.term > term, "{status:?} after term {term}");
 
     // step-down --to a named voter: it lands there (one not leading, the highest id).
-    let named = [1u64, 2, 3].into_iter().rfind(|id| *id != to).expect("named");
+    let named = [1u64, 2, 3]
+        .into_iter()
+        .rfind(|id| *id != to)
+        .expect("named");
     let answer = cli(&url, &["step-down", "--to", &named.to_string(), "--json"])
         .await
         .ok()
