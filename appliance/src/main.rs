@@ -191,14 +191,22 @@ fn main() -> anyhow::Result<()> {
         }
         Cmd::Backup { out } => {
             // The global options, which already read STORCON_API and STORCON_TOKEN.
-            let Some(api) = cli.api.api else {
+            let Some(api) = cli.api.api.clone() else {
                 eprintln!("storcon: backup needs --api URL (or STORCON_API)");
                 std::process::exit(2);
+            };
+            let client = match cli::client::http_client(&cli.api, recovery::backup::FETCH_TIMEOUT) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("storcon: {e}");
+                    std::process::exit(e.exit_code());
+                }
             };
             let token = cli.api.token;
             finish(
                 runtime
                     .block_on(recovery::backup::fetch_and_write(
+                        &client,
                         &api,
                         token.as_deref(),
                         &out,

@@ -174,19 +174,29 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
     };
 
-    let admitted = enter_raft(
-        &formation,
-        &raft,
-        &members,
-        crate::formation::PeerCalls {
-            client: &forward_client,
-            token: peer_token.as_ref(),
-            scheme,
-        },
-        &data_dir,
-        || app.admit_raft(),
-    )
-    .await;
+    let mut server = server;
+    // A stop (SIGTERM, SIGINT) while still waiting for peers ends the process: the listener
+    // has stopped, so no peer could reach this replica to form or admit it anyway.
+    let admitted = tokio::select! {
+        admitted = enter_raft(
+            &formation,
+            &raft,
+            &members,
+            crate::formation::PeerCalls {
+                client: &forward_client,
+                token: peer_token.as_ref(),
+                scheme,
+            },
+            &data_dir,
+            || app.admit_raft(),
+        ) => admitted,
+        served = &mut server => {
+            let _ = raft.shutdown().await;
+            served.context("server task failed")?.context("HTTP server failed")?;
+            tracing::info!("stopped before taking part in Raft");
+            return Ok(());
+        }
+    };
     if let Err(refused) = admitted {
         tracing::error!("{refused}");
         eprintln!("storcon: {refused}");

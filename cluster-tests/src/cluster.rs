@@ -297,6 +297,12 @@ impl Cluster {
         self.signal(id, libc::SIGSTOP)
     }
 
+    /// Asks replica `id` to stop (SIGTERM), as systemd or docker stop does; the test then waits
+    /// for it to exit ([`Cluster::wait_exit`]).
+    pub fn terminate(&self, id: u64) -> anyhow::Result<()> {
+        self.signal(id, libc::SIGTERM)
+    }
+
     /// Continues a replica stopped by [`Cluster::pause`].
     pub fn resume(&self, id: u64) -> anyhow::Result<()> {
         self.signal(id, libc::SIGCONT)

@@ -50,6 +50,46 @@ impl CliError {
     }
 }
 
+/// The client every API subcommand (and `backup`) uses: with `--ca-file`, it trusts that CA
+/// only; with `--cert-file` and `--key-file`, it presents that client certificate.
+pub fn http_client(args: &GlobalArgs, timeout: Duration) -> Result<reqwest::Client, CliError> {
+    let builder = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(timeout)
+        .connect_timeout(CONNECT_TIMEOUT);
+    let identity = match (&args.cert_file, &args.key_file) {
+        (Some(cert), Some(key)) => Some(
+            storcon_tls::ReloadingIdentity::load(cert, key)
+                .map_err(|e| CliError::Usage(format!("client certificate: {e}")))?,
+        ),
+        (None, None) => None,
+        _ => {
+            return Err(CliError::Usage(
+                "--cert-file and --key-file go together".into(),
+            ));
+        }
+    };
+    let builder = match &args.ca_file {
+        Some(ca) => {
+            let roots = storcon_tls::pem::roots("CA file", ca)
+                .map_err(|e| CliError::Usage(e.to_string()))?;
+            let config = storcon_tls::client::client_config(roots, identity)
+                .map_err(|e| CliError::Usage(e.to_string()))?;
+            storcon_tls::client::with_tls(builder, config)
+        }
+        None if identity.is_some() => {
+            return Err(CliError::Usage(
+                "a client certificate needs --ca-file (the CA the server's certificate is signed by)"
+                    .into(),
+            ));
+        }
+        None => builder,
+    };
+    builder
+        .build()
+        .map_err(|e| CliError::Failed(format!("cannot build the HTTP client: {e}")))
+}
+
 pub struct Api {
     base: String,
     token: Option<String>,
@@ -61,11 +101,7 @@ impl Api {
         let raw = args.api.as_deref().ok_or_else(|| {
             CliError::Usage("no API address: give --api URL or set STORCON_API".into())
         })?;
-        let http = reqwest::Client::builder()
-            .timeout(REQUEST_TIMEOUT)
-            .connect_timeout(CONNECT_TIMEOUT)
-            .build()
-            .map_err(|e| CliError::Failed(format!("cannot build the HTTP client: {e}")))?;
+        let http = http_client(args, REQUEST_TIMEOUT)?;
         Ok(Api {
             base: base_url(raw)?,
             token: args.token.clone(),

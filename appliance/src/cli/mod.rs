@@ -12,7 +12,7 @@
 //! operation waited for failed; 2 bad arguments (clap's usage error, or a missing `--api`);
 //! 3 the API could not be reached; 4 `--wait` timed out.
 
-mod client;
+pub mod client;
 mod cluster;
 mod node_ops;
 mod nodes;
@@ -39,6 +39,17 @@ pub struct GlobalArgs {
     /// Print JSON (the server's answer) instead of tables.
     #[arg(long, global = true)]
     pub json: bool,
+    /// For an `https://` API: the CA bundle (PEM) its certificate is verified against, instead
+    /// of the system's roots.
+    #[arg(long, env = "STORCON_CA_FILE", global = true)]
+    pub ca_file: Option<std::path::PathBuf>,
+    /// A client certificate (PEM) for a listener that requires one (`[tls] client_ca_file`);
+    /// with `--key-file`.
+    #[arg(long, env = "STORCON_CERT_FILE", global = true)]
+    pub cert_file: Option<std::path::PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, env = "STORCON_KEY_FILE", global = true)]
+    pub key_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]

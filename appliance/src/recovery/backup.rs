@@ -19,7 +19,7 @@ use raft_store::backup::BackupDocument;
 use super::{RecoveryError, StateSummary};
 
 /// A backup of a large state can take a while to read and send.
-const FETCH_TIMEOUT: Duration = Duration::from_secs(120);
+pub const FETCH_TIMEOUT: Duration = Duration::from_secs(120);
 
 pub struct BackupSummary {
     pub out: PathBuf,
@@ -56,17 +56,13 @@ fn server_msg(body: &str) -> String {
 }
 
 pub async fn fetch_and_write(
+    client: &reqwest::Client,
     api: &str,
     token: Option<&str>,
     out: &Path,
 ) -> Result<BackupSummary, RecoveryError> {
     let url = format!("{}/control/v1/backup", api.trim_end_matches('/'));
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .timeout(FETCH_TIMEOUT)
-        .build()
-        .map_err(|e| RecoveryError::Failed(format!("cannot build HTTP client: {e}")))?;
-    let mut request = client.get(&url);
+    let mut request = client.get(&url).timeout(FETCH_TIMEOUT);
     if let Some(t) = token {
         request = request.bearer_auth(t);
     }
