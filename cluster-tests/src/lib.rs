@@ -28,6 +28,7 @@ pub mod api;
 pub mod auth;
 pub mod binary;
 pub mod certs;
+pub mod cli_run;
 pub mod checks;
 pub mod client;
 pub mod cluster;

@@ -28,11 +28,9 @@
 //! The optimiser is off, so the placements checked are the operations' own.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::Stdio;
-use std::time::Duration;
 
 use cluster_tests::auth::{test_auth, token};
-use cluster_tests::binary::storcon_binary;
+use cluster_tests::cli_run::{Run, run_storcon};
 use cluster_tests::config::ControllerOptions;
 use cluster_tests::fixture::ControllerFixture;
 use cluster_tests::placement::{SETTLE_DEADLINE, wait_settled};
@@ -45,83 +43,6 @@ use serde_json::{Value, json};
 
 const TAG: u32 = 0xc11;
 
-/// One CLI run must end well within this (a `--wait` test bounds its own `--timeout`).
-const CLI_DEADLINE: Duration = Duration::from_secs(180);
-
-struct Run {
-    args: Vec<String>,
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    /// Exit 0, else a panic with everything printed.
-    fn ok(self) -> Run {
-        assert_eq!(self.code, 0, "{self}");
-        self
-    }
-
-    fn fails(self, code: i32, stderr_has: &[&str]) -> Run {
-        assert_eq!(self.code, code, "{self}");
-        for needle in stderr_has {
-            assert!(
-                self.stderr.contains(needle),
-                "no {needle:?} in stderr: {self}"
-            );
-        }
-        self
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {self}"))
-    }
-
-    /// The first table printed: one map per row, by header.
-    fn table(&self) -> Vec<BTreeMap<String, String>> {
-        let mut lines = self
-            .stdout
-            .lines()
-            .skip_while(|l| !l.starts_with('|'))
-            .take_while(|l| l.starts_with('|') || l.starts_with('+'))
-            .filter(|l| l.starts_with('|'))
-            .map(|l| {
-                let inner = l.trim().trim_start_matches('|').trim_end_matches('|');
-                inner
-                    .split('|')
-                    .map(|c| c.trim().to_string())
-                    .collect::<Vec<_>>()
-            });
-        let header = lines.next().unwrap_or_else(|| panic!("no table: {self}"));
-        lines
-            .map(|cells| {
-                assert_eq!(cells.len(), header.len(), "ragged row: {self}");
-                header.iter().cloned().zip(cells).collect()
-            })
-            .collect()
-    }
-
-    /// The value after `label: ` on its own line.
-    fn field(&self, label: &str) -> String {
-        let prefix = format!("{label}: ");
-        self.stdout
-            .lines()
-            .find_map(|l| l.strip_prefix(&prefix))
-            .unwrap_or_else(|| panic!("no {label:?} line: {self}"))
-            .to_string()
-    }
-}
-
-impl std::fmt::Display for Run {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "storcon {:?} exited {}\n--- stdout\n{}\n--- stderr\n{}",
-            self.args, self.code, self.stdout, self.stderr
-        )
-    }
-}
-
 /// `storcon --api <api> <args>`, with no `STORCON_*` from the test's environment.
 async fn cli(api: &str, args: &[&str]) -> Run {
     let mut all = vec!["--api".to_string(), api.to_string()];
@@ -129,27 +50,6 @@ async fn cli(api: &str, args: &[&str]) -> Run {
     run_storcon(all, &[]).await
 }
 
-async fn run_storcon(args: Vec<String>, env: &[(&str, &str)]) -> Run {
-    let mut cmd = tokio::process::Command::new(storcon_binary());
-    cmd.args(&args)
-        .env_remove("STORCON_API")
-        .env_remove("STORCON_TOKEN")
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = tokio::time::timeout(CLI_DEADLINE, cmd.output())
-        .await
-        .unwrap_or_else(|_| panic!("storcon {args:?} still running after {CLI_DEADLINE:?}"))
-        .expect("storcon starts");
-    Run {
-        args,
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
 
 async fn get(api: &StorageApi, path: &str) -> Value {
     let (status, body) = api.call(Method::GET, path, None).await;

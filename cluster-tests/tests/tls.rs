@@ -3,7 +3,8 @@
 //! 1. A three-replica cluster forms over HTTPS with client certificates required, elects a
 //!    leader, and serves a tenant create through a follower (forwarded over TLS) to simulators
 //!    that re-attached over HTTPS; plain HTTP, and HTTPS without a client certificate, get no
-//!    answer.
+//!    answer; the operator CLI (`cluster status`, `backup`) works with `--ca-file` and a client
+//!    certificate and exits 3 without the CA.
 //! 2. A certificate replaced on disk is served to the next connection, without a restart; a
 //!    broken replacement keeps the last good one and is logged.
 //! 3. A replica whose certificate is signed by another CA is refused by its peers: its Raft
@@ -20,6 +21,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use cluster_tests::certs::{CertFiles, TestCa, replace_file, trusting};
+use cluster_tests::cli_run::run_storcon;
 use cluster_tests::config::TlsOptions;
 use cluster_tests::sims::SimTls;
 use cluster_tests::storage_api::{tenant_create_body, tenant_id};
@@ -181,6 +183,48 @@ async fn tls_cluster_forms_and_forwards_with_client_certs() {
     )
     .await
     .expect("served with a client certificate");
+    // The operator CLI, through the follower: the CA and a client certificate from its
+    // options, the same for `backup`; without the CA it refuses the server's certificate.
+    let operator = ca.issue(dir.path(), "operator", 4000).expect("operator certificate");
+    let path = |p: &Path| p.to_str().expect("utf-8 path").to_owned();
+    let tls_args = vec![
+        "--api".to_owned(),
+        cluster.url(follower),
+        "--ca-file".to_owned(),
+        path(&ca.ca_file),
+        "--cert-file".to_owned(),
+        path(&operator.cert),
+        "--key-file".to_owned(),
+        path(&operator.key),
+    ];
+    let with = |more: &[&str]| {
+        let mut args = tls_args.clone();
+        args.extend(more.iter().map(|a| a.to_string()));
+        args
+    };
+    let status = run_storcon(with(&["--json", "cluster", "status"]), &[])
+        .await
+        .ok()
+        .json();
+    assert_eq!(status["leader_id"], leader, "{status}");
+    let backup = dir.path().join("over-https.backup");
+    let run = run_storcon(with(&["backup", "--out", &path(&backup)]), &[])
+        .await
+        .ok();
+    assert!(run.stdout.contains("1 tenants, 2 shards"), "{run}");
+    let run = run_storcon(
+        vec![
+            "--api".to_owned(),
+            cluster.url(follower),
+            "cluster".to_owned(),
+            "status".to_owned(),
+        ],
+        &[],
+    )
+    .await
+    .fails(3, &["UnknownIssuer"]);
+    drop(run);
+
     let follower_log = cluster.log_since_last_start(follower);
     assert!(
         follower_log.contains("TLS handshake refused"),
