@@ -50,7 +50,6 @@ async fn cli(api: &str, args: &[&str]) -> Run {
     run_storcon(all, &[]).await
 }
 
-
 async fn get(api: &StorageApi, path: &str) -> Value {
     let (status, body) = api.call(Method::GET, path, None).await;
     assert_eq!(status, 200, "GET {path}: {body}");

@@ -15,14 +15,18 @@ async fn sigterm_stops_a_replica_waiting_for_its_peers() {
     let cluster = Cluster::configure(ClusterOptions::default(), None, None).expect("configs");
     // Only replica 1 runs: a pristine cluster cannot form, so it waits for the others.
     cluster.restart(1).expect("start replica 1");
-    wait_until("replica 1 to wait for its peers", deadline::STARTUP, async || {
-        let log = cluster.log_since_last_start(1);
-        anyhow::ensure!(
-            log.contains("waiting for all members"),
-            "not waiting yet: {log}"
-        );
-        Ok(())
-    })
+    wait_until(
+        "replica 1 to wait for its peers",
+        deadline::STARTUP,
+        async || {
+            let log = cluster.log_since_last_start(1);
+            anyhow::ensure!(
+                log.contains("waiting for all members"),
+                "not waiting yet: {log}"
+            );
+            Ok(())
+        },
+    )
     .await
     .expect("replica 1 waits in formation");
     cluster.terminate(1).expect("SIGTERM");

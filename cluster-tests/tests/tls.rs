@@ -185,7 +185,9 @@ async fn tls_cluster_forms_and_forwards_with_client_certs() {
     .expect("served with a client certificate");
     // The operator CLI, through the follower: the CA and a client certificate from its
     // options, the same for `backup`; without the CA it refuses the server's certificate.
-    let operator = ca.issue(dir.path(), "operator", 4000).expect("operator certificate");
+    let operator = ca
+        .issue(dir.path(), "operator", 4000)
+        .expect("operator certificate");
     let path = |p: &Path| p.to_str().expect("utf-8 path").to_owned();
     let tls_args = vec![
         "--api".to_owned(),

@@ -304,6 +304,16 @@ pub trait Operations: Send + Sync {
     fn node_drop(&self, node: NodeId) -> Op<'_, ()>;
 }
 
+/// Also what a follower answers to a leader-served route read locally (`x-storcon-read-local`):
+/// only the leader runs these services.
+fn not_running() -> ApiError {
+    ApiError::Unavailable(
+        "leader services are not running on this replica (they are starting, or it is not the \
+         leader: leader-served routes are not read locally); retry"
+            .into(),
+    )
+}
+
 /// The running operations, present only while this replica leads.
 #[derive(Default)]
 pub struct LeaderSlot(RwLock<Option<Arc<dyn Operations>>>);
@@ -317,14 +327,13 @@ impl LeaderSlot {
     pub fn get(&self) -> Result<Arc<dyn Operations>, ApiError> {
         self.get_elected()
             .filter(|s| s.ready())
-            .ok_or_else(|| ApiError::Unavailable("leader services are starting; retry".into()))
+            .ok_or_else(not_running)
     }
 
     /// The operations while the startup reconcile may still run: for what needs only the
     /// replicated state (registering a node, validating generations).
     pub fn get_starting(&self) -> Result<Arc<dyn Operations>, ApiError> {
-        self.get_elected()
-            .ok_or_else(|| ApiError::Unavailable("leader services are starting; retry".into()))
+        self.get_elected().ok_or_else(not_running)
     }
 
     /// No leader services run on this replica.
