@@ -21,9 +21,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::process::Output;
 
-use cluster_tests::binary::storcon_binary;
+use cluster_tests::cli_run::{Run, run_storcon};
 use cluster_tests::fixture::ControllerFixture;
 use cluster_tests::history;
 use cluster_tests::placement::{SETTLE_DEADLINE, wait_settled};
@@ -44,41 +43,17 @@ const PAGESERVERS: [(u64, &str); 3] = [(1, "az-a"), (2, "az-a"), (3, "az-b")];
 fn controller_options() -> ControllerOptions {
     // No optimiser moves: placements stay as created, so the restored intents can be compared
     // with the backed-up ones shard by shard.
-    ControllerOptions {
-        max_optimisations_per_pass: Some(0),
-        ..ControllerOptions::test_defaults()
-    }
+    ControllerOptions::without_optimiser()
 }
 
-/// Runs `storcon <args>` to completion off the async workers; no `STORCON_*` from the test's
-/// environment leaks in unless `env` sets it.
-async fn storcon(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut command = std::process::Command::new(storcon_binary());
-    command
-        .args(args)
-        .env_remove("STORCON_API")
-        .env_remove("STORCON_TOKEN");
-    for (k, v) in env {
-        command.env(k, v);
-    }
-    tokio::task::spawn_blocking(move || command.output())
-        .await
-        .expect("join")
-        .expect("run storcon")
+/// Runs `storcon <args>`; no `STORCON_*` from the test's environment leaks in unless `env`
+/// sets it.
+async fn storcon(args: &[&str], env: &[(&str, &str)]) -> Run {
+    run_storcon(args.iter().map(|a| a.to_string()).collect(), env).await
 }
 
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn assert_exit(out: &Output, code: i32, what: &str) {
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "{what}: stdout {} stderr {}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+fn assert_exit(out: &Run, code: i32, what: &str) {
+    assert_eq!(out.code, code, "{what}: {out}");
 }
 
 /// `GET /debug/v1/tenant` of the leader: every shard, by id.
@@ -244,8 +219,8 @@ async fn add_back_a_replica(cluster: &mut Cluster, leader: u64, id: u64, tenants
     )
     .await;
     assert_exit(&out, 0, "members add");
-    let added: ClusterStatus = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", text(&out.stdout)));
+    let added: ClusterStatus =
+        serde_json::from_value(out.json()).unwrap_or_else(|e| panic!("{e}: {out}"));
     assert_eq!(added.voters(), BTreeSet::from([leader, id]), "{added:?}");
     let target = cluster
         .status_of(leader)
@@ -349,7 +324,7 @@ async fn backup_and_restore() {
     let follower_url = cluster.url(follower);
     let out = storcon(&["backup", "--api", &follower_url, "--out", file_arg], &[]).await;
     assert_exit(&out, 0, "backup");
-    let summary = text(&out.stdout);
+    let summary = out.stdout;
     eprintln!("backup_and_restore: {}", summary.trim());
     assert!(
         summary.contains("3 tenants, 5 shards, 3 nodes") && summary.contains("sha256:"),
@@ -421,9 +396,9 @@ async fn backup_and_restore() {
     .await;
     assert_exit(&out, 1, "restore of a corrupted backup");
     assert!(
-        text(&out.stderr).contains("backup checksum mismatch"),
+        out.stderr.contains("backup checksum mismatch"),
         "{}",
-        text(&out.stderr)
+        out.stderr
     );
     assert!(!data_dir.exists(), "a refused restore wrote nothing");
     let truncated = restored.dir().join("truncated.json");
@@ -442,9 +417,9 @@ async fn backup_and_restore() {
     .await;
     assert_exit(&out, 1, "restore of a truncated backup");
     assert!(
-        text(&out.stderr).contains("not a storcon backup document"),
+        out.stderr.contains("not a storcon backup document"),
         "{}",
-        text(&out.stderr)
+        out.stderr
     );
     let out = storcon(
         &[
@@ -460,11 +435,7 @@ async fn backup_and_restore() {
     )
     .await;
     assert_exit(&out, 1, "a gap that overflows generations");
-    assert!(
-        text(&out.stderr).contains("would overflow"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert!(out.stderr.contains("would overflow"), "{}", out.stderr);
     assert!(
         !data_dir.join("raft.redb").exists(),
         "a refused gap leaves no store behind"
@@ -473,19 +444,15 @@ async fn backup_and_restore() {
     // 4. Restore.
     let out = storcon(&["restore", "--config", &config, "--from", file_arg], &[]).await;
     assert_exit(&out, 0, "restore");
-    eprintln!("backup_and_restore: {}", text(&out.stdout).trim());
+    eprintln!("backup_and_restore: {}", out.stdout.trim());
     assert!(
-        text(&out.stdout).contains("3 tenants, 5 shards, 3 nodes"),
+        out.stdout.contains("3 tenants, 5 shards, 3 nodes"),
         "{}",
-        text(&out.stdout)
+        out.stdout
     );
     let out = storcon(&["restore", "--config", &config, "--from", file_arg], &[]).await;
     assert_exit(&out, 3, "restore into a non-empty data dir");
-    assert!(
-        text(&out.stderr).contains("not empty"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert!(out.stderr.contains("not empty"), "{}", out.stderr);
 
     // 5. It starts as the leader of a cluster of itself, above the old terms (the simulators
     //    still run: it heartbeats them from the restored node records).
@@ -608,11 +575,7 @@ async fn recover_after_quorum_loss() {
     let store_before = std::fs::read(data_dir.join("raft.redb")).expect("store");
     let out = storcon(&["recover", "--config", &config], &[]).await;
     assert_exit(&out, 3, "recover without --force");
-    assert!(
-        text(&out.stderr).contains("without --force"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert!(out.stderr.contains("without --force"), "{}", out.stderr);
     assert_eq!(listing(&data_dir), files_before);
     assert_eq!(
         std::fs::read(data_dir.join("raft.redb")).expect("store"),
@@ -622,15 +585,15 @@ async fn recover_after_quorum_loss() {
     // 3. With --force: a loud warning, the old store kept beside the new one.
     let out = storcon(&["recover", "--config", &config, "--force"], &[]).await;
     assert_exit(&out, 0, "recover --force");
-    let stderr = text(&out.stderr);
+    let stderr = out.stderr;
     assert!(
         stderr.contains("WARNING") && stderr.contains("ONE-MEMBER"),
         "{stderr}"
     );
     assert!(
-        text(&out.stdout).contains("2 tenants, 4 shards, 3 nodes"),
+        out.stdout.contains("2 tenants, 4 shards, 3 nodes"),
         "{}",
-        text(&out.stdout)
+        out.stdout
     );
     let kept: Vec<String> = listing(&data_dir)
         .into_iter()
@@ -691,9 +654,9 @@ async fn recover_after_quorum_loss() {
     .await;
     assert_exit(&out, 0, "backup of the recovered cluster");
     assert!(
-        text(&out.stdout).contains("3 tenants, 5 shards, 3 nodes"),
+        out.stdout.contains("3 tenants, 5 shards, 3 nodes"),
         "{}",
-        text(&out.stdout)
+        out.stdout
     );
     let out = storcon(
         &[
@@ -707,11 +670,7 @@ async fn recover_after_quorum_loss() {
     )
     .await;
     assert_exit(&out, 3, "restore over a live replica's data dir");
-    assert!(
-        text(&out.stderr).contains("not empty"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert!(out.stderr.contains("not empty"), "{}", out.stderr);
     wait_until("the survivor still serves", deadline::WRITE, async || {
         anyhow::ensure!(
             cluster.status_of(survivor).await?.leader_id == Some(survivor),
