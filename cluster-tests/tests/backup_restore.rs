@@ -52,12 +52,20 @@ async fn storcon(args: &[&str], env: &[(&str, &str)]) -> Run {
     run_storcon(args.iter().map(|a| a.to_string()).collect(), env).await
 }
 
+/// `storcon restore --config <config> --from <from> <more>`.
+async fn restore(config: &str, from: &Path, more: &[&str]) -> Run {
+    let mut args = vec!["restore", "--config", config, "--from"];
+    args.push(from.to_str().expect("utf-8 path"));
+    args.extend_from_slice(more);
+    storcon(&args, &[]).await
+}
+
 fn assert_exit(out: &Run, code: i32, what: &str) {
     assert_eq!(out.code, code, "{what}: {out}");
 }
 
-/// `GET /debug/v1/tenant` of the leader: every shard, by id.
-/// A leader just started answers 503 until its services have started: waited out.
+/// `GET /debug/v1/tenant` of the leader: every shard, by id. A leader just started answers 503
+/// until its services have started: waited out.
 async fn dump(api: &StorageApi) -> BTreeMap<String, Value> {
     let body = wait_until("the tenant dump", deadline::STARTUP, async || {
         let (status, body) = api.call(Method::GET, "/debug/v1/tenant", None).await;
@@ -383,76 +391,33 @@ async fn backup_and_restore() {
 
     let corrupted = restored.dir().join("corrupted.json");
     write_corrupted(&file, &corrupted);
-    let out = storcon(
-        &[
-            "restore",
-            "--config",
-            &config,
-            "--from",
-            corrupted.to_str().expect("utf-8"),
-        ],
-        &[],
-    )
-    .await;
-    assert_exit(&out, 1, "restore of a corrupted backup");
-    assert!(
-        out.stderr.contains("backup checksum mismatch"),
-        "{}",
-        out.stderr
-    );
+    restore(&config, &corrupted, &[])
+        .await
+        .fails(1, &["backup checksum mismatch"]);
     assert!(!data_dir.exists(), "a refused restore wrote nothing");
     let truncated = restored.dir().join("truncated.json");
     let bytes = std::fs::read(&file).expect("backup");
     std::fs::write(&truncated, &bytes[..bytes.len() / 2]).expect("write");
-    let out = storcon(
-        &[
-            "restore",
-            "--config",
-            &config,
-            "--from",
-            truncated.to_str().expect("utf-8"),
-        ],
-        &[],
-    )
-    .await;
-    assert_exit(&out, 1, "restore of a truncated backup");
-    assert!(
-        out.stderr.contains("not a storcon backup document"),
-        "{}",
-        out.stderr
-    );
-    let out = storcon(
-        &[
-            "restore",
-            "--config",
-            &config,
-            "--from",
-            file_arg,
-            "--generation-gap",
-            "4294967295",
-        ],
-        &[],
-    )
-    .await;
-    assert_exit(&out, 1, "a gap that overflows generations");
-    assert!(out.stderr.contains("would overflow"), "{}", out.stderr);
+    restore(&config, &truncated, &[])
+        .await
+        .fails(1, &["not a storcon backup document"]);
+    restore(&config, &file, &["--generation-gap", "4294967295"])
+        .await
+        .fails(1, &["would overflow"]);
     assert!(
         !data_dir.join("raft.redb").exists(),
         "a refused gap leaves no store behind"
     );
 
     // 4. Restore.
-    let out = storcon(&["restore", "--config", &config, "--from", file_arg], &[]).await;
-    assert_exit(&out, 0, "restore");
+    let out = restore(&config, &file, &[]).await.ok();
     eprintln!("backup_and_restore: {}", out.stdout.trim());
     assert!(
         out.stdout.contains("3 tenants, 5 shards, 3 nodes"),
         "{}",
         out.stdout
     );
-    let out = storcon(&["restore", "--config", &config, "--from", file_arg], &[]).await;
-    assert_exit(&out, 3, "restore into a non-empty data dir");
-    assert!(out.stderr.contains("not empty"), "{}", out.stderr);
+    restore(&config, &file, &[]).await.fails(3, &["not empty"]);
 
     // 5. It starts as the leader of a cluster of itself, above the old terms (the simulators
     //    still run: it heartbeats them from the restored node records).
@@ -658,19 +623,7 @@ async fn recover_after_quorum_loss() {
         "{}",
         out.stdout
     );
-    let out = storcon(
-        &[
-            "restore",
-            "--config",
-            &config,
-            "--from",
-            file.to_str().expect("utf-8"),
-        ],
-        &[],
-    )
-    .await;
-    assert_exit(&out, 3, "restore over a live replica's data dir");
-    assert!(out.stderr.contains("not empty"), "{}", out.stderr);
+    restore(&config, &file, &[]).await.fails(3, &["not empty"]);
     wait_until("the survivor still serves", deadline::WRITE, async || {
         anyhow::ensure!(
             cluster.status_of(survivor).await?.leader_id == Some(survivor),

@@ -300,26 +300,18 @@ async fn nodes_cluster_and_errors() {
     .await
     .expect("caught up");
     // node-configure, checked against the API.
-    cli(
-        &url,
-        &["node-configure", "--node-id", "3", "--scheduling", "pause"],
-    )
-    .await
-    .ok();
-    assert_eq!(
-        api.node_scheduling(3).await.unwrap().as_deref(),
-        Some("Pause")
-    );
-    cli(
-        &url,
-        &["node-configure", "--node-id", "3", "--scheduling", "active"],
-    )
-    .await
-    .ok();
-    assert_eq!(
-        api.node_scheduling(3).await.unwrap().as_deref(),
-        Some("Active")
-    );
+    for (flag, listed) in [("pause", "Pause"), ("active", "Active")] {
+        cli(
+            &url,
+            &["node-configure", "--node-id", "3", "--scheduling", flag],
+        )
+        .await
+        .ok();
+        assert_eq!(
+            api.node_scheduling(3).await.unwrap().as_deref(),
+            Some(listed)
+        );
+    }
 
     // Server errors: the status and the server's msg on stderr, exit 1.
     cli(
