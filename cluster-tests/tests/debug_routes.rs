@@ -496,3 +496,92 @@ async fn debug_routes() {
     sims.check_no_crashes().expect("no simulator crashed");
     cluster.check_no_crashes().expect("no replica crashed");
 }
+
+/// A node dropped while a heartbeat round has polled it but not yet taken the answers (the
+/// round paused at `heartbeat-after-poll`): the answer does not bring the node back. Before the
+/// fix the round re-inserted it, activated it, recorded its locations as observed and left
+/// reconcile_all answering the same non-zero count forever (CI, stop 18).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_drop_racing_a_heartbeat_round() {
+    let controller = ControllerOptions {
+        background_reconcile_ms: Some(3_600_000),
+        ..ControllerOptions::without_optimiser()
+    };
+    let ControllerFixture {
+        sims,
+        cluster,
+        leader,
+        follower: _,
+    } = ControllerFixture::start_with(
+        &[(1, "az-a"), (2, "az-a"), (3, "az-b")],
+        SETTLE_DEADLINE,
+        ClusterOptions::default(),
+        controller,
+    )
+    .await
+    .expect("a formed cluster with Active simulators");
+    let api = StorageApi::new(Client::new(
+        http_client(CLIENT_TIMEOUT),
+        cluster.url(leader),
+    ));
+    let kept = tenant_id(TAG, 11);
+    api.create_tenant(&tenant_create_body(&kept, 4, 1))
+        .await
+        .expect("create");
+    wait_settled(&api, &sims, std::slice::from_ref(&kept), SETTLE_DEADLINE)
+        .await
+        .expect("settled");
+    assert_eq!(reconcile_until_idle(&api).await.last(), Some(&0));
+    let described = api.describe_tenant(&kept).await.expect("describe");
+    let victim = described.shards[0].node_attached.expect("attached");
+
+    const FP: &str = "heartbeat-after-poll";
+    let hits = api.failpoint_hits(FP).await.expect("hits");
+    api.set_failpoint(FP, "pause").await.expect("pause");
+    cluster_tests::wait::wait_until("a heartbeat round paused", SETTLE_DEADLINE, async || {
+        let now = api.failpoint_hits(FP).await?;
+        anyhow::ensure!(now > hits, "hits {now}");
+        Ok(())
+    })
+    .await
+    .expect("paused");
+    let (status, body) = call(&api, Method::POST, &format!("/debug/v1/node/{victim}/drop")).await;
+    assert_eq!((status, &body), (200, &Value::Null), "node drop");
+    let victim_events = sims.history(victim).expect("history").len();
+    let paused_at = api.failpoint_hits(FP).await.expect("hits");
+    api.set_failpoint(FP, "off").await.expect("release");
+    // Two more rounds: the paused one has taken its answers and a whole later one ran.
+    cluster_tests::wait::wait_until("two more heartbeat rounds", SETTLE_DEADLINE, async || {
+        let now = api.failpoint_hits(FP).await?;
+        anyhow::ensure!(now >= paused_at + 2, "hits {now}");
+        Ok(())
+    })
+    .await
+    .expect("rounds ran");
+
+    assert!(
+        !api.nodes()
+            .await
+            .expect("nodes")
+            .iter()
+            .any(|n| n.id == victim),
+        "the dropped node is not listed again"
+    );
+    let answers = reconcile_until_idle(&api).await;
+    assert_eq!(answers.last(), Some(&0), "{answers:?}");
+    let dump = get_ok(&api, "/debug/v1/tenant").await;
+    for e in dump.as_array().expect("array") {
+        assert!(
+            e["observed"]["locations"].get(victim.to_string()).is_none(),
+            "nothing observed on the dropped node: {e}"
+        );
+    }
+    assert_eq!(
+        sims.history(victim).expect("history").len(),
+        victim_events,
+        "the dropped node got no call after the drop"
+    );
+    api.consistency_check().await.expect("consistent");
+    sims.check_no_crashes().expect("no simulator crashed");
+    cluster.check_no_crashes().expect("no replica crashed");
+}

@@ -88,7 +88,7 @@ pub enum ActivationError {
         shard: TenantShardId,
         error: PsError,
     },
-    #[error("the node re-attached or went offline during activation")]
+    #[error("the node re-attached, went offline or left the registry during activation")]
     NodeChanged,
 }
 
@@ -106,10 +106,22 @@ impl Controller {
             (n.clone(), r)
         });
         let results = futures::future::join_all(polls).await;
+        // Between the polls and their results: where a node removal can race a round.
+        if let Err(e) = self.failpoints.hit("heartbeat-after-poll").await {
+            tracing::warn!(error = %e, "heartbeat round abandoned");
+            return;
+        }
         let now = Instant::now();
         let mut tasks = Vec::new();
         for (node, result) in results {
             let transition = {
+                // Same lock order as the planner (state, then nodes). A node dropped or deleted
+                // while its poll was out is not brought back: its answer is dropped here, and a
+                // removal that commits after this point finds the entry and forgets it.
+                let state = self.state.read();
+                if state.node(node.id).is_none() {
+                    continue;
+                }
                 let mut nodes = self.nodes.states();
                 let entry = nodes.entry(node.id).or_insert_with(|| NodeState::new(now));
                 let t = on_heartbeat(
@@ -165,6 +177,10 @@ impl Controller {
             .map_err(ActivationError::List)?;
         let unknown: Vec<_> = {
             let state = self.state.read();
+            if state.node(node.id).is_none() {
+                // Dropped or deleted while the listing was out: not ours to touch any more.
+                return Err(ActivationError::NodeChanged);
+            }
             reported
                 .iter()
                 .filter(|(id, _)| !state.knows_shard(id))
@@ -182,10 +198,15 @@ impl Controller {
             .into_iter()
             .filter(|(id, _)| !unknown.contains(id))
             .collect();
-        if life.is_cancelled() {
-            return Err(ActivationError::NodeChanged);
+        {
+            // Under the state lock, so a node removal commits either before this check (and
+            // nothing is recorded) or after the record (and its forget clears it).
+            let state = self.state.read();
+            if life.is_cancelled() || state.node(node.id).is_none() {
+                return Err(ActivationError::NodeChanged);
+            }
+            lock(&self.observed).replace_node(node.id, &known);
         }
-        lock(&self.observed).replace_node(node.id, &known);
         if let Some(n) = self.nodes.states().get_mut(&node.id) {
             n.avail = Avail::Active;
         }
