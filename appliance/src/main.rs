@@ -13,6 +13,7 @@
 mod cli;
 mod config;
 mod controller;
+mod dead_leader;
 mod demo;
 mod formation;
 mod leadership;

@@ -229,7 +229,16 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
         .run(),
     );
+    let detector = tokio::spawn(crate::dead_leader::run(
+        raft.clone(),
+        app.leader_contact.clone(),
+        crate::dead_leader::Timing {
+            lease: Duration::from_millis(config.raft.election_timeout_max_ms),
+            heartbeat: Duration::from_millis(config.raft.heartbeat_interval_ms),
+        },
+    ));
     let served = server.await.context("server task failed")?;
+    detector.abort();
     watcher.abort();
     let _ = raft.shutdown().await;
     served.context("HTTP server failed")?;

@@ -53,6 +53,8 @@ pub struct AppInner {
     pub membership: Option<Arc<dyn crate::members::MembershipOps>>,
     /// Peers that refused this replica's Raft RPCs as a non-member (reported on `/status`).
     pub refusals: raft_store::Refusals,
+    /// When the leader was last heard (AppendEntries answered); read by the dead-leader detector.
+    pub leader_contact: Arc<raft_store::contact::LeaderContact>,
 }
 
 #[derive(Clone)]
@@ -92,6 +94,7 @@ impl AppState {
             backup: None,
             membership: None,
             refusals: Default::default(),
+            leader_contact: Default::default(),
         }))
     }
 

@@ -191,7 +191,15 @@ pub async fn append(
         &rpc.vote,
         log_ids.chain(rpc.leader_commit.iter()),
     )?;
-    Ok(Json(app.raft.append_entries(rpc).await))
+    let from = rpc.vote.leader_id().voted_for();
+    let answer = app.raft.append_entries(rpc).await;
+    // A stale leader's call (answered HigherVote) is not contact with the current one.
+    if let (Ok(r), Some(leader)) = (&answer, from)
+        && !matches!(r, AppendEntriesResponse::HigherVote(_))
+    {
+        app.leader_contact.record(leader);
+    }
+    Ok(Json(answer))
 }
 
 pub async fn vote(

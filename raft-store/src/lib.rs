@@ -20,6 +20,7 @@
 pub mod backup;
 pub mod client;
 pub mod codec;
+pub mod contact;
 mod db;
 mod error;
 mod formation;

@@ -50,11 +50,11 @@ struct Common {
     /// RUST_LOG of the replicas (their logs go to files in a temporary directory).
     #[arg(long, global = true, default_value = "warn")]
     rust_log: String,
-    #[arg(long, global = true, default_value_t = 100)]
+    #[arg(long, global = true, default_value_t = 50)]
     heartbeat_ms: u64,
-    #[arg(long, global = true, default_value_t = 400)]
+    #[arg(long, global = true, default_value_t = 200)]
     election_min_ms: u64,
-    #[arg(long, global = true, default_value_t = 800)]
+    #[arg(long, global = true, default_value_t = 400)]
     election_max_ms: u64,
 }
 
