@@ -183,30 +183,40 @@ fn check_dump_entry(
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn debug_routes() {
+/// Three simulators (two AZs), the background pass out of the way (one an hour) and the
+/// optimiser off: the tests check exact intents after drops, and reconcile_all would also run
+/// optimiser passes.
+async fn start() -> ControllerFixture {
     let controller = ControllerOptions {
         background_reconcile_ms: Some(3_600_000),
-        // It checks exact intents after drops; reconcile_all would also run optimiser passes.
         ..ControllerOptions::without_optimiser()
     };
-    let ControllerFixture {
-        sims,
-        cluster,
-        leader,
-        follower,
-    } = ControllerFixture::start_with(
+    ControllerFixture::start_with(
         &[(1, "az-a"), (2, "az-a"), (3, "az-b")],
         SETTLE_DEADLINE,
         ClusterOptions::default(),
         controller,
     )
     .await
-    .expect("a formed cluster with Active simulators");
-    let api = StorageApi::new(Client::new(
+    .expect("a formed cluster with Active simulators")
+}
+
+fn api_of(cluster: &cluster_tests::Cluster, replica: u64) -> StorageApi {
+    StorageApi::new(Client::new(
         http_client(CLIENT_TIMEOUT),
-        cluster.url(follower),
-    ));
+        cluster.url(replica),
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn debug_routes() {
+    let ControllerFixture {
+        sims,
+        cluster,
+        leader,
+        follower,
+    } = start().await;
+    let api = api_of(&cluster, follower);
 
     let (kept, dropped, detached) = (tenant_id(TAG, 1), tenant_id(TAG, 2), tenant_id(TAG, 3));
     api.create_tenant(&tenant_create_body(&kept, 4, 1))
@@ -503,27 +513,13 @@ async fn debug_routes() {
 /// reconcile_all answering the same non-zero count forever (CI, stop 18).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_drop_racing_a_heartbeat_round() {
-    let controller = ControllerOptions {
-        background_reconcile_ms: Some(3_600_000),
-        ..ControllerOptions::without_optimiser()
-    };
     let ControllerFixture {
         sims,
         cluster,
         leader,
         follower: _,
-    } = ControllerFixture::start_with(
-        &[(1, "az-a"), (2, "az-a"), (3, "az-b")],
-        SETTLE_DEADLINE,
-        ClusterOptions::default(),
-        controller,
-    )
-    .await
-    .expect("a formed cluster with Active simulators");
-    let api = StorageApi::new(Client::new(
-        http_client(CLIENT_TIMEOUT),
-        cluster.url(leader),
-    ));
+    } = start().await;
+    let api = api_of(&cluster, leader);
     let kept = tenant_id(TAG, 11);
     api.create_tenant(&tenant_create_body(&kept, 4, 1))
         .await
