@@ -33,6 +33,7 @@ pub mod cli_run;
 pub mod client;
 pub mod cluster;
 pub mod config;
+pub mod etcd;
 pub mod fixture;
 pub mod history;
 pub mod moves;

@@ -359,8 +359,12 @@ impl Controller {
     /// The planner's steps for one shard, from the applied state and what this leader observed.
     pub(super) fn plan_for(&self, id: &TenantShardId) -> Vec<Step> {
         let state = self.state.read();
-        let observed = lock(&self.observed).locations(id);
+        // Nodes before observed: an activation records a node's listing before it marks the
+        // node Active, so a node seen Active here has its listing in the copy taken next. The
+        // other order could pair a fresh Active with a stale copy (nothing listed there yet)
+        // and attach in a new generation what the node already holds.
         let nodes = self.nodes.states();
+        let observed = lock(&self.observed).locations(id);
         let active = |n: NodeId| nodes.get(&n).is_some_and(|s| s.avail == Avail::Active);
         let mut steps =
             reconcile_plan::plan(state.shard(id), state.knows_shard(id), &observed, active);

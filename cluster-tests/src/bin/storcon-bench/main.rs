@@ -12,6 +12,10 @@
 //! cargo run --release -p cluster-tests --bin storcon-bench -- reconcile-failover --kills 5
 //! cargo run --release -p cluster-tests --bin storcon-bench -- timeline-create --runs 10
 //! cargo run --release -p cluster-tests --bin storcon-bench -- migrate --runs 10
+//! cargo run --release -p cluster-tests --bin storcon-bench -- gen-commit --clients 1,64
+//! cargo run --release -p cluster-tests --bin storcon-bench -- compare --runs 3
+//! cargo run --release -p cluster-tests --bin storcon-bench -- soak --seconds 600
+//! cargo run --release -p cluster-tests --bin storcon-bench -- soak --seconds 300 --writers 64
 //! ```
 //!
 //! Every run is bounded (`--max-seconds`) and kills its replicas on every exit path, Ctrl-C
@@ -32,6 +36,9 @@ use cluster_tests::stats::{Summary, ms};
 use cluster_tests::storage_api::StorageApi;
 use cluster_tests::{Client, Cluster, ClusterOptions, NodeRegisterRequest, RaftOptions, deadline};
 use futures::StreamExt;
+
+mod soak;
+mod write_path;
 
 #[derive(Parser)]
 #[command(about = "Benchmarks of a three-replica storcon cluster on 127.0.0.1")]
@@ -73,7 +80,37 @@ enum Cmd {
         #[arg(long, default_value_t = 500)]
         writes: u32,
     },
-    /// Concurrent writers for a fixed time.
+    /// Generation commits: re-attach upcalls of fake nodes holding one shard each (one Raft
+    /// entry per call, no pageserver traffic; heartbeats off). See `write_path.rs`.
+    GenCommit {
+        #[arg(long, value_delimiter = ',', default_value = "1,16,64,256")]
+        clients: Vec<usize>,
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+        #[arg(long, default_value_t = 3)]
+        runs: u32,
+    },
+    /// `gen-commit` beside a three-member etcd on loopback (puts through its JSON gateway),
+    /// alternating the two for every client count and run. Needs `etcd` (Debian's
+    /// `etcd-server`) or `$ETCD_BIN`.
+    Compare {
+        #[arg(long, value_delimiter = ',', default_value = "1,16,64,256")]
+        clients: Vec<usize>,
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+        #[arg(long, default_value_t = 3)]
+        runs: u32,
+    },
+    /// Election soak at the default Raft timings: fails if any replica's term or leader changes.
+    /// `--writers 0` is the idle soak; writers run the `gen-commit` workload.
+    Soak {
+        #[arg(long, default_value_t = 600)]
+        seconds: u64,
+        #[arg(long, default_value_t = 0)]
+        writers: usize,
+    },
+    /// Concurrent node registrations for a fixed time. Each registers a new node (a Raft entry);
+    /// heartbeats are off for the run, so the leader does not poll the nodes it accumulates.
     Throughput {
         #[arg(long, default_value_t = 64)]
         clients: usize,
@@ -145,6 +182,8 @@ enum Cmd {
     },
 }
 
+const HOUR_MS: u64 = 3_600_000;
+
 /// Unique pageserver ids for the whole run.
 static NEXT_NODE: AtomicU64 = AtomicU64::new(1);
 
@@ -155,12 +194,17 @@ fn next_node() -> NodeRegisterRequest {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let limit = Duration::from_secs(cli.common.max_seconds);
+    // A soak's own length extends the bound (with time to start and check the cluster).
+    let max_seconds = match cli.cmd {
+        Cmd::Soak { seconds, .. } => cli.common.max_seconds.max(seconds + 120),
+        _ => cli.common.max_seconds,
+    };
+    let limit = Duration::from_secs(max_seconds);
     // Dropping `run` (deadline or Ctrl-C) drops its `Cluster`, which kills the replicas.
     tokio::select! {
         result = tokio::time::timeout(limit, run(&cli)) => match result {
             Ok(result) => result,
-            Err(_) => bail!("run exceeded --max-seconds {}", cli.common.max_seconds),
+            Err(_) => bail!("run exceeded its bound of {max_seconds} s (--max-seconds)"),
         },
         _ = tokio::signal::ctrl_c() => bail!("interrupted"),
     }
@@ -189,11 +233,24 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
     // The scale run: one simulator absorbs thousands of location changes, each rewriting its
     // locations file, so a heartbeat can wait behind them; give it a long offline grace so the
     // measurement is not a failover.
-    let controller = matches!(cli.cmd, Cmd::Scale { .. }).then(|| ControllerOptions {
-        heartbeat_interval_ms: Some(1000),
-        max_offline_ms: Some(600_000),
-        ..ControllerOptions::default()
-    });
+    let controller = match cli.cmd {
+        Cmd::Scale { .. } => Some(ControllerOptions {
+            heartbeat_interval_ms: Some(1000),
+            max_offline_ms: Some(600_000),
+            ..ControllerOptions::default()
+        }),
+        // Write-path runs: the startup round finds no node, the next is an hour away, so the
+        // nodes the benchmark registers are never called (gen-commit checks that it is so).
+        Cmd::GenCommit { .. } | Cmd::Compare { .. } | Cmd::Throughput { .. } | Cmd::Soak { .. } => {
+            Some(ControllerOptions {
+                heartbeat_interval_ms: Some(HOUR_MS),
+                max_offline_ms: Some(HOUR_MS),
+                max_warming_up_ms: Some(HOUR_MS),
+                ..ControllerOptions::default()
+            })
+        }
+        _ => None,
+    };
     // The migrate run times compute notifications: a hook receiving them, started first.
     let hook = match cli.cmd {
         Cmd::Migrate { .. } => Some(ComputeHook::start().await?),
@@ -213,6 +270,31 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
                 failover(&cluster, kills, Duration::from_millis(retry_ms)).await
             }
             Cmd::Latency { writes } => latency(&cluster, writes).await,
+            Cmd::GenCommit {
+                ref clients,
+                seconds,
+                runs,
+            } => {
+                let plan = write_path::Plan {
+                    clients: clients.clone(),
+                    seconds,
+                    runs,
+                };
+                write_path::run(&cluster, &plan, false).await
+            }
+            Cmd::Soak { seconds, writers } => soak::run(&cluster, seconds, writers).await,
+            Cmd::Compare {
+                ref clients,
+                seconds,
+                runs,
+            } => {
+                let plan = write_path::Plan {
+                    clients: clients.clone(),
+                    seconds,
+                    runs,
+                };
+                write_path::run(&cluster, &plan, true).await
+            }
             Cmd::Split { runs, bystanders } => split(&cluster, runs, bystanders).await,
             Cmd::ReconcileFailover { kills } => reconcile_failover(&cluster, kills).await,
             Cmd::TimelineCreate {
