@@ -320,6 +320,9 @@ pub struct RaftTimings {
     /// Log entries kept behind a snapshot, for followers that are only a little behind.
     pub snapshot_keep_logs: u64,
     pub install_snapshot_timeout_ms: u64,
+    /// Group commit: concurrent writes share one log entry (`raft_store::client::Proposer`).
+    /// Off only while a cluster still has replicas of a version that cannot read batches.
+    pub batch_proposals: bool,
 }
 
 impl Default for RaftTimings {
@@ -331,6 +334,7 @@ impl Default for RaftTimings {
             snapshot_threshold: 5000,
             snapshot_keep_logs: 1000,
             install_snapshot_timeout_ms: 5000,
+            batch_proposals: true,
         }
     }
 }

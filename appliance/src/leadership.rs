@@ -140,7 +140,8 @@ impl Leadership {
             started_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         };
         // Bounded: a leader without a quorum would otherwise wait here forever.
-        match raft_store::client::propose(&self.replica.raft, command, Duration::from_secs(5)).await
+        match raft_store::client::propose(&self.replica.proposer, command, Duration::from_secs(5))
+            .await
         {
             Ok(_) => true,
             Err(e) => {

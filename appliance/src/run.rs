@@ -218,6 +218,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             handover,
             replica: crate::controller::Replica {
                 raft: raft.clone(),
+                proposer: raft_store::client::Proposer::new(
+                    raft.clone(),
+                    config.raft.batch_proposals,
+                ),
                 state: app.state.clone(),
                 audit,
                 cfg: config.controller.clone(),

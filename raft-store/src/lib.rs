@@ -25,6 +25,7 @@ mod db;
 mod error;
 mod formation;
 mod log_store;
+mod log_tail;
 pub mod metrics;
 mod network;
 pub mod seed;

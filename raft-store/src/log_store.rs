@@ -1,13 +1,17 @@
 //! `RaftLogStorage` on redb.
 //!
 //! Guarantees: `save_vote`, `append`, `truncate` and `purge` commit Immediate (fsync) before they
-//! return, and `append` calls its flush callback only after that commit. `purge` records
+//! return, and `append` calls its flush callback only after that commit. `save_committed` only
+//! records the id; the next of those commits writes it (openraft calls it on every commit, and
+//! it is advisory: a restart that finds an older one re-applies a little more of the log).
+//! Reads of the newest entries are served from memory (`log_tail.rs`). `purge` records
 //! `last_purged` in the same transaction that deletes the entries, so a restart never finds a
 //! gap between the purge pointer and the first entry. Calls commit in call order under redb's
 //! single writer, so vote and log I/O are never reordered.
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
@@ -17,6 +21,7 @@ use redb::ReadableTable;
 use crate::codec;
 use crate::db::{Db, LOG, RAFT_META, get_json, put_json};
 use crate::error::StoreError;
+use crate::log_tail::LogTail;
 use crate::metrics::{self, STORE_METRICS};
 use crate::types::TypeConfig;
 use state_machine::ReplicaId;
@@ -28,11 +33,55 @@ pub(crate) const LAST_PURGED: &str = "last_purged";
 #[derive(Clone)]
 pub struct LogStore {
     db: Db,
+    /// The newest entries, for the reads that follow an append (see `log_tail.rs`).
+    tail: Arc<Mutex<LogTail>>,
+    /// The committed log id openraft reported last, not yet written: the next durable commit
+    /// of the log (append, vote, truncate, purge) writes it, so reporting it costs no I/O.
+    committed: Arc<Mutex<Option<Option<LogId<ReplicaId>>>>>,
 }
 
 impl LogStore {
     pub fn new(db: Db) -> Self {
-        LogStore { db }
+        LogStore {
+            db,
+            tail: Arc::default(),
+            committed: Arc::default(),
+        }
+    }
+
+    fn tail(&self) -> MutexGuard<'_, LogTail> {
+        // The tail is only ever changed whole-entry by whole-entry; a panic leaves it usable,
+        // but clear it so that nothing half-done is served.
+        self.tail.lock().unwrap_or_else(|p| {
+            let mut t = p.into_inner();
+            t.clear();
+            t
+        })
+    }
+
+    /// Writes the committed log id reported since the last durable commit into `tx`.
+    fn write_committed(
+        committed: &Mutex<Option<Option<LogId<ReplicaId>>>>,
+        tx: &redb::WriteTransaction,
+    ) -> Result<(), StoreError> {
+        let pending = committed.lock().unwrap_or_else(|p| p.into_inner()).take();
+        match pending {
+            Some(c) => put_json(tx, RAFT_META, COMMITTED, &c),
+            None => Ok(()),
+        }
+    }
+
+    /// One durable commit of `f`'s changes, carrying the committed log id reported since the
+    /// last one.
+    fn commit_durable(
+        db: &Db,
+        committed: &Mutex<Option<Option<LogId<ReplicaId>>>>,
+        f: impl FnOnce(&redb::WriteTransaction) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        db.write_blocking(true, |tx| {
+            f(tx)?;
+            Self::write_committed(committed, tx)
+        })
     }
 }
 
@@ -76,6 +125,9 @@ impl RaftLogReader<TypeConfig> for LogStore {
         range: RB,
     ) -> Result<Vec<Entry<TypeConfig>>, StorageError<ReplicaId>> {
         let (start, end) = bounds(&range);
+        if let Some(entries) = self.tail().read(start, end) {
+            return Ok(entries);
+        }
         self.db
             .run(move |db| read_entries(db, start, end))
             .await
@@ -114,8 +166,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_vote(&mut self, vote: &Vote<ReplicaId>) -> Result<(), StorageError<ReplicaId>> {
         let vote = *vote;
+        let committed = self.committed.clone();
         self.db
-            .run(move |db| db.write_blocking(true, |tx| put_json(tx, RAFT_META, VOTE, &vote)))
+            .run(move |db| {
+                Self::commit_durable(db, &committed, |tx| put_json(tx, RAFT_META, VOTE, &vote))
+            })
             .await
             .map_err(|e| StorageIOError::write_vote(&e).into())
     }
@@ -136,18 +191,18 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 .commit_index
                 .set(i64::try_from(c.index).unwrap_or(i64::MAX));
         }
-        // Not fsynced: losing it only means re-applying less of the log after a restart.
-        self.db
-            .run(move |db| {
-                db.write_blocking(false, |tx| put_json(tx, RAFT_META, COMMITTED, &committed))
-            })
-            .await
-            .map_err(|e| StorageIOError::write(&e).into())
+        // Written by the next durable commit of the log: losing it only means re-applying less
+        // of the log after a restart, and it is on the path of every commit.
+        *self.committed.lock().unwrap_or_else(|p| p.into_inner()) = Some(committed);
+        Ok(())
     }
 
     async fn read_committed(
         &mut self,
     ) -> Result<Option<LogId<ReplicaId>>, StorageError<ReplicaId>> {
+        if let Some(c) = *self.committed.lock().unwrap_or_else(|p| p.into_inner()) {
+            return Ok(c);
+        }
         self.db
             .run(|db| {
                 Ok(db
@@ -168,19 +223,28 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: OptionalSend,
     {
         let entries: Vec<Entry<TypeConfig>> = entries.into_iter().collect();
+        let (tail, committed) = (self.tail.clone(), self.committed.clone());
         let result = self
             .db
             .run(move |db| {
                 let started = Instant::now();
-                let written = db.write_blocking(true, |tx| {
+                let mut sizes = Vec::with_capacity(entries.len());
+                let written = Self::commit_durable(db, &committed, |tx| {
                     let mut table = tx.open_table(LOG)?;
                     for e in &entries {
                         let bytes = codec::encode_entry(e)?;
                         table.insert(e.get_log_id().index, bytes.as_slice())?;
+                        sizes.push(bytes.len());
                     }
                     Ok(())
                 });
                 metrics::observe(&STORE_METRICS.log_append_fsync, started.elapsed());
+                if written.is_ok() {
+                    // Before `append` returns: readers of these entries come after it.
+                    tail.lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .extend(entries.into_iter().zip(sizes));
+                }
                 written
             })
             .await;
@@ -199,9 +263,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId<ReplicaId>) -> Result<(), StorageError<ReplicaId>> {
+        // Before the commit: a read must not find in the tail what the disk no longer holds.
+        self.tail().remove_from(log_id.index);
+        let committed = self.committed.clone();
         self.db
             .run(move |db| {
-                db.write_blocking(true, |tx| {
+                Self::commit_durable(db, &committed, |tx| {
                     tx.open_table(LOG)?
                         .retain_in::<u64, _>(log_id.index.., |_, _| false)?;
                     Ok(())
@@ -212,9 +279,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogId<ReplicaId>) -> Result<(), StorageError<ReplicaId>> {
+        self.tail().remove_through(log_id.index);
+        let committed = self.committed.clone();
         self.db
             .run(move |db| {
-                db.write_blocking(true, |tx| {
+                Self::commit_durable(db, &committed, |tx| {
                     tx.open_table(LOG)?
                         .retain_in::<u64, _>(..=log_id.index, |_, _| false)?;
                     put_json(tx, RAFT_META, LAST_PURGED, &log_id)

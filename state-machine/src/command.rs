@@ -11,6 +11,10 @@ use crate::{ReplicaId, Term};
 /// One replicated change. Everything `apply` needs is inside: no clock or randomness is read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
+    /// Commands proposed together as one log entry (the proposer's group commit), applied in
+    /// order, each exactly as if it were an entry of its own. Never nested, never proposed by
+    /// a caller (see `Command::admissible_size`). Answered with [`Response::Batch`].
+    Batch(Vec<Command>),
     /// Register a pageserver, or re-register one idempotently.
     RegisterNode(NodeRegisterRequest),
     /// A replica that became leader records itself, so every replica can answer
@@ -182,4 +186,6 @@ pub enum Response {
     AttachHook(Option<Generation>),
     Done,
     Rejected(Rejection),
+    /// The answers to a [`Command::Batch`], one per command, in its order.
+    Batch(Vec<Response>),
 }

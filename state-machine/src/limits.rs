@@ -125,7 +125,19 @@ impl Command {
     /// decode the entry that carries it. Every proposer calls this; apply checks again what
     /// depends on the state (a patched config as a whole).
     pub fn check_admissible(&self) -> Result<(), Rejection> {
+        self.admissible_size().map(|_| ())
+    }
+
+    /// [`Command::check_admissible`], answering the encoded size of an admissible command (the
+    /// proposer bounds a batch by it). A [`Command::Batch`] is never admissible: only the
+    /// proposer makes one, of commands admitted one by one, within [`MAX_COMMAND_BYTES`].
+    pub fn admissible_size(&self) -> Result<usize, Rejection> {
         match self {
+            Command::Batch(_) => {
+                return Err(Rejection::BadRequest(
+                    "a batch is made by the proposer, not proposed".into(),
+                ));
+            }
             Command::CreateTenant(c) => check_tenant_config(&c.config)?,
             Command::SetTenantConfig { config, .. } | Command::OnboardTenant { config, .. } => {
                 check_tenant_config(config)?
@@ -161,7 +173,7 @@ impl Command {
                  are accepted"
             )));
         }
-        Ok(())
+        Ok(bytes.len())
     }
 }
 

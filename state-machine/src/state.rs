@@ -71,6 +71,7 @@ impl State {
     /// Applies one command. Returns the response and the rows it changed (empty on rejection).
     pub fn apply(&mut self, command: &Command) -> (Response, Vec<Mutation>) {
         let result = match command {
+            Command::Batch(commands) => return self.apply_batch(commands),
             Command::RegisterNode(req) => self.register_node(req),
             Command::RecordLeader {
                 node_id,
@@ -159,6 +160,24 @@ impl State {
             panic!("{e} after applying {command:?}");
         }
         applied
+    }
+
+    /// Each command in order, as if each were an entry of its own: its own answer, its own
+    /// rows (a later command of the batch sees an earlier one's effects, and its rows follow).
+    fn apply_batch(&mut self, commands: &[Command]) -> (Response, Vec<Mutation>) {
+        let mut answers = Vec::with_capacity(commands.len());
+        let mut muts = Vec::new();
+        for command in commands {
+            if matches!(command, Command::Batch(_)) {
+                let nested = Rejection::BadRequest("batches do not nest".into());
+                answers.push(Response::Rejected(nested));
+                continue;
+            }
+            let (answer, rows) = self.apply(command);
+            answers.push(answer);
+            muts.extend(rows);
+        }
+        (Response::Batch(answers), muts)
     }
 
     fn register_node(

@@ -6,7 +6,7 @@ use proptest::prelude::*;
 use state_machine::ids::{ShardCount, TenantId, TenantShardId};
 use state_machine::{
     Command, CreateTenant, Generation, Intent, NodeId, NodeRegisterRequest, PlacementPolicy,
-    ReplicaId, State, Term,
+    ReplicaId, Response, State, Term,
 };
 
 fn tenant(t: u8) -> TenantId {
@@ -378,4 +378,122 @@ fn the_generators_reach_accepted_splits() {
         "accepted DropTenant {dropped_tenants}"
     );
     assert!(dropped_nodes >= 5, "accepted DropNode {dropped_nodes}");
+}
+
+/// Applies `groups` as batch entries (a group of one as a plain entry, as the proposer does):
+/// the answers, flattened, and the rows written.
+fn apply_grouped(
+    state: &mut State,
+    groups: &[Vec<Command>],
+) -> (Vec<Response>, BTreeMap<String, Vec<u8>>) {
+    let mut answers = Vec::new();
+    let mut table = BTreeMap::new();
+    for g in groups {
+        let (answer, muts) = match g.as_slice() {
+            [one] => state.apply(one),
+            many => state.apply(&Command::Batch(many.to_vec())),
+        };
+        match answer {
+            Response::Batch(each) => {
+                assert!(g.len() > 1, "a single command answered as a batch");
+                answers.extend(each);
+            }
+            one => answers.push(one),
+        }
+        for m in muts {
+            match m.value {
+                Some(v) => {
+                    table.insert(m.key, v);
+                }
+                None => {
+                    table.remove(&m.key);
+                }
+            }
+        }
+    }
+    (answers, table)
+}
+
+proptest! {
+    /// Group commit changes nothing but the number of entries: commands cut into batches at
+    /// random points get the answers, the state and the rows they get one entry each.
+    #[test]
+    fn a_batch_applies_like_its_commands_one_by_one(
+        cmds in commands(15),
+        cuts in prop::collection::vec(1usize..6, 1..20),
+    ) {
+        let mut groups = Vec::new();
+        let mut rest = cmds.as_slice();
+        for n in cuts.iter().cycle() {
+            if rest.is_empty() {
+                break;
+            }
+            let (g, r) = rest.split_at((*n).min(rest.len()));
+            groups.push(g.to_vec());
+            rest = r;
+        }
+        let singles: Vec<Vec<Command>> = cmds.iter().map(|c| vec![c.clone()]).collect();
+        let (mut batched, mut alone) = (State::default(), State::default());
+        let (batched_answers, batched_rows) = apply_grouped(&mut batched, &groups);
+        let (alone_answers, alone_rows) = apply_grouped(&mut alone, &singles);
+        prop_assert_eq!(batched_answers, alone_answers);
+        prop_assert_eq!(&batched, &alone);
+        prop_assert_eq!(batched_rows, alone_rows);
+    }
+}
+
+#[test]
+fn a_batch_answers_each_command_and_refuses_only_the_bad_ones() {
+    let mut state = State::default();
+    let batch = Command::Batch(vec![
+        register(NodeId(1)),
+        // Refused (unknown node): changes nothing, and the commands around it still apply.
+        Command::SetNodeScheduling {
+            node_id: NodeId(9),
+            policy: state_machine::NodeSchedulingPolicy::Pause,
+        },
+        Command::ReAttach { node_id: NodeId(1) },
+        Command::Batch(vec![register(NodeId(2))]),
+        register(NodeId(3)),
+    ]);
+    let (answer, muts) = state.apply(&batch);
+    let Response::Batch(each) = answer else {
+        panic!("not a batch answer: {answer:?}");
+    };
+    assert_eq!(each.len(), 5);
+    assert!(
+        matches!(each[0], Response::NodeRegistered(_)),
+        "{:?}",
+        each[0]
+    );
+    assert!(matches!(each[1], Response::Rejected(_)), "{:?}", each[1]);
+    // Sees the node the first command registered.
+    assert!(matches!(each[2], Response::ReAttached(_)), "{:?}", each[2]);
+    assert!(
+        matches!(each[3], Response::Rejected(_)),
+        "a nested batch: {:?}",
+        each[3]
+    );
+    assert!(
+        matches!(each[4], Response::NodeRegistered(_)),
+        "{:?}",
+        each[4]
+    );
+    let nodes: Vec<NodeId> = state.nodes().map(|n| n.id).collect();
+    assert_eq!(
+        nodes,
+        vec![NodeId(1), NodeId(3)],
+        "the nested batch applied nothing"
+    );
+    assert_eq!(
+        muts.iter().filter(|m| m.key.starts_with("node")).count(),
+        2,
+        "{muts:?}"
+    );
+    assert!(
+        Command::Batch(vec![register(NodeId(4))])
+            .check_admissible()
+            .is_err(),
+        "a batch is never proposed from outside"
+    );
 }

@@ -46,6 +46,7 @@ const PROPOSE_WAIT: Duration = Duration::from_secs(10);
 /// the reconcile queue (`reconcile::Queue`) and the tenant locks (`locks::TenantLocks`).
 pub struct Controller {
     raft: Raft,
+    proposer: raft_store::client::Proposer,
     state: SharedState,
     term: Term,
     cfg: ControllerConfig,
@@ -85,6 +86,8 @@ pub struct Scheduled {
 #[derive(Clone)]
 pub struct Replica {
     pub raft: Raft,
+    /// Every write of this replica goes through it (group commit).
+    pub proposer: raft_store::client::Proposer,
     pub state: SharedState,
     pub audit: raft_store::StateAudit,
     pub cfg: ControllerConfig,
@@ -102,6 +105,7 @@ impl Controller {
     pub fn new(replica: Replica, term: Term, cancel: CancellationToken) -> Arc<Controller> {
         let Replica {
             raft,
+            proposer,
             state,
             audit,
             cfg,
@@ -133,6 +137,7 @@ impl Controller {
                 cancel.clone(),
             ),
             raft,
+            proposer,
             state,
             term,
             cfg,
@@ -283,7 +288,7 @@ impl Controller {
         if self.cancel.is_cancelled() {
             return Err(ProposeError::TermEnded);
         }
-        raft_store::client::propose(&self.raft, command, within).await
+        raft_store::client::propose(&self.proposer, command, within).await
     }
 
     /// Schedules the given tenants in one pass and commits the changed intents in one command.
