@@ -96,6 +96,8 @@ pub struct Metrics {
     reconcile_long_running: Counter,
     pending_reconciles: Gauge,
     stuck_reconciles: Gauge,
+    background_pass: Histogram,
+    startup_reconcile: Gauge<f64, std::sync::atomic::AtomicU64>,
     schedule_optimization: Counter,
     schedule_az_violation: Gauge,
     tenant_shards: Gauge,
@@ -158,6 +160,8 @@ impl Metrics {
             reconcile_long_running: Counter::default(),
             pending_reconciles: Gauge::default(),
             stuck_reconciles: Gauge::default(),
+            background_pass: Histogram::new(exponential_buckets(0.000_25, 2.0, 16)),
+            startup_reconcile: Gauge::default(),
             schedule_optimization: Counter::default(),
             schedule_az_violation: Gauge::default(),
             tenant_shards: Gauge::default(),
@@ -238,6 +242,17 @@ impl Metrics {
             "storage_controller_reconcile_long_running",
             "Reconcile passes that ran longer than the long-reconcile threshold",
             self.reconcile_long_running.clone(),
+        );
+        r.register(
+            "storcon_background_pass_seconds",
+            "Time of one background pass on the leader (scheduling, dirty-shard scan, optimiser)",
+            self.background_pass.clone(),
+        );
+        r.register(
+            "storcon_startup_reconcile_seconds",
+            "Time this replica's last leadership took from its start to serving (abort of recorded \
+             splits, the observed-state scan, scheduling, reconciles queued)",
+            self.startup_reconcile.clone(),
         );
         r.register(
             "storage_controller_pending_reconciles",
@@ -466,6 +481,14 @@ pub fn reconcile_long_running() {
 pub fn set_reconcile_queue(pending: usize, stuck: usize) {
     METRICS.pending_reconciles.set(gauge_value(pending));
     METRICS.stuck_reconciles.set(gauge_value(stuck));
+}
+
+pub fn background_pass(elapsed: std::time::Duration) {
+    METRICS.background_pass.observe(elapsed.as_secs_f64());
+}
+
+pub fn startup_reconcile(elapsed: std::time::Duration) {
+    METRICS.startup_reconcile.set(elapsed.as_secs_f64());
 }
 
 pub fn optimisations(moves: usize) {

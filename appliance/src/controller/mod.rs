@@ -187,6 +187,7 @@ impl Controller {
         }
         self.spawn_compute_retry();
         self.started.store(true, Ordering::SeqCst);
+        storcon_http::metrics::startup_reconcile(started.elapsed());
         tracing::info!(
             queued,
             elapsed_ms = started.elapsed().as_millis() as u64,
@@ -225,6 +226,7 @@ impl Controller {
                     self.chaos_move(z ^ (z >> 31)).await;
                 }
                 _ = background.tick() => {
+                    let pass = Instant::now();
                     let (pending, stuck) = self.reconciles.counts();
                     storcon_http::metrics::set_reconcile_queue(pending, stuck);
                     if let Err(e) = self.schedule_all().await {
@@ -237,6 +239,7 @@ impl Controller {
                     }
                     self.spawn_autosplit();
                     self.spawn_compute_retry();
+                    storcon_http::metrics::background_pass(pass.elapsed());
                 }
             }
         }

@@ -35,8 +35,8 @@ use cluster_tests::sims::Sims;
 use cluster_tests::stats::{Summary, ms};
 use cluster_tests::storage_api::StorageApi;
 use cluster_tests::{Client, Cluster, ClusterOptions, NodeRegisterRequest, RaftOptions, deadline};
-use futures::StreamExt;
 
+mod scale;
 mod soak;
 mod write_path;
 
@@ -120,15 +120,18 @@ enum Cmd {
         #[arg(long)]
         via_follower: bool,
     },
-    /// One pageserver-sim holding many shards: the leader's memory per shard, and how long the
-    /// re-attach answer for that pageserver takes.
+    /// Many shards over several simulators at the production controller timings: creation
+    /// rate, leader RSS per shard, an idle background pass, leader and simulator SIGKILL, the
+    /// re-attach answer of a busy simulator. See `scale.rs`.
     Scale {
         #[arg(long, default_value_t = 5000)]
         shards: usize,
         #[arg(long, default_value_t = 8)]
         shards_per_tenant: u8,
+        #[arg(long, default_value_t = 10)]
+        sims: u64,
         /// Tenant creations in flight at once.
-        #[arg(long, default_value_t = 16)]
+        #[arg(long, default_value_t = 64)]
         concurrency: usize,
         /// Re-attach calls to time.
         #[arg(long, default_value_t = 5)]
@@ -234,11 +237,8 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
     // locations file, so a heartbeat can wait behind them; give it a long offline grace so the
     // measurement is not a failover.
     let controller = match cli.cmd {
-        Cmd::Scale { .. } => Some(ControllerOptions {
-            heartbeat_interval_ms: Some(1000),
-            max_offline_ms: Some(600_000),
-            ..ControllerOptions::default()
-        }),
+        // The binary's own timings: the scale run measures failover at them.
+        Cmd::Scale { .. } => None,
         // Write-path runs: the startup round finds no node, the next is an hour away, so the
         // nodes the benchmark registers are never called (gen-commit checks that it is so).
         Cmd::GenCommit { .. } | Cmd::Compare { .. } | Cmd::Throughput { .. } | Cmd::Soak { .. } => {
@@ -318,9 +318,20 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
             Cmd::Scale {
                 shards,
                 shards_per_tenant,
+                sims,
                 concurrency,
                 reattaches,
-            } => scale(&cluster, shards, shards_per_tenant, concurrency, reattaches).await,
+            } => {
+                let plan = scale::Plan {
+                    shards,
+                    per_tenant: shards_per_tenant,
+                    sims,
+                    concurrency,
+                    reattaches,
+                    max_offline: Duration::from_secs(10),
+                };
+                scale::run(&cluster, &plan).await
+            }
             Cmd::Throughput {
                 clients,
                 seconds,
@@ -504,95 +515,13 @@ async fn throughput(
 }
 
 /// Resident memory of a process, from /proc.
-fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+pub(crate) fn rss_kib(pid: u32) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     status
         .lines()
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .context("no VmRSS in /proc status")
-}
-
-async fn scale(
-    cluster: &Cluster,
-    shards: usize,
-    per_tenant: u8,
-    concurrency: usize,
-    reattaches: usize,
-) -> anyhow::Result<()> {
-    let leader = cluster.wait_for_leader(deadline::ELECTION).await?;
-    let pid = cluster.pid(leader).context("leader pid")?;
-    let sims = Sims::start(&cluster.url(leader), &[(1, "az-a")]).await?;
-    let api = StorageApi::new(cluster.client(leader));
-    sims.wait_active(&api, &[1], Duration::from_secs(60))
-        .await?;
-    let rss_before = rss_kib(pid)?;
-
-    let http = http_client(Duration::from_secs(120));
-    let base = cluster.url(leader);
-    let tenants = shards.div_ceil(usize::from(per_tenant.max(1)));
-    let started = Instant::now();
-    let created: Vec<anyhow::Result<()>> = futures::stream::iter(0..tenants)
-        .map(|i| {
-            let http = http.clone();
-            let base = base.clone();
-            async move {
-                let body = serde_json::json!({
-                    "new_tenant_id": format!("{:032x}", 0x5ca1e000_u128 + i as u128),
-                    "shard_parameters": {"count": per_tenant, "stripe_size": 2048},
-                    "placement_policy": {"Attached": 0},
-                });
-                let resp = http
-                    .post(format!("{base}/v1/tenant"))
-                    .json(&body)
-                    .send()
-                    .await?;
-                if resp.status().as_u16() != 201 {
-                    bail!("create: {} {}", resp.status(), resp.text().await?);
-                }
-                Ok(())
-            }
-        })
-        .buffer_unordered(concurrency)
-        .collect()
-        .await;
-    created.into_iter().collect::<anyhow::Result<()>>()?;
-    let created_in = started.elapsed();
-    let total = tenants * usize::from(per_tenant.max(1));
-    let rss_after = rss_kib(pid)?;
-    eprintln!(
-        "created {tenants} tenants / {total} shards attached on one pageserver in {:.1} s ({:.0} shards/s)",
-        created_in.as_secs_f64(),
-        total as f64 / created_in.as_secs_f64()
-    );
-    println!(
-        "leader RSS {rss_before} KiB -> {rss_after} KiB: {:.0} bytes per shard at {total} shards",
-        (rss_after.saturating_sub(rss_before) * 1024) as f64 / total as f64
-    );
-
-    // The pageserver restarts: stop the simulator so nothing else touches its shards, then time
-    // the re-attach answers the controller gives for it.
-    sims.kill(1);
-    let mut samples = Vec::new();
-    for _ in 0..reattaches {
-        let t = Instant::now();
-        let resp = http
-            .post(format!("{base}/upcall/v1/re-attach"))
-            .json(&serde_json::json!({"node_id": 1}))
-            .send()
-            .await?;
-        let status = resp.status();
-        let answer: serde_json::Value = resp.json().await?;
-        let elapsed = t.elapsed();
-        let n = answer["tenants"].as_array().map_or(0, Vec::len);
-        if !status.is_success() || n != total {
-            bail!("re-attach answered {status} with {n} tenants, expected {total}");
-        }
-        samples.push(elapsed);
-    }
-    let summary = Summary::of(&samples).context("no samples")?;
-    println!("re-attach answer for a pageserver holding {total} shards: {summary}");
-    Ok(())
 }
 
 async fn split(cluster: &Cluster, runs: u32, bystanders: u32) -> anyhow::Result<()> {
