@@ -94,9 +94,11 @@ impl State {
                 record.tenant_id
             )));
         }
-        let touched: Vec<_> = self
-            .shards()
-            .filter(|s| s.intent.contains(node_id) || s.generation_pageserver == Some(node_id))
+        let on = self.shards_on(node_id);
+        let ids: std::collections::BTreeSet<_> = on.intended.union(&on.issued).copied().collect();
+        let touched: Vec<_> = ids
+            .iter()
+            .filter_map(|id| self.shard(id))
             .cloned()
             .collect();
         let mut muts = Vec::with_capacity(touched.len() + 1);

@@ -27,6 +27,7 @@ pub mod reconcile_plan;
 mod replicas;
 mod restore;
 mod rows;
+pub mod shards;
 pub mod scheduler;
 mod split;
 mod state;

@@ -83,11 +83,7 @@ impl crate::state::State {
         observed: &std::collections::BTreeMap<crate::ids::TenantShardId, Option<bool>>,
     ) -> Vec<storcon_api::wire::NodeShard> {
         let mut ids: std::collections::BTreeSet<_> = observed.keys().copied().collect();
-        ids.extend(
-            self.shards()
-                .filter(|s| s.intent.contains(node))
-                .map(|s| s.id),
-        );
+        ids.extend(self.shards_on(node).intended.iter().copied());
         ids.into_iter()
             .map(|id| storcon_api::wire::NodeShard {
                 tenant_shard_id: id,

@@ -70,14 +70,24 @@ enum Role {
 impl Scheduler {
     /// Builds the scheduler with the load implied by every current intent.
     pub fn new(state: &State, nodes: impl IntoIterator<Item = NodeView>) -> Scheduler {
-        let mut s = Scheduler {
-            nodes: nodes.into_iter().map(|n| (n.id, n)).collect(),
-            load: BTreeMap::new(),
-        };
-        for shard in state.shards() {
-            s.account(&shard.intent, shard.preferred_az.as_deref(), 1);
-        }
-        s
+        let nodes: BTreeMap<NodeId, NodeView> = nodes.into_iter().map(|n| (n.id, n)).collect();
+        // From the shard table's per-node counts, not a pass over every shard: this runs for
+        // every tenant creation and every metrics scrape.
+        let load = state
+            .shards
+            .nodes()
+            .map(|(id, on)| {
+                let home = nodes.get(&id).map_or(0, |n| on.preferring(&n.az));
+                let load = Load {
+                    attached: on.attached,
+                    total: on.intended.len(),
+                    home,
+                };
+                (id, load)
+            })
+            .filter(|(_, l)| l.total > 0)
+            .collect();
+        Scheduler { nodes, load }
     }
 
     fn account(&mut self, intent: &Intent, preferred_az: Option<&str>, sign: isize) {

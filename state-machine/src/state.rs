@@ -34,7 +34,7 @@ pub struct LeaderRecord {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct State {
     pub(crate) nodes: BTreeMap<NodeId, NodeRecord>,
-    pub(crate) shards: BTreeMap<TenantShardId, TenantShard>,
+    pub(crate) shards: crate::shards::Shards,
     pub(crate) splits: BTreeMap<TenantId, SplitRecord>,
     pub(crate) migrations: BTreeMap<TenantShardId, MigrationRecord>,
     pub(crate) node_operation: Option<NodeOperation>,
@@ -58,6 +58,12 @@ impl State {
 
     pub fn shards(&self) -> impl Iterator<Item = &TenantShard> {
         self.shards.values()
+    }
+
+    /// The shards whose intent names `node`, and those whose generation was issued to it,
+    /// from the shard table's index (no pass over every shard).
+    pub fn shards_on(&self, node: NodeId) -> &crate::shards::NodeShards {
+        self.shards.on_node(node)
     }
 
     pub fn shard(&self, id: &TenantShardId) -> Option<&TenantShard> {
@@ -261,7 +267,10 @@ impl State {
                 sync(&mut self.nodes, &from.nodes, id);
             } else if let Some(id) = key.strip_prefix(SHARD_PREFIX) {
                 let id: TenantShardId = id.parse().map_err(|_| bad(key))?;
-                sync(&mut self.shards, &from.shards, id);
+                match from.shards.get(&id) {
+                    Some(s) => self.shards.insert(id, s.clone()),
+                    None => self.shards.remove(&id),
+                };
             } else if let Some(id) = key.strip_prefix(SPLIT_PREFIX) {
                 let id: TenantId = id.parse().map_err(|_| bad(key))?;
                 sync(&mut self.splits, &from.splits, id);

@@ -342,8 +342,10 @@ impl State {
         // detached from the pageserver's point of view.
         let ids: Vec<TenantShardId> = self
             .shards
-            .values()
-            .filter(|s| s.generation_pageserver == Some(node_id))
+            .on_node(node_id)
+            .issued
+            .iter()
+            .filter_map(|id| self.shards.get(id))
             .filter(|s| matches!(s.placement, PlacementPolicy::Attached(_)))
             .map(|s| s.id)
             .collect();

@@ -27,6 +27,9 @@ fn broken(what: String) -> Result<(), InvariantViolation> {
 
 impl State {
     pub fn validate(&self) -> Result<(), InvariantViolation> {
+        if !self.shards.indexes_agree() {
+            return broken("the per-node shard indexes disagree with the shard table".into());
+        }
         let mut tenants: BTreeMap<TenantId, (ShardCount, u32)> = BTreeMap::new();
         let mut splitting: BTreeSet<TenantId> = BTreeSet::new();
         for s in self.shards() {
@@ -171,32 +174,40 @@ mod tests {
         let cases: [(Corrupt, &str); 6] = [
             (
                 |s, id| {
-                    let shard = s.shards.get_mut(&id).expect("shard");
-                    shard.intent = Intent {
-                        attached: Some(NodeId(1)),
-                        secondaries: vec![NodeId(1)],
-                    };
+                    s.shards.update(&id, |shard| {
+                        shard.intent = Intent {
+                            attached: Some(NodeId(1)),
+                            secondaries: vec![NodeId(1)],
+                        }
+                    });
                 },
                 "attached and secondary",
             ),
             (
-                |s, id| s.shards.get_mut(&id).expect("shard").intent.attached = Some(NodeId(9)),
+                |s, id| {
+                    s.shards.update(&id, |sh| sh.intent.attached = Some(NodeId(9)));
+                },
                 "unregistered node 9",
             ),
             (
                 |s, id| {
-                    let shard = s.shards.get_mut(&id).expect("shard");
-                    shard.generation = None;
-                    shard.generation_pageserver = Some(NodeId(1));
+                    s.shards.update(&id, |shard| {
+                        shard.generation = None;
+                        shard.generation_pageserver = Some(NodeId(1));
+                    });
                 },
                 "without a generation",
             ),
             (
-                |s, id| s.shards.get_mut(&id).expect("shard").stripe_size = 16,
+                |s, id| {
+                    s.shards.update(&id, |sh| sh.stripe_size = 16);
+                },
                 "stripe sizes",
             ),
             (
-                |s, id| s.shards.get_mut(&id).expect("shard").splitting = true,
+                |s, id| {
+                    s.shards.update(&id, |sh| sh.splitting = true);
+                },
                 "split record disagree",
             ),
             (

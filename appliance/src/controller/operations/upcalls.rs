@@ -78,7 +78,10 @@ impl Controller {
             .collect();
         tenants.extend(
             state
-                .shards()
+                .shards_on(req.node_id)
+                .intended
+                .iter()
+                .filter_map(|id| state.shard(id))
                 .filter(|s| s.intent.secondaries.contains(&req.node_id))
                 .filter(|s| !issued.iter().any(|(id, _)| *id == s.id))
                 .map(|s| ReAttachResponseTenant {
