@@ -96,7 +96,8 @@ impl Shards {
 
     /// What the table says about `node` (empty for a node it does not name).
     pub fn on_node(&self, node: NodeId) -> &NodeShards {
-        static NONE: std::sync::LazyLock<NodeShards> = std::sync::LazyLock::new(NodeShards::default);
+        static NONE: std::sync::LazyLock<NodeShards> =
+            std::sync::LazyLock::new(NodeShards::default);
         self.nodes.get(&node).unwrap_or(&NONE)
     }
 
@@ -147,7 +148,10 @@ fn index(nodes: &mut BTreeMap<NodeId, NodeShards>, shard: &TenantShard, add: boo
             if attached {
                 step(&mut n.attached);
             }
-            let az = n.by_preferred_az.entry(shard.preferred_az.clone()).or_default();
+            let az = n
+                .by_preferred_az
+                .entry(shard.preferred_az.clone())
+                .or_default();
             step(az);
             if *az == 0 {
                 n.by_preferred_az.remove(&shard.preferred_az);

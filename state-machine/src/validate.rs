@@ -185,7 +185,8 @@ mod tests {
             ),
             (
                 |s, id| {
-                    s.shards.update(&id, |sh| sh.intent.attached = Some(NodeId(9)));
+                    s.shards
+                        .update(&id, |sh| sh.intent.attached = Some(NodeId(9)));
                 },
                 "unregistered node 9",
             ),

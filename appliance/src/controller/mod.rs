@@ -18,6 +18,7 @@ mod observed;
 pub mod operations;
 mod pageserver;
 mod reconcile;
+mod schedule_rounds;
 mod split;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -57,6 +58,7 @@ pub struct Controller {
     reconciles: reconcile::Queue,
     hook: compute_hook::ComputeHook,
     locks: locks::TenantLocks,
+    schedule_rounds: schedule_rounds::Rounds,
     /// Set once the startup reconcile has run; handlers get 503 until then.
     started: AtomicBool,
     /// A background retry of pending compute notifications is running.
@@ -77,6 +79,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// Outcome of one scheduling pass: committed intent changes, and shards that could not be
 /// placed (they keep their previous intent).
+#[derive(Clone, Debug)]
 pub struct Scheduled {
     pub changed: Vec<TenantShardId>,
     pub unschedulable: Vec<(TenantShardId, state_machine::scheduler::ScheduleError)>,
@@ -129,6 +132,7 @@ impl Controller {
             audit,
             failpoints,
             locks: locks::TenantLocks::default(),
+            schedule_rounds: schedule_rounds::Rounds::default(),
             ps: PageserverClient::new(
                 http,
                 cfg.use_https_pageserver_api,
@@ -294,10 +298,25 @@ impl Controller {
         raft_store::client::propose(&self.proposer, command, within).await
     }
 
-    /// Schedules the given tenants in one pass and commits the changed intents in one command.
-    /// Returns the shards whose intent changed.
+    /// Schedules the given tenants and commits the changed intents, in one pass with every
+    /// other caller waiting at the same time (`schedule_rounds.rs`). Returns the shards of
+    /// `tenants` whose intent changed.
     async fn schedule(&self, tenants: &BTreeSet<TenantId>) -> Result<Scheduled, ProposeError> {
+        let joined = self.schedule_rounds.join(tenants);
         let _one_at_a_time = self.locks.schedule().await;
+        let all = match self.schedule_rounds.turn(&joined) {
+            schedule_rounds::Turn::Served(result) => result,
+            schedule_rounds::Turn::Pass { round, tenants } => {
+                let result = self.schedule_pass(&tenants).await;
+                self.schedule_rounds.finish(round, &result);
+                result
+            }
+        };
+        schedule_rounds::part_of(all, tenants)
+    }
+
+    /// One scheduling pass over `tenants`; the caller holds the scheduling lock.
+    async fn schedule_pass(&self, tenants: &BTreeSet<TenantId>) -> Result<Scheduled, ProposeError> {
         let (intents, unschedulable) = {
             let state = self.state.read();
             let views = nodes::views(&state, &self.nodes.states());
