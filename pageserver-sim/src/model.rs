@@ -10,6 +10,8 @@
 //!   generation; otherwise it moves to `retained`, as a real pageserver defers the deletion.
 
 use std::collections::BTreeMap;
+
+use imbl::OrdMap;
 use std::ops::Deref;
 use std::sync::Arc;
 
@@ -32,11 +34,12 @@ pub struct SimState {
     /// Highest `x-storcon-term` seen; lower terms are refused.
     #[serde(default)]
     pub max_term: Option<u64>,
-    /// Shared so that copying the state for a transaction does not copy every location.
+    /// Persistent maps of shared values: copying the state for a transaction, and comparing
+    /// the copy with the published state, cost what the transaction changed.
     #[serde(default)]
-    pub locations: BTreeMap<TenantShardId, Shared<Location>>,
+    pub locations: OrdMap<TenantShardId, Shared<Location>>,
     #[serde(default)]
-    pub max_generation: BTreeMap<TenantShardId, u32>,
+    pub max_generation: OrdMap<TenantShardId, u32>,
     /// Data whose deletion the controller did not confirm.
     #[serde(default)]
     pub retained: Vec<RetainedData>,
@@ -747,20 +750,24 @@ impl SimState {
         timeline: Option<&str>,
         bytes: u64,
     ) -> Result<Vec<TenantShardId>, ApiError> {
-        let mut changed = Vec::new();
-        for (id, loc) in self.locations.iter_mut() {
-            if id.tenant != tenant {
-                continue;
+        let matches = |name: &String| timeline.is_none_or(|t| t == name);
+        let changed: Vec<TenantShardId> = self
+            .locations
+            .iter()
+            .filter(|(id, loc)| id.tenant == tenant && loc.timelines.keys().any(matches))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &changed {
+            if let Some(loc) = self.locations.get_mut(id) {
+                for (_, tl) in loc
+                    .make_mut()
+                    .timelines
+                    .iter_mut()
+                    .filter(|(name, _)| matches(name))
+                {
+                    tl.logical_size = bytes;
+                }
             }
-            let matches = |name: &String| timeline.is_none_or(|t| t == name);
-            if !loc.timelines.keys().any(matches) {
-                continue;
-            }
-            let loc = loc.make_mut();
-            for (_, tl) in loc.timelines.iter_mut().filter(|(name, _)| matches(name)) {
-                tl.logical_size = bytes;
-            }
-            changed.push(*id);
         }
         if changed.is_empty() {
             return Err(ApiError::NotFound(match timeline {

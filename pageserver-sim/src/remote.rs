@@ -56,7 +56,16 @@ pub enum Upload {
 /// `prev`, and a fresh heatmap for each changed location whose config asks for heatmaps.
 pub fn uploads(prev: &SimState, next: &SimState, now: &str) -> Vec<Upload> {
     let mut out = Vec::new();
-    for (id, loc) in &next.locations {
+    // Only what changed: shared subtrees of the two maps are skipped.
+    let changed = prev
+        .locations
+        .diff(&next.locations)
+        .filter_map(|d| match d {
+            imbl::ordmap::DiffItem::Add(id, loc)
+            | imbl::ordmap::DiffItem::Update { new: (id, loc), .. } => Some((id, loc)),
+            imbl::ordmap::DiffItem::Remove(..) => None,
+        });
+    for (id, loc) in changed {
         let before = prev.locations.get(id);
         if !loc.mode.is_attached() || before.is_some_and(|b| b.same(loc)) {
             continue;

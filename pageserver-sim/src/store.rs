@@ -23,12 +23,13 @@
 //!   `max(1000, 2 × locations)` records, and at every start. A crash between the two steps is
 //!   harmless: the records left behind have `seq <= journal_seq` and are skipped on load.
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
+use imbl::OrdMap;
+use imbl::ordmap::DiffItem;
 use serde::{Deserialize, Serialize};
 
 use crate::append_log::{AppendLog, write_atomically};
@@ -283,39 +284,17 @@ pub fn diff(prev: &SimState, next: &SimState) -> Vec<Change> {
 }
 
 /// Calls `changed(key, new value or None if removed)` for every key whose entry differs.
-fn diff_maps<V: PartialEq>(
-    prev: &BTreeMap<TenantShardId, V>,
-    next: &BTreeMap<TenantShardId, V>,
+/// Subtrees the two maps share are skipped, so this costs what changed, not the map's size.
+fn diff_maps<V: PartialEq + Clone>(
+    prev: &OrdMap<TenantShardId, V>,
+    next: &OrdMap<TenantShardId, V>,
     mut changed: impl FnMut(TenantShardId, Option<&V>),
 ) {
-    let mut old = prev.iter().peekable();
-    let mut new = next.iter().peekable();
-    loop {
-        match (old.peek(), new.peek()) {
-            (None, None) => break,
-            (Some((k, _)), None) => {
-                changed(**k, None);
-                old.next();
-            }
-            (None, Some((k, v))) => {
-                changed(**k, Some(*v));
-                new.next();
-            }
-            (Some((ko, vo)), Some((kn, vn))) => {
-                if ko < kn {
-                    changed(**ko, None);
-                    old.next();
-                } else if kn < ko {
-                    changed(**kn, Some(*vn));
-                    new.next();
-                } else {
-                    if vo != vn {
-                        changed(**kn, Some(*vn));
-                    }
-                    old.next();
-                    new.next();
-                }
-            }
+    for item in prev.diff(next) {
+        match item {
+            DiffItem::Add(k, v) => changed(*k, Some(v)),
+            DiffItem::Update { new: (k, v), .. } => changed(*k, Some(v)),
+            DiffItem::Remove(k, _) => changed(*k, None),
         }
     }
 }
