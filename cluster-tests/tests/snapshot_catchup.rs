@@ -6,7 +6,10 @@ use cluster_tests::{Cluster, ClusterOptions, NodeRegisterRequest, RaftOptions, d
 use futures::stream::{self, StreamExt, TryStreamExt};
 
 const SNAPSHOT_THRESHOLD: u64 = 50;
-const WRITES_WHILE_DOWN: u64 = 300;
+/// How much the log grows while the follower is down: several snapshots, each purging.
+const LOG_GROWTH: u64 = 4 * SNAPSHOT_THRESHOLD;
+const WRITES_PER_ROUND: u64 = 100;
+const MAX_ROUNDS: usize = 30;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snapshot_catchup() {
@@ -36,25 +39,36 @@ async fn snapshot_catchup() {
     cluster.kill(follower);
 
     // Many more entries than the snapshot threshold, a few writers at a time. Writes go to
-    // whichever survivor leads (the survivors may re-elect on a slow machine).
+    // whichever survivor leads (the survivors may re-elect on a slow machine). Concurrent
+    // writes share log entries (group commit), so the log is what is counted: rounds of
+    // writes until it has grown by several snapshot thresholds.
     let survivor = cluster.live_ids()[0];
-    let more: Vec<NodeRegisterRequest> = (4..4 + WRITES_WHILE_DOWN)
-        .map(NodeRegisterRequest::fake)
-        .collect();
-    stream::iter(&more)
-        .map(|node| cluster.register(survivor, node))
-        .buffer_unordered(8)
-        .try_collect::<Vec<_>>()
-        .await
-        .expect("writes while the follower is down");
-    registered.extend(more);
-    let after = cluster
-        .wait_converged(deadline::CONVERGE)
-        .await
-        .expect("survivors converge");
+    let mut after = before;
+    let mut next_id = 4;
+    for _ in 0..MAX_ROUNDS {
+        if after >= before + LOG_GROWTH {
+            break;
+        }
+        let more: Vec<NodeRegisterRequest> = (next_id..next_id + WRITES_PER_ROUND)
+            .map(NodeRegisterRequest::fake)
+            .collect();
+        next_id += WRITES_PER_ROUND;
+        stream::iter(&more)
+            .map(|node| cluster.register(survivor, node))
+            .buffer_unordered(8)
+            .try_collect::<Vec<_>>()
+            .await
+            .expect("writes while the follower is down");
+        registered.extend(more);
+        after = cluster
+            .wait_converged(deadline::CONVERGE)
+            .await
+            .expect("survivors converge");
+    }
     assert!(
-        after >= before + WRITES_WHILE_DOWN,
-        "applied index went from {before} to {after} for {WRITES_WHILE_DOWN} writes"
+        after >= before + LOG_GROWTH,
+        "the log grew from {before} to {after} over {} writes",
+        next_id - 4
     );
 
     cluster.restart(follower).expect("restarting the follower");

@@ -84,8 +84,10 @@ pub struct Proposer {
 pub const MAX_IN_FLIGHT: usize = 2;
 /// Commands in one batch entry.
 pub const MAX_BATCH: usize = 512;
-/// What a batch adds around its commands when encoded (the tag and the commas), generously.
+/// What a batch adds around its commands when encoded (the tag and brackets), generously, and
+/// between two of them (a comma).
 const BATCH_OVERHEAD: usize = 64;
+const SEPARATOR: usize = 1;
 
 struct Queued {
     command: Command,
@@ -152,8 +154,8 @@ async fn batcher(raft: Raft, mut queue: mpsc::UnboundedReceiver<Queued>) {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match queue.try_recv() {
-                Ok(q) if bytes + q.size + 1 <= MAX_COMMAND_BYTES => {
-                    bytes += q.size + 1;
+                Ok(q) if bytes + q.size + SEPARATOR <= MAX_COMMAND_BYTES => {
+                    bytes += q.size + SEPARATOR;
                     batch.push(q);
                 }
                 Ok(q) => {

@@ -8,24 +8,10 @@ use std::time::Duration;
 use openraft::BasicNode;
 use raft_store::client::{Proposer, propose};
 use raft_store::{Db, HttpNetworkFactory, LogStore, ProposeError, Raft, StateMachineStore};
-use state_machine::{
-    Command, NodeId, NodeRegisterRequest, NodeSchedulingPolicy, ReplicaId, Response,
-};
+use state_machine::{Command, NodeId, NodeSchedulingPolicy, ReplicaId, Response};
 
-fn register(id: u64) -> Command {
-    Command::RegisterNode(NodeRegisterRequest {
-        node_id: NodeId(id),
-        listen_pg_addr: "ps".into(),
-        listen_pg_port: 1,
-        listen_grpc_addr: None,
-        listen_grpc_port: None,
-        listen_http_addr: "ps".into(),
-        listen_http_port: id as u16,
-        listen_https_port: None,
-        availability_zone_id: "az".into(),
-        node_ip_addr: None,
-    })
-}
+mod common;
+use common::register;
 
 async fn one_member(dir: &std::path::Path) -> (Raft, raft_store::SharedState) {
     let db = Db::open(dir, ReplicaId(1)).expect("open");

@@ -8,24 +8,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use openraft::storage::RaftStateMachine;
 use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, RaftSnapshotBuilder};
 use raft_store::{Db, StateMachineStore, TypeConfig};
-use state_machine::{
-    Command, NodeId, NodeRegisterRequest, NodeSchedulingPolicy, ReplicaId, Response, Term,
-};
+use state_machine::{Command, NodeId, NodeSchedulingPolicy, ReplicaId, Response, Term};
 
-fn register(id: u64, port: u16) -> Command {
-    Command::RegisterNode(NodeRegisterRequest {
-        node_id: NodeId(id),
-        listen_pg_addr: "ps".into(),
-        listen_pg_port: 1,
-        listen_grpc_addr: None,
-        listen_grpc_port: None,
-        listen_http_addr: "ps".into(),
-        listen_http_port: port,
-        listen_https_port: None,
-        availability_zone_id: "az".into(),
-        node_ip_addr: None,
-    })
-}
+mod common;
+use common::register_on as register;
 
 fn leader(term: u64) -> Command {
     Command::RecordLeader {

@@ -7,22 +7,10 @@ use openraft::{
     CommittedLeaderId, Entry, EntryPayload, LogId, RaftSnapshotBuilder, StoredMembership, Vote,
 };
 use raft_store::{Db, LogStore, StateMachineStore, TypeConfig};
-use state_machine::{Command, NodeId, NodeRegisterRequest, ReplicaId};
+use state_machine::{Command, NodeId, ReplicaId};
 
-fn register(id: u64) -> Command {
-    Command::RegisterNode(NodeRegisterRequest {
-        node_id: NodeId(id),
-        listen_pg_addr: "ps".into(),
-        listen_pg_port: 1,
-        listen_grpc_addr: None,
-        listen_grpc_port: None,
-        listen_http_addr: "ps".into(),
-        listen_http_port: id as u16,
-        listen_https_port: None,
-        availability_zone_id: "az".into(),
-        node_ip_addr: None,
-    })
-}
+mod common;
+use common::register;
 
 fn entry(index: u64, cmd: Command) -> Entry<TypeConfig> {
     Entry {

@@ -82,25 +82,11 @@ enum Cmd {
     },
     /// Generation commits: re-attach upcalls of fake nodes holding one shard each (one Raft
     /// entry per call, no pageserver traffic; heartbeats off). See `write_path.rs`.
-    GenCommit {
-        #[arg(long, value_delimiter = ',', default_value = "1,16,64,256")]
-        clients: Vec<usize>,
-        #[arg(long, default_value_t = 5)]
-        seconds: u64,
-        #[arg(long, default_value_t = 3)]
-        runs: u32,
-    },
+    GenCommit(WriteArgs),
     /// `gen-commit` beside a three-member etcd on loopback (puts through its JSON gateway),
     /// alternating the two for every client count and run. Needs `etcd` (Debian's
     /// `etcd-server`) or `$ETCD_BIN`.
-    Compare {
-        #[arg(long, value_delimiter = ',', default_value = "1,16,64,256")]
-        clients: Vec<usize>,
-        #[arg(long, default_value_t = 5)]
-        seconds: u64,
-        #[arg(long, default_value_t = 3)]
-        runs: u32,
-    },
+    Compare(WriteArgs),
     /// Election soak at the default Raft timings: fails if any replica's term or leader changes.
     /// `--writers 0` is the idle soak; writers run the `gen-commit` workload.
     Soak {
@@ -187,6 +173,17 @@ enum Cmd {
 
 const HOUR_MS: u64 = 3_600_000;
 
+/// Client counts and windows of `gen-commit` and `compare`.
+#[derive(Args)]
+struct WriteArgs {
+    #[arg(long, value_delimiter = ',', default_value = "1,16,64,256")]
+    clients: Vec<usize>,
+    #[arg(long, default_value_t = 5)]
+    seconds: u64,
+    #[arg(long, default_value_t = 3)]
+    runs: u32,
+}
+
 /// Unique pageserver ids for the whole run.
 static NEXT_NODE: AtomicU64 = AtomicU64::new(1);
 
@@ -245,7 +242,7 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
         }),
         // Write-path runs: the startup round finds no node, the next is an hour away, so the
         // nodes the benchmark registers are never called (gen-commit checks that it is so).
-        Cmd::GenCommit { .. } | Cmd::Compare { .. } | Cmd::Throughput { .. } | Cmd::Soak { .. } => {
+        Cmd::GenCommit(_) | Cmd::Compare(_) | Cmd::Throughput { .. } | Cmd::Soak { .. } => {
             Some(ControllerOptions {
                 heartbeat_interval_ms: Some(HOUR_MS),
                 max_offline_ms: Some(HOUR_MS),
@@ -274,31 +271,16 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
                 failover(&cluster, kills, Duration::from_millis(retry_ms)).await
             }
             Cmd::Latency { writes } => latency(&cluster, writes).await,
-            Cmd::GenCommit {
-                ref clients,
-                seconds,
-                runs,
-            } => {
+            Cmd::GenCommit(ref w) | Cmd::Compare(ref w) => {
                 let plan = write_path::Plan {
-                    clients: clients.clone(),
-                    seconds,
-                    runs,
+                    clients: w.clients.clone(),
+                    seconds: w.seconds,
+                    runs: w.runs,
                 };
-                write_path::run(&cluster, &plan, false).await
+                let with_etcd = matches!(cli.cmd, Cmd::Compare(_));
+                write_path::run(&cluster, &plan, with_etcd).await
             }
             Cmd::Soak { seconds, writers } => soak::run(&cluster, seconds, writers).await,
-            Cmd::Compare {
-                ref clients,
-                seconds,
-                runs,
-            } => {
-                let plan = write_path::Plan {
-                    clients: clients.clone(),
-                    seconds,
-                    runs,
-                };
-                write_path::run(&cluster, &plan, true).await
-            }
             Cmd::Split { runs, bystanders } => split(&cluster, runs, bystanders).await,
             Cmd::ReconcileFailover { kills } => reconcile_failover(&cluster, kills).await,
             Cmd::TimelineCreate {
