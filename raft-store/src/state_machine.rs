@@ -295,9 +295,17 @@ fn build_snapshot_blocking(db: &Db) -> Result<Snapshot<TypeConfig>, StoreError> 
         meta: meta.clone(),
         data: data.clone(),
     };
+    // Encoded before the write transaction: redb has one writer, and log appends wait for it.
+    // At 100,000 shards the encoding takes seconds; holding the writer that long stalled every
+    // replica's log at once and cost elections.
+    let stored = serde_json::to_vec(&stored)?;
     // Immediate: the snapshot, and every earlier None-durability apply, is on disk before
     // openraft may purge the log behind it.
-    db.write_blocking(true, |tx| put_json(tx, SM_META, SNAPSHOT, &stored))?;
+    db.write_blocking(true, |tx| {
+        tx.open_table(SM_META)?
+            .insert(SNAPSHOT, stored.as_slice())?;
+        Ok(())
+    })?;
     metrics::observe(&STORE_METRICS.snapshot_build, started.elapsed());
     STORE_METRICS
         .snapshot_bytes
@@ -400,6 +408,11 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 let blob = codec::decode_snapshot(&data)?;
                 let new_state =
                     State::from_rows(blob.rows.iter().map(|(k, v)| (k.as_str(), v.as_slice())))?;
+                // Encoded outside the write transaction, as in `build_snapshot_blocking`.
+                let stored = serde_json::to_vec(&StoredSnapshot {
+                    meta: meta.clone(),
+                    data,
+                })?;
                 db.write_blocking(true, |tx| {
                     {
                         let mut rows = tx.open_table(SM_ROWS)?;
@@ -410,11 +423,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                     }
                     put_json(tx, SM_META, LAST_APPLIED, &meta.last_log_id)?;
                     put_json(tx, SM_META, MEMBERSHIP, &meta.last_membership)?;
-                    let stored = StoredSnapshot {
-                        meta: meta.clone(),
-                        data: data.clone(),
-                    };
-                    put_json(tx, SM_META, SNAPSHOT, &stored)
+                    tx.open_table(SM_META)?
+                        .insert(SNAPSHOT, stored.as_slice())?;
+                    Ok(())
                 })?;
                 // Publish only after the install is durable.
                 *lock_staging(&staging, &state) = new_state.clone();
