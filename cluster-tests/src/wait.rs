@@ -31,6 +31,17 @@ pub const POLL_INTERVAL: Duration = Duration::from_millis(50);
 pub async fn wait_until<T>(
     what: &str,
     timeout: Duration,
+    check: impl AsyncFnMut() -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    wait_until_every(what, timeout, POLL_INTERVAL, check).await
+}
+
+/// [`wait_until`], re-checking every `interval`: for checks that cost the system under test
+/// enough that polling them every [`POLL_INTERVAL`] would measure the polling.
+pub async fn wait_until_every<T>(
+    what: &str,
+    timeout: Duration,
+    interval: Duration,
     mut check: impl AsyncFnMut() -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
     let start = Instant::now();
@@ -52,7 +63,7 @@ pub async fn wait_until<T>(
                 start.elapsed()
             )));
         }
-        tokio::time::sleep(POLL_INTERVAL).await;
+        tokio::time::sleep(interval).await;
     }
 }
 

@@ -50,13 +50,7 @@ impl LogStore {
     }
 
     fn tail(&self) -> MutexGuard<'_, LogTail> {
-        // The tail is only ever changed whole-entry by whole-entry; a panic leaves it usable,
-        // but clear it so that nothing half-done is served.
-        self.tail.lock().unwrap_or_else(|p| {
-            let mut t = p.into_inner();
-            t.clear();
-            t
-        })
+        lock_tail(&self.tail)
     }
 
     /// Writes the committed log id reported since the last durable commit into `tx`.
@@ -64,7 +58,7 @@ impl LogStore {
         committed: &Mutex<Option<Option<LogId<ReplicaId>>>>,
         tx: &redb::WriteTransaction,
     ) -> Result<(), StoreError> {
-        let pending = committed.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let pending = lock_committed(committed).take();
         match pending {
             Some(c) => put_json(tx, RAFT_META, COMMITTED, &c),
             None => Ok(()),
@@ -83,6 +77,23 @@ impl LogStore {
             Self::write_committed(committed, tx)
         })
     }
+}
+
+/// The tail, locked. A panic while it was held may have left it half changed: it is cleared,
+/// so nothing half done is served (reads then go to disk).
+fn lock_tail(tail: &Mutex<LogTail>) -> MutexGuard<'_, LogTail> {
+    tail.lock().unwrap_or_else(|p| {
+        let mut t = p.into_inner();
+        t.clear();
+        t
+    })
+}
+
+/// The committed id awaiting its write; a plain value, usable after a panic elsewhere.
+fn lock_committed(
+    committed: &Mutex<Option<Option<LogId<ReplicaId>>>>,
+) -> MutexGuard<'_, Option<Option<LogId<ReplicaId>>>> {
+    committed.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn bounds(range: &impl RangeBounds<u64>) -> (u64, Option<u64>) {
@@ -193,14 +204,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         }
         // Written by the next durable commit of the log: losing it only means re-applying less
         // of the log after a restart, and it is on the path of every commit.
-        *self.committed.lock().unwrap_or_else(|p| p.into_inner()) = Some(committed);
+        *lock_committed(&self.committed) = Some(committed);
         Ok(())
     }
 
     async fn read_committed(
         &mut self,
     ) -> Result<Option<LogId<ReplicaId>>, StorageError<ReplicaId>> {
-        if let Some(c) = *self.committed.lock().unwrap_or_else(|p| p.into_inner()) {
+        if let Some(c) = *lock_committed(&self.committed) {
             return Ok(c);
         }
         self.db
@@ -241,9 +252,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 metrics::observe(&STORE_METRICS.log_append_fsync, started.elapsed());
                 if written.is_ok() {
                     // Before `append` returns: readers of these entries come after it.
-                    tail.lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .extend(entries.into_iter().zip(sizes));
+                    lock_tail(&tail).extend(entries.into_iter().zip(sizes));
                 }
                 written
             })

@@ -21,9 +21,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 use cluster_tests::client::http_client;
+use cluster_tests::sims::SimLocation;
 use cluster_tests::sims::Sims;
 use cluster_tests::stats::{Summary, ms};
 use cluster_tests::storage_api::StorageApi;
+use cluster_tests::wait::wait_until_every;
 use cluster_tests::{Cluster, deadline, prom, wait_until};
 use futures::StreamExt;
 
@@ -49,21 +51,30 @@ const POLL: Duration = Duration::from_millis(500);
 /// counts every shard, and the passes come every `background_reconcile_ms` (2 s here).
 const IDLE_POLL: Duration = Duration::from_millis(1500);
 
-/// `wait_until` polling every [`POLL`].
+/// `wait_until` polling every [`POLL`], for at most [`PHASE_DEADLINE`].
 async fn poll_until<T>(
     what: &str,
-    mut check: impl AsyncFnMut() -> anyhow::Result<T>,
+    check: impl AsyncFnMut() -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
-    let deadline = Instant::now() + PHASE_DEADLINE;
-    loop {
-        match check().await {
-            Ok(v) => return Ok(v),
-            Err(e) if Instant::now() >= deadline => {
-                return Err(e.context(format!("{what}: not within {PHASE_DEADLINE:?}")));
+    wait_until_every(what, PHASE_DEADLINE, POLL, check).await
+}
+
+/// How many shards each simulator holds `AttachedSingle`, with their generations.
+fn attached_by_node(
+    view: &BTreeMap<String, BTreeMap<u64, SimLocation>>,
+) -> BTreeMap<u64, Vec<(String, u32)>> {
+    let mut per_sim: BTreeMap<u64, Vec<(String, u32)>> = BTreeMap::new();
+    for (shard, locs) in view {
+        for (node, l) in locs {
+            if l.mode == "AttachedSingle" {
+                per_sim
+                    .entry(*node)
+                    .or_default()
+                    .push((shard.clone(), l.generation.unwrap_or(0)));
             }
-            Err(_) => tokio::time::sleep(POLL).await,
         }
     }
+    per_sim
 }
 
 pub async fn run(cluster: &Cluster, plan: &Plan) -> anyhow::Result<()> {
@@ -138,17 +149,7 @@ pub async fn run(cluster: &Cluster, plan: &Plan) -> anyhow::Result<()> {
         Ok(view)
     })
     .await?;
-    let mut per_sim: BTreeMap<u64, Vec<(String, u32)>> = BTreeMap::new();
-    for (shard, locs) in &view {
-        for (node, l) in locs {
-            if l.mode == "AttachedSingle" {
-                per_sim
-                    .entry(*node)
-                    .or_default()
-                    .push((shard.clone(), l.generation.unwrap_or(0)));
-            }
-        }
-    }
+    let per_sim = attached_by_node(&view);
     println!(
         "scale: attached per simulator: {:?}",
         per_sim
@@ -289,17 +290,9 @@ pub async fn run(cluster: &Cluster, plan: &Plan) -> anyhow::Result<()> {
     );
 
     // 5. Re-attach answer of the simulator holding the most attached shards now.
-    let view = sims.view().await?;
-    let mut counts: BTreeMap<u64, usize> = BTreeMap::new();
-    for locs in view.values() {
-        for (n, l) in locs {
-            if l.mode == "AttachedSingle" {
-                *counts.entry(*n).or_default() += 1;
-            }
-        }
-    }
-    let (busiest, held) = counts
+    let (busiest, held) = attached_by_node(&sims.view().await?)
         .into_iter()
+        .map(|(n, s)| (n, s.len()))
         .max_by_key(|(_, c)| *c)
         .context("no simulator holds shards")?;
     sims.kill(busiest);
